@@ -1,0 +1,363 @@
+//! Domain types and the rules a reading must obey before the platform accepts it.
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Interval lengths a meter may report, in seconds.
+pub const KNOWN_INTERVALS_S: [u32; 3] = [900, 1800, 3600];
+/// The interval a reading has when it does not say.
+pub const DEFAULT_INTERVAL_S: u32 = 1800;
+/// Highest average power a domestic supply can draw: a 100 A single-phase fuse at 240 V is
+/// 24 kW; 25 kW leaves headroom for meter rounding. A reading above this is a fault.
+pub const MAX_POWER_KW: f64 = 25.0;
+/// How far in the future an interval may start, to tolerate meter clock drift.
+pub const MAX_FUTURE_SKEW_S: i64 = 300;
+
+/// A meter identifier: 1 to 64 characters of `[A-Za-z0-9_-]`.
+pub fn is_valid_meter_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Energy used by one meter in one interval. Identified by `(meter_id, ts)`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reading {
+    pub meter_id: String,
+    /// Start of the interval, UTC.
+    pub ts: DateTime<Utc>,
+    pub kwh: f64,
+    pub interval_s: u32,
+}
+
+/// Why a reading was refused: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub reason: String,
+}
+
+impl FieldError {
+    pub fn new(field: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            field,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl Reading {
+    /// Builds a reading from a JSON value, naming the first field that is missing or wrong.
+    /// The value is checked field by field (rather than deserialised in one go) so that the
+    /// error can always name the field.
+    pub fn from_json(value: &serde_json::Value, now: DateTime<Utc>) -> Result<Self, FieldError> {
+        let obj = value
+            .as_object()
+            .ok_or_else(|| FieldError::new("reading", "must be a JSON object"))?;
+        for key in obj.keys() {
+            if !matches!(key.as_str(), "meter_id" | "ts" | "kwh" | "interval_s") {
+                return Err(FieldError::new("reading", format!("unknown field `{key}`")));
+            }
+        }
+        let meter_id = match obj.get("meter_id") {
+            None => return Err(FieldError::new("meter_id", "is required")),
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(_) => return Err(FieldError::new("meter_id", "must be a string")),
+        };
+        let ts = match obj.get("ts") {
+            None => return Err(FieldError::new("ts", "is required")),
+            Some(serde_json::Value::String(s)) => DateTime::parse_from_rfc3339(s)
+                .map_err(|e| FieldError::new("ts", format!("must be an RFC 3339 timestamp ({e})")))?
+                .with_timezone(&Utc),
+            Some(_) => return Err(FieldError::new("ts", "must be an RFC 3339 string")),
+        };
+        let kwh = match obj.get("kwh") {
+            None => return Err(FieldError::new("kwh", "is required")),
+            Some(serde_json::Value::Number(n)) => n
+                .as_f64()
+                .ok_or_else(|| FieldError::new("kwh", "must be a finite number"))?,
+            Some(_) => return Err(FieldError::new("kwh", "must be a number")),
+        };
+        let interval_s = match obj.get("interval_s") {
+            None | Some(serde_json::Value::Null) => DEFAULT_INTERVAL_S,
+            Some(v) => v
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| FieldError::new("interval_s", "must be a whole number of seconds"))?,
+        };
+        let reading = Reading {
+            meter_id,
+            ts,
+            kwh,
+            interval_s,
+        };
+        reading.validate(now)?;
+        Ok(reading)
+    }
+
+    /// The physical and protocol rules every stored reading obeys.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), FieldError> {
+        if !is_valid_meter_id(&self.meter_id) {
+            return Err(FieldError::new(
+                "meter_id",
+                "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
+            ));
+        }
+        if !KNOWN_INTERVALS_S.contains(&self.interval_s) {
+            return Err(FieldError::new(
+                "interval_s",
+                format!("must be one of {KNOWN_INTERVALS_S:?}"),
+            ));
+        }
+        if !self.kwh.is_finite() {
+            return Err(FieldError::new("kwh", "must be a finite number"));
+        }
+        if self.kwh < 0.0 {
+            return Err(FieldError::new("kwh", "must not be negative"));
+        }
+        let max = max_kwh(self.interval_s);
+        if self.kwh > max {
+            return Err(FieldError::new(
+                "kwh",
+                format!(
+                    "{} kWh in {} s exceeds the physical limit of {max} kWh ({MAX_POWER_KW} kW)",
+                    self.kwh, self.interval_s
+                ),
+            ));
+        }
+        if self.ts.timestamp_subsec_nanos() != 0
+            || self.ts.timestamp().rem_euclid(i64::from(self.interval_s)) != 0
+        {
+            return Err(FieldError::new(
+                "ts",
+                format!(
+                    "must be aligned to the start of a {} s interval",
+                    self.interval_s
+                ),
+            ));
+        }
+        if self.ts.timestamp() > now.timestamp() + MAX_FUTURE_SKEW_S {
+            return Err(FieldError::new(
+                "ts",
+                format!("is in the future (more than {MAX_FUTURE_SKEW_S} s ahead of server time)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The largest energy a meter can report for an interval of `interval_s` seconds.
+pub fn max_kwh(interval_s: u32) -> f64 {
+    MAX_POWER_KW * f64::from(interval_s) / 3600.0
+}
+
+/// UTC instant from epoch seconds, for adapters that store integers.
+pub fn from_epoch(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// Kind of dwelling, which the load model and the estimator use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dwelling {
+    Flat,
+    Terraced,
+    SemiDetached,
+    Detached,
+}
+
+impl Dwelling {
+    pub const ALL: [Dwelling; 4] = [
+        Dwelling::Flat,
+        Dwelling::Terraced,
+        Dwelling::SemiDetached,
+        Dwelling::Detached,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dwelling::Flat => "flat",
+            Dwelling::Terraced => "terraced",
+            Dwelling::SemiDetached => "semi_detached",
+            Dwelling::Detached => "detached",
+        }
+    }
+}
+
+impl std::str::FromStr for Dwelling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Dwelling::ALL
+            .into_iter()
+            .find(|d| d.as_str() == s)
+            .ok_or_else(|| format!("unknown dwelling `{s}` (flat, terraced, semi_detached, detached)"))
+    }
+}
+
+/// A registered meter: where it is and the household behind it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meter {
+    pub meter_id: String,
+    /// Region code; `None` until the meter's location falls in a known region.
+    pub region: Option<String>,
+    pub lat: Option<f64>,
+    pub lon: Option<f64>,
+    pub household_size: Option<u8>,
+    pub dwelling: Option<Dwelling>,
+    pub registered_at: DateTime<Utc>,
+}
+
+/// The current energy profile of one region, as the batch job defines it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionProfile {
+    pub region: String,
+    pub run_id: String,
+    pub window_from: DateTime<Utc>,
+    pub window_to: DateTime<Utc>,
+    pub computed_at: DateTime<Utc>,
+    pub meters: u64,
+    pub readings: u64,
+    pub avg_daily_kwh: f64,
+    pub p50_daily_kwh: f64,
+    pub p90_daily_kwh: f64,
+    pub weekday_avg_daily_kwh: Option<f64>,
+    pub weekend_avg_daily_kwh: Option<f64>,
+    pub hourly_kwh: Vec<f64>,
+    pub peak_hour: u8,
+}
+
+/// Where a recompute run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [
+            RunStatus::Queued,
+            RunStatus::Running,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// One recompute of the regional profiles.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    pub run_id: String,
+    pub status: RunStatus,
+    /// What started it: `schedule`, `api`, `cli`, `startup`.
+    pub trigger: String,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub window_from: Option<DateTime<Utc>>,
+    pub window_to: Option<DateTime<Utc>>,
+    pub rows_scanned: u64,
+    pub regions_written: u64,
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        "2026-11-21T12:00:00Z".parse().unwrap_or_default()
+    }
+
+    fn parse(v: serde_json::Value) -> Result<Reading, FieldError> {
+        Reading::from_json(&v, now())
+    }
+
+    #[test]
+    fn accepts_a_good_reading_and_defaults_the_interval() {
+        let r = parse(json!({"meter_id": "MAC000123", "ts": "2026-11-21T10:00:00Z", "kwh": 0.123}));
+        let r = r.unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.interval_s, 1800);
+        assert_eq!(r.kwh, 0.123);
+    }
+
+    #[test]
+    fn names_the_field_that_is_wrong() {
+        let base = json!({"meter_id": "MAC1", "ts": "2026-11-21T10:00:00Z", "kwh": 0.5});
+        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+            ("meter_id", json!(null), "meter_id"),
+            ("meter_id", json!("bad id!"), "meter_id"),
+            ("meter_id", json!("x".repeat(65)), "meter_id"),
+            ("ts", json!("yesterday"), "ts"),
+            ("ts", json!("2026-11-21T10:10:00Z"), "ts"),
+            ("ts", json!("2026-11-22T10:00:00Z"), "ts"),
+            ("ts", json!(12345), "ts"),
+            ("kwh", json!(-0.1), "kwh"),
+            ("kwh", json!(13.0), "kwh"),
+            ("kwh", json!("NaN"), "kwh"),
+            ("interval_s", json!(1234), "interval_s"),
+            ("interval_s", json!(-1800), "interval_s"),
+        ];
+        for (key, value, field) in cases {
+            let mut v = base.clone();
+            if value.is_null() {
+                v.as_object_mut().map(|o| o.remove(key));
+            } else {
+                v[key] = value.clone();
+            }
+            let err = parse(v).err().unwrap_or_else(|| panic!("{key}={value} accepted"));
+            assert_eq!(err.field, field, "{key}={value}: {err}");
+        }
+    }
+
+    #[test]
+    fn interval_changes_alignment_and_limit() {
+        let r = parse(json!({"meter_id": "m", "ts": "2026-11-21T10:15:00Z", "kwh": 7.0, "interval_s": 900}));
+        assert_eq!(r.err().map(|e| e.field), Some("kwh"));
+        let r = parse(json!({"meter_id": "m", "ts": "2026-11-21T10:15:00Z", "kwh": 6.0, "interval_s": 3600}));
+        assert_eq!(r.err().map(|e| e.field), Some("ts"));
+    }
+
+    #[test]
+    fn small_clock_skew_is_tolerated() {
+        let ok = parse(json!({"meter_id": "m", "ts": "2026-11-21T12:00:00Z", "kwh": 0.1}));
+        assert!(ok.is_ok());
+        let late = parse(json!({"meter_id": "m", "ts": "2026-11-21T12:30:00Z", "kwh": 0.1}));
+        assert!(late.is_err());
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let r = parse(json!({"meter_id": "m", "ts": "2026-11-21T10:00:00Z", "kwh": 0.1, "kw": 3}));
+        assert_eq!(r.err().map(|e| e.field), Some("reading"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn kwh_outside_the_physical_range_is_always_refused(kwh in proptest::num::f64::ANY) {
+            let r = Reading { meter_id: "m".into(), ts: now() - chrono::Duration::hours(1), kwh, interval_s: 1800 };
+            let ok = kwh.is_finite() && (0.0..=max_kwh(1800)).contains(&kwh);
+            proptest::prop_assert_eq!(r.validate(now()).is_ok(), ok);
+        }
+    }
+}

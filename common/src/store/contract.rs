@@ -1,0 +1,227 @@
+//! The store contract: behaviour every [`Store`] adapter must show, written once. Each check
+//! uses ids of its own, so the suite also runs against a shared, non-empty store (a Cassandra
+//! node). Adapters run it with [`store_contract_tests!`](crate::store_contract_tests).
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+
+use super::{MAX_READBACK, Store};
+use crate::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus};
+
+/// Generates one `#[tokio::test]` per contract check; `$make` is an async expression giving
+/// something that derefs to a fresh store (a `Box`, an `Arc`, or a guard that also holds its
+/// temporary files); it may `panic!` with a reason when it cannot make one.
+#[macro_export]
+macro_rules! store_contract_tests {
+    ($make:expr) => {
+        $crate::store_contract_tests!(@each $make;
+            meters_round_trip, readings_upsert_once_per_meter_and_ts,
+            readings_window_is_half_open_ordered_and_limited, profiles_replace_per_region,
+            runs_round_trip_newest_first, summary_counts_what_was_written,
+            empty_writes_are_harmless);
+    };
+    (@each $make:expr; $($check:ident),*) => {
+        $(
+            #[tokio::test]
+            async fn $check() {
+                let store = $make.await;
+                $crate::store::contract::$check(&*store).await;
+            }
+        )*
+    };
+}
+
+fn unique(prefix: &str) -> String {
+    let n: u64 = rand::random();
+    format!("{prefix}-{n:016x}")
+}
+
+fn at(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0).single().unwrap_or_default()
+}
+
+/// 2026-01-01T00:00:00Z.
+const T0: i64 = 1_767_225_600;
+
+fn reading(meter: &str, slot: i64, kwh: f64) -> Reading {
+    Reading {
+        meter_id: meter.to_owned(),
+        ts: at(T0 + slot * 1800),
+        kwh,
+        interval_s: 1800,
+    }
+}
+
+fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
+    r.unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+pub async fn meters_round_trip(store: &dyn Store) {
+    let id = unique("m");
+    let mut m = Meter {
+        meter_id: id.clone(),
+        region: Some("E09000001".into()),
+        lat: Some(51.5138),
+        lon: Some(-0.0984),
+        household_size: Some(3),
+        dwelling: Some(Dwelling::Terraced),
+        registered_at: at(T0),
+    };
+    ok(store.upsert_meters(std::slice::from_ref(&m)).await, "upsert meter");
+    assert_eq!(ok(store.meter(&id).await, "get meter"), Some(m.clone()));
+    m.region = None;
+    m.dwelling = None;
+    ok(store.upsert_meters(std::slice::from_ref(&m)).await, "re-register meter");
+    assert_eq!(ok(store.meter(&id).await, "get meter"), Some(m.clone()), "upsert replaces");
+    assert_eq!(ok(store.meter(&unique("absent")).await, "get absent"), None);
+    let all = ok(store.meters().await, "list meters");
+    assert_eq!(all.iter().filter(|x| x.meter_id == id).count(), 1);
+    assert!(all.windows(2).all(|w| w[0].meter_id < w[1].meter_id), "ordered by id");
+}
+
+pub async fn readings_upsert_once_per_meter_and_ts(store: &dyn Store) {
+    let id = unique("m");
+    let batch: Vec<Reading> = (0..48).map(|s| reading(&id, s, 0.1 + s as f64 / 100.0)).collect();
+    ok(store.write_readings(&batch).await, "write");
+    ok(store.write_readings(&batch).await, "write again");
+    let got = ok(
+        store.meter_readings(&id, at(T0), at(T0 + 86_400), MAX_READBACK).await,
+        "read back",
+    );
+    assert_eq!(got, batch, "the same reading written twice is stored once");
+    let corrected = reading(&id, 5, 0.999);
+    ok(store.write_readings(std::slice::from_ref(&corrected)).await, "rewrite");
+    let got = ok(store.meter_readings(&id, at(T0), at(T0 + 86_400), 100).await, "read");
+    assert_eq!(got.len(), 48);
+    assert_eq!(got[5], corrected, "the later write wins");
+    let other = ok(store.meter_readings(&unique("m"), at(T0), at(T0 + 86_400), 100).await, "read");
+    assert!(other.is_empty(), "readings belong to their meter only");
+}
+
+pub async fn readings_window_is_half_open_ordered_and_limited(store: &dyn Store) {
+    let id = unique("m");
+    let mut batch: Vec<Reading> = (0..10).map(|s| reading(&id, s, 0.5)).collect();
+    batch.reverse();
+    ok(store.write_readings(&batch).await, "write");
+    let got = ok(
+        store.meter_readings(&id, at(T0 + 2 * 1800), at(T0 + 6 * 1800), 100).await,
+        "window",
+    );
+    let slots: Vec<i64> = got.iter().map(|r| (r.ts.timestamp() - T0) / 1800).collect();
+    assert_eq!(slots, vec![2, 3, 4, 5], "from is inclusive, to exclusive, oldest first");
+    let got = ok(store.meter_readings(&id, at(T0), at(T0 + 86_400), 3).await, "limit");
+    assert_eq!(got.len(), 3);
+    assert_eq!(got[0].ts, at(T0));
+    let empty = ok(store.meter_readings(&id, at(T0 + 100), at(T0 + 100), 10).await, "empty");
+    assert!(empty.is_empty());
+}
+
+fn profile(region: &str, run: &str, avg: f64) -> RegionProfile {
+    let mut hourly = vec![0.1; 24];
+    hourly[18] = 0.9;
+    RegionProfile {
+        region: region.to_owned(),
+        run_id: run.to_owned(),
+        window_from: at(T0),
+        window_to: at(T0 + 7 * 86_400),
+        computed_at: at(T0 + 8 * 86_400),
+        meters: 12,
+        readings: 12 * 7 * 48,
+        avg_daily_kwh: avg,
+        p50_daily_kwh: avg * 0.9,
+        p90_daily_kwh: avg * 1.6,
+        weekday_avg_daily_kwh: Some(avg * 0.95),
+        weekend_avg_daily_kwh: None,
+        hourly_kwh: hourly,
+        peak_hour: 18,
+    }
+}
+
+pub async fn profiles_replace_per_region(store: &dyn Store) {
+    let (a, b) = (unique("RA"), unique("RB"));
+    ok(store.put_profiles(&[profile(&a, "run1", 7.0), profile(&b, "run1", 8.0)]).await, "put");
+    ok(store.put_profiles(&[profile(&a, "run2", 9.5)]).await, "put again");
+    let all = ok(store.profiles().await, "profiles");
+    let mine: Vec<&RegionProfile> = all.iter().filter(|p| p.region == a || p.region == b).collect();
+    assert_eq!(mine.len(), 2, "one current profile per region");
+    let pa = mine.iter().find(|p| p.region == a).map(|p| (*p).clone());
+    assert_eq!(pa, Some(profile(&a, "run2", 9.5)), "the newer profile replaced the older");
+    let pb = mine.iter().find(|p| p.region == b).map(|p| (*p).clone());
+    assert_eq!(pb, Some(profile(&b, "run1", 8.0)), "a region not in the put keeps its own");
+    assert!(all.windows(2).all(|w| w[0].region < w[1].region), "ordered by region");
+}
+
+pub async fn runs_round_trip_newest_first(store: &dyn Store) {
+    // Far in the future, so these are the newest runs even in a shared store.
+    let base = at(T0 + 400 * 365 * 86_400);
+    let ids: Vec<String> = (0..3).map(|_| unique("run")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let run = Run {
+            run_id: id.clone(),
+            status: RunStatus::Queued,
+            trigger: "api".into(),
+            created_at: base + Duration::seconds(i as i64),
+            started_at: None,
+            finished_at: None,
+            window_from: None,
+            window_to: None,
+            rows_scanned: 0,
+            regions_written: 0,
+            error: None,
+        };
+        ok(store.put_run(&run).await, "put run");
+    }
+    let mut done = ok(store.run(&ids[1]).await, "get run").unwrap_or_else(|| panic!("run lost"));
+    done.status = RunStatus::Failed;
+    done.started_at = Some(base + Duration::seconds(10));
+    done.finished_at = Some(base + Duration::seconds(20));
+    done.window_from = Some(at(T0));
+    done.window_to = Some(at(T0 + 86_400));
+    done.rows_scanned = 123_456;
+    done.regions_written = 0;
+    done.error = Some("store unavailable: <boom> \"quoted\"".into());
+    ok(store.put_run(&done).await, "update run");
+    assert_eq!(ok(store.run(&ids[1]).await, "get run"), Some(done));
+    let newest = ok(store.runs(2).await, "list runs");
+    let got: Vec<&str> = newest.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(got, vec![ids[2].as_str(), ids[1].as_str()], "newest first, limited");
+    assert_eq!(ok(store.run(&unique("run")).await, "absent run"), None);
+}
+
+pub async fn summary_counts_what_was_written(store: &dyn Store) {
+    let before = ok(store.summary().await, "summary");
+    let region = unique("R");
+    let (m1, m2) = (unique("m"), unique("m"));
+    let meters: Vec<Meter> = [&m1, &m2]
+        .iter()
+        .map(|id| Meter {
+            meter_id: (*id).clone(),
+            region: Some(region.clone()),
+            lat: None,
+            lon: None,
+            household_size: None,
+            dwelling: None,
+            registered_at: at(T0),
+        })
+        .collect();
+    ok(store.upsert_meters(&meters).await, "meters");
+    let readings: Vec<Reading> = (0..5).map(|s| reading(&m1, s, 0.2)).collect();
+    ok(store.write_readings(&readings).await, "readings");
+    let after = ok(store.summary().await, "summary");
+    assert_eq!(after.meters, before.meters + 2);
+    assert_eq!(after.readings, before.readings + 5);
+    assert_eq!(after.meters_with_readings, before.meters_with_readings + 1);
+    let in_region = after
+        .meters_by_region
+        .iter()
+        .find(|(r, _)| r.as_deref() == Some(region.as_str()))
+        .map(|(_, n)| *n);
+    assert_eq!(in_region, Some(2));
+    assert!(after.latest_reading.is_some_and(|t| t >= at(T0 + 4 * 1800)));
+}
+
+pub async fn empty_writes_are_harmless(store: &dyn Store) {
+    ok(store.write_readings(&[]).await, "empty readings");
+    ok(store.upsert_meters(&[]).await, "empty meters");
+    ok(store.put_profiles(&[]).await, "empty profiles");
+    ok(store.ping().await, "ping");
+}

@@ -1,0 +1,80 @@
+//! The store port: everything the platform keeps (meters, readings, regional profiles,
+//! recompute runs). Adapters: [`sqlite::SqliteStore`] (embedded default) and, in its own
+//! crate, Cassandra. Every adapter must pass the contract suite in [`contract`].
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::domain::{Meter, Reading, RegionProfile, Run};
+
+pub mod sqlite;
+
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or is busy: the caller should retry later.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store answered with data this version cannot read.
+    #[error("store data is corrupt: {0}")]
+    Corrupt(String),
+    /// The schema on disk does not match the migrations this binary carries.
+    #[error("store schema mismatch: {0}")]
+    Schema(String),
+}
+
+/// Counts an operator looks at to see that data flows.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoreSummary {
+    pub meters: u64,
+    pub readings: u64,
+    /// Meters per region code, with `None` for meters in no known region.
+    pub meters_by_region: Vec<(Option<String>, u64)>,
+    /// Registered meters that have at least one reading.
+    pub meters_with_readings: u64,
+    pub latest_reading: Option<DateTime<Utc>>,
+}
+
+/// Most readings one read-back call returns: a year of half-hourly data is 17,520.
+pub const MAX_READBACK: usize = 20_000;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Registers meters or updates their registration (keyed by `meter_id`).
+    async fn upsert_meters(&self, meters: &[Meter]) -> Result<(), StoreError>;
+    async fn meter(&self, meter_id: &str) -> Result<Option<Meter>, StoreError>;
+    /// All registered meters, ordered by id.
+    async fn meters(&self) -> Result<Vec<Meter>, StoreError>;
+
+    /// Upserts readings keyed by `(meter_id, ts)`: writing one twice stores it once, and the
+    /// later write wins. All or nothing.
+    async fn write_readings(&self, readings: &[Reading]) -> Result<(), StoreError>;
+    /// One meter's readings with `from <= ts < to`, oldest first, at most `limit`.
+    async fn meter_readings(
+        &self,
+        meter_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reading>, StoreError>;
+
+    /// Replaces the current profile of each region named in `profiles`; other regions keep
+    /// theirs.
+    async fn put_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError>;
+    /// The current profile of every region that has one, ordered by region.
+    async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError>;
+
+    /// Creates or replaces a run record (keyed by `run_id`).
+    async fn put_run(&self, run: &Run) -> Result<(), StoreError>;
+    async fn run(&self, run_id: &str) -> Result<Option<Run>, StoreError>;
+    /// The newest runs first, at most `limit`.
+    async fn runs(&self, limit: usize) -> Result<Vec<Run>, StoreError>;
+
+    async fn summary(&self) -> Result<StoreSummary, StoreError>;
+}

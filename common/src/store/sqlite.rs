@@ -1,0 +1,376 @@
+//! The embedded store: one SQLite file (WAL, `synchronous=FULL`), schema from
+//! `migrations/sqlite`. Calls run on tokio's blocking pool; one connection writes and another
+//! reads so the read-back route is not queued behind the sink's batches.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{Store, StoreError, StoreSummary};
+use crate::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus, from_epoch};
+use crate::sqlite::{self as db, SqliteError};
+
+impl From<SqliteError> for StoreError {
+    fn from(e: SqliteError) -> Self {
+        match e {
+            SqliteError::Schema(m) => StoreError::Schema(m),
+            SqliteError::Sqlite(e) => StoreError::Unavailable(e.to_string()),
+            SqliteError::Io(m) => StoreError::Unavailable(m),
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        match e {
+            rusqlite::Error::FromSqlConversionFailure(..)
+            | rusqlite::Error::InvalidColumnType(..)
+            | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SqliteStore {
+    writer: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store file and applies pending migrations.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let writer = db::open(path, iot_migrations::SQLITE)?;
+        let reader = db::open(path, &[])?;
+        Ok(Self {
+            writer: Arc::new(Mutex::new(writer)),
+            reader: Arc::new(Mutex::new(reader)),
+        })
+    }
+
+    async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        db::blocking(self.writer.clone(), f).await
+    }
+
+
+    async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<R, StoreError> + Send + 'static,
+    {
+        db::blocking(self.reader.clone(), f).await
+    }
+}
+
+impl From<db::BlockingError> for StoreError {
+    fn from(e: db::BlockingError) -> Self {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+fn meter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Meter> {
+    let dwelling: Option<String> = row.get(5)?;
+    let dwelling = match dwelling {
+        None => None,
+        Some(s) => Some(s.parse::<Dwelling>().map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
+        })?),
+    };
+    let size: Option<i64> = row.get(4)?;
+    Ok(Meter {
+        meter_id: row.get(0)?,
+        region: row.get(1)?,
+        lat: row.get(2)?,
+        lon: row.get(3)?,
+        household_size: size.and_then(|s| u8::try_from(s).ok()),
+        dwelling,
+        registered_at: from_epoch(row.get(6)?),
+    })
+}
+
+const METER_COLUMNS: &str =
+    "meter_id, region, lat, lon, household_size, dwelling, registered_at";
+
+fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+    let status: String = row.get(1)?;
+    let status = RunStatus::parse(&status).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            1,
+            rusqlite::types::Type::Text,
+            format!("unknown run status `{status}`").into(),
+        )
+    })?;
+    let opt = |v: Option<i64>| v.map(from_epoch);
+    Ok(Run {
+        run_id: row.get(0)?,
+        status,
+        trigger: row.get(2)?,
+        created_at: from_epoch(row.get(3)?),
+        started_at: opt(row.get(4)?),
+        finished_at: opt(row.get(5)?),
+        window_from: opt(row.get(6)?),
+        window_to: opt(row.get(7)?),
+        rows_scanned: row.get::<_, i64>(8)?.max(0) as u64,
+        regions_written: row.get::<_, i64>(9)?.max(0) as u64,
+        error: row.get(10)?,
+    })
+}
+
+const RUN_COLUMNS: &str = "run_id, status, trigger, created_at, started_at, finished_at, \
+     window_from, window_to, rows_scanned, regions_written, error";
+
+fn epoch(t: DateTime<Utc>) -> i64 {
+    t.timestamp()
+}
+
+fn count(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.read(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?))
+            .await
+            .map(|_| ())
+    }
+
+    async fn upsert_meters(&self, meters: &[Meter]) -> Result<(), StoreError> {
+        let meters = meters.to_vec();
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO meters (meter_id, region, lat, lon, household_size, dwelling, registered_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (meter_id) DO UPDATE SET region = excluded.region, lat = excluded.lat,
+                       lon = excluded.lon, household_size = excluded.household_size,
+                       dwelling = excluded.dwelling, registered_at = excluded.registered_at",
+                )?;
+                for m in &meters {
+                    st.execute(params![
+                        m.meter_id,
+                        m.region,
+                        m.lat,
+                        m.lon,
+                        m.household_size.map(i64::from),
+                        m.dwelling.map(Dwelling::as_str),
+                        epoch(m.registered_at)
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn meter(&self, meter_id: &str) -> Result<Option<Meter>, StoreError> {
+        let id = meter_id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {METER_COLUMNS} FROM meters WHERE meter_id = ?1"),
+                [id],
+                meter_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn meters(&self) -> Result<Vec<Meter>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {METER_COLUMNS} FROM meters ORDER BY meter_id"
+            ))?;
+            let rows = st.query_map([], meter_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn write_readings(&self, readings: &[Reading]) -> Result<(), StoreError> {
+        if readings.is_empty() {
+            return Ok(());
+        }
+        let readings = readings.to_vec();
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT INTO readings (meter_id, ts, kwh, interval_s) VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (meter_id, ts) DO UPDATE SET kwh = excluded.kwh,
+                       interval_s = excluded.interval_s",
+                )?;
+                for r in &readings {
+                    st.execute(params![r.meter_id, epoch(r.ts), r.kwh, r.interval_s])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn meter_readings(
+        &self,
+        meter_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
+        let id = meter_id.to_owned();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT meter_id, ts, kwh, interval_s FROM readings
+                 WHERE meter_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts LIMIT ?4",
+            )?;
+            let rows = st.query_map(params![id, epoch(from), epoch(to), limit], |r| {
+                Ok(Reading {
+                    meter_id: r.get(0)?,
+                    ts: from_epoch(r.get(1)?),
+                    kwh: r.get(2)?,
+                    interval_s: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn put_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(profiles.len());
+        for p in profiles {
+            let json = serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            rows.push((p.clone(), json));
+        }
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut st = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO regional_profiles
+                     (region, run_id, window_from, window_to, computed_at, profile_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (p, json) in &rows {
+                    st.execute(params![
+                        p.region,
+                        p.run_id,
+                        epoch(p.window_from),
+                        epoch(p.window_to),
+                        epoch(p.computed_at),
+                        json
+                    ])?;
+                }
+            }
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT profile_json FROM regional_profiles ORDER BY region")?;
+            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            let mut out = Vec::new();
+            for json in rows {
+                out.push(
+                    serde_json::from_str(&json?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                );
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn put_run(&self, run: &Run) -> Result<(), StoreError> {
+        let r = run.clone();
+        self.write(move |c| {
+            c.prepare_cached(&format!(
+                "INSERT OR REPLACE INTO runs ({RUN_COLUMNS})
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+            ))?
+            .execute(params![
+                r.run_id,
+                r.status.as_str(),
+                r.trigger,
+                epoch(r.created_at),
+                r.started_at.map(epoch),
+                r.finished_at.map(epoch),
+                r.window_from.map(epoch),
+                r.window_to.map(epoch),
+                count(r.rows_scanned),
+                count(r.regions_written),
+                r.error
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<Run>, StoreError> {
+        let id = run_id.to_owned();
+        self.read(move |c| {
+            Ok(c.query_row(
+                &format!("SELECT {RUN_COLUMNS} FROM runs WHERE run_id = ?1"),
+                [id],
+                run_from_row,
+            )
+            .optional()?)
+        })
+        .await
+    }
+
+    async fn runs(&self, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut st = c.prepare(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, run_id DESC LIMIT ?1"
+            ))?;
+            let rows = st.query_map([limit], run_from_row)?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn summary(&self) -> Result<StoreSummary, StoreError> {
+        self.read(|c| {
+            let meters: i64 = c.query_row("SELECT count(*) FROM meters", [], |r| r.get(0))?;
+            let readings: i64 = c.query_row("SELECT count(*) FROM readings", [], |r| r.get(0))?;
+            let latest: Option<i64> =
+                c.query_row("SELECT max(ts) FROM readings", [], |r| r.get(0))?;
+            let with_readings: i64 = c.query_row(
+                "SELECT count(*) FROM meters m
+                 WHERE EXISTS (SELECT 1 FROM readings r WHERE r.meter_id = m.meter_id)",
+                [],
+                |r| r.get(0),
+            )?;
+            let mut st = c.prepare(
+                "SELECT region, count(*) FROM meters GROUP BY region ORDER BY region",
+            )?;
+            let by_region = st
+                .query_map([], |r| {
+                    Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(StoreSummary {
+                meters: meters.max(0) as u64,
+                readings: readings.max(0) as u64,
+                meters_by_region: by_region,
+                meters_with_readings: with_readings.max(0) as u64,
+                latest_reading: latest.map(from_epoch),
+            })
+        })
+        .await
+    }
+}
