@@ -138,6 +138,24 @@ impl Regions {
         self.regions.iter().find(|r| r.contains(lat, lon))
     }
 
+    /// A uniformly random `(lat, lon)` that [`Regions::locate`] places in `region`
+    /// (simplified boundaries overlap a little, and the first match wins); `None` when
+    /// 100,000 tries in the bounding box miss.
+    pub fn sample_point<R: rand::Rng + ?Sized>(
+        &self,
+        region: &Region,
+        rng: &mut R,
+    ) -> Option<(f64, f64)> {
+        use rand::RngExt;
+        let (min, max) = (region.bbox.min(), region.bbox.max());
+        (0..100_000).find_map(|_| {
+            let lon = min.x + (max.x - min.x) * rng.random::<f64>();
+            let lat = min.y + (max.y - min.y) * rng.random::<f64>();
+            let here = self.locate(lat, lon).is_some_and(|r| r.code == region.code);
+            here.then_some((lat, lon))
+        })
+    }
+
     pub fn get(&self, code: &str) -> Option<&Region> {
         self.regions.iter().find(|r| r.code == code)
     }
@@ -187,6 +205,18 @@ mod tests {
         assert_eq!(at(51.4769, -0.0005).as_deref(), Some("Greenwich"));
         // Paris is in no borough.
         assert_eq!(at(48.8566, 2.3522), None);
+    }
+
+    #[test]
+    fn sampled_points_fall_in_their_region() {
+        let r = london();
+        let mut rng = rand::rng();
+        for region in r.iter() {
+            for _ in 0..20 {
+                let (lat, lon) = r.sample_point(region, &mut rng).unwrap_or_else(|| panic!("{}", region.code));
+                assert_eq!(r.locate(lat, lon).map(|x| x.code.as_str()), Some(region.code.as_str()));
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,403 @@
+//! The fleet: N virtual households placed at random points inside the regions, registered in
+//! the store, posting their readings to the meter over HTTP with their own tokens. It
+//! backfills history as fast as the meter takes it, then posts live: each interval once it
+//! has ended, optionally replaying the last days at an accelerated clock first.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use iot_common::Reading;
+use iot_common::auth::MeterTokens;
+use iot_common::domain::{DEFAULT_INTERVAL_S, Meter, from_epoch};
+use iot_common::metrics::Metrics;
+use iot_common::regions::Regions;
+use iot_common::store::{Store, StoreError};
+use rand::{RngExt, SeedableRng};
+use rand::rngs::Xoshiro256PlusPlus as SeededRng;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::household::{Household, draw_household};
+
+const DAY_S: i64 = 86_400;
+/// Most intervals one request carries when catching up (a week of half hours).
+const MAX_SLOTS_PER_POST: usize = 336;
+
+#[derive(Debug, Clone)]
+pub struct FleetConfig {
+    pub meters: usize,
+    /// Days of history posted as fast as the meter takes them.
+    pub backfill_days: u32,
+    /// The last days before now, replayed at `speed` times real time after the backfill.
+    pub replay_days: u32,
+    pub speed: f64,
+    pub seed: u64,
+    /// Requests in flight at once.
+    pub concurrency: usize,
+    /// Meter ids are this prefix and a six-digit number.
+    pub id_prefix: String,
+    /// Base URL of the meter's external listener, e.g. `http://127.0.0.1:8080`.
+    pub meter_url: String,
+    pub tz: Tz,
+}
+
+impl Default for FleetConfig {
+    fn default() -> Self {
+        Self {
+            meters: 300,
+            backfill_days: 21,
+            replay_days: 0,
+            speed: 1.0,
+            seed: 42,
+            concurrency: 8,
+            id_prefix: "MAC".into(),
+            meter_url: "http://127.0.0.1:8080".into(),
+            tz: chrono_tz::Europe::London,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetError {
+    #[error("region {0} has no point that can be sampled")]
+    Placement(String),
+    #[error("cannot register meters: {0}")]
+    Store(#[from] StoreError),
+    #[error("cannot build the HTTP client: {0}")]
+    Client(String),
+    #[error("the meter refused readings of {meter} with {status}: {body}")]
+    Refused {
+        meter: String,
+        status: u16,
+        body: String,
+    },
+    #[error("stopped")]
+    Cancelled,
+}
+
+pub struct Fleet {
+    households: Arc<Vec<Household>>,
+    config: FleetConfig,
+}
+
+impl Fleet {
+    /// Places households round-robin over the regions (so every region has meters), each at
+    /// a random point inside its region.
+    pub fn build(regions: &Regions, config: FleetConfig) -> Result<Self, FleetError> {
+        let mut rng = SeededRng::seed_from_u64(config.seed);
+        let all: Vec<_> = regions.iter().collect();
+        let mut households = Vec::with_capacity(config.meters);
+        for i in 0..config.meters {
+            let region = all[i % all.len()];
+            let (lat, lon) = regions
+                .sample_point(region, &mut rng)
+                .ok_or_else(|| FleetError::Placement(region.code.clone()))?;
+            let id = format!("{}{:06}", config.id_prefix, i + 1);
+            households.push(draw_household(&mut rng, id, &region.code, lat, lon));
+        }
+        Ok(Self {
+            households: Arc::new(households),
+            config,
+        })
+    }
+
+    pub fn households(&self) -> &[Household] {
+        &self.households
+    }
+
+    /// Registers every household's meter with its region, location and attributes.
+    pub async fn register(&self, store: &dyn Store) -> Result<(), FleetError> {
+        let now = Utc::now();
+        let meters: Vec<Meter> = self
+            .households
+            .iter()
+            .map(|h| Meter {
+                meter_id: h.meter_id.clone(),
+                region: Some(h.region.clone()),
+                lat: Some(h.lat),
+                lon: Some(h.lon),
+                household_size: Some(h.size),
+                dwelling: Some(h.dwelling),
+                registered_at: now,
+            })
+            .collect();
+        for chunk in meters.chunks(1000) {
+            store.upsert_meters(chunk).await?;
+        }
+        Ok(())
+    }
+
+    /// Backfills, then posts live until `shutdown`.
+    pub async fn run(
+        &self,
+        tokens: MeterTokens,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Result<(), FleetError> {
+        let poster = Arc::new(Poster::new(&self.config.meter_url, tokens, metrics.clone())?);
+        metrics.fleet_meters.set(self.households.len() as i64);
+        let interval = i64::from(DEFAULT_INTERVAL_S);
+        let now = Utc::now().timestamp();
+        let frontier = now - now.rem_euclid(interval);
+        let replay_start = frontier - i64::from(self.config.replay_days) * DAY_S;
+        let backfill_start = replay_start - i64::from(self.config.backfill_days) * DAY_S;
+
+        let days = self.config.backfill_days;
+        tracing::info!(
+            meters = self.households.len(),
+            days,
+            readings = self.households.len() as i64 * (replay_start - backfill_start) / interval,
+            "fleet backfill starting"
+        );
+        let started = std::time::Instant::now();
+        let mut posted = 0usize;
+        for day in 0..i64::from(days) {
+            let from = backfill_start + day * DAY_S;
+            let to = (from + DAY_S).min(replay_start);
+            posted += self.post_slots(&poster, from, to, &shutdown).await?;
+            let secs = started.elapsed().as_secs_f64().max(1e-9);
+            tracing::info!(
+                day = day + 1,
+                of = days,
+                readings = posted,
+                per_second = (posted as f64 / secs).round(),
+                "fleet backfill progress"
+            );
+        }
+        if days > 0 {
+            tracing::info!(readings = posted, seconds = started.elapsed().as_secs_f64(), "fleet backfill done");
+        }
+
+        let clock = Clock::new(replay_start, self.config.speed);
+        let mut next = replay_start;
+        loop {
+            let v = clock.now();
+            let due = v - v.rem_euclid(interval);
+            if due > next {
+                self.post_slots(&poster, next, due, &shutdown).await?;
+                next = due;
+            }
+            let wait = clock.wall_delay_until(next + interval).min(Duration::from_secs(5));
+            tokio::select! {
+                () = shutdown.cancelled() => return Ok(()),
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Posts every household's readings for the slots in `[from, to)`; returns how many.
+    async fn post_slots(
+        &self,
+        poster: &Arc<Poster>,
+        from: i64,
+        to: i64,
+        shutdown: &CancellationToken,
+    ) -> Result<usize, FleetError> {
+        let interval = i64::from(DEFAULT_INTERVAL_S);
+        let slots: Vec<DateTime<Utc>> = (0..)
+            .map(|k| from + k * interval)
+            .take_while(|s| *s < to)
+            .map(from_epoch)
+            .collect();
+        if slots.is_empty() {
+            return Ok(0);
+        }
+        let gate = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
+        let mut tasks = JoinSet::new();
+        for idx in 0..self.households.len() {
+            for chunk in slots.chunks(MAX_SLOTS_PER_POST) {
+                let permit = tokio::select! {
+                    () = shutdown.cancelled() => return Err(FleetError::Cancelled),
+                    p = gate.clone().acquire_owned() => p.map_err(|_| FleetError::Cancelled)?,
+                };
+                let (households, poster, shutdown) =
+                    (self.households.clone(), poster.clone(), shutdown.clone());
+                let (chunk, tz) = (chunk.to_vec(), self.config.tz);
+                tasks.spawn(async move {
+                    let _permit = permit;
+                    let h = &households[idx];
+                    let readings: Vec<Reading> = chunk
+                        .into_iter()
+                        .map(|ts| Reading {
+                            meter_id: h.meter_id.clone(),
+                            ts,
+                            kwh: h.kwh(ts, DEFAULT_INTERVAL_S, tz),
+                            interval_s: DEFAULT_INTERVAL_S,
+                        })
+                        .collect();
+                    poster.post(&readings, &shutdown).await.map(|()| readings.len())
+                });
+            }
+            // Surface a failure early rather than after queueing every request.
+            while let Some(done) = tasks.try_join_next() {
+                flatten(done)?;
+            }
+        }
+        let mut total = 0;
+        while let Some(done) = tasks.join_next().await {
+            total += flatten(done)?;
+        }
+        Ok(total)
+    }
+}
+
+fn flatten(r: Result<Result<usize, FleetError>, tokio::task::JoinError>) -> Result<usize, FleetError> {
+    match r {
+        Ok(r) => r,
+        Err(e) if e.is_cancelled() => Err(FleetError::Cancelled),
+        Err(e) => Err(FleetError::Client(format!("a post task failed: {e}"))),
+    }
+}
+
+/// The fleet's virtual clock: starts at `origin` (epoch seconds) and runs `speed` times
+/// faster than the wall clock until it catches up with it, then keeps to it.
+struct Clock {
+    origin: i64,
+    speed: f64,
+    wall_start: std::time::Instant,
+}
+
+impl Clock {
+    fn new(origin: i64, speed: f64) -> Self {
+        Self {
+            origin,
+            speed: if speed.is_finite() && speed >= 1.0 { speed } else { 1.0 },
+            wall_start: std::time::Instant::now(),
+        }
+    }
+
+    fn now(&self) -> i64 {
+        let run = self.wall_start.elapsed().as_secs_f64() * self.speed;
+        (self.origin + run as i64).min(Utc::now().timestamp())
+    }
+
+    fn wall_delay_until(&self, virtual_t: i64) -> Duration {
+        let v = self.now();
+        let ahead = (virtual_t - v).max(0) as f64;
+        let rate = if v < Utc::now().timestamp() { self.speed } else { 1.0 };
+        Duration::from_secs_f64(ahead / rate).max(Duration::from_millis(50))
+    }
+}
+
+/// Posts one meter's readings to the meter service, retrying what is worth retrying.
+struct Poster {
+    client: reqwest::Client,
+    url: String,
+    tokens: MeterTokens,
+    metrics: Arc<Metrics>,
+}
+
+impl Poster {
+    fn new(base: &str, tokens: MeterTokens, metrics: Arc<Metrics>) -> Result<Self, FleetError> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(|e| FleetError::Client(e.to_string()))?;
+        Ok(Self {
+            client,
+            url: format!("{}/api/v1/readings", base.trim_end_matches('/')),
+            tokens,
+            metrics,
+        })
+    }
+
+    async fn post(&self, readings: &[Reading], shutdown: &CancellationToken) -> Result<(), FleetError> {
+        let Some(first) = readings.first() else {
+            return Ok(());
+        };
+        let token = self.tokens.issue(&first.meter_id);
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            let sent = self
+                .client
+                .post(&self.url)
+                .bearer_auth(&token)
+                .json(readings)
+                .send()
+                .await;
+            let retry_after = match sent {
+                Ok(res) if res.status().is_success() => {
+                    self.metrics.fleet_posted.inc_by(readings.len() as u64);
+                    return Ok(());
+                }
+                Ok(res) if res.status().as_u16() == 429 || res.status().is_server_error() => {
+                    let hinted = res
+                        .headers()
+                        .get(reqwest::header::RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(Duration::from_secs);
+                    tracing::debug!(status = %res.status(), meter = %first.meter_id, "meter busy, retrying");
+                    hinted
+                }
+                Ok(res) => {
+                    let status = res.status().as_u16();
+                    let body = res.text().await.unwrap_or_default();
+                    return Err(FleetError::Refused {
+                        meter: first.meter_id.clone(),
+                        status,
+                        body,
+                    });
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "meter unreachable, retrying");
+                    None
+                }
+            };
+            self.metrics.fleet_retries.inc();
+            let jitter = 0.8 + 0.4 * rand::rng().random::<f64>();
+            let wait = retry_after.unwrap_or(backoff).mul_f64(jitter);
+            tokio::select! {
+                () = shutdown.cancelled() => return Err(FleetError::Cancelled),
+                () = tokio::time::sleep(wait) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_region_gets_meters_inside_it() {
+        let regions = Regions::london().unwrap_or_else(|e| panic!("{e}"));
+        let cfg = FleetConfig {
+            meters: 66,
+            ..FleetConfig::default()
+        };
+        let fleet = Fleet::build(&regions, cfg).unwrap_or_else(|e| panic!("{e}"));
+        for r in regions.iter() {
+            let mine: Vec<_> = fleet.households().iter().filter(|h| h.region == r.code).collect();
+            assert_eq!(mine.len(), 2, "{}", r.code);
+            for h in mine {
+                assert_eq!(regions.locate(h.lat, h.lon).map(|x| x.code.as_str()), Some(r.code.as_str()));
+            }
+        }
+    }
+
+    #[test]
+    fn the_same_seed_builds_the_same_fleet() {
+        let regions = Regions::london().unwrap_or_else(|e| panic!("{e}"));
+        let build = |seed| {
+            Fleet::build(&regions, FleetConfig { meters: 10, seed, ..FleetConfig::default() })
+                .map(|f| f.households().to_vec())
+                .unwrap_or_default()
+        };
+        assert_eq!(build(1), build(1));
+        assert_ne!(build(1), build(2));
+    }
+
+    #[test]
+    fn the_clock_runs_fast_then_keeps_to_the_wall() {
+        let now = Utc::now().timestamp();
+        let c = Clock::new(now - 3600, 3600.0);
+        assert!(c.now() <= now + 1);
+        let c = Clock::new(now - 86_400, 1.0);
+        assert!(c.now() < now - 86_000);
+    }
+}

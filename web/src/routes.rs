@@ -1,0 +1,256 @@
+//! The web service's HTTP routes, external and internal.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use askama::Template;
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Duration, Utc};
+use iot_common::auth::{MeterTokens, StaticToken, bearer};
+use iot_common::domain::is_valid_meter_id;
+use iot_common::http::ApiError;
+use iot_common::regions::Regions;
+use iot_common::store::{MAX_READBACK, Store, StoreError, StoreSummary};
+use serde_json::json;
+
+use crate::provisioning::{NewMeter, ProvisionError, provision};
+
+#[derive(Clone)]
+pub struct WebState {
+    pub store: Arc<dyn Store>,
+    pub regions: Arc<Regions>,
+    pub tokens: MeterTokens,
+    /// Operators and analysts present this on internal routes that change state.
+    pub operator_token: StaticToken,
+}
+
+/// Routes residents reach through the edge.
+pub fn external_router(state: WebState) -> Router {
+    Router::new()
+        .route("/", get(status_page))
+        .route("/api/v1/regions", get(regions))
+        .route("/api/v1/meters/{id}/readings", get(meter_readings))
+        .with_state(state)
+}
+
+/// Routes only reachable inside the deployment.
+pub fn internal_router(state: WebState) -> Router {
+    Router::new()
+        .route(
+            "/internal/v1/meters",
+            get(list_meters).post(register_meter),
+        )
+        .with_state(state)
+}
+
+fn store_error(e: StoreError) -> ApiError {
+    tracing::warn!(error = %e, "store call failed");
+    ApiError::unavailable(format!("the store is unavailable: {e}"))
+}
+
+#[derive(Template)]
+#[template(path = "status.html")]
+struct StatusPage<'a> {
+    summary: StoreSummary,
+    latest: Option<String>,
+    rows: Vec<RegionRow>,
+    unplaced: u64,
+    attribution: &'a str,
+}
+
+struct RegionRow {
+    code: String,
+    name: String,
+    meters: u64,
+}
+
+fn region_rows(regions: &Regions, summary: &StoreSummary) -> Vec<RegionRow> {
+    regions
+        .iter()
+        .map(|r| RegionRow {
+            code: r.code.clone(),
+            name: r.name.clone(),
+            meters: summary
+                .meters_by_region
+                .iter()
+                .find(|(c, _)| c.as_deref() == Some(r.code.as_str()))
+                .map_or(0, |(_, n)| *n),
+        })
+        .collect()
+}
+
+async fn status_page(State(s): State<WebState>) -> Result<Response, ApiError> {
+    let summary = s.store.summary().await.map_err(store_error)?;
+    let unplaced = summary
+        .meters_by_region
+        .iter()
+        .filter(|(c, _)| c.as_deref().is_none_or(|c| s.regions.get(c).is_none()))
+        .map(|(_, n)| *n)
+        .sum();
+    let page = StatusPage {
+        rows: region_rows(&s.regions, &summary),
+        latest: summary.latest_reading.map(|t| t.to_rfc3339()),
+        summary,
+        unplaced,
+        attribution: s.regions.attribution().unwrap_or("not stated in the region file"),
+    };
+    let html = page.render().map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "render_failed", e.to_string())
+    })?;
+    Ok(Html(html).into_response())
+}
+
+async fn regions(State(s): State<WebState>) -> Result<Response, ApiError> {
+    let summary = s.store.summary().await.map_err(store_error)?;
+    let rows: Vec<_> = region_rows(&s.regions, &summary)
+        .into_iter()
+        .map(|r| json!({"code": r.code, "name": r.name, "meters": r.meters}))
+        .collect();
+    Ok(Json(json!({"regions": rows, "attribution": s.regions.attribution()})).into_response())
+}
+
+fn parse_time(q: &HashMap<String, String>, key: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    q.get(key)
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_query",
+                        format!("must be an RFC 3339 timestamp ({e})"),
+                    )
+                    .field(key)
+                })
+        })
+        .transpose()
+}
+
+/// A meter's own readings, `from <= ts < to` (default: the last 7 days), for the holder of
+/// that meter's token.
+async fn meter_readings(
+    State(s): State<WebState>,
+    Path(id): Path<String>,
+    query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let owner = bearer(token)
+        .and_then(|t| s.tokens.verify(t))
+        .map_err(|e| {
+            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
+                .field("authorization")
+        })?;
+    if !is_valid_meter_id(&id) {
+        return Err(ApiError::not_found());
+    }
+    if owner != id {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("the token belongs to meter `{owner}`"),
+        )
+        .field("authorization"));
+    }
+    let Query(q) = query.map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text()).field("query")
+    })?;
+    if let Some(k) = q.keys().find(|k| !matches!(k.as_str(), "from" | "to")) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+            format!("unknown parameter `{k}` (from, to)"),
+        )
+        .field(k.clone()));
+    }
+    let to = parse_time(&q, "to")?.unwrap_or_else(Utc::now);
+    let from = parse_time(&q, "from")?.unwrap_or(to - Duration::days(7));
+    if from >= to {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+            "from must be before to",
+        )
+        .field("from"));
+    }
+    let readings = s
+        .store
+        .meter_readings(&id, from, to, MAX_READBACK + 1)
+        .await
+        .map_err(store_error)?;
+    let truncated = readings.len() > MAX_READBACK;
+    let shown = &readings[..readings.len().min(MAX_READBACK)];
+    let next_from = truncated.then(|| readings[MAX_READBACK].ts.to_rfc3339());
+    let items: Vec<_> = shown
+        .iter()
+        .map(|r| json!({"ts": r.ts.to_rfc3339(), "kwh": r.kwh, "interval_s": r.interval_s}))
+        .collect();
+    Ok(Json(json!({
+        "meter_id": id,
+        "from": from.to_rfc3339(),
+        "to": to.to_rfc3339(),
+        "count": items.len(),
+        "readings": items,
+        "next_from": next_from,
+    }))
+    .into_response())
+}
+
+fn check_operator(s: &WebState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    match bearer(token) {
+        Ok(t) if s.operator_token.matches(t) => Ok(()),
+        _ => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "this route needs `Authorization: Bearer <IOT_ANALYST_TOKEN>`",
+        )
+        .field("authorization")),
+    }
+}
+
+async fn list_meters(State(s): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    check_operator(&s, &headers)?;
+    let meters = s.store.meters().await.map_err(store_error)?;
+    Ok(Json(json!({ "meters": meters })).into_response())
+}
+
+async fn register_meter(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    check_operator(&s, &headers)?;
+    let body = body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
+    let req: NewMeter = serde_json::from_slice(&body).map_err(|e| {
+        let status = if e.is_data() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, "invalid_meter", e.to_string()).field("body")
+    })?;
+    match provision(s.store.as_ref(), &s.regions, &s.tokens, req).await {
+        Ok((meter, token)) => {
+            Ok((StatusCode::CREATED, Json(json!({"meter": meter, "token": token}))).into_response())
+        }
+        Err(ProvisionError::Invalid { field, reason }) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_meter",
+            reason,
+        )
+        .field(field)),
+        Err(ProvisionError::Store(e)) => Err(store_error(e)),
+    }
+}
