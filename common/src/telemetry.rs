@@ -1,4 +1,7 @@
-//! Structured logs through `tracing`, filtered by `RUST_LOG`.
+//! Structured logs through `tracing` on stderr (stdout is for what a command prints),
+//! filtered by `RUST_LOG`.
+
+use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
@@ -9,6 +12,8 @@ pub fn init(default_filter: &str) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

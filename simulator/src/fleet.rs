@@ -207,6 +207,7 @@ impl Fleet {
         }
         let gate = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
+        let mut total = 0;
         for idx in 0..self.households.len() {
             for chunk in slots.chunks(MAX_SLOTS_PER_POST) {
                 let permit = tokio::select! {
@@ -233,10 +234,9 @@ impl Fleet {
             }
             // Surface a failure early rather than after queueing every request.
             while let Some(done) = tasks.try_join_next() {
-                flatten(done)?;
+                total += flatten(done)?;
             }
         }
-        let mut total = 0;
         while let Some(done) = tasks.join_next().await {
             total += flatten(done)?;
         }

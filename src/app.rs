@@ -1,0 +1,183 @@
+//! Assembles the services on the embedded adapters and runs them until shutdown.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use iot_common::auth::{MeterTokens, StaticToken};
+use iot_common::bus::Bus;
+use iot_common::bus::sqlite_log::SqliteLog;
+use iot_common::http::{Health, fallback, health_routes, serve};
+use iot_common::metrics::Metrics;
+use iot_common::regions::Regions;
+use iot_common::store::Store;
+use iot_common::store::sqlite::SqliteStore;
+use iot_meter::{IngestConfig, MeterState};
+use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
+use iot_web::WebState;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Regions(#[from] iot_common::regions::RegionError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] iot_common::store::StoreError),
+    #[error("cannot open the bus log: {0}")]
+    Bus(#[from] iot_common::bus::BusError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("fleet: {0}")]
+    Fleet(#[from] iot_simulator::fleet::FleetError),
+}
+
+/// Everything `start` needs, already resolved (secrets loaded, paths chosen).
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    pub data_dir: PathBuf,
+    pub regions: Option<PathBuf>,
+    pub meter_secret: String,
+    pub analyst_token: String,
+    pub external_addr: SocketAddr,
+    pub internal_addr: SocketAddr,
+    pub publish_timeout: Duration,
+    /// The fleet to run; `meter_url` is filled in from the external listener.
+    pub fleet: Option<FleetConfig>,
+}
+
+pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("store.sqlite")
+}
+
+pub struct RunningApp {
+    pub external: SocketAddr,
+    pub internal: SocketAddr,
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl RunningApp {
+    /// A token that stops the app when cancelled.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops everything: listeners stop accepting and drain, the fleet stops posting, the
+    /// sink commits what it wrote. Gives up on stragglers after `grace`.
+    pub async fn stop(mut self, grace: Duration) {
+        self.shutdown.cancel();
+        let drain = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            tracing::warn!("shutdown grace period over, aborting remaining tasks");
+            self.tasks.abort_all();
+        }
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Listen { addr, source })
+}
+
+/// Opens the stores, binds both listeners and starts every service.
+pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
+    let regions = Arc::new(Regions::load(config.regions.as_deref())?);
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&store_path(&config.data_dir))?);
+    let bus: Arc<dyn Bus> = Arc::new(SqliteLog::open(&config.data_dir.join("bus.sqlite"))?);
+    let metrics = Arc::new(Metrics::new());
+    let tokens = MeterTokens::new(config.meter_secret.as_bytes());
+    let shutdown = CancellationToken::new();
+
+    let web = WebState {
+        store: store.clone(),
+        regions: regions.clone(),
+        tokens: tokens.clone(),
+        operator_token: StaticToken::new(&config.analyst_token),
+    };
+    let meter = MeterState {
+        bus: bus.clone(),
+        tokens: tokens.clone(),
+        metrics: metrics.clone(),
+        config: IngestConfig {
+            publish_timeout: config.publish_timeout,
+        },
+    };
+    let external = iot_meter::router(meter)
+        .merge(iot_web::external_router(web.clone()))
+        .fallback(fallback);
+    let internal = Router::new()
+        .merge(health_routes(Health {
+            metrics: metrics.clone(),
+            store: Some(store.clone()),
+            bus: Some(bus.clone()),
+        }))
+        .merge(iot_web::internal_router(web))
+        .fallback(fallback);
+
+    let ext_listener = bind(config.external_addr).await?;
+    let int_listener = bind(config.internal_addr).await?;
+    let ext_addr = ext_listener
+        .local_addr()
+        .map_err(|source| AppError::Listen { addr: config.external_addr, source })?;
+    let int_addr = int_listener
+        .local_addr()
+        .map_err(|source| AppError::Listen { addr: config.internal_addr, source })?;
+
+    let mut tasks = JoinSet::new();
+    for (name, listener, router) in [
+        ("external", ext_listener, external),
+        ("internal", int_listener, internal),
+    ] {
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            if let Err(e) = serve(listener, router, stop.clone()).await {
+                tracing::error!(listener = name, error = %e, "listener failed, shutting down");
+                stop.cancel();
+            }
+        });
+    }
+
+    {
+        let (bus, store, metrics, stop) = (bus.clone(), store.clone(), metrics.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            if let Err(e) = run_sink(bus, store, metrics, SinkConfig::default(), stop.clone()).await {
+                tracing::error!(error = %e, "sink failed, shutting down");
+                stop.cancel();
+            }
+        });
+    }
+
+    if let Some(mut fleet_config) = config.fleet.filter(|f| f.meters > 0) {
+        fleet_config.meter_url = format!("http://{ext_addr}");
+        let fleet = Fleet::build(&regions, fleet_config)?;
+        fleet.register(store.as_ref()).await?;
+        tracing::info!(meters = fleet.households().len(), regions = regions.len(), "fleet registered");
+        let (metrics, stop) = (metrics.clone(), shutdown.clone());
+        tasks.spawn(async move {
+            match fleet.run(tokens, metrics, stop).await {
+                Ok(()) | Err(iot_simulator::fleet::FleetError::Cancelled) => {}
+                // The rest of the platform keeps serving real meters.
+                Err(e) => tracing::error!(error = %e, "fleet stopped"),
+            }
+        });
+    }
+
+    Ok(RunningApp {
+        external: ext_addr,
+        internal: int_addr,
+        store,
+        metrics,
+        shutdown,
+        tasks,
+    })
+}

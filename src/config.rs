@@ -1,0 +1,113 @@
+//! Command line and environment: every setting has a flag and an `IOT_*` variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use iot_common::domain::Dwelling;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "iot-demo",
+    version,
+    about = "Smart-meter analytics platform, all services in one process on embedded storage",
+    long_about = "Runs the meter ingest, the web API, the simulated meter fleet and the sink in \
+one process, storing everything in SQLite under the data directory. Without a subcommand it \
+runs the platform until Ctrl-C or SIGTERM."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Directory for the embedded store, the bus log and generated secrets.
+    #[arg(long, env = "IOT_DATA_DIR", default_value = "iot-data", global = true)]
+    pub data_dir: PathBuf,
+    /// Region boundaries (GeoJSON FeatureCollection with `code` and `name` properties);
+    /// default: the embedded 33 London boroughs.
+    #[arg(long, env = "IOT_REGIONS", global = true)]
+    pub regions: Option<PathBuf>,
+    /// Secret from which meter tokens are derived; default: generated once and kept in
+    /// `<data-dir>/meter-secret`.
+    #[arg(long, env = "IOT_METER_SECRET", hide_env_values = true, global = true)]
+    pub meter_secret: Option<String>,
+    /// Token operators and analysts present on internal routes; default: generated once and
+    /// kept in `<data-dir>/analyst-token`.
+    #[arg(long, env = "IOT_ANALYST_TOKEN", hide_env_values = true, global = true)]
+    pub analyst_token: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Listener for residents and meters (map, API, ingest).
+    #[arg(long, env = "IOT_EXTERNAL_ADDR", default_value = "127.0.0.1:8080")]
+    pub external_addr: SocketAddr,
+    /// Listener for operators: health, metrics, provisioning. Keep it off the internet.
+    #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9080")]
+    pub internal_addr: SocketAddr,
+    /// Simulated households (0 runs without a fleet).
+    #[arg(long, env = "IOT_METERS", default_value_t = 300)]
+    pub meters: usize,
+    /// Days of history the fleet posts at start-up, as fast as the meter takes them.
+    #[arg(long, env = "IOT_BACKFILL_DAYS", default_value_t = 21)]
+    pub backfill_days: u32,
+    /// The last days before now that the fleet replays at `--speed` after the backfill,
+    /// to watch data arrive; 0 goes straight to real time.
+    #[arg(long, env = "IOT_REPLAY_DAYS", default_value_t = 0)]
+    pub replay_days: u32,
+    /// How many times faster than real time the replay runs.
+    #[arg(long, env = "IOT_FLEET_SPEED", default_value_t = 60.0)]
+    pub speed: f64,
+    /// Seed of the fleet: the same seed gives the same households and readings.
+    #[arg(long, env = "IOT_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Fleet requests in flight at once.
+    #[arg(long, env = "IOT_FLEET_CONCURRENCY", default_value_t = 8)]
+    pub fleet_concurrency: usize,
+    /// How long the meter waits for the bus before answering 503.
+    #[arg(long, env = "IOT_PUBLISH_TIMEOUT_MS", default_value_t = 10_000)]
+    pub publish_timeout_ms: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the platform (the default).
+    Run,
+    /// Print the bearer token of a meter.
+    Token {
+        /// Meter id, 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'.
+        meter_id: String,
+    },
+    /// Register and list meters.
+    #[command(subcommand)]
+    Meters(MetersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MetersCommand {
+    /// Register a meter (or update its registration) and print its token.
+    Add {
+        meter_id: String,
+        /// Region code, e.g. E09000001; or give --lat and --lon.
+        #[arg(long)]
+        region: Option<String>,
+        #[arg(long, allow_hyphen_values = true)]
+        lat: Option<f64>,
+        #[arg(long, allow_hyphen_values = true)]
+        lon: Option<f64>,
+        /// People in the household.
+        #[arg(long)]
+        household_size: Option<u8>,
+        /// flat, terraced, semi_detached or detached.
+        #[arg(long)]
+        dwelling: Option<Dwelling>,
+    },
+    /// List registered meters as JSON lines.
+    List,
+}

@@ -1,0 +1,69 @@
+//! Helpers shared by the end-to-end tests: start the app on free loopback ports.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use iot_demo::app::AppConfig;
+use iot_demo::{RunningApp, start};
+use iot_simulator::FleetConfig;
+
+pub const SECRET: &str = "test-meter-secret";
+pub const ANALYST: &str = "test-analyst-token";
+
+pub struct TestApp {
+    pub app: RunningApp,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+impl TestApp {
+    pub fn ext(&self, path: &str) -> String {
+        format!("http://{}{path}", self.app.external)
+    }
+    pub fn int(&self, path: &str) -> String {
+        format!("http://{}{path}", self.app.internal)
+    }
+}
+
+pub async fn start_app(fleet: Option<FleetConfig>) -> TestApp {
+    iot_common::telemetry::init("warn");
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+    let config = AppConfig {
+        data_dir: dir.path().to_path_buf(),
+        regions: None,
+        meter_secret: SECRET.into(),
+        analyst_token: ANALYST.into(),
+        external_addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        internal_addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
+        publish_timeout: Duration::from_secs(5),
+        fleet,
+    };
+    let app = start(config).await.unwrap_or_else(|e| panic!("start: {e}"));
+    TestApp {
+        app,
+        dir,
+        client: reqwest::Client::new(),
+    }
+}
+
+pub fn token(meter: &str) -> String {
+    iot_common::auth::MeterTokens::new(SECRET.as_bytes()).issue(meter)
+}
+
+/// Polls `check` every 50 ms until it is true or `limit` passes.
+pub async fn eventually<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
