@@ -128,10 +128,16 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     let int_listener = bind(config.internal_addr).await?;
     let ext_addr = ext_listener
         .local_addr()
-        .map_err(|source| AppError::Listen { addr: config.external_addr, source })?;
+        .map_err(|source| AppError::Listen {
+            addr: config.external_addr,
+            source,
+        })?;
     let int_addr = int_listener
         .local_addr()
-        .map_err(|source| AppError::Listen { addr: config.internal_addr, source })?;
+        .map_err(|source| AppError::Listen {
+            addr: config.internal_addr,
+            source,
+        })?;
 
     let mut tasks = JoinSet::new();
     for (name, listener, router) in [
@@ -148,9 +154,15 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     }
 
     {
-        let (bus, store, metrics, stop) = (bus.clone(), store.clone(), metrics.clone(), shutdown.clone());
+        let (bus, store, metrics, stop) = (
+            bus.clone(),
+            store.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
         tasks.spawn(async move {
-            if let Err(e) = run_sink(bus, store, metrics, SinkConfig::default(), stop.clone()).await {
+            if let Err(e) = run_sink(bus, store, metrics, SinkConfig::default(), stop.clone()).await
+            {
                 tracing::error!(error = %e, "sink failed, shutting down");
                 stop.cancel();
             }
@@ -161,7 +173,11 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         fleet_config.meter_url = format!("http://{ext_addr}");
         let fleet = Fleet::build(&regions, fleet_config)?;
         fleet.register(store.as_ref()).await?;
-        tracing::info!(meters = fleet.households().len(), regions = regions.len(), "fleet registered");
+        tracing::info!(
+            meters = fleet.households().len(),
+            regions = regions.len(),
+            "fleet registered"
+        );
         let (metrics, stop) = (metrics.clone(), shutdown.clone());
         tasks.spawn(async move {
             match fleet.run(tokens, metrics, stop).await {

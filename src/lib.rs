@@ -3,6 +3,7 @@
 //! and configures; every service's logic lives in its own crate.
 
 pub mod app;
+pub mod commands;
 pub mod config;
 pub mod secrets;
 

@@ -3,66 +3,39 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use iot_common::auth::MeterTokens;
-use iot_common::domain::is_valid_meter_id;
-use iot_common::regions::Regions;
-use iot_common::store::sqlite::SqliteStore;
-use iot_demo::app::{AppConfig, store_path};
-use iot_demo::config::{Cli, Command, MetersCommand};
+use iot_demo::app::AppConfig;
+use iot_demo::commands;
+use iot_demo::config::{Cli, Command};
 use iot_demo::secrets::load_or_create;
 use iot_simulator::FleetConfig;
-use iot_web::NewMeter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     iot_common::telemetry::init("info");
     let common = &cli.common;
-    let secret = load_or_create(common.meter_secret.as_deref(), &common.data_dir, "meter-secret")
-        .context("cannot load or create the meter secret")?;
+    let secret = load_or_create(
+        common.meter_secret.as_deref(),
+        &common.data_dir,
+        "meter-secret",
+    )
+    .context("cannot load or create the meter secret")?;
     let tokens = MeterTokens::new(secret.as_bytes());
     match cli.command {
-        Some(Command::Token { meter_id }) => {
-            anyhow::ensure!(
-                is_valid_meter_id(&meter_id),
-                "meter id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'"
-            );
-            println!("{}", tokens.issue(&meter_id));
-            Ok(())
-        }
-        Some(Command::Meters(cmd)) => meters(cmd, &cli.common, &tokens).await,
-        None | Some(Command::Run) => run(cli).await,
+        Some(Command::Token { meter_id }) => Ok(commands::token(&tokens, &meter_id)?),
+        Some(Command::Meters(cmd)) => Ok(commands::meters(cmd, &cli.common, &tokens).await?),
+        None | Some(Command::Run) => run(cli, secret).await,
     }
 }
 
-async fn meters(cmd: MetersCommand, common: &iot_demo::config::CommonArgs, tokens: &MeterTokens) -> anyhow::Result<()> {
-    let store = SqliteStore::open(&store_path(&common.data_dir)).context("cannot open the store")?;
-    match cmd {
-        MetersCommand::Add { meter_id, region, lat, lon, household_size, dwelling } => {
-            let regions = Regions::load(common.regions.as_deref())?;
-            let req = NewMeter { meter_id, region, lat, lon, household_size, dwelling };
-            let (meter, token) = iot_web::provision(&store, &regions, tokens, req).await?;
-            eprintln!(
-                "registered {} in region {}",
-                meter.meter_id,
-                meter.region.as_deref().unwrap_or("-")
-            );
-            println!("{token}");
-        }
-        MetersCommand::List => {
-            use iot_common::store::Store;
-            for m in store.meters().await? {
-                println!("{}", serde_json::to_string(&m)?);
-            }
-        }
-    }
-    Ok(())
-}
-
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(cli: Cli, meter_secret: String) -> anyhow::Result<()> {
     let (common, run) = (cli.common, cli.run);
-    let meter_secret = load_or_create(common.meter_secret.as_deref(), &common.data_dir, "meter-secret")?;
-    let analyst_token = load_or_create(common.analyst_token.as_deref(), &common.data_dir, "analyst-token")
-        .context("cannot load or create the analyst token")?;
+    let analyst_token = load_or_create(
+        common.analyst_token.as_deref(),
+        &common.data_dir,
+        "analyst-token",
+    )
+    .context("cannot load or create the analyst token")?;
     let config = AppConfig {
         data_dir: common.data_dir.clone(),
         regions: common.regions.clone(),
@@ -85,9 +58,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!("iot-demo is running (Ctrl-C to stop)");
     println!("  status page   http://{}/", app.external);
     println!("  meter ingest  http://{}/api/v1/readings", app.external);
-    println!("  internal      http://{}/healthz /readyz /metrics /internal/v1/meters", app.internal);
+    println!(
+        "  internal      http://{}/healthz /readyz /metrics /internal/v1/meters",
+        app.internal
+    );
     println!("  data          {}", common.data_dir.display());
-    println!("listening external=http://{} internal=http://{}", app.external, app.internal);
+    println!(
+        "listening external=http://{} internal=http://{}",
+        app.external, app.internal
+    );
     shutdown_signal(app.shutdown_token()).await;
     tracing::info!("shutting down");
     app.stop(Duration::from_secs(30)).await;

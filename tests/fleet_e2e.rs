@@ -24,15 +24,17 @@ async fn every_simulated_meter_reports_and_every_region_has_meters() {
     let all_in = eventually(Duration::from_secs(60), || {
         let store = store.clone();
         async move {
-            store
-                .summary()
-                .await
-                .is_ok_and(|s| s.meters_with_readings == meters as u64 && s.readings >= (meters * 96) as u64)
+            store.summary().await.is_ok_and(|s| {
+                s.meters_with_readings == meters as u64 && s.readings >= (meters * 96) as u64
+            })
         }
     })
     .await;
     let summary = store.summary().await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(all_in, "not every meter reported within a minute: {summary:?}");
+    assert!(
+        all_in,
+        "not every meter reported within a minute: {summary:?}"
+    );
     let regions = Regions::london().unwrap_or_else(|e| panic!("{e}"));
     let with_meters: HashSet<&str> = summary
         .meters_by_region
@@ -41,7 +43,11 @@ async fn every_simulated_meter_reports_and_every_region_has_meters() {
         .filter_map(|(r, _)| r.as_deref())
         .collect();
     for r in regions.iter() {
-        assert!(with_meters.contains(r.code.as_str()), "{} has no meters", r.code);
+        assert!(
+            with_meters.contains(r.code.as_str()),
+            "{} has no meters",
+            r.code
+        );
     }
     app.app.stop(Duration::from_secs(10)).await;
 }

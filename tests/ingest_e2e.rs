@@ -67,7 +67,10 @@ async fn a_posted_reading_reads_back_once_even_when_posted_twice() {
     // Give the second copy time to land too, then check it did not duplicate.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let got = read_back(&app, "MAC000123", from).await;
-    assert_eq!(got, vec![json!({"ts": ts.to_rfc3339(), "kwh": 0.123, "interval_s": 1800})]);
+    assert_eq!(
+        got,
+        vec![json!({"ts": ts.to_rfc3339(), "kwh": 0.123, "interval_s": 1800})]
+    );
     app.app.stop(Duration::from_secs(5)).await;
 }
 
@@ -91,29 +94,185 @@ async fn every_bad_request_gets_its_documented_4xx_and_stores_nothing() {
     batch[3]["kwh"] = json!(-1.0);
     let future = (Utc::now() + Span::hours(2)).timestamp();
     let future = DateTime::from_timestamp(future - future % 1800, 0).unwrap_or_default();
-    let cases: Vec<(&str, Option<String>, &str, String, u16, &str)> = vec![
-        ("no token", None, "application/json", good.to_string(), 401, "authorization"),
-        ("forged token", Some(forged), "application/json", good.to_string(), 401, "authorization"),
-        ("garbage token", Some("x".into()), "application/json", good.to_string(), 401, "authorization"),
-        ("another meter's token", Some(token("MAC000778")), "application/json", good.to_string(), 403, "meter_id"),
-        ("not JSON content type", Some(token(m)), "text/plain", good.to_string(), 415, "content-type"),
-        ("malformed body", Some(token(m)), "application/json", "{\"meter_id\": ".into(), 400, "body"),
-        ("NaN literal", Some(token(m)), "application/json", good.to_string().replace("0.5", "NaN"), 400, "body"),
-        ("NaN as string", Some(token(m)), "application/json", with("kwh", json!("NaN")), 422, "kwh"),
-        ("negative kWh", Some(token(m)), "application/json", with("kwh", json!(-0.01)), 422, "kwh"),
-        ("huge kWh", Some(token(m)), "application/json", with("kwh", json!(1e9)), 422, "kwh"),
-        ("overflowing kWh", Some(token(m)), "application/json", good.to_string().replace("0.5", "1e999"), 400, "body"),
-        ("misaligned ts", Some(token(m)), "application/json", with("ts", json!((slot(2) + Span::minutes(7)).to_rfc3339())), 422, "ts"),
-        ("far-future ts", Some(token(m)), "application/json", with("ts", json!(future.to_rfc3339())), 422, "ts"),
-        ("unknown interval", Some(token(m)), "application/json", with("interval_s", json!(1234)), 422, "interval_s"),
-        ("missing kwh", Some(token(m)), "application/json", without("kwh"), 422, "kwh"),
-        ("missing ts", Some(token(m)), "application/json", without("ts"), 422, "ts"),
-        ("missing meter_id", Some(token(m)), "application/json", without("meter_id"), 422, "meter_id"),
-        ("bad meter id", Some(token(m)), "application/json", with("meter_id", json!("MAC 1")), 422, "meter_id"),
-        ("empty batch", Some(token(m)), "application/json", "[]".into(), 422, "body"),
-        ("a number", Some(token(m)), "application/json", "42".into(), 400, "body"),
-        ("batch with one bad reading", Some(token(m)), "application/json", Value::Array(batch).to_string(), 422, "kwh"),
-        ("oversized body", Some(token(m)), "application/json", format!("[{}]", " ".repeat(5 * 1024 * 1024)), 413, ""),
+    // (what, token, content type, body, status, field named in the error)
+    type Case<'a> = (&'a str, Option<String>, &'a str, String, u16, &'a str);
+    let cases: Vec<Case> = vec![
+        (
+            "no token",
+            None,
+            "application/json",
+            good.to_string(),
+            401,
+            "authorization",
+        ),
+        (
+            "forged token",
+            Some(forged),
+            "application/json",
+            good.to_string(),
+            401,
+            "authorization",
+        ),
+        (
+            "garbage token",
+            Some("x".into()),
+            "application/json",
+            good.to_string(),
+            401,
+            "authorization",
+        ),
+        (
+            "another meter's token",
+            Some(token("MAC000778")),
+            "application/json",
+            good.to_string(),
+            403,
+            "meter_id",
+        ),
+        (
+            "not JSON content type",
+            Some(token(m)),
+            "text/plain",
+            good.to_string(),
+            415,
+            "content-type",
+        ),
+        (
+            "malformed body",
+            Some(token(m)),
+            "application/json",
+            "{\"meter_id\": ".into(),
+            400,
+            "body",
+        ),
+        (
+            "NaN literal",
+            Some(token(m)),
+            "application/json",
+            good.to_string().replace("0.5", "NaN"),
+            400,
+            "body",
+        ),
+        (
+            "NaN as string",
+            Some(token(m)),
+            "application/json",
+            with("kwh", json!("NaN")),
+            422,
+            "kwh",
+        ),
+        (
+            "negative kWh",
+            Some(token(m)),
+            "application/json",
+            with("kwh", json!(-0.01)),
+            422,
+            "kwh",
+        ),
+        (
+            "huge kWh",
+            Some(token(m)),
+            "application/json",
+            with("kwh", json!(1e9)),
+            422,
+            "kwh",
+        ),
+        (
+            "overflowing kWh",
+            Some(token(m)),
+            "application/json",
+            good.to_string().replace("0.5", "1e999"),
+            400,
+            "body",
+        ),
+        (
+            "misaligned ts",
+            Some(token(m)),
+            "application/json",
+            with("ts", json!((slot(2) + Span::minutes(7)).to_rfc3339())),
+            422,
+            "ts",
+        ),
+        (
+            "far-future ts",
+            Some(token(m)),
+            "application/json",
+            with("ts", json!(future.to_rfc3339())),
+            422,
+            "ts",
+        ),
+        (
+            "unknown interval",
+            Some(token(m)),
+            "application/json",
+            with("interval_s", json!(1234)),
+            422,
+            "interval_s",
+        ),
+        (
+            "missing kwh",
+            Some(token(m)),
+            "application/json",
+            without("kwh"),
+            422,
+            "kwh",
+        ),
+        (
+            "missing ts",
+            Some(token(m)),
+            "application/json",
+            without("ts"),
+            422,
+            "ts",
+        ),
+        (
+            "missing meter_id",
+            Some(token(m)),
+            "application/json",
+            without("meter_id"),
+            422,
+            "meter_id",
+        ),
+        (
+            "bad meter id",
+            Some(token(m)),
+            "application/json",
+            with("meter_id", json!("MAC 1")),
+            422,
+            "meter_id",
+        ),
+        (
+            "empty batch",
+            Some(token(m)),
+            "application/json",
+            "[]".into(),
+            422,
+            "body",
+        ),
+        (
+            "a number",
+            Some(token(m)),
+            "application/json",
+            "42".into(),
+            400,
+            "body",
+        ),
+        (
+            "batch with one bad reading",
+            Some(token(m)),
+            "application/json",
+            Value::Array(batch).to_string(),
+            422,
+            "kwh",
+        ),
+        (
+            "oversized body",
+            Some(token(m)),
+            "application/json",
+            format!("[{}]", " ".repeat(5 * 1024 * 1024)),
+            413,
+            "",
+        ),
     ];
     for (what, tok, ctype, body, status, field) in cases {
         let mut req = app
@@ -126,8 +285,14 @@ async fn every_bad_request_gets_its_documented_4xx_and_stores_nothing() {
         }
         let res = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(res.status().as_u16(), status, "{what}");
-        let err: Value = res.json().await.unwrap_or_else(|e| panic!("{what}: body is not JSON: {e}"));
-        assert!(err["error"].is_string() && err["message"].is_string(), "{what}: {err}");
+        let err: Value = res
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("{what}: body is not JSON: {e}"));
+        assert!(
+            err["error"].is_string() && err["message"].is_string(),
+            "{what}: {err}"
+        );
         if !field.is_empty() {
             assert_eq!(err["field"], field, "{what}: {err}");
         }
@@ -141,10 +306,18 @@ async fn every_bad_request_gets_its_documented_4xx_and_stores_nothing() {
     assert_eq!(status, StatusCode::ACCEPTED);
     let from = slot(24);
     assert!(
-        eventually(Duration::from_secs(10), || async { !read_back(&app, m, from).await.is_empty() }).await
+        eventually(Duration::from_secs(10), || async {
+            !read_back(&app, m, from).await.is_empty()
+        })
+        .await
     );
     assert_eq!(read_back(&app, m, from).await.len(), 1);
-    let summary = app.app.store.summary().await.unwrap_or_else(|e| panic!("{e}"));
+    let summary = app
+        .app
+        .store
+        .summary()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(summary.readings, 1, "refused requests stored nothing");
     app.app.stop(Duration::from_secs(5)).await;
 }
@@ -157,7 +330,12 @@ async fn a_full_batch_is_accepted_and_one_more_is_too_many() {
     let batch: Vec<Value> = (0..10_000)
         .map(|i| reading(m, start + Span::minutes(30 * i), 0.25))
         .collect();
-    let (status, res) = post(&app, Some(&token(m)), Value::Array(batch.clone()).to_string()).await;
+    let (status, res) = post(
+        &app,
+        Some(&token(m)),
+        Value::Array(batch.clone()).to_string(),
+    )
+    .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{res}");
     assert_eq!(res["accepted"], 10_000);
     let mut over = batch;
@@ -171,9 +349,20 @@ async fn a_full_batch_is_accepted_and_one_more_is_too_many() {
 async fn read_back_is_for_the_meter_owner_only() {
     let app = start_app(None).await;
     let url = app.ext("/api/v1/meters/MAC000001/readings");
-    let res = app.client.get(&url).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .client
+        .get(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let res = app.client.get(&url).bearer_auth(token("MAC000002")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .client
+        .get(&url)
+        .bearer_auth(token("MAC000002"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = app
         .client
@@ -193,14 +382,38 @@ async fn read_back_is_for_the_meter_owner_only() {
 async fn internal_routes_live_only_on_the_internal_listener() {
     let app = start_app(None).await;
     for path in ["/healthz", "/readyz", "/metrics", "/internal/v1/meters"] {
-        let res = app.client.get(app.ext(path)).send().await.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(res.status(), StatusCode::NOT_FOUND, "{path} on the external listener");
+        let res = app
+            .client
+            .get(app.ext(path))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            res.status(),
+            StatusCode::NOT_FOUND,
+            "{path} on the external listener"
+        );
     }
-    let res = app.client.get(app.int("/healthz")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .client
+        .get(app.int("/healthz"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), StatusCode::OK);
-    let res = app.client.get(app.int("/readyz")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .client
+        .get(app.int("/readyz"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), StatusCode::OK);
-    let metrics = app.client.get(app.int("/metrics")).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let metrics = app
+        .client
+        .get(app.int("/metrics"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let text = metrics.text().await.unwrap_or_default();
     assert!(text.contains("iot_meter_readings_accepted_total"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"));
@@ -212,20 +425,47 @@ async fn operators_register_meters_on_the_internal_listener() {
     let app = start_app(None).await;
     let url = app.int("/internal/v1/meters");
     let body = json!({"meter_id": "HOME-1", "lat": 51.5138, "lon": -0.0984, "household_size": 2, "dwelling": "flat"});
-    let res = app.client.post(&url).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
-    let res = app.client.post(&url).bearer_auth(ANALYST).json(&body).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .client
+        .post(&url)
+        .bearer_auth(ANALYST)
+        .json(&body)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), StatusCode::CREATED);
     let created: Value = res.json().await.unwrap_or(Value::Null);
     assert_eq!(created["meter"]["region"], "E09000001");
     assert_eq!(created["token"], token("HOME-1"));
     let bad = json!({"meter_id": "HOME-2", "region": "E09999999"});
-    let res = app.client.post(&url).bearer_auth(ANALYST).json(&bad).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .client
+        .post(&url)
+        .bearer_auth(ANALYST)
+        .json(&bad)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let err: Value = res.json().await.unwrap_or(Value::Null);
     assert_eq!(err["field"], "region");
     let paris = json!({"meter_id": "HOME-3", "lat": 48.8566, "lon": 2.3522});
-    let res = app.client.post(&url).bearer_auth(ANALYST).json(&paris).send().await.unwrap_or_else(|e| panic!("{e}"));
+    let res = app
+        .client
+        .post(&url)
+        .bearer_auth(ANALYST)
+        .json(&paris)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let listed: Value = app
         .client
@@ -237,7 +477,10 @@ async fn operators_register_meters_on_the_internal_listener() {
         .json()
         .await
         .unwrap_or(Value::Null);
-    let ids: Vec<&str> = listed["meters"].as_array().map(|a| a.iter().filter_map(|m| m["meter_id"].as_str()).collect()).unwrap_or_default();
+    let ids: Vec<&str> = listed["meters"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|m| m["meter_id"].as_str()).collect())
+        .unwrap_or_default();
     assert_eq!(ids, vec!["HOME-1"]);
     app.app.stop(Duration::from_secs(5)).await;
 }
@@ -248,8 +491,18 @@ async fn readings_of_an_unregistered_meter_are_kept_without_a_region() {
     let m = "UNREGISTERED-9";
     let (status, _) = post(&app, Some(&token(m)), reading(m, slot(5), 0.3).to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
-    assert!(eventually(Duration::from_secs(10), || async { read_back(&app, m, slot(48)).await.len() == 1 }).await);
-    let meter = app.app.store.meter(m).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            read_back(&app, m, slot(48)).await.len() == 1
+        })
+        .await
+    );
+    let meter = app
+        .app
+        .store
+        .meter(m)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(meter, None, "stored, but in no region until registered");
     app.app.stop(Duration::from_secs(5)).await;
 }

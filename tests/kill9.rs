@@ -19,7 +19,14 @@ impl Drop for Proc {
 /// Starts `iot-demo` on free ports without a fleet; returns it and its external base URL.
 fn launch(data: &std::path::Path) -> (Proc, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_iot-demo"))
-        .args(["--meters", "0", "--external-addr", "127.0.0.1:0", "--internal-addr", "127.0.0.1:0"])
+        .args([
+            "--meters",
+            "0",
+            "--external-addr",
+            "127.0.0.1:0",
+            "--internal-addr",
+            "127.0.0.1:0",
+        ])
         .env("IOT_DATA_DIR", data)
         .env("RUST_LOG", "warn")
         .env_remove("IOT_METER_SECRET")
@@ -32,7 +39,11 @@ fn launch(data: &std::path::Path) -> (Proc, String) {
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap_or_else(|e| panic!("read stdout: {e}"));
         if let Some(rest) = line.strip_prefix("listening external=") {
-            let url = rest.split_whitespace().next().unwrap_or_default().to_owned();
+            let url = rest
+                .split_whitespace()
+                .next()
+                .unwrap_or_default()
+                .to_owned();
             return (proc, url);
         }
     }
@@ -46,7 +57,11 @@ fn token(data: &std::path::Path, meter: &str) -> String {
         .env_remove("IOT_METER_SECRET")
         .output()
         .unwrap_or_else(|e| panic!("iot-demo token: {e}"));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
@@ -97,5 +112,8 @@ async fn kill_dash_nine_right_after_202_loses_nothing() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(got, 48, "every acknowledged reading is there after the restart");
+    assert_eq!(
+        got, 48,
+        "every acknowledged reading is there after the restart"
+    );
 }

@@ -86,7 +86,9 @@ impl Reading {
             Some(v) => v
                 .as_u64()
                 .and_then(|n| u32::try_from(n).ok())
-                .ok_or_else(|| FieldError::new("interval_s", "must be a whole number of seconds"))?,
+                .ok_or_else(|| {
+                    FieldError::new("interval_s", "must be a whole number of seconds")
+                })?,
         };
         let reading = Reading {
             meter_id,
@@ -195,7 +197,9 @@ impl std::str::FromStr for Dwelling {
         Dwelling::ALL
             .into_iter()
             .find(|d| d.as_str() == s)
-            .ok_or_else(|| format!("unknown dwelling `{s}` (flat, terraced, semi_detached, detached)"))
+            .ok_or_else(|| {
+                format!("unknown dwelling `{s}` (flat, terraced, semi_detached, detached)")
+            })
     }
 }
 
@@ -325,16 +329,22 @@ mod tests {
             } else {
                 v[key] = value.clone();
             }
-            let err = parse(v).err().unwrap_or_else(|| panic!("{key}={value} accepted"));
+            let err = parse(v)
+                .err()
+                .unwrap_or_else(|| panic!("{key}={value} accepted"));
             assert_eq!(err.field, field, "{key}={value}: {err}");
         }
     }
 
     #[test]
     fn interval_changes_alignment_and_limit() {
-        let r = parse(json!({"meter_id": "m", "ts": "2026-11-21T10:15:00Z", "kwh": 7.0, "interval_s": 900}));
+        let r = parse(
+            json!({"meter_id": "m", "ts": "2026-11-21T10:15:00Z", "kwh": 7.0, "interval_s": 900}),
+        );
         assert_eq!(r.err().map(|e| e.field), Some("kwh"));
-        let r = parse(json!({"meter_id": "m", "ts": "2026-11-21T10:15:00Z", "kwh": 6.0, "interval_s": 3600}));
+        let r = parse(
+            json!({"meter_id": "m", "ts": "2026-11-21T10:15:00Z", "kwh": 6.0, "interval_s": 3600}),
+        );
         assert_eq!(r.err().map(|e| e.field), Some("ts"));
     }
 

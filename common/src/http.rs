@@ -111,12 +111,18 @@ async fn readyz(State(h): State<Health>) -> Response {
     if let Some(store) = &h.store {
         let r = store.ping().await;
         ready &= r.is_ok();
-        checks.insert("store".into(), json!(r.map_or_else(|e| e.to_string(), |_| "ok".into())));
+        checks.insert(
+            "store".into(),
+            json!(r.map_or_else(|e| e.to_string(), |_| "ok".into())),
+        );
     }
     if let Some(bus) = &h.bus {
         let r = bus.ping().await;
         ready &= r.is_ok();
-        checks.insert("bus".into(), json!(r.map_or_else(|e| e.to_string(), |_| "ok".into())));
+        checks.insert(
+            "bus".into(),
+            json!(r.map_or_else(|e| e.to_string(), |_| "ok".into())),
+        );
     }
     let status = if ready {
         StatusCode::OK

@@ -72,8 +72,9 @@ impl Regions {
     /// Parses a FeatureCollection whose features carry `code` (or a feature `id`) and
     /// `name` properties and a Polygon or MultiPolygon geometry in WGS84 lon/lat.
     pub fn from_geojson(text: &str) -> Result<Self, RegionError> {
-        let fc: geojson::FeatureCollection =
-            text.parse().map_err(|e: geojson::Error| RegionError::Parse(e.to_string()))?;
+        let fc: geojson::FeatureCollection = text
+            .parse()
+            .map_err(|e: geojson::Error| RegionError::Parse(e.to_string()))?;
         let attribution = fc
             .foreign_members
             .as_ref()
@@ -97,7 +98,9 @@ impl Regions {
                 })
                 .ok_or_else(|| bad("has no `code` property or id"))?;
             if !crate::domain::is_valid_meter_id(&code) {
-                return Err(bad("code must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'"));
+                return Err(bad(
+                    "code must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
+                ));
             }
             let name = f
                 .property("name")
@@ -191,8 +194,14 @@ mod tests {
         let r = london();
         assert_eq!(r.len(), 33);
         assert!(r.iter().all(|x| x.code.starts_with("E09")));
-        assert_eq!(r.get("E09000001").map(|x| x.name.as_str()), Some("City of London"));
-        assert!(r.attribution().is_some_and(|a| a.contains("Open Government Licence")));
+        assert_eq!(
+            r.get("E09000001").map(|x| x.name.as_str()),
+            Some("City of London")
+        );
+        assert!(
+            r.attribution()
+                .is_some_and(|a| a.contains("Open Government Licence"))
+        );
     }
 
     #[test]
@@ -213,18 +222,32 @@ mod tests {
         let mut rng = rand::rng();
         for region in r.iter() {
             for _ in 0..20 {
-                let (lat, lon) = r.sample_point(region, &mut rng).unwrap_or_else(|| panic!("{}", region.code));
-                assert_eq!(r.locate(lat, lon).map(|x| x.code.as_str()), Some(region.code.as_str()));
+                let (lat, lon) = r
+                    .sample_point(region, &mut rng)
+                    .unwrap_or_else(|| panic!("{}", region.code));
+                assert_eq!(
+                    r.locate(lat, lon).map(|x| x.code.as_str()),
+                    Some(region.code.as_str())
+                );
             }
         }
     }
 
     #[test]
     fn rejects_broken_files_with_a_reason() {
-        assert!(matches!(Regions::from_geojson("{"), Err(RegionError::Parse(_))));
+        assert!(matches!(
+            Regions::from_geojson("{"),
+            Err(RegionError::Parse(_))
+        ));
         let empty = r#"{"type":"FeatureCollection","features":[]}"#;
-        assert!(matches!(Regions::from_geojson(empty), Err(RegionError::Empty)));
+        assert!(matches!(
+            Regions::from_geojson(empty),
+            Err(RegionError::Empty)
+        ));
         let point = r#"{"type":"FeatureCollection","features":[{"type":"Feature","properties":{"code":"A"},"geometry":{"type":"Point","coordinates":[0,0]}}]}"#;
-        assert!(matches!(Regions::from_geojson(point), Err(RegionError::Feature { .. })));
+        assert!(matches!(
+            Regions::from_geojson(point),
+            Err(RegionError::Feature { .. })
+        ));
     }
 }

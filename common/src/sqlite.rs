@@ -46,7 +46,9 @@ fn migrate(conn: &mut Connection, migrations: &[Migration]) -> Result<(), Sqlite
     )?;
     let known = migrations.iter().map(|m| m.version).max().unwrap_or(0);
     let newest: Option<u32> =
-        tx.query_row("SELECT max(version) FROM schema_migrations", [], |r| r.get(0))?;
+        tx.query_row("SELECT max(version) FROM schema_migrations", [], |r| {
+            r.get(0)
+        })?;
     if let Some(newest) = newest.filter(|n| *n > known) {
         return Err(SqliteError::Schema(format!(
             "database is at schema version {newest}, newer than this binary's {known}"

@@ -169,8 +169,12 @@ async fn accept(
         let at_index = |e: ApiError| if batch { e.index(i) } else { e };
         let reading = Reading::from_json(item, now).map_err(|e| {
             at_index(
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reading", e.to_string())
-                    .field(e.field),
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_reading",
+                    e.to_string(),
+                )
+                .field(e.field),
             )
         })?;
         if reading.meter_id != token_meter {
@@ -198,9 +202,7 @@ async fn accept(
 }
 
 fn unavailable(e: &BusError) -> ApiError {
-    ApiError::unavailable(format!(
-        "readings not accepted, retry later: {e}"
-    ))
+    ApiError::unavailable(format!("readings not accepted, retry later: {e}"))
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -14,8 +14,8 @@ use iot_common::domain::{DEFAULT_INTERVAL_S, Meter, from_epoch};
 use iot_common::metrics::Metrics;
 use iot_common::regions::Regions;
 use iot_common::store::{Store, StoreError};
-use rand::{RngExt, SeedableRng};
 use rand::rngs::Xoshiro256PlusPlus as SeededRng;
+use rand::{RngExt, SeedableRng};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -137,7 +137,11 @@ impl Fleet {
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Result<(), FleetError> {
-        let poster = Arc::new(Poster::new(&self.config.meter_url, tokens, metrics.clone())?);
+        let poster = Arc::new(Poster::new(
+            &self.config.meter_url,
+            tokens,
+            metrics.clone(),
+        )?);
         metrics.fleet_meters.set(self.households.len() as i64);
         let interval = i64::from(DEFAULT_INTERVAL_S);
         let now = Utc::now().timestamp();
@@ -168,7 +172,11 @@ impl Fleet {
             );
         }
         if days > 0 {
-            tracing::info!(readings = posted, seconds = started.elapsed().as_secs_f64(), "fleet backfill done");
+            tracing::info!(
+                readings = posted,
+                seconds = started.elapsed().as_secs_f64(),
+                "fleet backfill done"
+            );
         }
 
         let clock = Clock::new(replay_start, self.config.speed);
@@ -180,7 +188,9 @@ impl Fleet {
                 self.post_slots(&poster, next, due, &shutdown).await?;
                 next = due;
             }
-            let wait = clock.wall_delay_until(next + interval).min(Duration::from_secs(5));
+            let wait = clock
+                .wall_delay_until(next + interval)
+                .min(Duration::from_secs(5));
             tokio::select! {
                 () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(wait) => {}
@@ -229,7 +239,10 @@ impl Fleet {
                             interval_s: DEFAULT_INTERVAL_S,
                         })
                         .collect();
-                    poster.post(&readings, &shutdown).await.map(|()| readings.len())
+                    poster
+                        .post(&readings, &shutdown)
+                        .await
+                        .map(|()| readings.len())
                 });
             }
             // Surface a failure early rather than after queueing every request.
@@ -244,7 +257,9 @@ impl Fleet {
     }
 }
 
-fn flatten(r: Result<Result<usize, FleetError>, tokio::task::JoinError>) -> Result<usize, FleetError> {
+fn flatten(
+    r: Result<Result<usize, FleetError>, tokio::task::JoinError>,
+) -> Result<usize, FleetError> {
     match r {
         Ok(r) => r,
         Err(e) if e.is_cancelled() => Err(FleetError::Cancelled),
@@ -264,7 +279,11 @@ impl Clock {
     fn new(origin: i64, speed: f64) -> Self {
         Self {
             origin,
-            speed: if speed.is_finite() && speed >= 1.0 { speed } else { 1.0 },
+            speed: if speed.is_finite() && speed >= 1.0 {
+                speed
+            } else {
+                1.0
+            },
             wall_start: std::time::Instant::now(),
         }
     }
@@ -277,7 +296,11 @@ impl Clock {
     fn wall_delay_until(&self, virtual_t: i64) -> Duration {
         let v = self.now();
         let ahead = (virtual_t - v).max(0) as f64;
-        let rate = if v < Utc::now().timestamp() { self.speed } else { 1.0 };
+        let rate = if v < Utc::now().timestamp() {
+            self.speed
+        } else {
+            1.0
+        };
         Duration::from_secs_f64(ahead / rate).max(Duration::from_millis(50))
     }
 }
@@ -304,7 +327,11 @@ impl Poster {
         })
     }
 
-    async fn post(&self, readings: &[Reading], shutdown: &CancellationToken) -> Result<(), FleetError> {
+    async fn post(
+        &self,
+        readings: &[Reading],
+        shutdown: &CancellationToken,
+    ) -> Result<(), FleetError> {
         let Some(first) = readings.first() else {
             return Ok(());
         };
@@ -372,10 +399,17 @@ mod tests {
         };
         let fleet = Fleet::build(&regions, cfg).unwrap_or_else(|e| panic!("{e}"));
         for r in regions.iter() {
-            let mine: Vec<_> = fleet.households().iter().filter(|h| h.region == r.code).collect();
+            let mine: Vec<_> = fleet
+                .households()
+                .iter()
+                .filter(|h| h.region == r.code)
+                .collect();
             assert_eq!(mine.len(), 2, "{}", r.code);
             for h in mine {
-                assert_eq!(regions.locate(h.lat, h.lon).map(|x| x.code.as_str()), Some(r.code.as_str()));
+                assert_eq!(
+                    regions.locate(h.lat, h.lon).map(|x| x.code.as_str()),
+                    Some(r.code.as_str())
+                );
             }
         }
     }
@@ -384,9 +418,16 @@ mod tests {
     fn the_same_seed_builds_the_same_fleet() {
         let regions = Regions::london().unwrap_or_else(|e| panic!("{e}"));
         let build = |seed| {
-            Fleet::build(&regions, FleetConfig { meters: 10, seed, ..FleetConfig::default() })
-                .map(|f| f.households().to_vec())
-                .unwrap_or_default()
+            Fleet::build(
+                &regions,
+                FleetConfig {
+                    meters: 10,
+                    seed,
+                    ..FleetConfig::default()
+                },
+            )
+            .map(|f| f.households().to_vec())
+            .unwrap_or_default()
         };
         assert_eq!(build(1), build(1));
         assert_ne!(build(1), build(2));

@@ -10,8 +10,8 @@
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use iot_common::domain::Dwelling;
-use rand::{RngExt, SeedableRng};
 use rand::rngs::Xoshiro256PlusPlus as SeededRng;
+use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Gamma, LogNormal};
 
 /// Annual kWh of the median household (Ofgem's typical domestic consumption value is
@@ -58,9 +58,9 @@ fn dwelling_factor(d: Dwelling) -> f64 {
 /// A region's own level, from 0.85 to 1.15, fixed by its code so regions differ the same
 /// way on every run.
 pub fn region_factor(code: &str) -> f64 {
-    let h = code
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let h = code.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
     0.85 + 0.30 * (splitmix(h) % 10_000) as f64 / 10_000.0
 }
 
@@ -129,7 +129,10 @@ fn shape(h: f64, weekend: bool) -> f64 {
 
 /// Mean of `shape` over a day, so that a day's slots share its energy exactly.
 fn shape_mean(weekend: bool) -> f64 {
-    (0..96).map(|q| shape(q as f64 / 4.0 + 0.125, weekend)).sum::<f64>() / 96.0
+    (0..96)
+        .map(|q| shape(q as f64 / 4.0 + 0.125, weekend))
+        .sum::<f64>()
+        / 96.0
 }
 
 /// Winter above summer: +22 % in mid-January, −22 % in mid-July.
@@ -149,12 +152,11 @@ impl Household {
         let mut day_rng = SeededRng::seed_from_u64(splitmix(self.seed ^ splitmix(day_key as u64)));
         let day_wobble = LogNormal::new(0.0, 0.15).map_or(1.0, |d| d.sample(&mut day_rng));
         let weekend_factor = if weekend { 1.08 } else { 1.0 };
-        let daily = self.annual_kwh / 365.25
-            * season(local.ordinal())
-            * weekend_factor
-            * day_wobble;
-        let mut slot_rng =
-            SeededRng::seed_from_u64(splitmix(self.seed ^ splitmix(ts.timestamp() as u64 ^ 0x5151)));
+        let daily =
+            self.annual_kwh / 365.25 * season(local.ordinal()) * weekend_factor * day_wobble;
+        let mut slot_rng = SeededRng::seed_from_u64(splitmix(
+            self.seed ^ splitmix(ts.timestamp() as u64 ^ 0x5151),
+        ));
         let noise = Gamma::new(5.0, 0.2).map_or(1.0, |d| d.sample(&mut slot_rng));
         let kwh = daily * f64::from(interval_s) / 86_400.0 * shape(mid_h, weekend)
             / shape_mean(weekend)
@@ -172,14 +174,31 @@ mod tests {
     fn fleet(n: usize) -> Vec<Household> {
         let mut rng = SeededRng::seed_from_u64(7);
         (0..n)
-            .map(|i| draw_household(&mut rng, format!("M{i}"), &format!("R{}", i % 33), 51.5, -0.1))
+            .map(|i| {
+                draw_household(
+                    &mut rng,
+                    format!("M{i}"),
+                    &format!("R{}", i % 33),
+                    51.5,
+                    -0.1,
+                )
+            })
             .collect()
     }
 
     fn year_kwh(h: &Household) -> f64 {
-        let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().unwrap_or_default();
+        let start = Utc
+            .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
+            .single()
+            .unwrap_or_default();
         (0..365 * 48)
-            .map(|s| h.kwh(start + Duration::minutes(30 * s), 1800, chrono_tz::Europe::London))
+            .map(|s| {
+                h.kwh(
+                    start + Duration::minutes(30 * s),
+                    1800,
+                    chrono_tz::Europe::London,
+                )
+            })
             .sum()
     }
 
@@ -199,9 +218,16 @@ mod tests {
         let hh = fleet(50);
         let tz = chrono_tz::Europe::London;
         let mean_at = |y, m, d, h| -> f64 {
-            let t = Utc.with_ymd_and_hms(y, m, d, h, 0, 0).single().unwrap_or_default();
+            let t = Utc
+                .with_ymd_and_hms(y, m, d, h, 0, 0)
+                .single()
+                .unwrap_or_default();
             (0..4)
-                .map(|w| hh.iter().map(|x| x.kwh(t + Duration::days(7 * w), 1800, tz)).sum::<f64>())
+                .map(|w| {
+                    hh.iter()
+                        .map(|x| x.kwh(t + Duration::days(7 * w), 1800, tz))
+                        .sum::<f64>()
+                })
                 .sum()
         };
         // 2025-01-07 is a Tuesday; London is on UTC in January.
@@ -217,7 +243,10 @@ mod tests {
     fn readings_are_deterministic_and_physical() {
         let (a, b) = (fleet(5), fleet(5));
         assert_eq!(a, b);
-        let t = Utc.with_ymd_and_hms(2026, 3, 29, 0, 30, 0).single().unwrap_or_default();
+        let t = Utc
+            .with_ymd_and_hms(2026, 3, 29, 0, 30, 0)
+            .single()
+            .unwrap_or_default();
         for (h, twin) in a.iter().zip(&b) {
             for s in 0..96 {
                 let ts = t + Duration::minutes(30 * s);
@@ -230,9 +259,13 @@ mod tests {
 
     #[test]
     fn regions_differ_but_stay_within_bounds() {
-        let f: Vec<f64> = (1..=33).map(|i| region_factor(&format!("E09{i:06}"))).collect();
+        let f: Vec<f64> = (1..=33)
+            .map(|i| region_factor(&format!("E09{i:06}")))
+            .collect();
         assert!(f.iter().all(|x| (0.85..=1.15).contains(x)));
-        let (lo, hi) = f.iter().fold((2.0_f64, 0.0_f64), |(l, h), x| (l.min(*x), h.max(*x)));
+        let (lo, hi) = f
+            .iter()
+            .fold((2.0_f64, 0.0_f64), |(l, h), x| (l.min(*x), h.max(*x)));
         assert!(hi - lo > 0.1, "regions should differ: {lo}..{hi}");
     }
 }

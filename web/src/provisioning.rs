@@ -54,7 +54,10 @@ pub async fn provision(
                 return Err(invalid("lat", "must be a latitude in degrees, -90 to 90"));
             }
             if !(-180.0..=180.0).contains(&lon) {
-                return Err(invalid("lon", "must be a longitude in degrees, -180 to 180"));
+                return Err(invalid(
+                    "lon",
+                    "must be a longitude in degrees, -180 to 180",
+                ));
             }
             Some(
                 regions
@@ -84,7 +87,10 @@ pub async fn provision(
         (None, located) => located,
     };
     if region.is_none() {
-        return Err(invalid("region", "give a region code or a lat/lon location"));
+        return Err(invalid(
+            "region",
+            "give a region code or a lat/lon location",
+        ));
     }
     if let Some(n) = req.household_size
         && !(1..=15).contains(&n)

@@ -43,10 +43,7 @@ pub fn external_router(state: WebState) -> Router {
 /// Routes only reachable inside the deployment.
 pub fn internal_router(state: WebState) -> Router {
     Router::new()
-        .route(
-            "/internal/v1/meters",
-            get(list_meters).post(register_meter),
-        )
+        .route("/internal/v1/meters", get(list_meters).post(register_meter))
         .with_state(state)
 }
 
@@ -99,10 +96,17 @@ async fn status_page(State(s): State<WebState>) -> Result<Response, ApiError> {
         latest: summary.latest_reading.map(|t| t.to_rfc3339()),
         summary,
         unplaced,
-        attribution: s.regions.attribution().unwrap_or("not stated in the region file"),
+        attribution: s
+            .regions
+            .attribution()
+            .unwrap_or("not stated in the region file"),
     };
     let html = page.render().map_err(|e| {
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "render_failed", e.to_string())
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "render_failed",
+            e.to_string(),
+        )
     })?;
     Ok(Html(html).into_response())
 }
@@ -116,7 +120,10 @@ async fn regions(State(s): State<WebState>) -> Result<Response, ApiError> {
     Ok(Json(json!({"regions": rows, "attribution": s.regions.attribution()})).into_response())
 }
 
-fn parse_time(q: &HashMap<String, String>, key: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {
+fn parse_time(
+    q: &HashMap<String, String>,
+    key: &'static str,
+) -> Result<Option<DateTime<Utc>>, ApiError> {
     q.get(key)
         .map(|v| {
             DateTime::parse_from_rfc3339(v)
@@ -242,15 +249,17 @@ async fn register_meter(
         ApiError::new(status, "invalid_meter", e.to_string()).field("body")
     })?;
     match provision(s.store.as_ref(), &s.regions, &s.tokens, req).await {
-        Ok((meter, token)) => {
-            Ok((StatusCode::CREATED, Json(json!({"meter": meter, "token": token}))).into_response())
-        }
-        Err(ProvisionError::Invalid { field, reason }) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_meter",
-            reason,
+        Ok((meter, token)) => Ok((
+            StatusCode::CREATED,
+            Json(json!({"meter": meter, "token": token})),
         )
-        .field(field)),
+            .into_response()),
+        Err(ProvisionError::Invalid { field, reason }) => {
+            Err(
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_meter", reason)
+                    .field(field),
+            )
+        }
         Err(ProvisionError::Store(e)) => Err(store_error(e)),
     }
 }

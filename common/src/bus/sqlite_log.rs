@@ -300,7 +300,8 @@ mod tests {
         });
         let got = c.poll(10, Duration::from_secs(10)).await?;
         assert_eq!(got, vec![reading(1)]);
-        t.await.map_err(|e| BusError::Unavailable(e.to_string()))??;
+        t.await
+            .map_err(|e| BusError::Unavailable(e.to_string()))??;
         Ok(())
     }
 

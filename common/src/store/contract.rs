@@ -66,34 +66,64 @@ pub async fn meters_round_trip(store: &dyn Store) {
         dwelling: Some(Dwelling::Terraced),
         registered_at: at(T0),
     };
-    ok(store.upsert_meters(std::slice::from_ref(&m)).await, "upsert meter");
+    ok(
+        store.upsert_meters(std::slice::from_ref(&m)).await,
+        "upsert meter",
+    );
     assert_eq!(ok(store.meter(&id).await, "get meter"), Some(m.clone()));
     m.region = None;
     m.dwelling = None;
-    ok(store.upsert_meters(std::slice::from_ref(&m)).await, "re-register meter");
-    assert_eq!(ok(store.meter(&id).await, "get meter"), Some(m.clone()), "upsert replaces");
+    ok(
+        store.upsert_meters(std::slice::from_ref(&m)).await,
+        "re-register meter",
+    );
+    assert_eq!(
+        ok(store.meter(&id).await, "get meter"),
+        Some(m.clone()),
+        "upsert replaces"
+    );
     assert_eq!(ok(store.meter(&unique("absent")).await, "get absent"), None);
     let all = ok(store.meters().await, "list meters");
     assert_eq!(all.iter().filter(|x| x.meter_id == id).count(), 1);
-    assert!(all.windows(2).all(|w| w[0].meter_id < w[1].meter_id), "ordered by id");
+    assert!(
+        all.windows(2).all(|w| w[0].meter_id < w[1].meter_id),
+        "ordered by id"
+    );
 }
 
 pub async fn readings_upsert_once_per_meter_and_ts(store: &dyn Store) {
     let id = unique("m");
-    let batch: Vec<Reading> = (0..48).map(|s| reading(&id, s, 0.1 + s as f64 / 100.0)).collect();
+    let batch: Vec<Reading> = (0..48)
+        .map(|s| reading(&id, s, 0.1 + s as f64 / 100.0))
+        .collect();
     ok(store.write_readings(&batch).await, "write");
     ok(store.write_readings(&batch).await, "write again");
     let got = ok(
-        store.meter_readings(&id, at(T0), at(T0 + 86_400), MAX_READBACK).await,
+        store
+            .meter_readings(&id, at(T0), at(T0 + 86_400), MAX_READBACK)
+            .await,
         "read back",
     );
     assert_eq!(got, batch, "the same reading written twice is stored once");
     let corrected = reading(&id, 5, 0.999);
-    ok(store.write_readings(std::slice::from_ref(&corrected)).await, "rewrite");
-    let got = ok(store.meter_readings(&id, at(T0), at(T0 + 86_400), 100).await, "read");
+    ok(
+        store.write_readings(std::slice::from_ref(&corrected)).await,
+        "rewrite",
+    );
+    let got = ok(
+        store
+            .meter_readings(&id, at(T0), at(T0 + 86_400), 100)
+            .await,
+        "read",
+    );
     assert_eq!(got.len(), 48);
     assert_eq!(got[5], corrected, "the later write wins");
-    let other = ok(store.meter_readings(&unique("m"), at(T0), at(T0 + 86_400), 100).await, "read");
+    let other = ok(
+        store
+            .meter_readings(&unique("m"), at(T0), at(T0 + 86_400), 100)
+            .await,
+        "read",
+    );
     assert!(other.is_empty(), "readings belong to their meter only");
 }
 
@@ -103,15 +133,29 @@ pub async fn readings_window_is_half_open_ordered_and_limited(store: &dyn Store)
     batch.reverse();
     ok(store.write_readings(&batch).await, "write");
     let got = ok(
-        store.meter_readings(&id, at(T0 + 2 * 1800), at(T0 + 6 * 1800), 100).await,
+        store
+            .meter_readings(&id, at(T0 + 2 * 1800), at(T0 + 6 * 1800), 100)
+            .await,
         "window",
     );
     let slots: Vec<i64> = got.iter().map(|r| (r.ts.timestamp() - T0) / 1800).collect();
-    assert_eq!(slots, vec![2, 3, 4, 5], "from is inclusive, to exclusive, oldest first");
-    let got = ok(store.meter_readings(&id, at(T0), at(T0 + 86_400), 3).await, "limit");
+    assert_eq!(
+        slots,
+        vec![2, 3, 4, 5],
+        "from is inclusive, to exclusive, oldest first"
+    );
+    let got = ok(
+        store.meter_readings(&id, at(T0), at(T0 + 86_400), 3).await,
+        "limit",
+    );
     assert_eq!(got.len(), 3);
     assert_eq!(got[0].ts, at(T0));
-    let empty = ok(store.meter_readings(&id, at(T0 + 100), at(T0 + 100), 10).await, "empty");
+    let empty = ok(
+        store
+            .meter_readings(&id, at(T0 + 100), at(T0 + 100), 10)
+            .await,
+        "empty",
+    );
     assert!(empty.is_empty());
 }
 
@@ -138,16 +182,38 @@ fn profile(region: &str, run: &str, avg: f64) -> RegionProfile {
 
 pub async fn profiles_replace_per_region(store: &dyn Store) {
     let (a, b) = (unique("RA"), unique("RB"));
-    ok(store.put_profiles(&[profile(&a, "run1", 7.0), profile(&b, "run1", 8.0)]).await, "put");
-    ok(store.put_profiles(&[profile(&a, "run2", 9.5)]).await, "put again");
+    ok(
+        store
+            .put_profiles(&[profile(&a, "run1", 7.0), profile(&b, "run1", 8.0)])
+            .await,
+        "put",
+    );
+    ok(
+        store.put_profiles(&[profile(&a, "run2", 9.5)]).await,
+        "put again",
+    );
     let all = ok(store.profiles().await, "profiles");
-    let mine: Vec<&RegionProfile> = all.iter().filter(|p| p.region == a || p.region == b).collect();
+    let mine: Vec<&RegionProfile> = all
+        .iter()
+        .filter(|p| p.region == a || p.region == b)
+        .collect();
     assert_eq!(mine.len(), 2, "one current profile per region");
     let pa = mine.iter().find(|p| p.region == a).map(|p| (*p).clone());
-    assert_eq!(pa, Some(profile(&a, "run2", 9.5)), "the newer profile replaced the older");
+    assert_eq!(
+        pa,
+        Some(profile(&a, "run2", 9.5)),
+        "the newer profile replaced the older"
+    );
     let pb = mine.iter().find(|p| p.region == b).map(|p| (*p).clone());
-    assert_eq!(pb, Some(profile(&b, "run1", 8.0)), "a region not in the put keeps its own");
-    assert!(all.windows(2).all(|w| w[0].region < w[1].region), "ordered by region");
+    assert_eq!(
+        pb,
+        Some(profile(&b, "run1", 8.0)),
+        "a region not in the put keeps its own"
+    );
+    assert!(
+        all.windows(2).all(|w| w[0].region < w[1].region),
+        "ordered by region"
+    );
 }
 
 pub async fn runs_round_trip_newest_first(store: &dyn Store) {
@@ -183,7 +249,11 @@ pub async fn runs_round_trip_newest_first(store: &dyn Store) {
     assert_eq!(ok(store.run(&ids[1]).await, "get run"), Some(done));
     let newest = ok(store.runs(2).await, "list runs");
     let got: Vec<&str> = newest.iter().map(|r| r.run_id.as_str()).collect();
-    assert_eq!(got, vec![ids[2].as_str(), ids[1].as_str()], "newest first, limited");
+    assert_eq!(
+        got,
+        vec![ids[2].as_str(), ids[1].as_str()],
+        "newest first, limited"
+    );
     assert_eq!(ok(store.run(&unique("run")).await, "absent run"), None);
 }
 

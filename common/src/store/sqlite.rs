@@ -59,7 +59,6 @@ impl SqliteStore {
         db::blocking(self.writer.clone(), f).await
     }
 
-
     async fn read<R, F>(&self, f: F) -> Result<R, StoreError>
     where
         R: Send + 'static,
@@ -95,8 +94,7 @@ fn meter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Meter> {
     })
 }
 
-const METER_COLUMNS: &str =
-    "meter_id, region, lat, lon, household_size, dwelling, registered_at";
+const METER_COLUMNS: &str = "meter_id, region, lat, lon, household_size, dwelling, registered_at";
 
 fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
     let status: String = row.get(1)?;
@@ -279,8 +277,7 @@ impl Store for SqliteStore {
 
     async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError> {
         self.read(|c| {
-            let mut st =
-                c.prepare("SELECT profile_json FROM regional_profiles ORDER BY region")?;
+            let mut st = c.prepare("SELECT profile_json FROM regional_profiles ORDER BY region")?;
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;
             let mut out = Vec::new();
             for json in rows {
@@ -355,12 +352,14 @@ impl Store for SqliteStore {
                 [],
                 |r| r.get(0),
             )?;
-            let mut st = c.prepare(
-                "SELECT region, count(*) FROM meters GROUP BY region ORDER BY region",
-            )?;
+            let mut st =
+                c.prepare("SELECT region, count(*) FROM meters GROUP BY region ORDER BY region")?;
             let by_region = st
                 .query_map([], |r| {
-                    Ok((r.get::<_, Option<String>>(0)?, r.get::<_, i64>(1)?.max(0) as u64))
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, i64>(1)?.max(0) as u64,
+                    ))
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(StoreSummary {

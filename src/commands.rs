@@ -1,0 +1,79 @@
+//! The one-shot subcommands: print a meter's token, register and list meters.
+
+use std::io::Write;
+
+use iot_common::auth::MeterTokens;
+use iot_common::domain::is_valid_meter_id;
+use iot_common::regions::{RegionError, Regions};
+use iot_common::store::sqlite::SqliteStore;
+use iot_common::store::{Store, StoreError};
+use iot_web::{NewMeter, ProvisionError};
+
+use crate::app::store_path;
+use crate::config::{CommonArgs, MetersCommand};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("meter id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")]
+    MeterId,
+    #[error(transparent)]
+    Regions(#[from] RegionError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("cannot encode a meter: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+pub fn token(tokens: &MeterTokens, meter_id: &str) -> Result<(), CommandError> {
+    if !is_valid_meter_id(meter_id) {
+        return Err(CommandError::MeterId);
+    }
+    writeln!(std::io::stdout(), "{}", tokens.issue(meter_id))?;
+    Ok(())
+}
+
+pub async fn meters(
+    cmd: MetersCommand,
+    common: &CommonArgs,
+    tokens: &MeterTokens,
+) -> Result<(), CommandError> {
+    let store = SqliteStore::open(&store_path(&common.data_dir))?;
+    let mut out = std::io::stdout().lock();
+    match cmd {
+        MetersCommand::Add {
+            meter_id,
+            region,
+            lat,
+            lon,
+            household_size,
+            dwelling,
+        } => {
+            let regions = Regions::load(common.regions.as_deref())?;
+            let req = NewMeter {
+                meter_id,
+                region,
+                lat,
+                lon,
+                household_size,
+                dwelling,
+            };
+            let (meter, token) = iot_web::provision(&store, &regions, tokens, req).await?;
+            eprintln!(
+                "registered {} in region {}",
+                meter.meter_id,
+                meter.region.as_deref().unwrap_or("-")
+            );
+            writeln!(out, "{token}")?;
+        }
+        MetersCommand::List => {
+            for m in store.meters().await? {
+                writeln!(out, "{}", serde_json::to_string(&m)?)?;
+            }
+        }
+    }
+    Ok(())
+}
