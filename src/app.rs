@@ -25,16 +25,16 @@ use tokio_util::sync::CancellationToken;
 pub enum AppError {
     #[error(transparent)]
     Regions(#[from] iot_common::regions::RegionError),
-    #[error("cannot open the store: {0}")]
+    #[error("cannot open the store")]
     Store(#[from] iot_common::store::StoreError),
-    #[error("cannot open the bus log: {0}")]
+    #[error("cannot open the bus log")]
     Bus(#[from] iot_common::bus::BusError),
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Listen {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("fleet: {0}")]
+    #[error("cannot start the fleet")]
     Fleet(#[from] iot_simulator::fleet::FleetError),
 }
 

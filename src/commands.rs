@@ -22,9 +22,9 @@ pub enum CommandError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Provision(#[from] ProvisionError),
-    #[error("cannot write output: {0}")]
+    #[error("cannot write output")]
     Output(#[from] std::io::Error),
-    #[error("cannot encode a meter: {0}")]
+    #[error("cannot encode a meter")]
     Encode(#[from] serde_json::Error),
 }
 

@@ -11,7 +11,7 @@ pub const LONDON_BOROUGHS: &str = include_str!("../../data/london_boroughs.geojs
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegionError {
-    #[error("cannot read region file {path}: {source}")]
+    #[error("cannot read region file {path}")]
     Read {
         path: String,
         source: std::io::Error,

@@ -12,7 +12,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use iot_common::auth::{MeterTokens, StaticToken, bearer};
 use iot_common::domain::is_valid_meter_id;
 use iot_common::http::ApiError;
@@ -93,7 +93,9 @@ async fn status_page(State(s): State<WebState>) -> Result<Response, ApiError> {
         .sum();
     let page = StatusPage {
         rows: region_rows(&s.regions, &summary),
-        latest: summary.latest_reading.map(|t| t.to_rfc3339()),
+        latest: summary
+            .latest_reading
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
         summary,
         unplaced,
         attribution: s
@@ -196,15 +198,16 @@ async fn meter_readings(
         .map_err(store_error)?;
     let truncated = readings.len() > MAX_READBACK;
     let shown = &readings[..readings.len().min(MAX_READBACK)];
-    let next_from = truncated.then(|| readings[MAX_READBACK].ts.to_rfc3339());
+    let rfc3339 = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::AutoSi, true);
+    let next_from = truncated.then(|| rfc3339(readings[MAX_READBACK].ts));
     let items: Vec<_> = shown
         .iter()
-        .map(|r| json!({"ts": r.ts.to_rfc3339(), "kwh": r.kwh, "interval_s": r.interval_s}))
+        .map(|r| json!({"ts": rfc3339(r.ts), "kwh": r.kwh, "interval_s": r.interval_s}))
         .collect();
     Ok(Json(json!({
         "meter_id": id,
-        "from": from.to_rfc3339(),
-        "to": to.to_rfc3339(),
+        "from": rfc3339(from),
+        "to": rfc3339(to),
         "count": items.len(),
         "readings": items,
         "next_from": next_from,
