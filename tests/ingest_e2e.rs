@@ -69,7 +69,9 @@ async fn a_posted_reading_reads_back_once_even_when_posted_twice() {
     let got = read_back(&app, "MAC000123", from).await;
     assert_eq!(
         got,
-        vec![json!({"ts": ts.to_rfc3339(), "kwh": 0.123, "interval_s": 1800})]
+        vec![
+            json!({"ts": ts.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), "kwh": 0.123, "interval_s": 1800})
+        ]
     );
     app.app.stop(Duration::from_secs(5)).await;
 }

@@ -1,4 +1,5 @@
-//! A 202 means durable: `kill -9` of the real binary right after the response loses nothing.
+//! The real binary as a process: `kill -9` right after a 202 loses nothing (a 202 means
+//! durable), and SIGTERM stops it cleanly.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -116,4 +117,30 @@ async fn kill_dash_nine_right_after_202_loses_nothing() {
         got, 48,
         "every acknowledged reading is there after the restart"
     );
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_process_cleanly() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (mut proc, url) = launch(dir.path());
+    let res = reqwest::get(format!("{url}/api/v1/regions"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status().as_u16(), 200);
+    let pid = proc.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap_or_else(|e| panic!("kill -TERM: {e}"));
+    assert!(killed.success());
+    let mut status = None;
+    for _ in 0..300 {
+        if let Some(s) = proc.0.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = status.unwrap_or_else(|| panic!("still running 15 s after SIGTERM"));
+    assert!(status.success(), "exit status after SIGTERM: {status}");
 }
