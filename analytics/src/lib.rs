@@ -1,1 +1,14 @@
-//! stub
+//! The analytics batch job: turns raw readings into regional energy profiles. Readings come
+//! from the store (streamed page by page as Arrow batches) or from a Parquet file, are
+//! scanned by DataFusion in parallel partitions and folded by a streaming aggregation in the
+//! regions' local time; profiles go back to the store as the current profile per region.
+//! Runs are recorded, single-flight, and triggered by CLI, schedule or the internal API.
+
+pub mod aggregate;
+pub mod api;
+pub mod job;
+pub mod local_time;
+pub mod output;
+pub mod source;
+
+pub use job::{Analytics, JobConfig, JobError};

@@ -11,7 +11,7 @@ use iot_common::bus::Bus;
 use iot_common::bus::sqlite_log::SqliteLog;
 use iot_common::metrics::Metrics;
 use iot_common::store::sqlite::SqliteStore;
-use iot_common::store::{Store, StoreError, StoreSummary};
+use iot_common::store::{ScanPage, Store, StoreError, StoreSummary};
 use iot_common::{Meter, Reading, RegionProfile, Run};
 use iot_simulator::{SinkConfig, run_sink};
 use tokio_util::sync::CancellationToken;
@@ -52,6 +52,15 @@ impl Store for FlakyStoreDouble {
         limit: usize,
     ) -> Result<Vec<Reading>, StoreError> {
         self.inner.meter_readings(id, from, to, limit).await
+    }
+    async fn scan_readings(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        self.inner.scan_readings(from, to, cursor, limit).await
     }
     async fn put_profiles(&self, p: &[RegionProfile]) -> Result<(), StoreError> {
         self.inner.put_profiles(p).await

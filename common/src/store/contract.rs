@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use super::{MAX_READBACK, Store};
+use super::{MAX_READBACK, RegionReading, Store};
 use crate::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus};
 
 /// Generates one `#[tokio::test]` per contract check; `$make` is an async expression giving
@@ -17,6 +17,7 @@ macro_rules! store_contract_tests {
             meters_round_trip, readings_upsert_once_per_meter_and_ts,
             readings_window_is_half_open_ordered_and_limited, profiles_replace_per_region,
             runs_round_trip_newest_first, summary_counts_what_was_written,
+            window_scan_pages_through_region_readings_once,
             empty_writes_are_harmless);
     };
     (@each $make:expr; $($check:ident),*) => {
@@ -294,4 +295,66 @@ pub async fn empty_writes_are_harmless(store: &dyn Store) {
     ok(store.upsert_meters(&[]).await, "empty meters");
     ok(store.put_profiles(&[]).await, "empty profiles");
     ok(store.ping().await, "ping");
+}
+
+pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
+    // A window of its own, far from the other checks', so a shared store does not interfere.
+    let base = T0 + 3_000 * 86_400;
+    let region = unique("R");
+    let placed: Vec<String> = (0..3).map(|_| unique("m")).collect();
+    let stray = unique("m");
+    let meters: Vec<Meter> = placed
+        .iter()
+        .map(|id| Meter {
+            meter_id: id.clone(),
+            region: Some(region.clone()),
+            lat: None,
+            lon: None,
+            household_size: None,
+            dwelling: None,
+            registered_at: at(T0),
+        })
+        .collect();
+    ok(store.upsert_meters(&meters).await, "meters");
+    let mut readings = Vec::new();
+    for id in placed.iter().chain(std::iter::once(&stray)) {
+        for s in 0..10 {
+            readings.push(Reading {
+                meter_id: id.clone(),
+                ts: at(base + s * 1800),
+                kwh: 0.01 * s as f64,
+                interval_s: 1800,
+            });
+        }
+    }
+    ok(store.write_readings(&readings).await, "readings");
+    // [slot 2, slot 8): six readings per placed meter.
+    let (from, to) = (at(base + 2 * 1800), at(base + 8 * 1800));
+    let mut seen: Vec<RegionReading> = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..100 {
+        let page = ok(store.scan_readings(from, to, cursor.as_deref(), 4).await, "scan");
+        assert!(page.rows.len() <= 4, "a page holds at most `limit` rows");
+        seen.extend(page.rows);
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    assert!(cursor.is_none(), "the scan ends");
+    let mut mine: Vec<RegionReading> = seen.into_iter().filter(|r| r.region == region).collect();
+    mine.sort_by(|a, b| (&a.meter_id, a.ts).cmp(&(&b.meter_id, b.ts)));
+    let mut expected: Vec<RegionReading> = placed
+        .iter()
+        .flat_map(|id| {
+            (2..8).map(|s| RegionReading {
+                region: region.clone(),
+                meter_id: id.clone(),
+                ts: at(base + s * 1800),
+                kwh: 0.01 * s as f64,
+            })
+        })
+        .collect();
+    expected.sort_by(|a, b| (&a.meter_id, a.ts).cmp(&(&b.meter_id, b.ts)));
+    assert_eq!(mine, expected, "each reading in the window once, tagged with its region");
 }

@@ -41,6 +41,23 @@ pub struct StoreSummary {
 /// Most readings one read-back call returns: a year of half-hourly data is 17,520.
 pub const MAX_READBACK: usize = 20_000;
 
+/// A reading with the region of its meter, as the batch job scans them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegionReading {
+    pub region: String,
+    pub meter_id: String,
+    pub ts: DateTime<Utc>,
+    pub kwh: f64,
+}
+
+/// One page of a window scan, and where the next page starts (`None`: the scan is done).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScanPage {
+    pub rows: Vec<RegionReading>,
+    /// Opaque to callers; only the adapter that made it reads it.
+    pub next: Option<String>,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip, for readiness checks.
@@ -63,6 +80,18 @@ pub trait Store: Send + Sync + 'static {
         to: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Reading>, StoreError>;
+
+    /// Readings with `from <= ts < to` of meters registered in a region, tagged with that
+    /// region, in pages of at most `limit`: pass each page's `next` to get the following one.
+    /// Every such reading appears in exactly one page; readings of meters in no region are
+    /// left out.
+    async fn scan_readings(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError>;
 
     /// Replaces the current profile of each region named in `profiles`; other regions keep
     /// theirs.

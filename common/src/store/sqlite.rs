@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Store, StoreError, StoreSummary};
+use super::{RegionReading, ScanPage, Store, StoreError, StoreSummary};
 use crate::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus, from_epoch};
 use crate::sqlite::{self as db, SqliteError};
 
@@ -240,6 +240,55 @@ impl Store for SqliteStore {
                 })
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn scan_readings(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        // The cursor is the last (meter_id, ts) handed out, as "<ts>:<meter_id>".
+        let (after_meter, after_ts) = match cursor {
+            None => (String::new(), i64::MIN),
+            Some(c) => {
+                let (ts, meter) = c
+                    .split_once(':')
+                    .ok_or_else(|| StoreError::Corrupt(format!("bad scan cursor `{c}`")))?;
+                let ts = ts
+                    .parse::<i64>()
+                    .map_err(|_| StoreError::Corrupt(format!("bad scan cursor `{c}`")))?;
+                (meter.to_owned(), ts)
+            }
+        };
+        let limit = limit.max(1);
+        let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let (from, to) = (epoch(from), epoch(to));
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.region, r.meter_id, r.ts, r.kwh
+                 FROM readings r JOIN meters m ON m.meter_id = r.meter_id
+                 WHERE m.region IS NOT NULL AND r.ts >= ?1 AND r.ts < ?2
+                   AND (r.meter_id, r.ts) > (?3, ?4)
+                 ORDER BY r.meter_id, r.ts LIMIT ?5",
+            )?;
+            let rows = st
+                .query_map(params![from, to, after_meter, after_ts, sql_limit], |r| {
+                    Ok(RegionReading {
+                        region: r.get(0)?,
+                        meter_id: r.get(1)?,
+                        ts: from_epoch(r.get(2)?),
+                        kwh: r.get(3)?,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let next = (rows.len() == limit)
+                .then(|| rows.last().map(|l| format!("{}:{}", l.ts.timestamp(), l.meter_id)))
+                .flatten();
+            Ok(ScanPage { rows, next })
         })
         .await
     }

@@ -1,0 +1,271 @@
+//! Recompute runs: each is recorded in the store (queued, running, succeeded or failed, with
+//! timings, rows scanned, regions written and the error), at most one runs at a time, and a
+//! failed run leaves the previous profiles in place (they are replaced in one write at the end).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use iot_common::domain::from_epoch;
+use iot_common::store::{Store, StoreError};
+use iot_common::{RegionProfile, Run, RunStatus};
+use tokio_util::sync::CancellationToken;
+
+use crate::aggregate::ProfileFigures;
+use crate::local_time::LocalClock;
+use crate::source::{aggregate, register_store, session};
+
+#[derive(Debug, Clone)]
+pub struct JobConfig {
+    /// The regions' time zone: days and hours are local to it.
+    pub tz: Tz,
+    /// DataFusion partitions (and so aggregation tasks).
+    pub threads: usize,
+    /// Whole local days before today that a run covers.
+    pub window_days: u32,
+}
+
+impl Default for JobConfig {
+    fn default() -> Self {
+        Self {
+            tz: chrono_tz::Europe::London,
+            threads: 2,
+            window_days: 28,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("run {0} is in progress")]
+    Busy(String),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("computation: {0}")]
+    Compute(#[from] datafusion::error::DataFusionError),
+}
+
+/// The job and its single-flight guard.
+pub struct Analytics {
+    store: Arc<dyn Store>,
+    config: JobConfig,
+    current: Arc<Mutex<Option<String>>>,
+}
+
+/// Releases the single-flight slot however a run ends.
+struct Slot(Arc<Mutex<Option<String>>>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut c) = self.0.lock() {
+            *c = None;
+        }
+    }
+}
+
+/// Sortable by time; the sub-second part tells apart runs created in the same second.
+fn new_run_id(now: DateTime<Utc>) -> String {
+    format!("run-{}-{:06}", now.format("%Y%m%dT%H%M%SZ"), now.timestamp_subsec_micros())
+}
+
+/// `[start of local day (today - days), start of local today)` in UTC.
+pub fn window(now: DateTime<Utc>, days: u32, tz: Tz) -> (DateTime<Utc>, DateTime<Utc>) {
+    let mut clock = LocalClock::new(tz);
+    let t = now.timestamp();
+    clock.cover(t - (i64::from(days) + 2) * 86_400, t + 86_400);
+    let (today, _) = clock.day_hour(t);
+    let from = clock.day_start_utc(today - days as i32);
+    let to = clock.day_start_utc(today);
+    (from_epoch(from), from_epoch(to))
+}
+
+pub fn to_profile(
+    f: ProfileFigures,
+    run_id: &str,
+    window: (DateTime<Utc>, DateTime<Utc>),
+    computed_at: DateTime<Utc>,
+) -> RegionProfile {
+    RegionProfile {
+        region: f.region,
+        run_id: run_id.to_owned(),
+        window_from: window.0,
+        window_to: window.1,
+        computed_at,
+        meters: f.meters,
+        readings: f.readings,
+        avg_daily_kwh: f.avg_daily_kwh,
+        p50_daily_kwh: f.p50_daily_kwh,
+        p90_daily_kwh: f.p90_daily_kwh,
+        weekday_avg_daily_kwh: f.weekday_avg_daily_kwh,
+        weekend_avg_daily_kwh: f.weekend_avg_daily_kwh,
+        hourly_kwh: f.hourly_kwh.to_vec(),
+        peak_hour: f.peak_hour,
+    }
+}
+
+impl Analytics {
+    pub fn new(store: Arc<dyn Store>, config: JobConfig) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            config,
+            current: Arc::new(Mutex::new(None)),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Takes the single-flight slot and records a queued run.
+    async fn claim(&self, trigger: &str) -> Result<(Run, Slot), JobError> {
+        let now = Utc::now();
+        let run_id = new_run_id(now);
+        {
+            let mut current = self
+                .current
+                .lock()
+                .map_err(|_| JobError::Busy("unknown (guard poisoned)".into()))?;
+            if let Some(id) = current.as_ref() {
+                return Err(JobError::Busy(id.clone()));
+            }
+            *current = Some(run_id.clone());
+        }
+        let slot = Slot(self.current.clone());
+        let run = Run {
+            run_id,
+            status: RunStatus::Queued,
+            trigger: trigger.to_owned(),
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            window_from: None,
+            window_to: None,
+            rows_scanned: 0,
+            regions_written: 0,
+            error: None,
+        };
+        self.store.put_run(&run).await?;
+        Ok((run, slot))
+    }
+
+    /// Runs now and waits for the outcome (CLI, start-up, schedule).
+    pub async fn run_now(&self, trigger: &str) -> Result<Run, JobError> {
+        let (run, _slot) = self.claim(trigger).await?;
+        self.execute(run).await
+    }
+
+    /// Starts a run in the background and returns its queued record at once (HTTP API).
+    pub async fn trigger(self: &Arc<Self>, trigger: &str) -> Result<Run, JobError> {
+        let (run, slot) = self.claim(trigger).await?;
+        let this = self.clone();
+        let queued = run.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            if let Err(e) = this.execute(run).await {
+                tracing::error!(error = %e, "run could not be recorded");
+            }
+        });
+        Ok(queued)
+    }
+
+    async fn execute(&self, mut run: Run) -> Result<Run, JobError> {
+        let started = std::time::Instant::now();
+        let window = window(Utc::now(), self.config.window_days, self.config.tz);
+        run.status = RunStatus::Running;
+        run.started_at = Some(Utc::now());
+        run.window_from = Some(window.0);
+        run.window_to = Some(window.1);
+        self.store.put_run(&run).await?;
+        tracing::info!(run = %run.run_id, trigger = %run.trigger, from = %window.0, to = %window.1, "run started");
+
+        let scanned = Arc::new(AtomicU64::new(0));
+        let stop = CancellationToken::new();
+        let progress = self.report_progress(run.clone(), scanned.clone(), stop.clone());
+        let outcome = self.compute(&run.run_id, window, scanned.clone()).await;
+        stop.cancel();
+        // Its last write must not land after the final record.
+        let _ = progress.await;
+
+        run.finished_at = Some(Utc::now());
+        run.rows_scanned = scanned.load(Ordering::Relaxed);
+        match outcome {
+            Ok(profiles) => {
+                run.regions_written = profiles.len() as u64;
+                run.status = RunStatus::Succeeded;
+                tracing::info!(
+                    run = %run.run_id,
+                    rows = run.rows_scanned,
+                    regions = run.regions_written,
+                    seconds = started.elapsed().as_secs_f64(),
+                    "run succeeded"
+                );
+            }
+            Err(e) => {
+                run.status = RunStatus::Failed;
+                run.error = Some(e.to_string());
+                tracing::error!(run = %run.run_id, error = %e, "run failed; previous profiles kept");
+            }
+        }
+        self.store.put_run(&run).await?;
+        Ok(run)
+    }
+
+    async fn compute(
+        &self,
+        run_id: &str,
+        window: (DateTime<Utc>, DateTime<Utc>),
+        scanned: Arc<AtomicU64>,
+    ) -> Result<Vec<RegionProfile>, JobError> {
+        let ctx = session(self.config.threads);
+        register_store(&ctx, self.store.clone(), window.0, window.1)?;
+        let acc = aggregate(&ctx, LocalClock::new(self.config.tz), None, scanned).await?;
+        let computed_at = Utc::now();
+        let profiles: Vec<RegionProfile> = acc
+            .finish()
+            .into_iter()
+            .map(|f| to_profile(f, run_id, window, computed_at))
+            .collect();
+        self.store.put_profiles(&profiles).await?;
+        Ok(profiles)
+    }
+
+    /// Every two seconds, logs and records how many rows the run has scanned.
+    fn report_progress(
+        &self,
+        mut run: Run,
+        scanned: Arc<AtomicU64>,
+        stop: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                run.rows_scanned = scanned.load(Ordering::Relaxed);
+                tracing::info!(run = %run.run_id, rows = run.rows_scanned, "run in progress");
+                if let Err(e) = store.put_run(&run).await {
+                    tracing::warn!(error = %e, "cannot record run progress");
+                }
+            }
+        })
+    }
+
+    /// Runs every `every` until `shutdown`; a run still going when the next is due is
+    /// left to finish (the due one is skipped).
+    pub async fn schedule(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            match self.run_now("schedule").await {
+                Ok(_) | Err(JobError::Busy(_)) => {}
+                Err(e) => tracing::error!(error = %e, "scheduled run could not be recorded"),
+            }
+        }
+    }
+}
