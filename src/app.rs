@@ -6,6 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use iot_analytics::api::{RunsState, runs_router};
+use iot_analytics::{Analytics, JobConfig};
 use iot_common::auth::{MeterTokens, StaticToken};
 use iot_common::bus::Bus;
 use iot_common::bus::sqlite_log::SqliteLog;
@@ -50,6 +52,9 @@ pub struct AppConfig {
     pub publish_timeout: Duration,
     /// The fleet to run; `meter_url` is filled in from the external listener.
     pub fleet: Option<FleetConfig>,
+    pub analytics: JobConfig,
+    /// Time between scheduled recomputes.
+    pub recompute_every: Duration,
 }
 
 pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
@@ -93,7 +98,9 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
 pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     let regions = Arc::new(Regions::load(config.regions.as_deref())?);
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&store_path(&config.data_dir))?);
-    let bus: Arc<dyn Bus> = Arc::new(SqliteLog::open(&config.data_dir.join("bus.sqlite"))?);
+    let log = SqliteLog::open(&config.data_dir.join("bus.sqlite"))?;
+    let bus: Arc<dyn Bus> = Arc::new(log.clone());
+    let analytics = Analytics::new(store.clone(), config.analytics.clone());
     let metrics = Arc::new(Metrics::new());
     let tokens = MeterTokens::new(config.meter_secret.as_bytes());
     let shutdown = CancellationToken::new();
@@ -122,6 +129,10 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
             bus: Some(bus.clone()),
         }))
         .merge(iot_web::internal_router(web))
+        .merge(runs_router(RunsState {
+            analytics: analytics.clone(),
+            analyst_token: StaticToken::new(&config.analyst_token),
+        }))
         .fallback(fallback);
 
     let ext_listener = bind(config.external_addr).await?;
@@ -169,6 +180,8 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         });
     }
 
+    let (backfilled_tx, backfilled) = tokio::sync::oneshot::channel();
+    let mut backfilled_tx = Some(backfilled_tx);
     if let Some(mut fleet_config) = config.fleet.filter(|f| f.meters > 0) {
         fleet_config.meter_url = format!("http://{ext_addr}");
         let fleet = Fleet::build(&regions, fleet_config)?;
@@ -179,14 +192,27 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
             "fleet registered"
         );
         let (metrics, stop) = (metrics.clone(), shutdown.clone());
+        let fleet_tx = backfilled_tx.take();
         tasks.spawn(async move {
-            match fleet.run(tokens, metrics, stop).await {
+            match fleet.run(tokens, metrics, stop, fleet_tx).await {
                 Ok(()) | Err(iot_simulator::fleet::FleetError::Cancelled) => {}
                 // The rest of the platform keeps serving real meters.
                 Err(e) => tracing::error!(error = %e, "fleet stopped"),
             }
         });
     }
+
+    // Without a fleet there is nothing to wait for.
+    if let Some(tx) = backfilled_tx {
+        let _ = tx.send(());
+    }
+    tasks.spawn(recompute(
+        analytics,
+        log,
+        backfilled,
+        config.recompute_every,
+        shutdown.clone(),
+    ));
 
     Ok(RunningApp {
         external: ext_addr,
@@ -196,4 +222,33 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         shutdown,
         tasks,
     })
+}
+
+/// Computes the profiles once the backfill is stored, so the first map is never empty, then
+/// on a schedule.
+async fn recompute(
+    analytics: Arc<Analytics>,
+    log: SqliteLog,
+    backfilled: tokio::sync::oneshot::Receiver<()>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    tokio::select! {
+        () = shutdown.cancelled() => return,
+        _ = backfilled => {}
+    }
+    // The meter has acknowledged the backfill; wait (bounded) until the sink has stored it.
+    for _ in 0..600 {
+        if shutdown.is_cancelled() || log.backlog().await.is_ok_and(|n| n == 0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if shutdown.is_cancelled() {
+        return;
+    }
+    if let Err(e) = analytics.run_now("startup").await {
+        tracing::warn!(error = %e, "first recompute did not run");
+    }
+    analytics.schedule(every, shutdown).await;
 }

@@ -70,6 +70,15 @@ pub struct RunArgs {
     /// Fleet requests in flight at once.
     #[arg(long, env = "IOT_FLEET_CONCURRENCY", default_value_t = 8)]
     pub fleet_concurrency: usize,
+    /// Minutes between scheduled recomputes of the regional profiles.
+    #[arg(long, env = "IOT_ANALYTICS_EVERY_MIN", default_value_t = 15)]
+    pub recompute_every_min: u64,
+    /// Whole local days before today that a recompute covers.
+    #[arg(long, env = "IOT_WINDOW_DAYS", default_value_t = 28)]
+    pub window_days: u32,
+    /// DataFusion partitions for the recompute.
+    #[arg(long, env = "IOT_ANALYTICS_THREADS", default_value_t = 2)]
+    pub analytics_threads: usize,
     /// How long the meter waits for the bus before answering 503.
     #[arg(long, env = "IOT_PUBLISH_TIMEOUT_MS", default_value_t = 10_000)]
     pub publish_timeout_ms: u64,

@@ -53,13 +53,19 @@ async fn run(cli: Cli, meter_secret: String) -> anyhow::Result<()> {
             concurrency: run.fleet_concurrency,
             ..FleetConfig::default()
         }),
+        analytics: iot_analytics::JobConfig {
+            threads: run.analytics_threads,
+            window_days: run.window_days,
+            ..iot_analytics::JobConfig::default()
+        },
+        recompute_every: Duration::from_secs(run.recompute_every_min.max(1) * 60),
     };
     let app = iot_demo::start(config).await?;
     println!("iot-demo is running (Ctrl-C to stop)");
     println!("  status page   http://{}/", app.external);
     println!("  meter ingest  http://{}/api/v1/readings", app.external);
     println!(
-        "  internal      http://{}/healthz /readyz /metrics /internal/v1/meters",
+        "  internal      http://{}/healthz /readyz /metrics /internal/v1/meters /internal/v1/runs",
         app.internal
     );
     println!("  data          {}", common.data_dir.display());

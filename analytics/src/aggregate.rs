@@ -51,7 +51,8 @@ impl Series {
         }
         if day < self.base {
             let grow = (self.base - day) as usize;
-            self.days.splice(0..0, std::iter::repeat_n(DayAcc::default(), grow));
+            self.days
+                .splice(0..0, std::iter::repeat_n(DayAcc::default(), grow));
             self.base = day;
         }
         let i = (day - self.base) as usize;
@@ -161,7 +162,9 @@ fn epoch_seconds(batch: &RecordBatch) -> Result<(Vec<i64>, Option<Vec<bool>>), A
     };
     let ints = a.as_primitive::<datafusion::arrow::datatypes::Int64Type>();
     let secs = ints.values().iter().map(|v| v.div_euclid(per_s)).collect();
-    let valid = ints.nulls().map(|n| (0..ints.len()).map(|i| n.is_valid(i)).collect());
+    let valid = ints
+        .nulls()
+        .map(|n| (0..ints.len()).map(|i| n.is_valid(i)).collect());
     Ok((secs, valid))
 }
 
@@ -299,7 +302,11 @@ impl ProfileAccumulator {
         let mut region_map = Vec::with_capacity(other.regions.len());
         for r in &other.regions {
             let mine = self.region_idx(&r.code);
-            for (sum, add) in self.regions[mine as usize].hour_kwh.iter_mut().zip(r.hour_kwh) {
+            for (sum, add) in self.regions[mine as usize]
+                .hour_kwh
+                .iter_mut()
+                .zip(r.hour_kwh)
+            {
                 *sum += add;
             }
             region_map.push(mine);
@@ -368,9 +375,9 @@ impl ProfileAccumulator {
             .map(|(r, mut w)| {
                 w.daily.sort_by(f64::total_cmp);
                 let mut hourly = [0.0; 24];
-                for h in 0..24 {
-                    if w.hour_days[h] > 0 {
-                        hourly[h] = r.hour_kwh[h] / w.hour_days[h] as f64;
+                for ((out, sum), days) in hourly.iter_mut().zip(r.hour_kwh).zip(w.hour_days) {
+                    if days > 0 {
+                        *out = sum / days as f64;
                     }
                 }
                 let mean = |(sum, n): (f64, u64)| (n > 0).then(|| sum / n as f64);
@@ -415,7 +422,11 @@ pub fn quantile_cont(sorted: &[f64], q: f64) -> f64 {
             let rn = (n - 1) as f64 * q;
             let (frn, crn) = (rn.floor(), rn.ceil());
             let (lo, hi) = (sorted[frn as usize], sorted[crn as usize]);
-            if frn == crn { lo } else { lo + (hi - lo) * (rn - frn) }
+            if frn == crn {
+                lo
+            } else {
+                lo + (hi - lo) * (rn - frn)
+            }
         }
     }
 }
@@ -430,24 +441,38 @@ mod tests {
     use super::*;
 
     fn utc(s: &str) -> i64 {
-        s.parse::<chrono::DateTime<chrono::Utc>>().map(|t| t.timestamp()).unwrap_or(0)
+        s.parse::<chrono::DateTime<chrono::Utc>>()
+            .map(|t| t.timestamp())
+            .unwrap_or(0)
     }
 
     fn batch(rows: &[(&str, &str, &str, f64)]) -> RecordBatch {
         let schema = Arc::new(Schema::new(vec![
             Field::new(METER_COL, DataType::Utf8, false),
             Field::new(REGION_COL, DataType::Utf8, false),
-            Field::new(TS_COL, DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+            Field::new(
+                TS_COL,
+                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+                false,
+            ),
             Field::new(KWH_COL, DataType::Float64, false),
         ]));
         let cols: Vec<Arc<dyn Array>> = vec![
-            Arc::new(StringArray::from(rows.iter().map(|r| r.1).collect::<Vec<_>>())),
-            Arc::new(StringArray::from(rows.iter().map(|r| r.0).collect::<Vec<_>>())),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            )),
+            Arc::new(StringArray::from(
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            )),
             Arc::new(
-                TimestampMillisecondArray::from(rows.iter().map(|r| utc(r.2) * 1000).collect::<Vec<_>>())
-                    .with_timezone("UTC"),
+                TimestampMillisecondArray::from(
+                    rows.iter().map(|r| utc(r.2) * 1000).collect::<Vec<_>>(),
+                )
+                .with_timezone("UTC"),
             ),
-            Arc::new(Float64Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())),
+            Arc::new(Float64Array::from(
+                rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            )),
         ];
         RecordBatch::try_new(schema, cols).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -530,8 +555,10 @@ mod tests {
         let whole = profile(&rows);
         let mut a = ProfileAccumulator::new(LocalClock::new(chrono_tz::Europe::London));
         let mut b = a.clone();
-        a.update(&batch(&rows[..2])).unwrap_or_else(|e| panic!("{e}"));
-        b.update(&batch(&rows[2..])).unwrap_or_else(|e| panic!("{e}"));
+        a.update(&batch(&rows[..2]))
+            .unwrap_or_else(|e| panic!("{e}"));
+        b.update(&batch(&rows[2..]))
+            .unwrap_or_else(|e| panic!("{e}"));
         a.merge(b);
         assert_eq!(a.finish(), whole, "merging partitions changes nothing");
         assert_eq!(whole.len(), 2);

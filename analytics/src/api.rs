@@ -79,7 +79,12 @@ async fn list(
 ) -> Result<Response, ApiError> {
     authorize(&s, &headers)?;
     let Query(q) = query.map_err(|e| {
-        ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_query", e.body_text()).field("limit")
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_query",
+            e.body_text(),
+        )
+        .field("limit")
     })?;
     let limit = q.limit.unwrap_or(20).clamp(1, 500);
     let runs = s

@@ -65,9 +65,19 @@ impl Drop for Slot {
     }
 }
 
+/// Now, to the millisecond: what the store keeps of run times.
+fn now_ms() -> DateTime<Utc> {
+    let now = Utc::now();
+    DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+}
+
 /// Sortable by time; the sub-second part tells apart runs created in the same second.
 fn new_run_id(now: DateTime<Utc>) -> String {
-    format!("run-{}-{:06}", now.format("%Y%m%dT%H%M%SZ"), now.timestamp_subsec_micros())
+    format!(
+        "run-{}-{:06}",
+        now.format("%Y%m%dT%H%M%SZ"),
+        now.timestamp_subsec_micros()
+    )
 }
 
 /// `[start of local day (today - days), start of local today)` in UTC.
@@ -120,7 +130,7 @@ impl Analytics {
 
     /// Takes the single-flight slot and records a queued run.
     async fn claim(&self, trigger: &str) -> Result<(Run, Slot), JobError> {
-        let now = Utc::now();
+        let now = now_ms();
         let run_id = new_run_id(now);
         {
             let mut current = self
@@ -174,7 +184,7 @@ impl Analytics {
         let started = std::time::Instant::now();
         let window = window(Utc::now(), self.config.window_days, self.config.tz);
         run.status = RunStatus::Running;
-        run.started_at = Some(Utc::now());
+        run.started_at = Some(now_ms());
         run.window_from = Some(window.0);
         run.window_to = Some(window.1);
         self.store.put_run(&run).await?;
@@ -188,7 +198,7 @@ impl Analytics {
         // Its last write must not land after the final record.
         let _ = progress.await;
 
-        run.finished_at = Some(Utc::now());
+        run.finished_at = Some(now_ms());
         run.rows_scanned = scanned.load(Ordering::Relaxed);
         match outcome {
             Ok(profiles) => {

@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod api;
+pub mod cli;
 pub mod job;
 pub mod local_time;
 pub mod output;

@@ -33,7 +33,11 @@ impl LocalClock {
 
     fn offset_at(&self, utc: i64) -> i32 {
         match chrono::DateTime::from_timestamp(utc, 0) {
-            Some(t) => self.tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc(),
+            Some(t) => self
+                .tz
+                .offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc(),
             None => 0,
         }
     }
@@ -110,7 +114,9 @@ mod tests {
     use chrono::{NaiveDate, Utc};
 
     fn utc(s: &str) -> i64 {
-        s.parse::<chrono::DateTime<Utc>>().map(|t| t.timestamp()).unwrap_or(0)
+        s.parse::<chrono::DateTime<Utc>>()
+            .map(|t| t.timestamp())
+            .unwrap_or(0)
     }
 
     fn day(y: i32, m: u32, d: u32) -> LocalDay {
@@ -162,7 +168,10 @@ mod tests {
             let local = chrono::DateTime::from_timestamp(t, 0)
                 .map(|x| x.with_timezone(&tz).naive_local())
                 .unwrap_or_default();
-            let want = ((local.date() - NaiveDate::default()).num_days() as LocalDay, chrono::Timelike::hour(&local) as u8);
+            let want = (
+                (local.date() - NaiveDate::default()).num_days() as LocalDay,
+                chrono::Timelike::hour(&local) as u8,
+            );
             assert_eq!(c.day_hour(t), want, "at {t}");
             t += 1800 * 7 + 13;
         }

@@ -100,19 +100,33 @@ fn profiles_batch(profiles: &[ProfileFigures]) -> Result<RecordBatch, OutputErro
         Arc::new(Float64Array::from_iter_values(profiles.iter().map(f)))
     };
     let mut cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(profiles.iter().map(|p| p.region.as_str()))),
-        Arc::new(UInt64Array::from_iter_values(profiles.iter().map(|p| p.meters))),
-        Arc::new(UInt64Array::from_iter_values(profiles.iter().map(|p| p.readings))),
+        Arc::new(StringArray::from_iter_values(
+            profiles.iter().map(|p| p.region.as_str()),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            profiles.iter().map(|p| p.meters),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            profiles.iter().map(|p| p.readings),
+        )),
         f64s(|p| p.avg_daily_kwh),
         f64s(|p| p.p50_daily_kwh),
         f64s(|p| p.p90_daily_kwh),
         Arc::new(Float64Array::from(
-            profiles.iter().map(|p| p.weekday_avg_daily_kwh).collect::<Vec<_>>(),
+            profiles
+                .iter()
+                .map(|p| p.weekday_avg_daily_kwh)
+                .collect::<Vec<_>>(),
         )),
         Arc::new(Float64Array::from(
-            profiles.iter().map(|p| p.weekend_avg_daily_kwh).collect::<Vec<_>>(),
+            profiles
+                .iter()
+                .map(|p| p.weekend_avg_daily_kwh)
+                .collect::<Vec<_>>(),
         )),
-        Arc::new(UInt8Array::from_iter_values(profiles.iter().map(|p| p.peak_hour))),
+        Arc::new(UInt8Array::from_iter_values(
+            profiles.iter().map(|p| p.peak_hour),
+        )),
     ];
     for h in 0..24 {
         fields.push(Field::new(format!("h{h:02}"), DataType::Float64, false));
@@ -124,10 +138,7 @@ fn profiles_batch(profiles: &[ProfileFigures]) -> Result<RecordBatch, OutputErro
 }
 
 /// A Parquet writer (zstd) for batches of `schema`.
-pub fn parquet_writer(
-    path: &Path,
-    schema: Arc<Schema>,
-) -> Result<ArrowWriter<File>, OutputError> {
+pub fn parquet_writer(path: &Path, schema: Arc<Schema>) -> Result<ArrowWriter<File>, OutputError> {
     let file = File::create(path).map_err(io(path))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::ZSTD(ZstdLevel::default()))

@@ -31,7 +31,11 @@ pub fn readings_schema() -> SchemaRef {
     Arc::new(Schema::new(vec![
         Field::new(METER_COL, DataType::Utf8, false),
         Field::new(REGION_COL, DataType::Utf8, false),
-        Field::new(TS_COL, DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())), false),
+        Field::new(
+            TS_COL,
+            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
+            false,
+        ),
         Field::new(KWH_COL, DataType::Float64, false),
     ]))
 }
@@ -45,7 +49,8 @@ pub fn session(threads: usize) -> SessionContext {
 }
 
 pub async fn register_parquet(ctx: &SessionContext, path: &str) -> Result<(), DataFusionError> {
-    ctx.register_parquet(TABLE, path, ParquetReadOptions::default()).await
+    ctx.register_parquet(TABLE, path, ParquetReadOptions::default())
+        .await
 }
 
 /// Rows per store page, and so per Arrow batch.
@@ -65,15 +70,25 @@ impl fmt::Debug for StoreScan {
     }
 }
 
-fn to_batch(schema: &SchemaRef, rows: &[RegionReading]) -> Result<RecordBatch, DataFusionError> {
+/// Store rows as one Arrow batch of [`readings_schema`].
+pub fn rows_to_batch(
+    schema: &SchemaRef,
+    rows: &[RegionReading],
+) -> Result<RecordBatch, DataFusionError> {
     let meters = StringArray::from_iter_values(rows.iter().map(|r| r.meter_id.as_str()));
     let regions = StringArray::from_iter_values(rows.iter().map(|r| r.region.as_str()));
-    let ts = TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts.timestamp_millis()))
-        .with_timezone("UTC");
+    let ts =
+        TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts.timestamp_millis()))
+            .with_timezone("UTC");
     let kwh = Float64Array::from_iter_values(rows.iter().map(|r| r.kwh));
     Ok(RecordBatch::try_new(
         schema.clone(),
-        vec![Arc::new(meters), Arc::new(regions), Arc::new(ts), Arc::new(kwh)],
+        vec![
+            Arc::new(meters),
+            Arc::new(regions),
+            Arc::new(ts),
+            Arc::new(kwh),
+        ],
     )?)
 }
 
@@ -101,7 +116,11 @@ impl PartitionStream for StoreScan {
                 if s.done {
                     return None;
                 }
-                let page = match s.store.scan_readings(from, to, s.cursor.as_deref(), PAGE).await {
+                let page = match s
+                    .store
+                    .scan_readings(from, to, s.cursor.as_deref(), PAGE)
+                    .await
+                {
                     Ok(p) => p,
                     Err(e) => {
                         s.done = true;
@@ -110,7 +129,7 @@ impl PartitionStream for StoreScan {
                 };
                 s.done = page.next.is_none();
                 s.cursor = page.next;
-                Some((to_batch(&schema, &page.rows), s))
+                Some((rows_to_batch(&schema, &page.rows), s))
             }
         });
         Box::pin(RecordBatchStreamAdapter::new(schema, pages))
@@ -149,7 +168,10 @@ pub async fn aggregate(
         .select_columns(&[REGION_COL, METER_COL, TS_COL, KWH_COL])?;
     if let Some((from, to)) = window {
         let at = |t: DateTime<Utc>| {
-            lit(ScalarValue::TimestampMillisecond(Some(t.timestamp_millis()), Some("UTC".into())))
+            lit(ScalarValue::TimestampMillisecond(
+                Some(t.timestamp_millis()),
+                Some("UTC".into()),
+            ))
         };
         df = df.filter(col(TS_COL).gt_eq(at(from)).and(col(TS_COL).lt(at(to))))?;
     }

@@ -267,7 +267,7 @@ impl RunStatus {
     }
 }
 
-/// One recompute of the regional profiles.
+/// One recompute of the regional profiles. Times are kept to the millisecond.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub run_id: String,

@@ -31,17 +31,18 @@ CREATE TABLE regional_profiles (
     profile_json TEXT    NOT NULL
 ) STRICT;
 
+-- Run times in epoch milliseconds: a run can take less than a second.
 CREATE TABLE runs (
     run_id          TEXT PRIMARY KEY,
     status          TEXT    NOT NULL,
     trigger         TEXT    NOT NULL,
-    created_at      INTEGER NOT NULL,
-    started_at      INTEGER,
-    finished_at     INTEGER,
+    created_ms      INTEGER NOT NULL,
+    started_ms      INTEGER,
+    finished_ms     INTEGER,
     window_from     INTEGER,
     window_to       INTEGER,
     rows_scanned    INTEGER NOT NULL DEFAULT 0,
     regions_written INTEGER NOT NULL DEFAULT 0,
     error           TEXT
 ) STRICT;
-CREATE INDEX runs_by_created ON runs (created_at);
+CREATE INDEX runs_by_created ON runs (created_ms);

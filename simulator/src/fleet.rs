@@ -130,12 +130,14 @@ impl Fleet {
         Ok(())
     }
 
-    /// Backfills, then posts live until `shutdown`.
+    /// Backfills, then posts live until `shutdown`; `backfilled` hears when the backfill has
+    /// been acknowledged by the meter.
     pub async fn run(
         &self,
         tokens: MeterTokens,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
+        backfilled: Option<tokio::sync::oneshot::Sender<()>>,
     ) -> Result<(), FleetError> {
         let poster = Arc::new(Poster::new(
             &self.config.meter_url,
@@ -177,6 +179,9 @@ impl Fleet {
                 seconds = started.elapsed().as_secs_f64(),
                 "fleet backfill done"
             );
+        }
+        if let Some(tx) = backfilled {
+            let _ = tx.send(());
         }
 
         let clock = Clock::new(replay_start, self.config.speed);

@@ -37,6 +37,8 @@ pub async fn start_app(fleet: Option<FleetConfig>) -> TestApp {
         internal_addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         publish_timeout: Duration::from_secs(5),
         fleet,
+        analytics: iot_analytics::JobConfig::default(),
+        recompute_every: Duration::from_secs(3600),
     };
     let app = start(config).await.unwrap_or_else(|e| panic!("start: {e}"));
     TestApp {

@@ -218,8 +218,9 @@ pub async fn profiles_replace_per_region(store: &dyn Store) {
 }
 
 pub async fn runs_round_trip_newest_first(store: &dyn Store) {
-    // Far in the future, so these are the newest runs even in a shared store.
-    let base = at(T0 + 400 * 365 * 86_400);
+    // Far in the future, so these are the newest runs even in a shared store; with
+    // milliseconds, which run timings need.
+    let base = at(T0 + 400 * 365 * 86_400) + Duration::milliseconds(123);
     let ids: Vec<String> = (0..3).map(|_| unique("run")).collect();
     for (i, id) in ids.iter().enumerate() {
         let run = Run {
@@ -240,7 +241,7 @@ pub async fn runs_round_trip_newest_first(store: &dyn Store) {
     let mut done = ok(store.run(&ids[1]).await, "get run").unwrap_or_else(|| panic!("run lost"));
     done.status = RunStatus::Failed;
     done.started_at = Some(base + Duration::seconds(10));
-    done.finished_at = Some(base + Duration::seconds(20));
+    done.finished_at = Some(base + Duration::milliseconds(10_250));
     done.window_from = Some(at(T0));
     done.window_to = Some(at(T0 + 86_400));
     done.rows_scanned = 123_456;
@@ -333,7 +334,10 @@ pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
     let mut seen: Vec<RegionReading> = Vec::new();
     let mut cursor: Option<String> = None;
     for _ in 0..100 {
-        let page = ok(store.scan_readings(from, to, cursor.as_deref(), 4).await, "scan");
+        let page = ok(
+            store.scan_readings(from, to, cursor.as_deref(), 4).await,
+            "scan",
+        );
         assert!(page.rows.len() <= 4, "a page holds at most `limit` rows");
         seen.extend(page.rows);
         cursor = page.next;
@@ -356,5 +360,8 @@ pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
         })
         .collect();
     expected.sort_by(|a, b| (&a.meter_id, a.ts).cmp(&(&b.meter_id, b.ts)));
-    assert_eq!(mine, expected, "each reading in the window once, tagged with its region");
+    assert_eq!(
+        mine, expected,
+        "each reading in the window once, tagged with its region"
+    );
 }

@@ -105,23 +105,23 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
             format!("unknown run status `{status}`").into(),
         )
     })?;
-    let opt = |v: Option<i64>| v.map(from_epoch);
+    let ms = |v: i64| DateTime::from_timestamp_millis(v).unwrap_or(DateTime::<Utc>::MIN_UTC);
     Ok(Run {
         run_id: row.get(0)?,
         status,
         trigger: row.get(2)?,
-        created_at: from_epoch(row.get(3)?),
-        started_at: opt(row.get(4)?),
-        finished_at: opt(row.get(5)?),
-        window_from: opt(row.get(6)?),
-        window_to: opt(row.get(7)?),
+        created_at: ms(row.get(3)?),
+        started_at: row.get::<_, Option<i64>>(4)?.map(ms),
+        finished_at: row.get::<_, Option<i64>>(5)?.map(ms),
+        window_from: row.get::<_, Option<i64>>(6)?.map(from_epoch),
+        window_to: row.get::<_, Option<i64>>(7)?.map(from_epoch),
         rows_scanned: row.get::<_, i64>(8)?.max(0) as u64,
         regions_written: row.get::<_, i64>(9)?.max(0) as u64,
         error: row.get(10)?,
     })
 }
 
-const RUN_COLUMNS: &str = "run_id, status, trigger, created_at, started_at, finished_at, \
+const RUN_COLUMNS: &str = "run_id, status, trigger, created_ms, started_ms, finished_ms, \
      window_from, window_to, rows_scanned, regions_written, error";
 
 fn epoch(t: DateTime<Utc>) -> i64 {
@@ -286,7 +286,10 @@ impl Store for SqliteStore {
                 })?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let next = (rows.len() == limit)
-                .then(|| rows.last().map(|l| format!("{}:{}", l.ts.timestamp(), l.meter_id)))
+                .then(|| {
+                    rows.last()
+                        .map(|l| format!("{}:{}", l.ts.timestamp(), l.meter_id))
+                })
                 .flatten();
             Ok(ScanPage { rows, next })
         })
@@ -350,9 +353,9 @@ impl Store for SqliteStore {
                 r.run_id,
                 r.status.as_str(),
                 r.trigger,
-                epoch(r.created_at),
-                r.started_at.map(epoch),
-                r.finished_at.map(epoch),
+                r.created_at.timestamp_millis(),
+                r.started_at.map(|t| t.timestamp_millis()),
+                r.finished_at.map(|t| t.timestamp_millis()),
                 r.window_from.map(epoch),
                 r.window_to.map(epoch),
                 count(r.rows_scanned),
@@ -381,7 +384,7 @@ impl Store for SqliteStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
             let mut st = c.prepare(&format!(
-                "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, run_id DESC LIMIT ?1"
+                "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_ms DESC, run_id DESC LIMIT ?1"
             ))?;
             let rows = st.query_map([limit], run_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)

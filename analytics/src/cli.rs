@@ -1,0 +1,377 @@
+//! The `analytics` command: run the job once (from the store or a Parquet file), export
+//! stored readings, serve the internal API with a schedule, or benchmark.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use clap::{Args, Parser, Subcommand};
+use iot_common::auth::StaticToken;
+use iot_common::http::{Health, fallback, health_routes, serve};
+use iot_common::metrics::Metrics;
+use iot_common::store::Store;
+use iot_common::store::sqlite::SqliteStore;
+use tokio_util::sync::CancellationToken;
+
+use crate::aggregate::ProfileFigures;
+use crate::api::{RunsState, runs_router};
+use crate::job::{Analytics, JobConfig, window};
+use crate::local_time::LocalClock;
+use crate::output::{parquet_writer, write_profiles};
+use crate::source::{aggregate, readings_schema, register_parquet, session};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "analytics",
+    version,
+    about = "Regional energy profiles from smart-meter readings (DataFusion batch job)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct JobArgs {
+    /// Directory of the embedded store.
+    #[arg(long, env = "IOT_DATA_DIR", default_value = "iot-data")]
+    pub data_dir: PathBuf,
+    /// DataFusion partitions and worker threads.
+    #[arg(long, env = "IOT_ANALYTICS_THREADS", default_value_t = 2)]
+    pub threads: usize,
+    /// Whole local days before today that a run covers.
+    #[arg(long, env = "IOT_WINDOW_DAYS", default_value_t = 28)]
+    pub window_days: u32,
+    /// Time zone of the regions (IANA name).
+    #[arg(long, env = "IOT_TZ", default_value = "Europe/London")]
+    pub tz: Tz,
+}
+
+impl JobArgs {
+    pub fn job_config(&self) -> JobConfig {
+        JobConfig {
+            tz: self.tz,
+            threads: self.threads,
+            window_days: self.window_days,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Compute the profiles once: from the store (recorded as a run, profiles written back),
+    /// or with --input from a Parquet file (nothing stored).
+    Run {
+        #[command(flatten)]
+        job: JobArgs,
+        /// Parquet readings (`meter_id`, `region_id`, `ts`, `kwh`) instead of the store.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Also write the profiles here: a .csv or .parquet file.
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Write the stored readings of a window to Parquet (the same columns `run --input` reads).
+    Export {
+        #[command(flatten)]
+        job: JobArgs,
+        #[arg(long)]
+        output: PathBuf,
+        /// Window start (RFC 3339); default: `--window-days` whole days before today.
+        #[arg(long)]
+        from: Option<DateTime<Utc>>,
+        /// Window end, exclusive (RFC 3339).
+        #[arg(long)]
+        to: Option<DateTime<Utc>>,
+    },
+    /// Serve the internal runs API and recompute on a schedule.
+    Serve {
+        #[command(flatten)]
+        job: JobArgs,
+        #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9081")]
+        internal_addr: SocketAddr,
+        /// Bearer token for the runs API.
+        #[arg(long, env = "IOT_ANALYST_TOKEN", hide_env_values = true)]
+        analyst_token: String,
+        /// Minutes between scheduled runs.
+        #[arg(long, env = "IOT_ANALYTICS_EVERY_MIN", default_value_t = 60)]
+        every_minutes: u64,
+    },
+    /// Time the profile computation on a Parquet file and print rows per second and memory.
+    Bench {
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long, default_value_t = 2)]
+        threads: usize,
+        /// Timed repetitions after one warm-up.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        #[arg(long, default_value = "Europe/London")]
+        tz: Tz,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Store(#[from] iot_common::store::StoreError),
+    #[error(transparent)]
+    Job(#[from] crate::job::JobError),
+    #[error(transparent)]
+    DataFusion(#[from] datafusion::error::DataFusionError),
+    #[error(transparent)]
+    Output(#[from] crate::output::OutputError),
+    #[error(transparent)]
+    Parquet(#[from] datafusion::parquet::errors::ParquetError),
+    #[error("cannot listen on {0}: {1}")]
+    Listen(SocketAddr, std::io::Error),
+    #[error("{0}")]
+    Usage(String),
+    #[error("the run failed: {0}")]
+    RunFailed(String),
+}
+
+fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, CliError> {
+    Ok(Arc::new(SqliteStore::open(&data_dir.join("store.sqlite"))?))
+}
+
+/// Profiles of a Parquet file; also returns rows scanned.
+pub async fn profile_parquet(
+    input: &Path,
+    threads: usize,
+    tz: Tz,
+) -> Result<(Vec<ProfileFigures>, u64), CliError> {
+    let path = input
+        .to_str()
+        .ok_or_else(|| CliError::Usage(format!("{} is not a UTF-8 path", input.display())))?;
+    let ctx = session(threads);
+    register_parquet(&ctx, path).await?;
+    let acc = aggregate(&ctx, LocalClock::new(tz), None, Arc::new(AtomicU64::new(0))).await?;
+    Ok((acc.finish(), acc.rows()))
+}
+
+pub async fn execute(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Run { job, input, output } => run(job, input, output).await,
+        Command::Export {
+            job,
+            output,
+            from,
+            to,
+        } => export(job, output, from, to).await,
+        Command::Serve {
+            job,
+            internal_addr,
+            analyst_token,
+            every_minutes,
+        } => serve_api(job, internal_addr, analyst_token, every_minutes).await,
+        Command::Bench {
+            input,
+            threads,
+            repeat,
+            tz,
+        } => bench(&input, threads, repeat, tz).await,
+    }
+}
+
+async fn run(
+    job: JobArgs,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+) -> Result<(), CliError> {
+    let figures = match input {
+        Some(input) => {
+            let started = Instant::now();
+            let (figures, rows) = profile_parquet(&input, job.threads, job.tz).await?;
+            eprintln!(
+                "{rows} readings, {} regions in {:.3} s",
+                figures.len(),
+                started.elapsed().as_secs_f64()
+            );
+            figures
+        }
+        None => {
+            let store = open_store(&job.data_dir)?;
+            let analytics = Analytics::new(store.clone(), job.job_config());
+            let run = analytics.run_now("cli").await?;
+            println!("{}", serde_json::to_string(&run).unwrap_or_default());
+            if let Some(e) = run.error {
+                return Err(CliError::RunFailed(e));
+            }
+            // The figures as stored, for --output.
+            store
+                .profiles()
+                .await?
+                .into_iter()
+                .filter(|p| p.run_id == run.run_id)
+                .map(|p| ProfileFigures {
+                    region: p.region,
+                    meters: p.meters,
+                    readings: p.readings,
+                    avg_daily_kwh: p.avg_daily_kwh,
+                    p50_daily_kwh: p.p50_daily_kwh,
+                    p90_daily_kwh: p.p90_daily_kwh,
+                    weekday_avg_daily_kwh: p.weekday_avg_daily_kwh,
+                    weekend_avg_daily_kwh: p.weekend_avg_daily_kwh,
+                    hourly_kwh: p.hourly_kwh.try_into().unwrap_or([0.0; 24]),
+                    peak_hour: p.peak_hour,
+                })
+                .collect()
+        }
+    };
+    if let Some(out) = output {
+        write_profiles(&out, &figures)?;
+        eprintln!("wrote {} profiles to {}", figures.len(), out.display());
+    }
+    Ok(())
+}
+
+async fn export(
+    job: JobArgs,
+    output: PathBuf,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+) -> Result<(), CliError> {
+    let (default_from, default_to) = window(Utc::now(), job.window_days, job.tz);
+    let (from, to) = (from.unwrap_or(default_from), to.unwrap_or(default_to));
+    if from >= to {
+        return Err(CliError::Usage("--from must be before --to".into()));
+    }
+    let store = open_store(&job.data_dir)?;
+    let schema = readings_schema();
+    let mut writer = parquet_writer(&output, schema.clone())?;
+    let mut cursor: Option<String> = None;
+    let mut rows = 0usize;
+    loop {
+        let page = store
+            .scan_readings(from, to, cursor.as_deref(), 50_000)
+            .await?;
+        rows += page.rows.len();
+        if !page.rows.is_empty() {
+            writer.write(&crate::source::rows_to_batch(&schema, &page.rows)?)?;
+            eprintln!("exported {rows} readings");
+        }
+        cursor = page.next;
+        if cursor.is_none() {
+            break;
+        }
+    }
+    writer.close()?;
+    eprintln!(
+        "wrote {rows} readings ({from} .. {to}) to {}",
+        output.display()
+    );
+    Ok(())
+}
+
+async fn serve_api(
+    job: JobArgs,
+    addr: SocketAddr,
+    token: String,
+    every_minutes: u64,
+) -> Result<(), CliError> {
+    let store = open_store(&job.data_dir)?;
+    let analytics = Analytics::new(store.clone(), job.job_config());
+    let router = Router::new()
+        .merge(health_routes(Health {
+            metrics: Arc::new(Metrics::new()),
+            store: Some(store),
+            bus: None,
+        }))
+        .merge(runs_router(RunsState {
+            analytics: analytics.clone(),
+            analyst_token: StaticToken::new(&token),
+        }))
+        .fallback(fallback);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| CliError::Listen(addr, e))?;
+    let shutdown = CancellationToken::new();
+    tokio::spawn(analytics.clone().schedule(
+        Duration::from_secs(every_minutes.max(1) * 60),
+        shutdown.clone(),
+    ));
+    {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let _ = tokio::signal::ctrl_c().await;
+            shutdown.cancel();
+        });
+    }
+    eprintln!(
+        "analytics serving runs on http://{addr}/internal/v1/runs, every {every_minutes} min"
+    );
+    serve(listener, router, shutdown)
+        .await
+        .map_err(|e| CliError::Listen(addr, e))
+}
+
+fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}
+
+async fn bench(input: &Path, threads: usize, repeat: usize, tz: Tz) -> Result<(), CliError> {
+    let mut times = Vec::new();
+    let mut rows = 0;
+    for i in 0..=repeat {
+        let started = Instant::now();
+        let (figures, scanned) = profile_parquet(input, threads, tz).await?;
+        let secs = started.elapsed().as_secs_f64();
+        rows = scanned;
+        if i == 0 {
+            eprintln!(
+                "warm-up: {scanned} readings, {} regions in {secs:.3} s",
+                figures.len()
+            );
+        } else {
+            times.push(secs);
+        }
+    }
+    // Peak memory of the computation itself, read before anything else touches the input.
+    let peak = peak_rss_mib();
+    let in_memory = arrow_size(input, threads).await?;
+    times.sort_by(f64::total_cmp);
+    let median = times.get(times.len() / 2).copied().unwrap_or(f64::NAN);
+    let best = times.first().copied().unwrap_or(f64::NAN);
+    println!("input: {} ({rows} readings)", input.display());
+    println!("threads: {threads}; timed runs: {repeat} after one warm-up");
+    println!("compute time: median {median:.3} s, best {best:.3} s");
+    println!(
+        "throughput: {:.0} readings/s (median)",
+        rows as f64 / median
+    );
+    println!(
+        "peak RSS during the runs: {:.1} MiB; the input as Arrow arrays would take {:.1} MiB",
+        peak.unwrap_or(f64::NAN),
+        in_memory as f64 / 1_048_576.0
+    );
+    Ok(())
+}
+
+/// Bytes the input would take as Arrow arrays if collected, measured batch by batch
+/// without keeping them.
+async fn arrow_size(input: &Path, threads: usize) -> Result<usize, CliError> {
+    let path = input
+        .to_str()
+        .ok_or_else(|| CliError::Usage(format!("{} is not a UTF-8 path", input.display())))?;
+    let ctx = session(threads);
+    register_parquet(&ctx, path).await?;
+    let mut stream = ctx
+        .table(crate::source::TABLE)
+        .await?
+        .execute_stream()
+        .await?;
+    let mut bytes = 0;
+    while let Some(batch) = futures::StreamExt::next(&mut stream).await {
+        bytes += batch?.get_array_memory_size();
+    }
+    Ok(bytes)
+}

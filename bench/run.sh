@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Times the regional-profile computation side by side on one Parquet file with the same
+# number of threads: this project's DataFusion job, DuckDB, and Spark local mode (the
+# reference scripts in ../shared/bench), and checks that our figures equal DuckDB's.
+#
+#   bench/run.sh [READINGS.parquet]      (default: /tmp/r10m.parquet, generated if missing)
+#   THREADS=2 SKIP_SPARK=1 bench/run.sh  (environment knobs)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared=${SHARED:-../shared/bench}
+venv=${VENV:-/tmp/bench-venv}
+file=${1:-/tmp/r10m.parquet}
+threads=${THREADS:-2}
+out=${OUT:-/tmp/iot-bench}
+mkdir -p "$out"
+
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q duckdb pyarrow numpy pyspark==4.0.1
+fi
+if [ ! -f "$file" ]; then
+  "$venv/bin/python" "$shared/gen_readings.py" "$file" --meters 2000 --days 105
+fi
+cargo build --release -q -p iot-analytics
+
+echo "== DataFusion (this project), $threads threads"
+target/release/analytics bench --input "$file" --threads "$threads"
+target/release/analytics run --input "$file" --output "$out/ours.csv" --threads "$threads" 2>/dev/null
+echo "== DuckDB, $threads threads"
+"$venv/bin/python" "$shared/profile_duckdb.py" "$file" "$out/duckdb.csv" --threads "$threads"
+echo "== our figures against DuckDB's"
+python3 bench/compare.py "$out/ours.csv" "$out/duckdb.csv"
+if [ -z "${SKIP_SPARK:-}" ]; then
+  echo "== Spark local, $threads threads"
+  "$venv/bin/python" "$shared/profile_spark.py" "$file" "$out/spark.csv" --threads "$threads" 2>/dev/null
+fi

@@ -1,0 +1,106 @@
+//! The all-in-one process computes profiles once the backfill is stored, and analysts drive
+//! runs on the internal listener with their token.
+
+mod support;
+
+use std::time::Duration;
+
+use iot_simulator::FleetConfig;
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::{ANALYST, eventually, start_app};
+
+#[tokio::test]
+async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
+    let app = start_app(Some(FleetConfig {
+        meters: 66,
+        backfill_days: 3,
+        seed: 11,
+        ..FleetConfig::default()
+    }))
+    .await;
+    let store = app.app.store.clone();
+    let profiled = eventually(Duration::from_secs(60), || {
+        let store = store.clone();
+        async move { store.profiles().await.is_ok_and(|p| p.len() == 33) }
+    })
+    .await;
+    assert!(
+        profiled,
+        "every borough has a profile after the startup run"
+    );
+    let runs = store.runs(10).await.unwrap_or_else(|e| panic!("{e}"));
+    let startup = runs
+        .iter()
+        .find(|r| r.trigger == "startup")
+        .unwrap_or_else(|| panic!("{runs:?}"));
+    assert_eq!(startup.regions_written, 33);
+    assert!(startup.rows_scanned >= 66 * 2 * 48, "{startup:?}");
+
+    let url = app.int("/internal/v1/runs");
+    let res = app
+        .client
+        .post(&url)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = app
+        .client
+        .post(app.ext("/internal/v1/runs"))
+        .bearer_auth(ANALYST)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        res.status(),
+        StatusCode::NOT_FOUND,
+        "internal routes are not on the external listener"
+    );
+    let res = app
+        .client
+        .post(&url)
+        .bearer_auth(ANALYST)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let started: Value = res.json().await.unwrap_or(Value::Null);
+    let id = started["run"]["run_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let one = app.int(&format!("/internal/v1/runs/{id}"));
+    let finished = eventually(Duration::from_secs(30), || {
+        let (client, one) = (app.client.clone(), one.clone());
+        async move {
+            let Ok(res) = client.get(&one).bearer_auth(ANALYST).send().await else {
+                return false;
+            };
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            body["run"]["status"] == "succeeded"
+        }
+    })
+    .await;
+    assert!(finished, "the triggered run succeeds");
+    let listed: Value = app
+        .client
+        .get(format!("{url}?limit=1"))
+        .bearer_auth(ANALYST)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    assert_eq!(listed["runs"][0]["run_id"], id.as_str(), "newest first");
+    let res = app
+        .client
+        .get(app.int("/internal/v1/runs/run-nope"))
+        .bearer_auth(ANALYST)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    app.app.stop(Duration::from_secs(10)).await;
+}
