@@ -73,31 +73,8 @@ async fn run(cli: Cli, meter_secret: String) -> anyhow::Result<()> {
         "listening external=http://{} internal=http://{}",
         app.external, app.internal
     );
-    shutdown_signal(app.shutdown_token()).await;
+    iot_common::http::shutdown_signal(app.shutdown_token()).await;
     tracing::info!("shutting down");
     app.stop(Duration::from_secs(30)).await;
     Ok(())
-}
-
-/// Waits for Ctrl-C, SIGTERM, or an internal failure that cancelled the token.
-async fn shutdown_signal(token: tokio_util::sync::CancellationToken) {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-        () = token.cancelled() => {}
-    }
 }

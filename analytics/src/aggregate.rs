@@ -20,6 +20,8 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, TimeUnit};
 use datafusion::arrow::error::ArrowError;
 
+pub use iot_common::ProfileFigures;
+
 use crate::local_time::{LocalClock, LocalDay, iso_weekday};
 
 /// The columns a readings batch must have.
@@ -67,21 +69,6 @@ impl Series {
 struct RegionAcc {
     code: String,
     hour_kwh: [f64; 24],
-}
-
-/// The figures of one region's profile.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProfileFigures {
-    pub region: String,
-    pub meters: u64,
-    pub readings: u64,
-    pub avg_daily_kwh: f64,
-    pub p50_daily_kwh: f64,
-    pub p90_daily_kwh: f64,
-    pub weekday_avg_daily_kwh: Option<f64>,
-    pub weekend_avg_daily_kwh: Option<f64>,
-    pub hourly_kwh: [f64; 24],
-    pub peak_hour: u8,
 }
 
 #[derive(Debug, Clone)]
@@ -265,17 +252,19 @@ impl ProfileAccumulator {
                 self.skipped += 1;
                 continue;
             }
-            let same = current.is_some_and(|(row, _, _)| {
-                meters.value(row) == meters.value(i) && regions.value(row) == regions.value(i)
-            });
-            let (series, region) = if same {
-                let (_, s, r) = current.unwrap_or_default();
-                (s, r)
-            } else {
-                let r = self.region_idx(regions.value(i));
-                let s = self.series_idx(r, meters.value(i));
-                current = Some((i, s, r));
-                (s, r)
+            let (series, region) = match current {
+                Some((row, s, r))
+                    if meters.value(row) == meters.value(i)
+                        && regions.value(row) == regions.value(i) =>
+                {
+                    (s, r)
+                }
+                _ => {
+                    let r = self.region_idx(regions.value(i));
+                    let s = self.series_idx(r, meters.value(i));
+                    current = Some((i, s, r));
+                    (s, r)
+                }
             };
             let v = kwh.value(i);
             let (day, hour) = self.clock.day_hour(ts);

@@ -199,7 +199,9 @@ async fn run(
             let store = open_store(&job.data_dir)?;
             let analytics = Analytics::new(store.clone(), job.job_config());
             let run = analytics.run_now("cli").await?;
-            println!("{}", serde_json::to_string(&run).unwrap_or_default());
+            if let Ok(json) = serde_json::to_string(&run) {
+                println!("{json}");
+            }
             if let Some(e) = run.error {
                 return Err(CliError::RunFailed(e));
             }
@@ -209,18 +211,7 @@ async fn run(
                 .await?
                 .into_iter()
                 .filter(|p| p.run_id == run.run_id)
-                .map(|p| ProfileFigures {
-                    region: p.region,
-                    meters: p.meters,
-                    readings: p.readings,
-                    avg_daily_kwh: p.avg_daily_kwh,
-                    p50_daily_kwh: p.p50_daily_kwh,
-                    p90_daily_kwh: p.p90_daily_kwh,
-                    weekday_avg_daily_kwh: p.weekday_avg_daily_kwh,
-                    weekend_avg_daily_kwh: p.weekend_avg_daily_kwh,
-                    hourly_kwh: p.hourly_kwh.try_into().unwrap_or([0.0; 24]),
-                    peak_hour: p.peak_hour,
-                })
+                .map(|p| p.figures)
                 .collect()
         }
     };
@@ -299,7 +290,7 @@ async fn serve_api(
     {
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let _ = tokio::signal::ctrl_c().await;
+            iot_common::http::shutdown_signal(shutdown.clone()).await;
             shutdown.cancel();
         });
     }

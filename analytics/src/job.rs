@@ -92,26 +92,17 @@ pub fn window(now: DateTime<Utc>, days: u32, tz: Tz) -> (DateTime<Utc>, DateTime
 }
 
 pub fn to_profile(
-    f: ProfileFigures,
+    figures: ProfileFigures,
     run_id: &str,
     window: (DateTime<Utc>, DateTime<Utc>),
     computed_at: DateTime<Utc>,
 ) -> RegionProfile {
     RegionProfile {
-        region: f.region,
         run_id: run_id.to_owned(),
         window_from: window.0,
         window_to: window.1,
         computed_at,
-        meters: f.meters,
-        readings: f.readings,
-        avg_daily_kwh: f.avg_daily_kwh,
-        p50_daily_kwh: f.p50_daily_kwh,
-        p90_daily_kwh: f.p90_daily_kwh,
-        weekday_avg_daily_kwh: f.weekday_avg_daily_kwh,
-        weekend_avg_daily_kwh: f.weekend_avg_daily_kwh,
-        hourly_kwh: f.hourly_kwh.to_vec(),
-        peak_hour: f.peak_hour,
+        figures,
     }
 }
 

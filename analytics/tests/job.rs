@@ -1,95 +1,17 @@
-//! Run lifecycle against the real SQLite store, with a test double in front of its scan to
-//! hold a run open or make it fail.
+//! Run lifecycle against the real SQLite store, with a test double in front of it to hold
+//! a run open or make it fail.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use iot_analytics::job::window;
 use iot_analytics::{Analytics, JobConfig, JobError};
+use iot_common::store::Store;
+use iot_common::store::double::FaultyStoreDouble;
 use iot_common::store::sqlite::SqliteStore;
-use iot_common::store::{ScanPage, Store, StoreError, StoreSummary};
-use iot_common::{Meter, Reading, RegionProfile, Run, RunStatus};
+use iot_common::{Meter, Reading, RunStatus};
 use tokio::sync::Semaphore;
-
-enum Scan {
-    Pass,
-    /// Each scan call waits for a permit.
-    Gate(Arc<Semaphore>),
-    Fail,
-}
-
-/// Test double: the SQLite store with a controllable `scan_readings`.
-struct ScanDouble {
-    inner: SqliteStore,
-    scan: Scan,
-}
-
-#[async_trait]
-impl Store for ScanDouble {
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
-    async fn upsert_meters(&self, m: &[Meter]) -> Result<(), StoreError> {
-        self.inner.upsert_meters(m).await
-    }
-    async fn meter(&self, id: &str) -> Result<Option<Meter>, StoreError> {
-        self.inner.meter(id).await
-    }
-    async fn meters(&self) -> Result<Vec<Meter>, StoreError> {
-        self.inner.meters().await
-    }
-    async fn write_readings(&self, r: &[Reading]) -> Result<(), StoreError> {
-        self.inner.write_readings(r).await
-    }
-    async fn meter_readings(
-        &self,
-        id: &str,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<Reading>, StoreError> {
-        self.inner.meter_readings(id, from, to, limit).await
-    }
-    async fn scan_readings(
-        &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        cursor: Option<&str>,
-        limit: usize,
-    ) -> Result<ScanPage, StoreError> {
-        match &self.scan {
-            Scan::Pass => {}
-            Scan::Gate(g) => {
-                let _permit = g
-                    .acquire()
-                    .await
-                    .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-            }
-            Scan::Fail => return Err(StoreError::Unavailable("double: node down".into())),
-        }
-        self.inner.scan_readings(from, to, cursor, limit).await
-    }
-    async fn put_profiles(&self, p: &[RegionProfile]) -> Result<(), StoreError> {
-        self.inner.put_profiles(p).await
-    }
-    async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError> {
-        self.inner.profiles().await
-    }
-    async fn put_run(&self, r: &Run) -> Result<(), StoreError> {
-        self.inner.put_run(r).await
-    }
-    async fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
-        self.inner.run(id).await
-    }
-    async fn runs(&self, limit: usize) -> Result<Vec<Run>, StoreError> {
-        self.inner.runs(limit).await
-    }
-    async fn summary(&self) -> Result<StoreSummary, StoreError> {
-        self.inner.summary().await
-    }
-}
 
 /// The UTC start of three consecutive 24-hour local days inside the job's window (a 28-day
 /// window holds at most one DST change), so the expectations hold whatever today is.
@@ -159,10 +81,7 @@ async fn a_run_writes_every_region_and_records_itself() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let inner = seeded(&dir).await;
     let analytics = Analytics::new(
-        Arc::new(ScanDouble {
-            inner: inner.clone(),
-            scan: Scan::Pass,
-        }),
+        Arc::new(FaultyStoreDouble::new(inner.clone())),
         JobConfig::default(),
     );
     let run = analytics
@@ -176,8 +95,8 @@ async fn a_run_writes_every_region_and_records_itself() {
     assert_eq!(profiles.len(), 2);
     for p in &profiles {
         assert_eq!(p.run_id, run.run_id);
-        assert_eq!(p.avg_daily_kwh, 12.0, "48 half hours of 0.25 kWh");
-        assert_eq!(p.hourly_kwh, vec![0.5; 24]);
+        assert_eq!(p.figures.avg_daily_kwh, 12.0, "48 half hours of 0.25 kWh");
+        assert_eq!(p.figures.hourly_kwh, [0.5; 24]);
     }
     assert_eq!(inner.run(&run.run_id).await.ok().flatten(), Some(run));
 }
@@ -188,9 +107,9 @@ async fn a_second_trigger_while_one_runs_does_not_start_another() {
     let inner = seeded(&dir).await;
     let gate = Arc::new(Semaphore::new(0));
     let analytics = Analytics::new(
-        Arc::new(ScanDouble {
-            inner: inner.clone(),
-            scan: Scan::Gate(gate.clone()),
+        Arc::new(FaultyStoreDouble {
+            scan_gate: Some(gate.clone()),
+            ..FaultyStoreDouble::new(inner.clone())
         }),
         JobConfig::default(),
     );
@@ -235,19 +154,18 @@ async fn a_failed_run_keeps_the_previous_profiles_and_says_why() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let inner = seeded(&dir).await;
     let good = Analytics::new(
-        Arc::new(ScanDouble {
-            inner: inner.clone(),
-            scan: Scan::Pass,
-        }),
+        Arc::new(FaultyStoreDouble::new(inner.clone())),
         JobConfig::default(),
     );
     let ok = good.run_now("cli").await.unwrap_or_else(|e| panic!("{e}"));
     let before = inner.profiles().await.unwrap_or_else(|e| panic!("{e}"));
     let bad = Analytics::new(
-        Arc::new(ScanDouble {
-            inner: inner.clone(),
-            scan: Scan::Fail,
-        }),
+        {
+            let d = FaultyStoreDouble::new(inner.clone());
+            d.failing_scans
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            Arc::new(d)
+        },
         JobConfig::default(),
     );
     let failed = bad.run_now("cli").await.unwrap_or_else(|e| panic!("{e}"));
@@ -256,7 +174,7 @@ async fn a_failed_run_keeps_the_previous_profiles_and_says_why() {
         failed
             .error
             .as_deref()
-            .is_some_and(|e| e.contains("node down")),
+            .is_some_and(|e| e.contains("injected outage")),
         "{failed:?}"
     );
     assert_eq!(inner.run(&failed.run_id).await.ok().flatten(), Some(failed));

@@ -216,14 +216,10 @@ pub struct Meter {
     pub registered_at: DateTime<Utc>,
 }
 
-/// The current energy profile of one region, as the batch job defines it.
+/// What the batch job computes for one region (DESIGN.md, "The regional profile").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RegionProfile {
+pub struct ProfileFigures {
     pub region: String,
-    pub run_id: String,
-    pub window_from: DateTime<Utc>,
-    pub window_to: DateTime<Utc>,
-    pub computed_at: DateTime<Utc>,
     pub meters: u64,
     pub readings: u64,
     pub avg_daily_kwh: f64,
@@ -231,8 +227,20 @@ pub struct RegionProfile {
     pub p90_daily_kwh: f64,
     pub weekday_avg_daily_kwh: Option<f64>,
     pub weekend_avg_daily_kwh: Option<f64>,
-    pub hourly_kwh: Vec<f64>,
+    /// Mean kWh in each local hour of a (meter, day), hours 0 to 23.
+    pub hourly_kwh: [f64; 24],
     pub peak_hour: u8,
+}
+
+/// The current energy profile of one region: the figures and the run that computed them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegionProfile {
+    pub run_id: String,
+    pub window_from: DateTime<Utc>,
+    pub window_to: DateTime<Utc>,
+    pub computed_at: DateTime<Utc>,
+    #[serde(flatten)]
+    pub figures: ProfileFigures,
 }
 
 /// Where a recompute run is in its life.

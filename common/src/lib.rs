@@ -15,4 +15,4 @@ pub mod telemetry;
 
 mod sqlite;
 
-pub use domain::{Meter, Reading, RegionProfile, Run, RunStatus};
+pub use domain::{Meter, ProfileFigures, Reading, RegionProfile, Run, RunStatus};

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::{MAX_READBACK, RegionReading, Store};
-use crate::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus};
+use crate::domain::{Dwelling, Meter, ProfileFigures, Reading, RegionProfile, Run, RunStatus};
 
 /// Generates one `#[tokio::test]` per contract check; `$make` is an async expression giving
 /// something that derefs to a fresh store (a `Box`, an `Arc`, or a guard that also holds its
@@ -161,23 +161,25 @@ pub async fn readings_window_is_half_open_ordered_and_limited(store: &dyn Store)
 }
 
 fn profile(region: &str, run: &str, avg: f64) -> RegionProfile {
-    let mut hourly = vec![0.1; 24];
+    let mut hourly = [0.1; 24];
     hourly[18] = 0.9;
     RegionProfile {
-        region: region.to_owned(),
         run_id: run.to_owned(),
         window_from: at(T0),
         window_to: at(T0 + 7 * 86_400),
         computed_at: at(T0 + 8 * 86_400),
-        meters: 12,
-        readings: 12 * 7 * 48,
-        avg_daily_kwh: avg,
-        p50_daily_kwh: avg * 0.9,
-        p90_daily_kwh: avg * 1.6,
-        weekday_avg_daily_kwh: Some(avg * 0.95),
-        weekend_avg_daily_kwh: None,
-        hourly_kwh: hourly,
-        peak_hour: 18,
+        figures: ProfileFigures {
+            region: region.to_owned(),
+            meters: 12,
+            readings: 12 * 7 * 48,
+            avg_daily_kwh: avg,
+            p50_daily_kwh: avg * 0.9,
+            p90_daily_kwh: avg * 1.6,
+            weekday_avg_daily_kwh: Some(avg * 0.95),
+            weekend_avg_daily_kwh: None,
+            hourly_kwh: hourly,
+            peak_hour: 18,
+        },
     }
 }
 
@@ -196,23 +198,30 @@ pub async fn profiles_replace_per_region(store: &dyn Store) {
     let all = ok(store.profiles().await, "profiles");
     let mine: Vec<&RegionProfile> = all
         .iter()
-        .filter(|p| p.region == a || p.region == b)
+        .filter(|p| p.figures.region == a || p.figures.region == b)
         .collect();
     assert_eq!(mine.len(), 2, "one current profile per region");
-    let pa = mine.iter().find(|p| p.region == a).map(|p| (*p).clone());
+    let pa = mine
+        .iter()
+        .find(|p| p.figures.region == a)
+        .map(|p| (*p).clone());
     assert_eq!(
         pa,
         Some(profile(&a, "run2", 9.5)),
         "the newer profile replaced the older"
     );
-    let pb = mine.iter().find(|p| p.region == b).map(|p| (*p).clone());
+    let pb = mine
+        .iter()
+        .find(|p| p.figures.region == b)
+        .map(|p| (*p).clone());
     assert_eq!(
         pb,
         Some(profile(&b, "run1", 8.0)),
         "a region not in the put keeps its own"
     );
     assert!(
-        all.windows(2).all(|w| w[0].region < w[1].region),
+        all.windows(2)
+            .all(|w| w[0].figures.region < w[1].figures.region),
         "ordered by region"
     );
 }

@@ -12,6 +12,8 @@ pub mod sqlite;
 
 #[cfg(any(test, feature = "contract"))]
 pub mod contract;
+#[cfg(any(test, feature = "contract"))]
+pub mod double;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -312,7 +312,7 @@ impl Store for SqliteStore {
                 )?;
                 for (p, json) in &rows {
                     st.execute(params![
-                        p.region,
+                        p.figures.region,
                         p.run_id,
                         epoch(p.window_from),
                         epoch(p.window_to),

@@ -1,0 +1,104 @@
+//! A test double for the store port: a real store with faults injected in front of it, for
+//! tests of what callers do when the store fails or stalls. Never used outside tests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::Semaphore;
+
+use super::{ScanPage, Store, StoreError, StoreSummary};
+use crate::domain::{Meter, Reading, RegionProfile, Run};
+
+pub struct FaultyStoreDouble<S> {
+    pub inner: S,
+    /// This many `write_readings` calls fail before writes go through.
+    pub failing_writes: AtomicUsize,
+    /// Every `scan_readings` call fails while set.
+    pub failing_scans: AtomicBool,
+    /// When set, each `scan_readings` call first waits for a permit.
+    pub scan_gate: Option<Arc<Semaphore>>,
+}
+
+impl<S: Store> FaultyStoreDouble<S> {
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            failing_writes: AtomicUsize::new(0),
+            failing_scans: AtomicBool::new(false),
+            scan_gate: None,
+        }
+    }
+}
+
+fn outage() -> StoreError {
+    StoreError::Unavailable("test double: injected outage".into())
+}
+
+#[async_trait]
+impl<S: Store> Store for FaultyStoreDouble<S> {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    async fn upsert_meters(&self, m: &[Meter]) -> Result<(), StoreError> {
+        self.inner.upsert_meters(m).await
+    }
+    async fn meter(&self, id: &str) -> Result<Option<Meter>, StoreError> {
+        self.inner.meter(id).await
+    }
+    async fn meters(&self) -> Result<Vec<Meter>, StoreError> {
+        self.inner.meters().await
+    }
+    async fn write_readings(&self, r: &[Reading]) -> Result<(), StoreError> {
+        let failing = self
+            .failing_writes
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if failing.is_ok() {
+            return Err(outage());
+        }
+        self.inner.write_readings(r).await
+    }
+    async fn meter_readings(
+        &self,
+        id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
+        self.inner.meter_readings(id, from, to, limit).await
+    }
+    async fn scan_readings(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        if let Some(gate) = &self.scan_gate {
+            let _permit = gate.acquire().await.map_err(|_| outage())?;
+        }
+        if self.failing_scans.load(Ordering::SeqCst) {
+            return Err(outage());
+        }
+        self.inner.scan_readings(from, to, cursor, limit).await
+    }
+    async fn put_profiles(&self, p: &[RegionProfile]) -> Result<(), StoreError> {
+        self.inner.put_profiles(p).await
+    }
+    async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError> {
+        self.inner.profiles().await
+    }
+    async fn put_run(&self, r: &Run) -> Result<(), StoreError> {
+        self.inner.put_run(r).await
+    }
+    async fn run(&self, id: &str) -> Result<Option<Run>, StoreError> {
+        self.inner.run(id).await
+    }
+    async fn runs(&self, limit: usize) -> Result<Vec<Run>, StoreError> {
+        self.inner.runs(limit).await
+    }
+    async fn summary(&self) -> Result<StoreSummary, StoreError> {
+        self.inner.summary().await
+    }
+}
