@@ -8,7 +8,7 @@ use std::time::Duration;
 use iot_simulator::FleetConfig;
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{ANALYST, eventually, start_app};
+use support::{ANALYST, Go, eventually, start_app};
 
 #[tokio::test]
 async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
@@ -38,32 +38,20 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
     assert!(startup.rows_scanned >= 66 * 2 * 48, "{startup:?}");
 
     let url = app.int("/internal/v1/runs");
-    let res = app
-        .client
-        .post(&url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = app.client.post(&url).go().await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = app
         .client
         .post(app.ext("/internal/v1/runs"))
         .bearer_auth(ANALYST)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .go()
+        .await;
     assert_eq!(
         res.status(),
         StatusCode::NOT_FOUND,
         "internal routes are not on the external listener"
     );
-    let res = app
-        .client
-        .post(&url)
-        .bearer_auth(ANALYST)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = app.client.post(&url).bearer_auth(ANALYST).go().await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let started: Value = res.json().await.unwrap_or(Value::Null);
     let id = started["run"]["run_id"]
@@ -87,9 +75,8 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         .client
         .get(format!("{url}?limit=1"))
         .bearer_auth(ANALYST)
-        .send()
+        .go()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
         .json()
         .await
         .unwrap_or(Value::Null);
@@ -98,9 +85,8 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         .client
         .get(app.int("/internal/v1/runs/run-nope"))
         .bearer_auth(ANALYST)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .go()
+        .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     app.app.stop(Duration::from_secs(10)).await;
 }

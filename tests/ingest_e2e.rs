@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Duration as Span, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{ANALYST, TestApp, eventually, start_app, token};
+use support::{ANALYST, Go, TestApp, eventually, start_app, token};
 
 /// A whole half hour a few hours ago.
 fn slot(hours_ago: i64) -> DateTime<Utc> {
@@ -201,29 +201,22 @@ async fn a_full_batch_is_accepted_and_one_more_is_too_many() {
 async fn read_back_is_for_the_meter_owner_only() {
     let app = start_app(None).await;
     let url = app.ext("/api/v1/meters/MAC000001/readings");
-    let res = app
-        .client
-        .get(&url)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = app.client.get(&url).go().await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = app
         .client
         .get(&url)
         .bearer_auth(token("MAC000002"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .go()
+        .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = app
         .client
         .get(&url)
         .query(&[("from", "yesterday")])
         .bearer_auth(token("MAC000001"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .go()
+        .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let err: Value = res.json().await.unwrap_or(Value::Null);
     assert_eq!(err["field"], "from");
@@ -234,38 +227,18 @@ async fn read_back_is_for_the_meter_owner_only() {
 async fn internal_routes_live_only_on_the_internal_listener() {
     let app = start_app(None).await;
     for path in ["/healthz", "/readyz", "/metrics", "/internal/v1/meters"] {
-        let res = app
-            .client
-            .get(app.ext(path))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let res = app.client.get(app.ext(path)).go().await;
         assert_eq!(
             res.status(),
             StatusCode::NOT_FOUND,
             "{path} on the external listener"
         );
     }
-    let res = app
-        .client
-        .get(app.int("/healthz"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = app.client.get(app.int("/healthz")).go().await;
     assert_eq!(res.status(), StatusCode::OK);
-    let res = app
-        .client
-        .get(app.int("/readyz"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = app.client.get(app.int("/readyz")).go().await;
     assert_eq!(res.status(), StatusCode::OK);
-    let metrics = app
-        .client
-        .get(app.int("/metrics"))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let metrics = app.client.get(app.int("/metrics")).go().await;
     let text = metrics.text().await.unwrap_or_default();
     assert!(text.contains("iot_meter_readings_accepted_total"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"));
@@ -277,22 +250,15 @@ async fn operators_register_meters_on_the_internal_listener() {
     let app = start_app(None).await;
     let url = app.int("/internal/v1/meters");
     let body = json!({"meter_id": "HOME-1", "lat": 51.5138, "lon": -0.0984, "household_size": 2, "dwelling": "flat"});
-    let res = app
-        .client
-        .post(&url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+    let res = app.client.post(&url).json(&body).go().await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = app
         .client
         .post(&url)
         .bearer_auth(ANALYST)
         .json(&body)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .go()
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let created: Value = res.json().await.unwrap_or(Value::Null);
     assert_eq!(created["meter"]["region"], "E09000001");
@@ -303,9 +269,8 @@ async fn operators_register_meters_on_the_internal_listener() {
         .post(&url)
         .bearer_auth(ANALYST)
         .json(&bad)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .go()
+        .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let err: Value = res.json().await.unwrap_or(Value::Null);
     assert_eq!(err["field"], "region");
@@ -315,17 +280,15 @@ async fn operators_register_meters_on_the_internal_listener() {
         .post(&url)
         .bearer_auth(ANALYST)
         .json(&paris)
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
+        .go()
+        .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let listed: Value = app
         .client
         .get(&url)
         .bearer_auth(ANALYST)
-        .send()
+        .go()
         .await
-        .unwrap_or_else(|e| panic!("{e}"))
         .json()
         .await
         .unwrap_or(Value::Null);

@@ -422,12 +422,10 @@ pub fn quantile_cont(sorted: &[f64], q: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use datafusion::arrow::array::{Float64Array, TimestampMillisecondArray};
-    use datafusion::arrow::datatypes::{Field, Schema};
+    use iot_common::store::RegionReading;
 
     use super::*;
+    use crate::source::{readings_schema, rows_to_batch};
 
     fn utc(s: &str) -> i64 {
         s.parse::<chrono::DateTime<chrono::Utc>>()
@@ -436,34 +434,16 @@ mod tests {
     }
 
     fn batch(rows: &[(&str, &str, &str, f64)]) -> RecordBatch {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(METER_COL, DataType::Utf8, false),
-            Field::new(REGION_COL, DataType::Utf8, false),
-            Field::new(
-                TS_COL,
-                DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new(KWH_COL, DataType::Float64, false),
-        ]));
-        let cols: Vec<Arc<dyn Array>> = vec![
-            Arc::new(StringArray::from(
-                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-            )),
-            Arc::new(StringArray::from(
-                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-            )),
-            Arc::new(
-                TimestampMillisecondArray::from(
-                    rows.iter().map(|r| utc(r.2) * 1000).collect::<Vec<_>>(),
-                )
-                .with_timezone("UTC"),
-            ),
-            Arc::new(Float64Array::from(
-                rows.iter().map(|r| r.3).collect::<Vec<_>>(),
-            )),
-        ];
-        RecordBatch::try_new(schema, cols).unwrap_or_else(|e| panic!("{e}"))
+        let rows: Vec<RegionReading> = rows
+            .iter()
+            .map(|(region, meter, ts, kwh)| RegionReading {
+                region: (*region).into(),
+                meter_id: (*meter).into(),
+                ts: ts.parse().unwrap_or_default(),
+                kwh: *kwh,
+            })
+            .collect();
+        rows_to_batch(&readings_schema(), &rows).unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn profile(rows: &[(&str, &str, &str, f64)]) -> Vec<ProfileFigures> {

@@ -69,3 +69,16 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Sends a request a test expects to reach the server; a transport error fails the test.
+pub trait Go {
+    fn go(self) -> impl std::future::Future<Output = reqwest::Response>;
+}
+
+impl Go for reqwest::RequestBuilder {
+    async fn go(self) -> reqwest::Response {
+        self.send()
+            .await
+            .unwrap_or_else(|e| panic!("request failed: {e}"))
+    }
+}
