@@ -18,7 +18,8 @@ use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_meter::{IngestConfig, MeterState};
 use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
-use iot_web::WebState;
+use iot_web::geometry::MapGeometry;
+use iot_web::{Recompute, WebState};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -53,6 +54,8 @@ pub struct AppConfig {
     /// The fleet to run; `meter_url` is filled in from the external listener.
     pub fleet: Option<FleetConfig>,
     pub analytics: JobConfig,
+    /// Electricity price for the estimator, pence per kWh.
+    pub unit_price_pence: f64,
     /// Time between scheduled recomputes.
     pub recompute_every: Duration,
 }
@@ -107,9 +110,12 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
 
     let web = WebState {
         store: store.clone(),
+        geometry: Arc::new(MapGeometry::new(&regions)),
         regions: regions.clone(),
         tokens: tokens.clone(),
         operator_token: StaticToken::new(&config.analyst_token),
+        unit_price_pence: config.unit_price_pence,
+        recompute: Some(Arc::new(ConsoleTrigger(analytics.clone()))),
     };
     let meter = MeterState {
         bus: bus.clone(),
@@ -251,4 +257,14 @@ async fn recompute(
         tracing::warn!(error = %e, "first recompute did not run");
     }
     analytics.schedule(every, shutdown).await;
+}
+
+/// The analyst console's "recompute now", served by the in-process job.
+struct ConsoleTrigger(Arc<Analytics>);
+
+#[async_trait::async_trait]
+impl Recompute for ConsoleTrigger {
+    async fn recompute(&self) -> Result<iot_common::Run, String> {
+        self.0.trigger("console").await.map_err(|e| e.to_string())
+    }
 }

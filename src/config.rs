@@ -79,6 +79,9 @@ pub struct RunArgs {
     /// DataFusion partitions for the recompute.
     #[arg(long, env = "IOT_ANALYTICS_THREADS", default_value_t = 2)]
     pub analytics_threads: usize,
+    /// Electricity unit price the estimator uses, pence per kWh.
+    #[arg(long, env = "IOT_UNIT_PRICE_PENCE", default_value_t = 24.5)]
+    pub unit_price_pence: f64,
     /// How long the meter waits for the bus before answering 503.
     #[arg(long, env = "IOT_PUBLISH_TIMEOUT_MS", default_value_t = 10_000)]
     pub publish_timeout_ms: u64,

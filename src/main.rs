@@ -59,10 +59,11 @@ async fn run(cli: Cli, meter_secret: String) -> anyhow::Result<()> {
             ..iot_analytics::JobConfig::default()
         },
         recompute_every: Duration::from_secs(run.recompute_every_min.max(1) * 60),
+        unit_price_pence: run.unit_price_pence,
     };
     let app = iot_demo::start(config).await?;
     println!("iot-demo is running (Ctrl-C to stop)");
-    println!("  status page   http://{}/", app.external);
+    println!("  map           http://{}/", app.external);
     println!("  meter ingest  http://{}/api/v1/readings", app.external);
     println!(
         "  internal      http://{}/healthz /readyz /metrics /internal/v1/meters /internal/v1/runs",

@@ -203,6 +203,34 @@ impl std::str::FromStr for Dwelling {
     }
 }
 
+/// Relative electricity use by household size (1 to 5+ people).
+fn size_factor(size: u8) -> f64 {
+    match size {
+        0 | 1 => 0.68,
+        2 => 1.0,
+        3 => 1.15,
+        4 => 1.3,
+        _ => 1.45,
+    }
+}
+
+/// Relative electricity use by dwelling type.
+fn dwelling_factor(d: Dwelling) -> f64 {
+    match d {
+        Dwelling::Flat => 0.82,
+        Dwelling::Terraced => 1.05,
+        Dwelling::SemiDetached => 1.2,
+        Dwelling::Detached => 1.45,
+    }
+}
+
+/// How a household's use compares with the typical one (two people in a terraced house,
+/// factor 1): the simulator's load model and the estimator share these figures.
+pub fn household_factor(size: u8, dwelling: Dwelling) -> f64 {
+    size_factor(size) / size_factor(2) * dwelling_factor(dwelling)
+        / dwelling_factor(Dwelling::Terraced)
+}
+
 /// A registered meter: where it is and the household behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meter {

@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
-use iot_common::domain::Dwelling;
+use iot_common::domain::{Dwelling, household_factor};
 use rand::rngs::Xoshiro256PlusPlus as SeededRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Gamma, LogNormal};
@@ -33,26 +33,6 @@ pub struct Household {
     pub annual_kwh: f64,
     /// Seeds this household's noise: the same seed gives the same readings.
     pub seed: u64,
-}
-
-/// Relative use by household size (1 to 5+ people).
-fn size_factor(size: u8) -> f64 {
-    match size {
-        0 | 1 => 0.68,
-        2 => 1.0,
-        3 => 1.15,
-        4 => 1.3,
-        _ => 1.45,
-    }
-}
-
-fn dwelling_factor(d: Dwelling) -> f64 {
-    match d {
-        Dwelling::Flat => 0.82,
-        Dwelling::Terraced => 1.05,
-        Dwelling::SemiDetached => 1.2,
-        Dwelling::Detached => 1.45,
-    }
 }
 
 /// A region's own level, from 0.85 to 1.15, fixed by its code so regions differ the same
@@ -86,13 +66,10 @@ pub fn draw_household(
         _ => Dwelling::Detached,
     };
     let spread = LogNormal::new(0.0, SPREAD_SIGMA).map_or(1.0, |d| d.sample(rng));
-    // Dividing by the factors of the median size and dwelling (2 people, a terraced house)
-    // keeps the median household at TYPICAL_ANNUAL_KWH.
-    let annual_kwh = TYPICAL_ANNUAL_KWH * size_factor(size) / size_factor(2)
-        * dwelling_factor(dwelling)
-        / dwelling_factor(Dwelling::Terraced)
-        * region_factor(region)
-        * spread;
+    // Relative to the median household (2 people, a terraced house), which keeps the
+    // median at TYPICAL_ANNUAL_KWH.
+    let annual_kwh =
+        TYPICAL_ANNUAL_KWH * household_factor(size, dwelling) * region_factor(region) * spread;
     Household {
         meter_id,
         region: region.to_owned(),

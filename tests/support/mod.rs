@@ -39,6 +39,7 @@ pub async fn start_app(fleet: Option<FleetConfig>) -> TestApp {
         fleet,
         analytics: iot_analytics::JobConfig::default(),
         recompute_every: Duration::from_secs(3600),
+        unit_price_pence: 24.5,
     };
     let app = start(config).await.unwrap_or_else(|e| panic!("start: {e}"));
     TestApp {

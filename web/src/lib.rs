@@ -1,9 +1,14 @@
 //! The web service: everything answered from the store over HTTP. External routes serve
-//! residents (their own meter's readings, the regions, the status page; the map arrives with
-//! the front end), internal routes serve operators (meter provisioning).
+//! residents — the regional energy map, region pages, the estimator, the JSON API and their
+//! own meter's readings; internal routes serve operators and analysts — meter provisioning
+//! and the analyst console.
 
+pub mod api;
+pub mod console;
+pub mod geometry;
+pub mod pages;
 pub mod provisioning;
 pub mod routes;
 
 pub use provisioning::{NewMeter, ProvisionError, provision};
-pub use routes::{WebState, external_router, internal_router};
+pub use routes::{Recompute, WebState, external_router, internal_router};

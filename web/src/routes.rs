@@ -11,7 +11,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use iot_common::auth::{MeterTokens, StaticToken, bearer};
 use iot_common::domain::is_valid_meter_id;
@@ -22,32 +22,107 @@ use serde_json::json;
 
 use crate::provisioning::{NewMeter, ProvisionError, provision};
 
+/// Starts a recompute of the regional profiles (the analytics job, in process or remote).
+#[async_trait::async_trait]
+pub trait Recompute: Send + Sync {
+    async fn recompute(&self) -> Result<iot_common::Run, String>;
+}
+
 #[derive(Clone)]
 pub struct WebState {
     pub store: Arc<dyn Store>,
     pub regions: Arc<Regions>,
+    pub geometry: Arc<crate::geometry::MapGeometry>,
     pub tokens: MeterTokens,
     /// Operators and analysts present this on internal routes that change state.
     pub operator_token: StaticToken,
+    /// Electricity unit price for the estimator, pence per kWh.
+    pub unit_price_pence: f64,
+    pub recompute: Option<Arc<dyn Recompute>>,
+}
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Security headers on every response, and a cache policy: static files for a day, pages
+/// and API answers revalidated every time.
+fn secured(router: Router) -> Router {
+    use axum::http::{HeaderName, HeaderValue};
+    use tower_http::set_header::SetResponseHeaderLayer;
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
+    router
+        .layer(header("content-security-policy", CSP))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("referrer-policy", "no-referrer"))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("cache-control", "no-cache"))
+}
+
+fn static_file(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+const APP_CSS: &str = include_str!("../static/app.css");
+const MAP_JS: &str = include_str!("../static/map.js");
+const OPENAPI: &str = include_str!("../static/openapi.json");
+
+async fn css() -> Response {
+    static_file("text/css; charset=utf-8", APP_CSS)
 }
 
 /// Routes residents reach through the edge.
 pub fn external_router(state: WebState) -> Router {
-    Router::new()
-        .route("/", get(status_page))
-        .route("/api/v1/regions", get(regions))
-        .route("/api/v1/meters/{id}/readings", get(meter_readings))
-        .with_state(state)
+    secured(
+        Router::new()
+            .route("/", get(crate::pages::map))
+            .route("/regions/{code}", get(crate::pages::region))
+            .route("/estimate", get(crate::pages::estimator))
+            .route("/status", get(status_page))
+            .route("/static/app.css", get(css))
+            .route(
+                "/static/map.js",
+                get(|| async { static_file("text/javascript; charset=utf-8", MAP_JS) }),
+            )
+            .route(
+                "/api/v1/openapi.json",
+                get(|| async { static_file("application/json", OPENAPI) }),
+            )
+            .route("/api/v1/regions", get(crate::api::regions_geojson))
+            .route("/api/v1/regions/{code}", get(crate::api::region_profile))
+            .route("/api/v1/meters/{id}/readings", get(meter_readings))
+            .with_state(state),
+    )
 }
 
 /// Routes only reachable inside the deployment.
 pub fn internal_router(state: WebState) -> Router {
-    Router::new()
-        .route("/internal/v1/meters", get(list_meters).post(register_meter))
-        .with_state(state)
+    secured(
+        Router::new()
+            .route("/internal/v1/meters", get(list_meters).post(register_meter))
+            .route("/internal/console", get(crate::console::page))
+            .route("/internal/console/login", post(crate::console::login))
+            .route(
+                "/internal/console/recompute",
+                post(crate::console::recompute),
+            )
+            .route("/internal/static/app.css", get(css))
+            .with_state(state),
+    )
 }
 
-fn store_error(e: StoreError) -> ApiError {
+pub(crate) fn store_error(e: StoreError) -> ApiError {
     tracing::warn!(error = %e, "store call failed");
     ApiError::unavailable(format!("the store is unavailable: {e}"))
 }
@@ -62,13 +137,13 @@ struct StatusPage<'a> {
     attribution: &'a str,
 }
 
-struct RegionRow {
-    code: String,
-    name: String,
-    meters: u64,
+pub(crate) struct RegionRow {
+    pub code: String,
+    pub name: String,
+    pub meters: u64,
 }
 
-fn region_rows(regions: &Regions, summary: &StoreSummary) -> Vec<RegionRow> {
+pub(crate) fn region_rows(regions: &Regions, summary: &StoreSummary) -> Vec<RegionRow> {
     regions
         .iter()
         .map(|r| RegionRow {
@@ -111,15 +186,6 @@ async fn status_page(State(s): State<WebState>) -> Result<Response, ApiError> {
         )
     })?;
     Ok(Html(html).into_response())
-}
-
-async fn regions(State(s): State<WebState>) -> Result<Response, ApiError> {
-    let summary = s.store.summary().await.map_err(store_error)?;
-    let rows: Vec<_> = region_rows(&s.regions, &summary)
-        .into_iter()
-        .map(|r| json!({"code": r.code, "name": r.name, "meters": r.meters}))
-        .collect();
-    Ok(Json(json!({"regions": rows, "attribution": s.regions.attribution()})).into_response())
 }
 
 fn parse_time(
@@ -215,7 +281,7 @@ async fn meter_readings(
     .into_response())
 }
 
-fn check_operator(s: &WebState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn check_operator(s: &WebState, headers: &HeaderMap) -> Result<(), ApiError> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
