@@ -26,11 +26,20 @@ impl TestApp {
 }
 
 pub async fn start_app(fleet: Option<FleetConfig>) -> TestApp {
+    launch(fleet, None).await
+}
+
+/// The app on another region file, without a fleet.
+pub async fn start_app_with_regions(regions: Option<std::path::PathBuf>) -> TestApp {
+    launch(None, regions).await
+}
+
+async fn launch(fleet: Option<FleetConfig>, regions: Option<std::path::PathBuf>) -> TestApp {
     iot_common::telemetry::init("warn");
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let config = AppConfig {
         data_dir: dir.path().to_path_buf(),
-        regions: None,
+        regions,
         meter_secret: SECRET.into(),
         analyst_token: ANALYST.into(),
         external_addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),

@@ -1,0 +1,296 @@
+//! The residents' pages and API and the analyst console, over real HTTP, with profiles in
+//! the store for every borough but one.
+
+mod support;
+
+use std::time::Duration;
+
+use iot_common::{ProfileFigures, RegionProfile};
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::{ANALYST, Go, TestApp, start_app};
+
+const MISSING: &str = "E09000016";
+
+async fn with_profiles() -> TestApp {
+    let app = start_app(None).await;
+    let regions = iot_common::regions::Regions::london().unwrap_or_else(|e| panic!("{e}"));
+    let now = chrono::Utc::now();
+    let profiles: Vec<RegionProfile> = regions
+        .iter()
+        .filter(|r| r.code != MISSING)
+        .enumerate()
+        .map(|(i, r)| {
+            let mut hourly = [0.2; 24];
+            hourly[18] = 0.9 + i as f64 / 100.0;
+            RegionProfile {
+                run_id: "run-test".into(),
+                window_from: now - chrono::Duration::days(28),
+                window_to: now,
+                computed_at: now,
+                figures: ProfileFigures {
+                    region: r.code.clone(),
+                    meters: 10,
+                    readings: 13_440,
+                    avg_daily_kwh: 6.0 + i as f64 / 4.0,
+                    p50_daily_kwh: 5.5 + i as f64 / 4.0,
+                    p90_daily_kwh: 11.0 + i as f64 / 4.0,
+                    weekday_avg_daily_kwh: Some(6.0),
+                    weekend_avg_daily_kwh: Some(7.0),
+                    hourly_kwh: hourly,
+                    peak_hour: 18,
+                },
+            }
+        })
+        .collect();
+    app.app
+        .store
+        .put_profiles(&profiles)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    app
+}
+
+async fn text(app: &TestApp, url: String) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let res = app.client.get(url).go().await;
+    let (status, headers) = (res.status(), res.headers().clone());
+    (status, headers, res.text().await.unwrap_or_default())
+}
+
+#[tokio::test]
+async fn the_map_draws_every_borough_with_a_legend_and_stays_light() {
+    let app = with_profiles().await;
+    let (status, headers, html) = text(&app, app.ext("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(html.matches("<a class=\"region\"").count(), 33);
+    assert_eq!(html.matches("<path d=\"M").count(), 33);
+    assert!(html.contains("class=\"legend\"") && html.contains("kWh/day"));
+    assert_eq!(
+        html.matches("fill=\"url(#hatch)\"><title>").count(),
+        1,
+        "one borough without data"
+    );
+    assert!(html.contains("Havering: no data yet"));
+    assert!(html.contains("Open Government Licence"));
+    assert!(html.contains("Profiles computed"));
+    let csp = headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert!(
+        csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"),
+        "{csp}"
+    );
+    assert_eq!(
+        headers
+            .get("x-content-type-options")
+            .and_then(|v| v.to_str().ok()),
+        Some("nosniff")
+    );
+    let (_, css_headers, css) = text(&app, app.ext("/static/app.css")).await;
+    let (_, _, js) = text(&app, app.ext("/static/map.js")).await;
+    assert!(
+        css_headers
+            .get("cache-control")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|c| c.contains("max-age"))
+    );
+    let weight = html.len() + css.len() + js.len();
+    assert!(weight < 250 * 1024, "page weight {weight} bytes");
+    for metric in ["p90", "evening"] {
+        let (status, _, html) = text(&app, app.ext(&format!("/?metric={metric}"))).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(html.contains("aria-current=\"true\""));
+    }
+    let (status, _, _) = text(&app, app.ext("/?metric=nonsense")).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    app.app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_region_page_shows_its_figures_curve_and_neighbours() {
+    let app = with_profiles().await;
+    let (status, _, html) = text(&app, app.ext("/regions/E09000001")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("City of London"));
+    assert!(html.contains("5.50 kWh"), "median of the first borough");
+    assert_eq!(
+        html.matches("<rect class=\"bar").count(),
+        24 + 1,
+        "24 hours and the comparison bar"
+    );
+    assert!(html.contains("/regions/E09000033"), "links to Westminster");
+    let (status, _, html) = text(&app, app.ext(&format!("/regions/{MISSING}"))).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("No data yet"));
+    let (status, _, _) = text(&app, app.ext("/regions/E09999999")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    app.app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_estimator_answers_with_a_range_and_refuses_nonsense() {
+    let app = with_profiles().await;
+    let (status, _, html) = text(
+        &app,
+        app.ext("/estimate?region=E09000001&size=2&dwelling=terraced"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    // The typical household is the region's median: 5.50 kWh a day, 2008 kWh a year.
+    assert!(html.contains("<b>5.50 kWh a day</b>"), "{html}");
+    assert!(html.contains("2008 kWh a year"));
+    assert!(html.contains("£492 a year"), "2007.5 kWh at 24.5p");
+    let (_, _, big) = text(
+        &app,
+        app.ext("/estimate?region=E09000001&size=5&dwelling=detached"),
+    )
+    .await;
+    assert!(
+        big.contains("<b>11.01 kWh a day</b>"),
+        "5.5 × 1.45 × 1.45 / 1.05"
+    );
+    for bad in ["size=9", "dwelling=castle", "region=nowhere"] {
+        let (status, _, _) = text(&app, app.ext(&format!("/estimate?{bad}"))).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    app.app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_json_api_serves_geojson_profiles_and_its_openapi() {
+    let app = with_profiles().await;
+    let (status, _, body) = text(&app, app.ext("/api/v1/regions")).await;
+    assert_eq!(status, StatusCode::OK);
+    let fc: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    assert_eq!(fc["type"], "FeatureCollection");
+    let features = fc["features"].as_array().cloned().unwrap_or_default();
+    assert_eq!(features.len(), 33);
+    assert_eq!(
+        features
+            .iter()
+            .filter(|f| f["properties"]["profile"].is_null())
+            .count(),
+        1
+    );
+    assert_eq!(features[0]["geometry"]["type"], "MultiPolygon");
+    let (_, _, body) = text(&app, app.ext("/api/v1/regions/E09000001")).await;
+    let one: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    assert_eq!(one["profile"]["p50_daily_kwh"], 5.5);
+    assert_eq!(
+        one["profile"]["hourly_kwh"].as_array().map(Vec::len),
+        Some(24)
+    );
+    let (_, _, body) = text(&app, app.ext("/api/v1/openapi.json")).await;
+    let spec: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    assert!(spec["paths"]["/api/v1/regions/{code}"].is_object());
+    app.app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_console_is_internal_and_needs_the_analyst_token() {
+    let app = with_profiles().await;
+    let (status, _, _) = text(&app, app.ext("/internal/console")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, html) = text(&app, app.int("/internal/console")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(html.contains("Sign in"));
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let res = no_redirects
+        .post(app.int("/internal/console/login"))
+        .form(&[("token", "wrong")])
+        .go()
+        .await;
+    assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    let res = no_redirects
+        .post(app.int("/internal/console/login"))
+        .form(&[("token", ANALYST)])
+        .go()
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap_or_default().to_owned();
+    let res = no_redirects
+        .post(app.int("/internal/console/recompute"))
+        .go()
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "no cookie, no recompute"
+    );
+    // The start-up run may still hold the job: then the console says so (409) until it ends.
+    let mut status = StatusCode::CONFLICT;
+    for _ in 0..100 {
+        let res = no_redirects
+            .post(app.int("/internal/console/recompute"))
+            .header("cookie", &pair)
+            .go()
+            .await;
+        status = res.status();
+        if status != StatusCode::CONFLICT {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let res = no_redirects
+        .get(app.int("/internal/console"))
+        .header("cookie", &pair)
+        .go()
+        .await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let html = res.text().await.unwrap_or_default();
+    assert!(
+        html.contains("Recompute now") && html.contains("console"),
+        "{html}"
+    );
+    app.app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn a_region_name_with_markup_renders_as_text() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let file = dir.path().join("regions.geojson");
+    let geojson = r#"{"type":"FeatureCollection","features":[
+      {"type":"Feature","properties":{"code":"X1","name":"<script>alert(1)</script>"},
+       "geometry":{"type":"Polygon","coordinates":[[[-0.2,51.4],[-0.1,51.4],[-0.1,51.5],[-0.2,51.5],[-0.2,51.4]]]}},
+      {"type":"Feature","properties":{"code":"X2","name":"Plain & \"quoted\""},
+       "geometry":{"type":"Polygon","coordinates":[[[-0.1,51.4],[0.0,51.4],[0.0,51.5],[-0.1,51.5],[-0.1,51.4]]]}}]}"#;
+    std::fs::write(&file, geojson).unwrap_or_else(|e| panic!("{e}"));
+    let app = support::start_app_with_regions(Some(file)).await;
+    for path in [
+        "/",
+        "/regions/X1",
+        "/regions/X2",
+        "/estimate?region=X1",
+        "/status",
+    ] {
+        let (status, _, html) = text(&app, app.ext(path)).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(
+            !html.contains("<script>alert"),
+            "{path} renders the name as markup"
+        );
+        if path != "/regions/X2" {
+            assert!(
+                html.contains("&#60;script&#62;alert(1)")
+                    || html.contains("&lt;script&gt;alert(1)"),
+                "{path}"
+            );
+        }
+    }
+    app.app.stop(Duration::from_secs(5)).await;
+}
