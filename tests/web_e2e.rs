@@ -5,51 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use iot_common::{ProfileFigures, RegionProfile};
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{ANALYST, Go, TestApp, start_app};
-
-const MISSING: &str = "E09000016";
-
-async fn with_profiles() -> TestApp {
-    let app = start_app(None).await;
-    let regions = iot_common::regions::Regions::london().unwrap_or_else(|e| panic!("{e}"));
-    let now = chrono::Utc::now();
-    let profiles: Vec<RegionProfile> = regions
-        .iter()
-        .filter(|r| r.code != MISSING)
-        .enumerate()
-        .map(|(i, r)| {
-            let mut hourly = [0.2; 24];
-            hourly[18] = 0.9 + i as f64 / 100.0;
-            RegionProfile {
-                run_id: "run-test".into(),
-                window_from: now - chrono::Duration::days(28),
-                window_to: now,
-                computed_at: now,
-                figures: ProfileFigures {
-                    region: r.code.clone(),
-                    meters: 10,
-                    readings: 13_440,
-                    avg_daily_kwh: 6.0 + i as f64 / 4.0,
-                    p50_daily_kwh: 5.5 + i as f64 / 4.0,
-                    p90_daily_kwh: 11.0 + i as f64 / 4.0,
-                    weekday_avg_daily_kwh: Some(6.0),
-                    weekend_avg_daily_kwh: Some(7.0),
-                    hourly_kwh: hourly,
-                    peak_hour: 18,
-                },
-            }
-        })
-        .collect();
-    app.app
-        .store
-        .put_profiles(&profiles)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    app
-}
+use support::{ANALYST, Go, MISSING, TestApp, with_profiles};
 
 async fn text(app: &TestApp, url: String) -> (StatusCode, reqwest::header::HeaderMap, String) {
     let res = app.client.get(url).go().await;

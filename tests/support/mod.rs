@@ -92,3 +92,46 @@ impl Go for reqwest::RequestBuilder {
             .unwrap_or_else(|e| panic!("request failed: {e}"))
     }
 }
+
+/// The borough `with_profiles` leaves without a profile (Havering).
+pub const MISSING: &str = "E09000016";
+
+/// The app with a profile in the store for every London borough but [`MISSING`].
+pub async fn with_profiles() -> TestApp {
+    let app = start_app(None).await;
+    let regions = iot_common::regions::Regions::london().unwrap_or_else(|e| panic!("{e}"));
+    let now = chrono::Utc::now();
+    let profiles: Vec<iot_common::RegionProfile> = regions
+        .iter()
+        .filter(|r| r.code != MISSING)
+        .enumerate()
+        .map(|(i, r)| {
+            let mut hourly = [0.2; 24];
+            hourly[18] = 0.9 + i as f64 / 100.0;
+            iot_common::RegionProfile {
+                run_id: "run-test".into(),
+                window_from: now - chrono::Duration::days(28),
+                window_to: now,
+                computed_at: now,
+                figures: iot_common::ProfileFigures {
+                    region: r.code.clone(),
+                    meters: 10,
+                    readings: 13_440,
+                    avg_daily_kwh: 6.0 + i as f64 / 4.0,
+                    p50_daily_kwh: 5.5 + i as f64 / 4.0,
+                    p90_daily_kwh: 11.0 + i as f64 / 4.0,
+                    weekday_avg_daily_kwh: Some(6.0),
+                    weekend_avg_daily_kwh: Some(7.0),
+                    hourly_kwh: hourly,
+                    peak_hour: 18,
+                },
+            }
+        })
+        .collect();
+    app.app
+        .store
+        .put_profiles(&profiles)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    app
+}
