@@ -116,6 +116,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         operator_token: StaticToken::new(&config.analyst_token),
         unit_price_pence: config.unit_price_pence,
         recompute: Some(Arc::new(ConsoleTrigger(analytics.clone()))),
+        profiles: Arc::default(),
     };
     let meter = MeterState {
         bus: bus.clone(),

@@ -7,56 +7,64 @@ use axum::response::{IntoResponse, Response};
 use iot_common::http::ApiError;
 use serde_json::{Value, json};
 
-use crate::pages::evening_share;
-use crate::routes::{WebState, store_error};
+use crate::pages::{evening_share, profiles_by_region};
+use crate::routes::WebState;
 
-pub async fn regions_geojson(State(s): State<WebState>) -> Result<Response, ApiError> {
-    let profiles = s.store.profiles().await.map_err(store_error)?;
-    let features: Vec<Value> = s
-        .regions
+/// Each region's GeoJSON geometry, serialised once: it never changes while the process runs.
+pub fn geometry_json(r: &iot_common::regions::Region) -> String {
+    let ring = |l: &geo::LineString<f64>| l.0.iter().map(|c| json!([c.x, c.y])).collect::<Vec<_>>();
+    let polygons: Vec<Value> = r
+        .boundary
+        .0
         .iter()
-        .map(|r| {
-            let summary = profiles
-                .iter()
-                .find(|p| p.figures.region == r.code)
-                .map(|p| {
-                    json!({
-                        "meters": p.figures.meters,
-                        "avg_daily_kwh": p.figures.avg_daily_kwh,
-                        "p50_daily_kwh": p.figures.p50_daily_kwh,
-                        "p90_daily_kwh": p.figures.p90_daily_kwh,
-                        "evening_peak_share": evening_share(&p.figures),
-                        "peak_hour": p.figures.peak_hour,
-                        "computed_at": p.computed_at,
-                    })
-                });
-            let rings: Vec<Value> = r
-                .boundary
-                .0
-                .iter()
-                .map(|poly| {
-                    let ring = |l: &geo::LineString<f64>| {
-                        l.0.iter().map(|c| json!([c.x, c.y])).collect::<Vec<_>>()
-                    };
-                    let mut rs = vec![json!(ring(poly.exterior()))];
-                    rs.extend(poly.interiors().iter().map(|i| json!(ring(i))));
-                    json!(rs)
-                })
-                .collect();
-            json!({
-                "type": "Feature",
-                "id": r.code,
-                "properties": {"code": r.code, "name": r.name, "profile": summary},
-                "geometry": {"type": "MultiPolygon", "coordinates": rings},
-            })
+        .map(|poly| {
+            let mut rings = vec![json!(ring(poly.exterior()))];
+            rings.extend(poly.interiors().iter().map(|i| json!(ring(i))));
+            json!(rings)
         })
         .collect();
-    Ok(Json(json!({
-        "type": "FeatureCollection",
-        "attribution": s.regions.attribution(),
-        "features": features,
-    }))
-    .into_response())
+    json!({"type": "MultiPolygon", "coordinates": polygons}).to_string()
+}
+
+pub async fn regions_geojson(State(s): State<WebState>) -> Result<Response, ApiError> {
+    let profiles = profiles_by_region(&s).await?;
+    let mut body = String::with_capacity(96 * 1024);
+    body.push_str(r#"{"type":"FeatureCollection","attribution":"#);
+    body.push_str(&json!(s.regions.attribution()).to_string());
+    body.push_str(r#","features":["#);
+    for (i, (r, geometry)) in s.regions.iter().zip(&s.geometry.geojson).enumerate() {
+        let summary = profiles.get(&r.code).map(|p| {
+            json!({
+                "meters": p.figures.meters,
+                "avg_daily_kwh": p.figures.avg_daily_kwh,
+                "p50_daily_kwh": p.figures.p50_daily_kwh,
+                "p90_daily_kwh": p.figures.p90_daily_kwh,
+                "evening_peak_share": evening_share(&p.figures),
+                "peak_hour": p.figures.peak_hour,
+                "computed_at": p.computed_at,
+            })
+        });
+        if i > 0 {
+            body.push(',');
+        }
+        let head = json!({
+            "type": "Feature",
+            "id": r.code,
+            "properties": {"code": r.code, "name": r.name, "profile": summary},
+        })
+        .to_string();
+        // The feature object without its closing brace, then the cached geometry.
+        body.push_str(&head[..head.len() - 1]);
+        body.push_str(r#","geometry":"#);
+        body.push_str(geometry);
+        body.push('}');
+    }
+    body.push_str("]}");
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 pub async fn region_profile(
@@ -64,13 +72,7 @@ pub async fn region_profile(
     Path(code): Path<String>,
 ) -> Result<Response, ApiError> {
     let region = s.regions.get(&code).ok_or_else(ApiError::not_found)?;
-    let profile = s
-        .store
-        .profiles()
-        .await
-        .map_err(store_error)?
-        .into_iter()
-        .find(|p| p.figures.region == code);
+    let profile = profiles_by_region(&s).await?.get(&code).cloned();
     let neighbours = s
         .geometry
         .shape(&code)

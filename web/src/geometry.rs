@@ -24,6 +24,8 @@ pub struct MapGeometry {
     pub width: f64,
     pub height: f64,
     pub shapes: Vec<Shape>,
+    /// Each region's GeoJSON geometry, in region order, for the API.
+    pub geojson: Vec<String>,
 }
 
 impl MapGeometry {
@@ -72,6 +74,7 @@ impl MapGeometry {
             width: MAP_WIDTH,
             height,
             shapes,
+            geojson: all.iter().map(|r| crate::api::geometry_json(r)).collect(),
         }
     }
 

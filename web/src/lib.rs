@@ -4,6 +4,7 @@
 //! and the analyst console.
 
 pub mod api;
+pub mod cache;
 pub mod console;
 pub mod geometry;
 pub mod pages;

@@ -152,14 +152,8 @@ fn when(t: chrono::DateTime<chrono::Utc>) -> String {
         .to_string()
 }
 
-async fn profiles_by_region(s: &WebState) -> Result<HashMap<String, RegionProfile>, ApiError> {
-    Ok(s.store
-        .profiles()
-        .await
-        .map_err(store_error)?
-        .into_iter()
-        .map(|p| (p.figures.region.clone(), p))
-        .collect())
+pub(crate) async fn profiles_by_region(s: &WebState) -> Result<crate::cache::Profiles, ApiError> {
+    s.profiles.get(s.store.as_ref()).await.map_err(store_error)
 }
 
 pub async fn map(

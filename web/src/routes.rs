@@ -39,6 +39,7 @@ pub struct WebState {
     /// Electricity unit price for the estimator, pence per kWh.
     pub unit_price_pence: f64,
     pub recompute: Option<Arc<dyn Recompute>>,
+    pub profiles: Arc<crate::cache::ProfileCache>,
 }
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
