@@ -427,12 +427,6 @@ mod tests {
     use super::*;
     use crate::source::{readings_schema, rows_to_batch};
 
-    fn utc(s: &str) -> i64 {
-        s.parse::<chrono::DateTime<chrono::Utc>>()
-            .map(|t| t.timestamp())
-            .unwrap_or(0)
-    }
-
     fn batch(rows: &[(&str, &str, &str, f64)]) -> RecordBatch {
         let rows: Vec<RegionReading> = rows
             .iter()
