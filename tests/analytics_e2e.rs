@@ -29,7 +29,22 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         profiled,
         "every borough has a profile after the startup run"
     );
+    // Profiles are written just before the run's final record: wait for that too.
+    let recorded = eventually(Duration::from_secs(30), || {
+        let store = store.clone();
+        async move {
+            store.runs(10).await.is_ok_and(|runs| {
+                runs.iter()
+                    .any(|r| r.trigger == "startup" && r.status == iot_common::RunStatus::Succeeded)
+            })
+        }
+    })
+    .await;
     let runs = store.runs(10).await.unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        recorded,
+        "the startup run is recorded as succeeded: {runs:?}"
+    );
     let startup = runs
         .iter()
         .find(|r| r.trigger == "startup")

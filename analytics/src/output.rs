@@ -39,12 +39,20 @@ fn io(path: &Path) -> impl Fn(std::io::Error) -> OutputError + '_ {
     }
 }
 
+/// Refuses an output name whose format is unknown, before any work is done.
+pub fn check_output(path: &Path) -> Result<(), OutputError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("csv" | "parquet") => Ok(()),
+        _ => Err(OutputError::Format(path.display().to_string())),
+    }
+}
+
 /// Writes profiles to `path`, as CSV or Parquet by its extension.
 pub fn write_profiles(path: &Path, profiles: &[ProfileFigures]) -> Result<(), OutputError> {
+    check_output(path)?;
     match path.extension().and_then(|e| e.to_str()) {
         Some("csv") => write_csv(path, profiles),
-        Some("parquet") => write_parquet(path, &[profiles_batch(profiles)?]),
-        _ => Err(OutputError::Format(path.display().to_string())),
+        _ => write_parquet(path, &[profiles_batch(profiles)?]),
     }
 }
 
