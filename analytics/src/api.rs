@@ -9,8 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use iot_common::auth::{StaticToken, bearer};
-use iot_common::http::ApiError;
+use iot_common::auth::StaticToken;
+use iot_common::http::{ApiError, require_analyst};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -29,21 +29,6 @@ pub fn runs_router(state: RunsState) -> Router {
         .with_state(state)
 }
 
-fn authorize(s: &RunsState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match bearer(token) {
-        Ok(t) if s.analyst_token.matches(t) => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this route needs `Authorization: Bearer <IOT_ANALYST_TOKEN>`",
-        )
-        .field("authorization")),
-    }
-}
-
 fn job_error(e: JobError) -> ApiError {
     match e {
         JobError::Busy(id) => ApiError::new(
@@ -56,7 +41,7 @@ fn job_error(e: JobError) -> ApiError {
 }
 
 async fn start(State(s): State<RunsState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    authorize(&s, &headers)?;
+    require_analyst(&s.analyst_token, &headers)?;
     let run = s.analytics.trigger("api").await.map_err(job_error)?;
     let location = format!("/internal/v1/runs/{}", run.run_id);
     Ok((
@@ -77,7 +62,7 @@ async fn list(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    authorize(&s, &headers)?;
+    require_analyst(&s.analyst_token, &headers)?;
     let Query(q) = query.map_err(|e| {
         ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -101,7 +86,7 @@ async fn one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    authorize(&s, &headers)?;
+    require_analyst(&s.analyst_token, &headers)?;
     match s.analytics.store().run(&id).await {
         Ok(Some(run)) => Ok(Json(json!({ "run": run })).into_response()),
         Ok(None) => Err(ApiError::not_found()),

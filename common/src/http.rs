@@ -14,6 +14,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use crate::auth::{AuthError, MeterTokens, StaticToken, bearer};
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -80,6 +81,41 @@ impl IntoResponse for ApiError {
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         res
+    }
+}
+
+/// The request's `Authorization: Bearer` token, or why there is none.
+pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthError> {
+    match headers.get(header::AUTHORIZATION) {
+        None => bearer(None),
+        Some(v) => bearer(Some(v.to_str().map_err(|_| AuthError::Malformed)?)),
+    }
+}
+
+fn unauthorized(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).field("authorization")
+}
+
+/// The meter whose valid token the request carries; 401 otherwise.
+pub fn authenticate_meter<'h>(
+    tokens: &MeterTokens,
+    headers: &'h axum::http::HeaderMap,
+) -> Result<&'h str, ApiError> {
+    bearer_token(headers)
+        .and_then(|t| tokens.verify(t))
+        .map_err(|e| unauthorized(e.to_string()))
+}
+
+/// 401 unless the request carries the analyst token.
+pub fn require_analyst(
+    expected: &StaticToken,
+    headers: &axum::http::HeaderMap,
+) -> Result<(), ApiError> {
+    match bearer_token(headers) {
+        Ok(t) if expected.matches(t) => Ok(()),
+        _ => Err(unauthorized(
+            "this route needs `Authorization: Bearer <IOT_ANALYST_TOKEN>`",
+        )),
     }
 }
 

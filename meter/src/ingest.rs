@@ -15,9 +15,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 use iot_common::Reading;
-use iot_common::auth::{AuthError, MeterTokens, bearer};
+use iot_common::auth::MeterTokens;
 use iot_common::bus::{Bus, BusError};
-use iot_common::http::ApiError;
+use iot_common::http::{ApiError, authenticate_meter};
 use iot_common::metrics::Metrics;
 use serde_json::{Value, json};
 
@@ -89,19 +89,7 @@ async fn accept(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<usize, ApiError> {
     // Authenticate before looking at the body: strangers learn nothing about validation.
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .map(|v| v.to_str().map_err(|_| AuthError::Malformed));
-    let token_meter = match auth {
-        None => bearer(None),
-        Some(Err(e)) => Err(e),
-        Some(Ok(v)) => bearer(Some(v)),
-    }
-    .and_then(|t| state.tokens.verify(t))
-    .map_err(|e| {
-        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
-            .field("authorization")
-    })?;
+    let token_meter = authenticate_meter(&state.tokens, headers)?;
 
     if !is_json(headers) {
         return Err(ApiError::new(

@@ -5,26 +5,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use iot_common::http::ApiError;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::pages::{evening_share, profiles_by_region};
 use crate::routes::WebState;
-
-/// Each region's GeoJSON geometry, serialised once: it never changes while the process runs.
-pub fn geometry_json(r: &iot_common::regions::Region) -> String {
-    let ring = |l: &geo::LineString<f64>| l.0.iter().map(|c| json!([c.x, c.y])).collect::<Vec<_>>();
-    let polygons: Vec<Value> = r
-        .boundary
-        .0
-        .iter()
-        .map(|poly| {
-            let mut rings = vec![json!(ring(poly.exterior()))];
-            rings.extend(poly.interiors().iter().map(|i| json!(ring(i))));
-            json!(rings)
-        })
-        .collect();
-    json!({"type": "MultiPolygon", "coordinates": polygons}).to_string()
-}
 
 pub async fn regions_geojson(State(s): State<WebState>) -> Result<Response, ApiError> {
     let profiles = profiles_by_region(&s).await?;

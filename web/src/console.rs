@@ -7,8 +7,7 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use iot_common::auth::bearer;
-use iot_common::http::ApiError;
+use iot_common::http::{ApiError, bearer_token};
 use serde::Deserialize;
 
 use crate::routes::{WebState, store_error};
@@ -36,10 +35,7 @@ struct ConsolePage {
 }
 
 fn presented_token(headers: &HeaderMap) -> Option<String> {
-    let auth = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if let Ok(t) = bearer(auth) {
+    if let Ok(t) = bearer_token(headers) {
         return Some(t.to_owned());
     }
     headers

@@ -5,6 +5,7 @@
 
 use geo::Intersects;
 use iot_common::regions::Regions;
+use serde_json::{Value, json};
 
 /// Width of the map's SVG viewBox; the height follows from the regions' extent.
 pub const MAP_WIDTH: f64 = 800.0;
@@ -74,13 +75,29 @@ impl MapGeometry {
             width: MAP_WIDTH,
             height,
             shapes,
-            geojson: all.iter().map(|r| crate::api::geometry_json(r)).collect(),
+            geojson: all.iter().map(|r| geometry_json(r)).collect(),
         }
     }
 
     pub fn shape(&self, code: &str) -> Option<&Shape> {
         self.shapes.iter().find(|s| s.code == code)
     }
+}
+
+/// Each region's GeoJSON geometry, serialised once: it never changes while the process runs.
+pub fn geometry_json(r: &iot_common::regions::Region) -> String {
+    let ring = |l: &geo::LineString<f64>| l.0.iter().map(|c| json!([c.x, c.y])).collect::<Vec<_>>();
+    let polygons: Vec<Value> = r
+        .boundary
+        .0
+        .iter()
+        .map(|poly| {
+            let mut rings = vec![json!(ring(poly.exterior()))];
+            rings.extend(poly.interiors().iter().map(|i| json!(ring(i))));
+            json!(rings)
+        })
+        .collect();
+    json!({"type": "MultiPolygon", "coordinates": polygons}).to_string()
 }
 
 /// Boundaries that meet (simplified boundaries may overlap or leave hairline gaps, so the

@@ -13,9 +13,9 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use iot_common::auth::{MeterTokens, StaticToken, bearer};
+use iot_common::auth::{MeterTokens, StaticToken};
 use iot_common::domain::is_valid_meter_id;
-use iot_common::http::ApiError;
+use iot_common::http::{ApiError, authenticate_meter, require_analyst};
 use iot_common::regions::Regions;
 use iot_common::store::{MAX_READBACK, Store, StoreError, StoreSummary};
 use serde_json::json;
@@ -138,13 +138,13 @@ struct StatusPage<'a> {
     attribution: &'a str,
 }
 
-pub(crate) struct RegionRow {
-    pub code: String,
-    pub name: String,
-    pub meters: u64,
+struct RegionRow {
+    code: String,
+    name: String,
+    meters: u64,
 }
 
-pub(crate) fn region_rows(regions: &Regions, summary: &StoreSummary) -> Vec<RegionRow> {
+fn region_rows(regions: &Regions, summary: &StoreSummary) -> Vec<RegionRow> {
     regions
         .iter()
         .map(|r| RegionRow {
@@ -217,15 +217,7 @@ async fn meter_readings(
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let owner = bearer(token)
-        .and_then(|t| s.tokens.verify(t))
-        .map_err(|e| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", e.to_string())
-                .field("authorization")
-        })?;
+    let owner = authenticate_meter(&s.tokens, &headers)?;
     if !is_valid_meter_id(&id) {
         return Err(ApiError::not_found());
     }
@@ -282,23 +274,8 @@ async fn meter_readings(
     .into_response())
 }
 
-pub(crate) fn check_operator(s: &WebState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    match bearer(token) {
-        Ok(t) if s.operator_token.matches(t) => Ok(()),
-        _ => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "this route needs `Authorization: Bearer <IOT_ANALYST_TOKEN>`",
-        )
-        .field("authorization")),
-    }
-}
-
 async fn list_meters(State(s): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    check_operator(&s, &headers)?;
+    require_analyst(&s.operator_token, &headers)?;
     let meters = s.store.meters().await.map_err(store_error)?;
     Ok(Json(json!({ "meters": meters })).into_response())
 }
@@ -308,7 +285,7 @@ async fn register_meter(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    check_operator(&s, &headers)?;
+    require_analyst(&s.operator_token, &headers)?;
     let body = body.map_err(|e| ApiError::new(e.status(), "bad_request", e.body_text()))?;
     let req: NewMeter = serde_json::from_slice(&body).map_err(|e| {
         let status = if e.is_data() {

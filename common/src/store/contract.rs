@@ -52,6 +52,19 @@ fn reading(meter: &str, slot: i64, kwh: f64) -> Reading {
     }
 }
 
+/// A meter registered in `region`, with no location or household details.
+fn placed_meter(id: &str, region: &str) -> Meter {
+    Meter {
+        meter_id: id.to_owned(),
+        region: Some(region.to_owned()),
+        lat: None,
+        lon: None,
+        household_size: None,
+        dwelling: None,
+        registered_at: at(T0),
+    }
+}
+
 fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
     r.unwrap_or_else(|e| panic!("{what}: {e}"))
 }
@@ -274,15 +287,7 @@ pub async fn summary_counts_what_was_written(store: &dyn Store) {
     let (m1, m2) = (unique("m"), unique("m"));
     let meters: Vec<Meter> = [&m1, &m2]
         .iter()
-        .map(|id| Meter {
-            meter_id: (*id).clone(),
-            region: Some(region.clone()),
-            lat: None,
-            lon: None,
-            household_size: None,
-            dwelling: None,
-            registered_at: at(T0),
-        })
+        .map(|id| placed_meter(id, &region))
         .collect();
     ok(store.upsert_meters(&meters).await, "meters");
     let readings: Vec<Reading> = (0..5).map(|s| reading(&m1, s, 0.2)).collect();
@@ -313,18 +318,7 @@ pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
     let region = unique("R");
     let placed: Vec<String> = (0..3).map(|_| unique("m")).collect();
     let stray = unique("m");
-    let meters: Vec<Meter> = placed
-        .iter()
-        .map(|id| Meter {
-            meter_id: id.clone(),
-            region: Some(region.clone()),
-            lat: None,
-            lon: None,
-            household_size: None,
-            dwelling: None,
-            registered_at: at(T0),
-        })
-        .collect();
+    let meters: Vec<Meter> = placed.iter().map(|id| placed_meter(id, &region)).collect();
     ok(store.upsert_meters(&meters).await, "meters");
     let mut readings = Vec::new();
     for id in placed.iter().chain(std::iter::once(&stray)) {
