@@ -11,17 +11,16 @@ use iot_analytics::{Analytics, JobConfig};
 use iot_common::auth::{MeterTokens, StaticToken};
 use iot_common::bus::Bus;
 use iot_common::bus::sqlite_log::SqliteLog;
-use iot_common::http::{Health, fallback, health_routes, serve};
+use iot_common::http::{Health, fallback, health_routes};
 use iot_common::metrics::Metrics;
 use iot_common::regions::Regions;
+use iot_common::service::{ListenError, Service};
 use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_meter::{IngestConfig, MeterState};
 use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
 use iot_web::geometry::MapGeometry;
 use iot_web::{Recompute, WebState};
-use tokio::net::TcpListener;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,11 +31,8 @@ pub enum AppError {
     Store(#[from] iot_common::store::StoreError),
     #[error("cannot open the bus log")]
     Bus(#[from] iot_common::bus::BusError),
-    #[error("cannot listen on {addr}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Listen(#[from] ListenError),
     #[error("cannot start the fleet")]
     Fleet(#[from] iot_simulator::fleet::FleetError),
 }
@@ -69,32 +65,20 @@ pub struct RunningApp {
     pub internal: SocketAddr,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-    tasks: JoinSet<()>,
+    service: Service,
 }
 
 impl RunningApp {
     /// A token that stops the app when cancelled.
     pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
+        self.service.shutdown_token()
     }
 
     /// Stops everything: listeners stop accepting and drain, the fleet stops posting, the
     /// sink commits what it wrote. Gives up on stragglers after `grace`.
-    pub async fn stop(mut self, grace: Duration) {
-        self.shutdown.cancel();
-        let drain = async { while self.tasks.join_next().await.is_some() {} };
-        if tokio::time::timeout(grace, drain).await.is_err() {
-            tracing::warn!("shutdown grace period over, aborting remaining tasks");
-            self.tasks.abort_all();
-        }
+    pub async fn stop(self, grace: Duration) {
+        self.service.stop(grace).await;
     }
-}
-
-async fn bind(addr: SocketAddr) -> Result<TcpListener, AppError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| AppError::Listen { addr, source })
 }
 
 /// Opens the stores, binds both listeners and starts every service.
@@ -106,7 +90,8 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     let analytics = Analytics::new(store.clone(), config.analytics.clone());
     let metrics = Arc::new(Metrics::new());
     let tokens = MeterTokens::new(config.meter_secret.as_bytes());
-    let shutdown = CancellationToken::new();
+    let mut service = Service::new();
+    let shutdown = service.shutdown_token();
 
     let web = WebState {
         store: store.clone(),
@@ -142,50 +127,22 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         }))
         .fallback(fallback);
 
-    let ext_listener = bind(config.external_addr).await?;
-    let int_listener = bind(config.internal_addr).await?;
-    let ext_addr = ext_listener
-        .local_addr()
-        .map_err(|source| AppError::Listen {
-            addr: config.external_addr,
-            source,
-        })?;
-    let int_addr = int_listener
-        .local_addr()
-        .map_err(|source| AppError::Listen {
-            addr: config.internal_addr,
-            source,
-        })?;
-
-    let mut tasks = JoinSet::new();
-    for (name, listener, router) in [
-        ("external", ext_listener, external),
-        ("internal", int_listener, internal),
-    ] {
-        let stop = shutdown.clone();
-        tasks.spawn(async move {
-            if let Err(e) = serve(listener, router, stop.clone()).await {
-                tracing::error!(listener = name, error = %e, "listener failed, shutting down");
-                stop.cancel();
-            }
-        });
-    }
-
-    {
-        let (bus, store, metrics, stop) = (
+    let ext_addr = service
+        .listen("external", config.external_addr, external)
+        .await?;
+    let int_addr = service
+        .listen("internal", config.internal_addr, internal)
+        .await?;
+    service.spawn(
+        "sink",
+        run_sink(
             bus.clone(),
             store.clone(),
             metrics.clone(),
+            SinkConfig::default(),
             shutdown.clone(),
-        );
-        tasks.spawn(async move {
-            if let Err(e) = run_sink(bus, store, metrics, SinkConfig::default(), stop.clone()).await
-            {
-                tracing::error!(error = %e, "sink failed, shutting down");
-                stop.cancel();
-            }
-        });
-    }
+        ),
+    );
 
     let (backfilled_tx, backfilled) = tokio::sync::oneshot::channel();
     let mut backfilled_tx = Some(backfilled_tx);
@@ -200,12 +157,13 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         );
         let (metrics, stop) = (metrics.clone(), shutdown.clone());
         let fleet_tx = backfilled_tx.take();
-        tasks.spawn(async move {
+        service.spawn("fleet", async move {
             match fleet.run(tokens, metrics, stop, fleet_tx).await {
                 Ok(()) | Err(iot_simulator::fleet::FleetError::Cancelled) => {}
                 // The rest of the platform keeps serving real meters.
                 Err(e) => tracing::error!(error = %e, "fleet stopped"),
             }
+            Ok::<(), std::convert::Infallible>(())
         });
     }
 
@@ -213,21 +171,17 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     if let Some(tx) = backfilled_tx {
         let _ = tx.send(());
     }
-    tasks.spawn(recompute(
-        analytics,
-        log,
-        backfilled,
-        config.recompute_every,
-        shutdown.clone(),
-    ));
+    service.spawn("recompute", async move {
+        recompute(analytics, log, backfilled, config.recompute_every, shutdown).await;
+        Ok::<(), std::convert::Infallible>(())
+    });
 
     Ok(RunningApp {
         external: ext_addr,
         internal: int_addr,
         store,
         metrics,
-        shutdown,
-        tasks,
+        service,
     })
 }
 

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod http;
 pub mod metrics;
 pub mod regions;
+pub mod service;
 pub mod store;
 pub mod telemetry;
 

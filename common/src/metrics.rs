@@ -22,6 +22,8 @@ pub struct Metrics {
     pub sink_written: Counter,
     /// Failed sink store writes (retried with backoff).
     pub sink_errors: Counter,
+    /// Messages the sink could not read and sent to the dead-letter topic.
+    pub dead_letters: Counter,
     /// Readings the fleet posted and had acknowledged.
     pub fleet_posted: Counter,
     /// Fleet posts retried after 503 or a connection error.
@@ -45,6 +47,7 @@ impl Metrics {
             publish_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             sink_written: Counter::default(),
             sink_errors: Counter::default(),
+            dead_letters: Counter::default(),
             fleet_posted: Counter::default(),
             fleet_retries: Counter::default(),
             fleet_meters: Gauge::default(),
@@ -74,6 +77,11 @@ impl Metrics {
             "sink_store_errors",
             "Failed store writes by the sink",
             m.sink_errors.clone(),
+        );
+        registry.register(
+            "sink_dead_letters",
+            "Messages the sink could not read, sent to the dead-letter topic",
+            m.dead_letters.clone(),
         );
         registry.register(
             "fleet_readings_posted",

@@ -1,9 +1,12 @@
 //! The simulator: (1) the fleet, virtual households that post realistic half-hourly readings
 //! to the meter over HTTP, as real meters would; (2) the sink, a bus consumer group that
 //! writes readings into the store in batches and commits only after the write succeeded.
+//! [`service`] runs the sink on Kafka as its own process (the `simulator sink` command).
 
+pub mod cli;
 pub mod fleet;
 pub mod household;
+pub mod service;
 pub mod sink;
 
 pub use fleet::{Fleet, FleetConfig};

@@ -1,0 +1,294 @@
+//! [`KafkaBus`]: the bus port on Kafka. Publishing waits for the broker's acknowledgement
+//! (`acks=all`, idempotent producer) of every reading; subscribing joins a consumer group.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use iot_common::Reading;
+use iot_common::bus::{Bus, BusError, Consumer};
+use iot_common::metrics::Metrics;
+use rdkafka::ClientConfig;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::KafkaConfig;
+use crate::consumer::KafkaConsumer;
+use crate::message::{SCHEMA_HEADER, SCHEMA_V1, encode};
+
+/// How long topic checks and metadata requests may take.
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Least time between two renewals of the producer.
+const RENEW_EVERY: Duration = Duration::from_secs(10);
+
+/// The Kafka adapter of the bus port. Cheap to clone.
+#[derive(Clone)]
+pub struct KafkaBus {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: KafkaConfig,
+    /// Replaced when it wedges (see [`KafkaBus::recover`]); clones share one client.
+    producer: RwLock<FutureProducer>,
+    admin: AdminClient<DefaultClientContext>,
+    metrics: Arc<Metrics>,
+    /// Set while [`KafkaBus::recover`] runs, so a burst of failures starts only one.
+    recovering: AtomicBool,
+    renewed: Mutex<Option<std::time::Instant>>,
+}
+
+pub(crate) fn kafka_error(e: &KafkaError) -> BusError {
+    match e {
+        KafkaError::ClientConfig(..) => BusError::Config(e.to_string()),
+        _ => BusError::Unavailable(e.to_string()),
+    }
+}
+
+/// The producer settings readings are published with; the benchmark's raw producer uses
+/// them too, so the comparison is like for like.
+pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &config.brokers)
+        .set("client.id", format!("{}-producer", config.client_id))
+        // A 202 means durable: every in-sync replica has it, written once, in order.
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        // Throughput: wait up to 5 ms to fill batches of up to 10,000 messages / 1 MB.
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("batch.size", "1000000")
+        .set("queue.buffering.max.messages", "1000000")
+        .set(
+            "message.timeout.ms",
+            config.message_timeout.as_millis().to_string(),
+        )
+        .set("topic.metadata.refresh.interval.ms", "10000");
+    c
+}
+
+impl KafkaBus {
+    /// Builds the clients; nothing is sent to the broker yet (see [`KafkaBus::ensure_topics`]).
+    pub fn new(config: KafkaConfig, metrics: Arc<Metrics>) -> Result<Self, BusError> {
+        let producer: FutureProducer = producer_config(&config)
+            .create()
+            .map_err(|e| kafka_error(&e))?;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &config.brokers)
+            .set("client.id", format!("{}-admin", config.client_id))
+            .create()
+            .map_err(|e| kafka_error(&e))?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                config,
+                producer: RwLock::new(producer),
+                admin,
+                metrics,
+                recovering: AtomicBool::new(false),
+                renewed: Mutex::new(None),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &KafkaConfig {
+        &self.inner.config
+    }
+
+    /// Creates the readings topic and the dead-letter topic unless they exist.
+    pub async fn ensure_topics(&self) -> Result<(), BusError> {
+        let c = &self.inner.config;
+        let topics = [&c.topic, &c.dlq_topic]
+            .map(|t| NewTopic::new(t, c.partitions, TopicReplication::Fixed(c.replication)));
+        let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
+        let results = tokio::time::timeout(
+            ADMIN_TIMEOUT,
+            self.inner.admin.create_topics(&topics, &options),
+        )
+        .await
+        .map_err(|_| BusError::Timeout(ADMIN_TIMEOUT))?
+        .map_err(|e| kafka_error(&e))?;
+        for result in results {
+            match result {
+                Ok(name) => tracing::info!(
+                    topic = %name,
+                    partitions = c.partitions,
+                    replication = c.replication,
+                    "created topic"
+                ),
+                Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((name, code)) => {
+                    return Err(BusError::Unavailable(format!(
+                        "cannot create topic {name}: {code}"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Retries [`KafkaBus::ensure_topics`] with backoff until it succeeds or `shutdown`:
+    /// a service may come up before its broker. Returns whether the topics are there.
+    pub async fn ensure_topics_until_ready(&self, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.ensure_topics().await {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::warn!(error = %e, brokers = %self.inner.config.brokers, retry_in = ?backoff, "cannot reach Kafka to set up topics");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return false,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// After a failed publish: a broker that lost its topics (a restart of an in-memory
+    /// broker, an operator's mistake) gets them back, and if the broker answers, the
+    /// producer is renewed (at most every [`RENEW_EVERY`]). Runs in the background, without
+    /// a request waiting for it.
+    fn recover(&self) {
+        if self.inner.recovering.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let bus = self.clone();
+        tokio::spawn(async move {
+            match bus.ensure_topics().await {
+                Ok(()) => {
+                    let mut last = match bus.inner.renewed.lock() {
+                        Ok(last) => last,
+                        Err(poisoned) => poisoned.into_inner(),
+                    };
+                    if last.is_none_or(|t| t.elapsed() >= RENEW_EVERY) {
+                        bus.renew_producer();
+                        *last = Some(std::time::Instant::now());
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "Kafka check after a failed publish"),
+            }
+            bus.inner.recovering.store(false, Ordering::Release);
+        });
+    }
+
+    pub(crate) fn producer(&self) -> FutureProducer {
+        match self.inner.producer.read() {
+            Ok(p) => p.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// A publish failed although the broker answers and the topics exist: the producer may
+    /// be stuck on state the broker no longer has (an idempotent producer's id after the
+    /// broker lost it, seen with an in-memory broker's restart). A fresh producer starts
+    /// clean; requests still waiting on the old one finish or time out on their own.
+    fn renew_producer(&self) {
+        match producer_config(&self.inner.config).create::<FutureProducer>() {
+            Ok(fresh) => {
+                let mut slot = match self.inner.producer.write() {
+                    Ok(slot) => slot,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                *slot = fresh;
+                tracing::warn!("publishing failed while the broker answers: producer renewed");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot renew the producer"),
+        }
+    }
+
+    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
+        &self.inner.metrics
+    }
+
+    async fn publish_all(&self, readings: &[Reading]) -> Result<(), BusError> {
+        let topic = &self.inner.config.topic;
+        let producer = self.producer();
+        let mut deliveries = Vec::with_capacity(readings.len());
+        for reading in readings {
+            let payload = encode(reading);
+            let mut record = FutureRecord::to(topic)
+                .key(reading.meter_id.as_str())
+                .payload(&payload)
+                .headers(OwnedHeaders::new().insert(Header {
+                    key: SCHEMA_HEADER,
+                    value: Some(SCHEMA_V1),
+                }));
+            loop {
+                match producer.send_result(record) {
+                    Ok(delivery) => break deliveries.push(delivery),
+                    // The local queue is full: let it drain. The caller's deadline bounds
+                    // how long this may go on.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(Duration::from_millis(2)).await;
+                    }
+                    Err((e, _)) => return Err(kafka_error(&e)),
+                }
+            }
+        }
+        for delivery in deliveries {
+            match delivery.await {
+                Ok(Ok(_)) => {}
+                Ok(Err((e, _))) => return Err(kafka_error(&e)),
+                Err(_) => return Err(BusError::Unavailable("producer closed".into())),
+            }
+        }
+        Ok(())
+    }
+}
+
+struct RecoverOnDrop<'a>(Option<&'a KafkaBus>);
+
+impl Drop for RecoverOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(bus) = self.0.take() {
+            bus.recover();
+        }
+    }
+}
+
+#[async_trait]
+impl Bus for KafkaBus {
+    async fn publish(&self, readings: &[Reading]) -> Result<(), BusError> {
+        // Armed until the publish succeeds: a caller that gives up (drops this future at its
+        // deadline) still triggers the check.
+        let check = RecoverOnDrop(Some(self));
+        let result = self.publish_all(readings).await;
+        if result.is_ok() {
+            std::mem::forget(check);
+        }
+        result
+    }
+
+    async fn subscribe(&self, group: &str) -> Result<Box<dyn Consumer>, BusError> {
+        Ok(Box::new(KafkaConsumer::new(self.clone(), group)?))
+    }
+
+    async fn ping(&self) -> Result<(), BusError> {
+        let bus = self.clone();
+        let metadata = tokio::task::spawn_blocking(move || {
+            let topic = bus.inner.config.topic.as_str();
+            bus.producer()
+                .client()
+                .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?
+        .map_err(|e| kafka_error(&e))?;
+        let topic = &self.inner.config.topic;
+        match metadata.topics().iter().find(|t| t.name() == topic) {
+            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
+            _ => {
+                self.recover();
+                Err(BusError::Unavailable(format!("topic {topic} is missing")))
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The `meter` command line: every setting a flag and an `IOT_*` variable.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use iot_kafka::KafkaArgs;
+
+use crate::service::MeterConfig;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "meter",
+    version,
+    about = "Smart-meter ingest: authenticates meters, validates readings, publishes them to Kafka",
+    long_about = "Accepts readings on POST /api/v1/readings (external listener) and answers 202 \
+only once Kafka has acknowledged every reading (acks=all); 503 with Retry-After when Kafka \
+does not answer within the publish timeout. Health and metrics are on the internal listener."
+)]
+pub struct Cli {
+    /// Listener for meters (ingest).
+    #[arg(long, env = "IOT_EXTERNAL_ADDR", default_value = "127.0.0.1:8081")]
+    pub external_addr: SocketAddr,
+    /// Listener for operators: /healthz, /readyz, /metrics. Keep it off the internet.
+    #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9081")]
+    pub internal_addr: SocketAddr,
+    /// Secret from which meter tokens are derived; the same as the web service's.
+    #[arg(long, env = "IOT_METER_SECRET", hide_env_values = true)]
+    pub meter_secret: Option<String>,
+    /// How long a request waits for Kafka before the meter answers 503.
+    #[arg(long, env = "IOT_PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
+    pub publish_timeout_ms: u64,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve (the default).
+    Run,
+    /// Measure ingest throughput over HTTP into Kafka against the raw producer's.
+    Bench(BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Seconds each phase (HTTP, raw producer) runs.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Readings per request (and per raw producer round).
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Requests (and raw producer rounds) in flight at once.
+    #[arg(long, default_value_t = 4)]
+    pub concurrency: usize,
+    /// Distinct meters the readings come from.
+    #[arg(long, default_value_t = 200)]
+    pub meters: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Kafka(#[from] iot_kafka::ConfigError),
+    #[error(
+        "IOT_METER_SECRET (or --meter-secret) is required: meter tokens are derived from it, \
+         and the web service must use the same one"
+    )]
+    NoSecret,
+}
+
+impl Cli {
+    pub fn meter_config(&self) -> Result<MeterConfig, CliError> {
+        let kafka = self.kafka.resolve("meter")?;
+        let meter_secret = self
+            .meter_secret
+            .clone()
+            .filter(|s| !s.is_empty())
+            .ok_or(CliError::NoSecret)?;
+        Ok(MeterConfig {
+            external_addr: self.external_addr,
+            internal_addr: self.internal_addr,
+            meter_secret,
+            publish_timeout: Duration::from_millis(self.publish_timeout_ms.max(1)),
+            kafka,
+        })
+    }
+}

@@ -1,0 +1,92 @@
+//! The meter as a service of its own: ingest on the external listener, health and metrics
+//! on the internal one, publishing to Kafka.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use iot_common::auth::MeterTokens;
+use iot_common::bus::{Bus, BusError};
+use iot_common::http::{Health, fallback, health_routes};
+use iot_common::metrics::Metrics;
+use iot_common::service::{ListenError, Service};
+use iot_kafka::{KafkaBus, KafkaConfig};
+
+use crate::{IngestConfig, MeterState, router};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MeterError {
+    #[error("cannot set up Kafka")]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+}
+
+#[derive(Debug, Clone)]
+pub struct MeterConfig {
+    pub external_addr: SocketAddr,
+    pub internal_addr: SocketAddr,
+    pub meter_secret: String,
+    /// How long a request waits for Kafka's acknowledgement before the meter answers 503.
+    pub publish_timeout: Duration,
+    pub kafka: KafkaConfig,
+}
+
+pub struct RunningMeter {
+    pub external: SocketAddr,
+    pub internal: SocketAddr,
+    pub bus: KafkaBus,
+    pub metrics: Arc<Metrics>,
+    pub service: Service,
+}
+
+/// Binds both listeners and starts serving. The topics are set up in the background: until
+/// the broker answers, requests get 503 and `/readyz` says why.
+pub async fn start(config: MeterConfig) -> Result<RunningMeter, MeterError> {
+    let metrics = Arc::new(Metrics::new());
+    let kafka = KafkaConfig {
+        // Nothing outlives the request that is waiting for it by much.
+        message_timeout: config.publish_timeout.max(Duration::from_secs(1)),
+        ..config.kafka
+    };
+    let bus = KafkaBus::new(kafka, metrics.clone())?;
+    let mut service = Service::new();
+    let shutdown = service.shutdown_token();
+    let setup = bus.clone();
+    service.spawn("topic setup", async move {
+        setup.ensure_topics_until_ready(&shutdown).await;
+        Ok::<(), std::convert::Infallible>(())
+    });
+
+    let shared: Arc<dyn Bus> = Arc::new(bus.clone());
+    let external = router(MeterState {
+        bus: shared.clone(),
+        tokens: MeterTokens::new(config.meter_secret.as_bytes()),
+        metrics: metrics.clone(),
+        config: IngestConfig {
+            publish_timeout: config.publish_timeout,
+        },
+    })
+    .fallback(fallback);
+    let internal = Router::new()
+        .merge(health_routes(Health {
+            metrics: metrics.clone(),
+            store: None,
+            bus: Some(shared),
+        }))
+        .fallback(fallback);
+    let external = service
+        .listen("external", config.external_addr, external)
+        .await?;
+    let internal = service
+        .listen("internal", config.internal_addr, internal)
+        .await?;
+    Ok(RunningMeter {
+        external,
+        internal,
+        bus,
+        metrics,
+        service,
+    })
+}

@@ -1,0 +1,18 @@
+use std::time::Duration;
+
+use clap::Parser;
+use iot_simulator::cli::{Cli, Command};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    iot_common::telemetry::init("info");
+    match cli.command {
+        Command::Sink(args) => {
+            let sink = iot_simulator::service::start_sink(args.config()?).await?;
+            println!("listening internal=http://{}", sink.internal);
+            sink.service.run_until_signal(Duration::from_secs(30)).await;
+        }
+    }
+    Ok(())
+}
