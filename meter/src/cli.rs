@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use iot_common::auth::MeterTokens;
+use iot_common::domain::is_valid_meter_id;
 use iot_kafka::KafkaArgs;
 
 use crate::service::MeterConfig;
@@ -40,6 +42,11 @@ pub struct Cli {
 pub enum Command {
     /// Serve (the default).
     Run,
+    /// Print the bearer token of a meter (derived from the meter secret).
+    Token {
+        /// Meter id, 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'.
+        meter_id: String,
+    },
     /// Measure ingest throughput over HTTP into Kafka against the raw producer's.
     Bench(BenchArgs),
 }
@@ -69,16 +76,29 @@ pub enum CliError {
          and the web service must use the same one"
     )]
     NoSecret,
+    #[error("meter id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")]
+    MeterId,
 }
 
 impl Cli {
-    pub fn meter_config(&self) -> Result<MeterConfig, CliError> {
-        let kafka = self.kafka.resolve("meter")?;
-        let meter_secret = self
-            .meter_secret
+    fn secret(&self) -> Result<String, CliError> {
+        self.meter_secret
             .clone()
             .filter(|s| !s.is_empty())
-            .ok_or(CliError::NoSecret)?;
+            .ok_or(CliError::NoSecret)
+    }
+
+    /// The token a meter presents.
+    pub fn token(&self, meter_id: &str) -> Result<String, CliError> {
+        if !is_valid_meter_id(meter_id) {
+            return Err(CliError::MeterId);
+        }
+        Ok(MeterTokens::new(self.secret()?.as_bytes()).issue(meter_id))
+    }
+
+    pub fn meter_config(&self) -> Result<MeterConfig, CliError> {
+        let kafka = self.kafka.resolve("meter")?;
+        let meter_secret = self.secret()?;
         Ok(MeterConfig {
             external_addr: self.external_addr,
             internal_addr: self.internal_addr,

@@ -8,6 +8,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     iot_common::telemetry::init("info");
     match &cli.command {
+        Some(Command::Token { meter_id }) => println!("{}", cli.token(meter_id)?),
         Some(Command::Bench(args)) => {
             let kafka = cli.kafka.resolve("meter-bench")?;
             let report = iot_meter::bench::run(kafka, args.clone()).await?;

@@ -110,3 +110,16 @@ async fn a_sink_killed_mid_load_loses_nothing_and_duplicates_nothing() {
         assert_eq!(got, expected, "{meter}");
     }
 }
+
+#[test]
+fn sink_refuses_to_start_without_kafka() {
+    let out = Command::new(env!("CARGO_BIN_EXE_simulator"))
+        .arg("sink")
+        .env_remove("IOT_KAFKA_BROKERS")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("IOT_KAFKA_BROKERS"), "{err}");
+}
