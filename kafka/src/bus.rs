@@ -23,6 +23,8 @@ use crate::message::{SCHEMA_HEADER, SCHEMA_V1, encode};
 
 /// How long topic checks and metadata requests may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a readiness check waits for the broker.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Least time between two renewals of the producer.
 const RENEW_EVERY: Duration = Duration::from_secs(10);
 
@@ -100,11 +102,32 @@ impl KafkaBus {
         &self.inner.config
     }
 
-    /// Creates the readings topic and the dead-letter topic unless they exist.
+    /// Creates the readings topic and the dead-letter topic unless they exist. Topics that
+    /// exist are left as they are, so a cluster whose topics are managed elsewhere (and that
+    /// refuses creation) works too.
     pub async fn ensure_topics(&self) -> Result<(), BusError> {
         let c = &self.inner.config;
-        let topics = [&c.topic, &c.dlq_topic]
-            .map(|t| NewTopic::new(t, c.partitions, TopicReplication::Fixed(c.replication)));
+        let bus = self.clone();
+        let metadata = tokio::task::spawn_blocking(move || {
+            bus.producer().client().fetch_metadata(None, ADMIN_TIMEOUT)
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?
+        .map_err(|e| kafka_error(&e))?;
+        let exists = |name: &str| {
+            metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
+        };
+        let topics: Vec<NewTopic<'_>> = [&c.topic, &c.dlq_topic]
+            .into_iter()
+            .filter(|t| !exists(t))
+            .map(|t| NewTopic::new(t, c.partitions, TopicReplication::Fixed(c.replication)))
+            .collect();
+        if topics.is_empty() {
+            return Ok(());
+        }
         let options = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
         let results = tokio::time::timeout(
             ADMIN_TIMEOUT,
@@ -208,40 +231,55 @@ impl KafkaBus {
     }
 
     async fn publish_all(&self, readings: &[Reading]) -> Result<(), BusError> {
-        let topic = &self.inner.config.topic;
-        let producer = self.producer();
-        let mut deliveries = Vec::with_capacity(readings.len());
-        for reading in readings {
-            let payload = encode(reading);
-            let mut record = FutureRecord::to(topic)
-                .key(reading.meter_id.as_str())
-                .payload(&payload)
+        let payloads: Vec<Vec<u8>> = readings.iter().map(encode).collect();
+        let messages: Vec<(&str, &[u8])> = readings
+            .iter()
+            .zip(&payloads)
+            .map(|(r, p)| (r.meter_id.as_str(), p.as_slice()))
+            .collect();
+        produce_readings(&self.producer(), &self.inner.config.topic, messages)
+            .await
+            .map_err(|e| kafka_error(&e))
+    }
+}
+
+/// Sends each `(meter id, encoded reading)` to `topic` as a v1 reading message and waits
+/// until the broker acknowledged every one. A full local queue is waited out; the caller's
+/// deadline bounds how long.
+pub async fn produce_readings<'a>(
+    producer: &FutureProducer,
+    topic: &str,
+    messages: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> Result<(), KafkaError> {
+    let mut deliveries = Vec::new();
+    for (key, payload) in messages {
+        let mut record =
+            FutureRecord::to(topic)
+                .key(key)
+                .payload(payload)
                 .headers(OwnedHeaders::new().insert(Header {
                     key: SCHEMA_HEADER,
                     value: Some(SCHEMA_V1),
                 }));
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => break deliveries.push(delivery),
-                    // The local queue is full: let it drain. The caller's deadline bounds
-                    // how long this may go on.
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(2)).await;
-                    }
-                    Err((e, _)) => return Err(kafka_error(&e)),
+        loop {
+            match producer.send_result(record) {
+                Ok(delivery) => break deliveries.push(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                    record = back;
+                    tokio::time::sleep(Duration::from_millis(2)).await;
                 }
+                Err((e, _)) => return Err(e),
             }
         }
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(_)) => {}
-                Ok(Err((e, _))) => return Err(kafka_error(&e)),
-                Err(_) => return Err(BusError::Unavailable("producer closed".into())),
-            }
-        }
-        Ok(())
     }
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((e, _))) => return Err(e),
+            Err(_) => return Err(KafkaError::Canceled),
+        }
+    }
+    Ok(())
 }
 
 struct RecoverOnDrop<'a>(Option<&'a KafkaBus>);
@@ -277,7 +315,7 @@ impl Bus for KafkaBus {
             let topic = bus.inner.config.topic.as_str();
             bus.producer()
                 .client()
-                .fetch_metadata(Some(topic), ADMIN_TIMEOUT)
+                .fetch_metadata(Some(topic), PING_TIMEOUT)
         })
         .await
         .map_err(|e| BusError::Unavailable(e.to_string()))?

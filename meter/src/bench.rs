@@ -16,11 +16,10 @@ use iot_common::Reading;
 use iot_common::auth::MeterTokens;
 use iot_common::bus::BusError;
 use iot_kafka::KafkaConfig;
-use iot_kafka::bus::producer_config;
-use iot_kafka::message::{SCHEMA_HEADER, SCHEMA_V1, encode};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use iot_kafka::bus::{produce_readings, producer_config};
+use iot_kafka::message::encode;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
 use tokio::task::JoinSet;
 
 use crate::cli::BenchArgs;
@@ -215,33 +214,11 @@ pub async fn run(kafka: KafkaConfig, args: BenchArgs) -> Result<Report, BenchErr
         let (producer, encoded, topic) = (producer.clone(), encoded.clone(), topic.clone());
         async move {
             let round = &encoded[i % encoded.len()];
-            let mut deliveries = Vec::with_capacity(round.len());
-            for (key, payload) in round {
-                let mut record = FutureRecord::to(&topic)
-                    .key(key.as_str())
-                    .payload(payload.as_slice())
-                    .headers(OwnedHeaders::new().insert(Header {
-                        key: SCHEMA_HEADER,
-                        value: Some(SCHEMA_V1),
-                    }));
-                loop {
-                    match producer.send_result(record) {
-                        Ok(d) => break deliveries.push(d),
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
-                            record = r;
-                            tokio::time::sleep(Duration::from_millis(2)).await;
-                        }
-                        Err((e, _)) => return Err(e.into()),
-                    }
-                }
-            }
-            for d in deliveries {
-                match d.await {
-                    Ok(Ok(_)) => {}
-                    Ok(Err((e, _))) => return Err(e.into()),
-                    Err(_) => return Err(BenchError::Refused("producer closed".into())),
-                }
-            }
+            let messages: Vec<(&str, &[u8])> = round
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .collect();
+            produce_readings(&producer, &topic, messages).await?;
             Ok(())
         }
     })
