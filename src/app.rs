@@ -56,10 +56,6 @@ pub struct AppConfig {
     pub recompute_every: Duration,
 }
 
-pub fn store_path(data_dir: &std::path::Path) -> PathBuf {
-    data_dir.join("store.sqlite")
-}
-
 pub struct RunningApp {
     pub external: SocketAddr,
     pub internal: SocketAddr,
@@ -84,7 +80,8 @@ impl RunningApp {
 /// Opens the stores, binds both listeners and starts every service.
 pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     let regions = Arc::new(Regions::load(config.regions.as_deref())?);
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&store_path(&config.data_dir))?);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&SqliteStore::path_in(&config.data_dir))?);
     let log = SqliteLog::open(&config.data_dir.join("bus.sqlite"))?;
     let bus: Arc<dyn Bus> = Arc::new(log.clone());
     let analytics = Analytics::new(store.clone(), config.analytics.clone());

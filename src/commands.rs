@@ -9,7 +9,6 @@ use iot_common::store::sqlite::SqliteStore;
 use iot_common::store::{Store, StoreError};
 use iot_web::{NewMeter, ProvisionError};
 
-use crate::app::store_path;
 use crate::config::{CommonArgs, MetersCommand};
 
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +40,7 @@ pub async fn meters(
     common: &CommonArgs,
     tokens: &MeterTokens,
 ) -> Result<(), CommandError> {
-    let store = SqliteStore::open(&store_path(&common.data_dir))?;
+    let store = SqliteStore::open(&SqliteStore::path_in(&common.data_dir))?;
     let mut out = std::io::stdout().lock();
     match cmd {
         MetersCommand::Add {

@@ -137,7 +137,9 @@ pub enum CliError {
 }
 
 fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, CliError> {
-    Ok(Arc::new(SqliteStore::open(&data_dir.join("store.sqlite"))?))
+    Ok(Arc::new(SqliteStore::open(&SqliteStore::path_in(
+        data_dir,
+    ))?))
 }
 
 /// Profiles of a Parquet file; also returns rows scanned.

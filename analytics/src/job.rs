@@ -134,19 +134,7 @@ impl Analytics {
             *current = Some(run_id.clone());
         }
         let slot = Slot(self.current.clone());
-        let run = Run {
-            run_id,
-            status: RunStatus::Queued,
-            trigger: trigger.to_owned(),
-            created_at: now,
-            started_at: None,
-            finished_at: None,
-            window_from: None,
-            window_to: None,
-            rows_scanned: 0,
-            regions_written: 0,
-            error: None,
-        };
+        let run = Run::queued(run_id, trigger, now);
         self.store.put_run(&run).await?;
         Ok((run, slot))
     }

@@ -320,6 +320,25 @@ pub struct Run {
     pub error: Option<String>,
 }
 
+impl Run {
+    /// A run just asked for: nothing started, nothing scanned.
+    pub fn queued(run_id: String, trigger: &str, created_at: DateTime<Utc>) -> Self {
+        Self {
+            run_id,
+            status: RunStatus::Queued,
+            trigger: trigger.to_owned(),
+            created_at,
+            started_at: None,
+            finished_at: None,
+            window_from: None,
+            window_to: None,
+            rows_scanned: 0,
+            regions_written: 0,
+            error: None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

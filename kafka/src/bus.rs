@@ -14,6 +14,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::metadata::Metadata;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use tokio_util::sync::CancellationToken;
 
@@ -107,22 +108,10 @@ impl KafkaBus {
     /// refuses creation) works too.
     pub async fn ensure_topics(&self) -> Result<(), BusError> {
         let c = &self.inner.config;
-        let bus = self.clone();
-        let metadata = tokio::task::spawn_blocking(move || {
-            bus.producer().client().fetch_metadata(None, ADMIN_TIMEOUT)
-        })
-        .await
-        .map_err(|e| BusError::Unavailable(e.to_string()))?
-        .map_err(|e| kafka_error(&e))?;
-        let exists = |name: &str| {
-            metadata
-                .topics()
-                .iter()
-                .any(|t| t.name() == name && t.error().is_none() && !t.partitions().is_empty())
-        };
+        let metadata = self.metadata(None, ADMIN_TIMEOUT).await?;
         let topics: Vec<NewTopic<'_>> = [&c.topic, &c.dlq_topic]
             .into_iter()
-            .filter(|t| !exists(t))
+            .filter(|t| !has_topic(&metadata, t))
             .map(|t| NewTopic::new(t, c.partitions, TopicReplication::Fixed(c.replication)))
             .collect();
         if topics.is_empty() {
@@ -153,6 +142,20 @@ impl KafkaBus {
             }
         }
         Ok(())
+    }
+
+    /// The broker's metadata, of one topic or of all; the client call blocks, so it runs off
+    /// the async threads.
+    async fn metadata(&self, topic: Option<&str>, timeout: Duration) -> Result<Metadata, BusError> {
+        let (bus, topic) = (self.clone(), topic.map(str::to_owned));
+        tokio::task::spawn_blocking(move || {
+            bus.producer()
+                .client()
+                .fetch_metadata(topic.as_deref(), timeout)
+        })
+        .await
+        .map_err(|e| BusError::Unavailable(e.to_string()))?
+        .map_err(|e| kafka_error(&e))
     }
 
     /// Retries [`KafkaBus::ensure_topics`] with backoff until it succeeds or `shutdown`:
@@ -282,6 +285,14 @@ pub async fn produce_readings<'a>(
     Ok(())
 }
 
+/// Whether `metadata` shows `topic` as usable: known, without error, with partitions.
+fn has_topic(metadata: &Metadata, topic: &str) -> bool {
+    metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+}
+
 struct RecoverOnDrop<'a>(Option<&'a KafkaBus>);
 
 impl Drop for RecoverOnDrop<'_> {
@@ -310,23 +321,13 @@ impl Bus for KafkaBus {
     }
 
     async fn ping(&self) -> Result<(), BusError> {
-        let bus = self.clone();
-        let metadata = tokio::task::spawn_blocking(move || {
-            let topic = bus.inner.config.topic.as_str();
-            bus.producer()
-                .client()
-                .fetch_metadata(Some(topic), PING_TIMEOUT)
-        })
-        .await
-        .map_err(|e| BusError::Unavailable(e.to_string()))?
-        .map_err(|e| kafka_error(&e))?;
         let topic = &self.inner.config.topic;
-        match metadata.topics().iter().find(|t| t.name() == topic) {
-            Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(()),
-            _ => {
-                self.recover();
-                Err(BusError::Unavailable(format!("topic {topic} is missing")))
-            }
+        let metadata = self.metadata(Some(topic), PING_TIMEOUT).await?;
+        if has_topic(&metadata, topic) {
+            Ok(())
+        } else {
+            self.recover();
+            Err(BusError::Unavailable(format!("topic {topic} is missing")))
         }
     }
 }

@@ -59,7 +59,7 @@ pub async fn start_sink(config: SinkServiceConfig) -> Result<RunningSink, SinkSe
         source,
     })?;
     let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.join("store.sqlite"))
+        SqliteStore::open(&SqliteStore::path_in(&dir))
             .map_err(|source| SinkServiceError::Store { dir, source })?,
     );
     let metrics = Arc::new(Metrics::new());

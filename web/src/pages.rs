@@ -124,7 +124,7 @@ struct MapPage<'a> {
     window: String,
 }
 
-fn render(t: &impl Template) -> Result<Response, ApiError> {
+pub(crate) fn render(t: &impl Template) -> Result<Response, ApiError> {
     let html = t.render().map_err(|e| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

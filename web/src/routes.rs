@@ -10,7 +10,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use iot_common::auth::{MeterTokens, StaticToken};
@@ -179,14 +179,7 @@ async fn status_page(State(s): State<WebState>) -> Result<Response, ApiError> {
             .attribution()
             .unwrap_or("not stated in the region file"),
     };
-    let html = page.render().map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "render_failed",
-            e.to_string(),
-        )
-    })?;
-    Ok(Html(html).into_response())
+    crate::pages::render(&page)
 }
 
 fn parse_time(

@@ -245,19 +245,7 @@ pub async fn runs_round_trip_newest_first(store: &dyn Store) {
     let base = at(T0 + 400 * 365 * 86_400) + Duration::milliseconds(123);
     let ids: Vec<String> = (0..3).map(|_| unique("run")).collect();
     for (i, id) in ids.iter().enumerate() {
-        let run = Run {
-            run_id: id.clone(),
-            status: RunStatus::Queued,
-            trigger: "api".into(),
-            created_at: base + Duration::seconds(i as i64),
-            started_at: None,
-            finished_at: None,
-            window_from: None,
-            window_to: None,
-            rows_scanned: 0,
-            regions_written: 0,
-            error: None,
-        };
+        let run = Run::queued(id.clone(), "api", base + Duration::seconds(i as i64));
         ok(store.put_run(&run).await, "put run");
     }
     let mut done = ok(store.run(&ids[1]).await, "get run").unwrap_or_else(|| panic!("run lost"));

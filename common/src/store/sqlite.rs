@@ -41,6 +41,12 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
+    /// The store's file in a data directory: every binary that shares a data directory
+    /// shares this file.
+    pub fn path_in(data_dir: &Path) -> std::path::PathBuf {
+        data_dir.join("store.sqlite")
+    }
+
     /// Opens (creating if needed) the store file and applies pending migrations.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let writer = db::open(path, iot_migrations::SQLITE)?;
