@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use iot_common::Reading;
 use iot_common::auth::MeterTokens;
 use iot_common::bus::Bus;
@@ -16,18 +16,61 @@ use iot_kafka::KafkaConfig;
 use iot_kafka::test_broker::TestBroker;
 use iot_meter::service::{MeterConfig, start};
 use iot_simulator::{SinkConfig, run_sink};
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const DEADLINE: Duration = Duration::from_secs(2);
 
-fn reading(i: i64) -> Reading {
-    let base = Utc::now().duration_trunc(TimeDelta::minutes(30)).unwrap() - TimeDelta::days(30);
+/// Reading `i` of the test's meter, half-hourly from `base`.
+fn reading(base: DateTime<Utc>, i: i64) -> Reading {
     Reading {
         meter_id: "MAC000001".into(),
         ts: base + TimeDelta::minutes(30 * i),
         kwh: i as f64 / 100.0,
         interval_s: 1800,
+    }
+}
+
+/// A sink in its own task, with the token that stops it.
+fn spawn_sink(
+    bus: Arc<dyn Bus>,
+    store: Arc<dyn Store>,
+) -> (
+    CancellationToken,
+    JoinHandle<Result<(), iot_common::bus::BusError>>,
+) {
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(run_sink(
+        bus,
+        store,
+        Arc::new(Metrics::new()),
+        SinkConfig {
+            group: "outage-sink".into(),
+            ..SinkConfig::default()
+        },
+        stop.clone(),
+    ));
+    (stop, task)
+}
+
+/// Waits until every reading in `expected` is in the store.
+async fn wait_stored(store: &dyn Store, base: DateTime<Utc>, expected: &[Reading]) {
+    let until = Instant::now() + Duration::from_secs(90);
+    loop {
+        let stored = store
+            .meter_readings("MAC000001", base, base + TimeDelta::days(365), 10_000)
+            .await
+            .unwrap();
+        let missing: Vec<&Reading> = expected.iter().filter(|r| !stored.contains(r)).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "accepted but missing from the store: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -51,19 +94,11 @@ async fn meter_answers_503_while_the_broker_is_down_and_loses_nothing_it_accepte
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&dir.path().join("store.sqlite")).unwrap());
-    let stop = CancellationToken::new();
     let sink_bus: Arc<dyn Bus> = Arc::new(meter.bus.clone());
-    let sink = tokio::spawn(run_sink(
-        sink_bus,
-        store.clone(),
-        Arc::new(Metrics::new()),
-        SinkConfig {
-            group: "outage-sink".into(),
-            ..SinkConfig::default()
-        },
-        stop.clone(),
-    ));
+    let (stop, sink) = spawn_sink(sink_bus.clone(), store.clone());
 
+    // Fixed once: a test that crosses a half hour must not shift its readings.
+    let base = Utc::now().duration_trunc(TimeDelta::minutes(30)).unwrap() - TimeDelta::days(30);
     let client = reqwest::Client::new();
     let url = format!("http://{}/api/v1/readings", meter.external);
     let token = MeterTokens::new(b"outage-secret").issue("MAC000001");
@@ -71,7 +106,7 @@ async fn meter_answers_503_while_the_broker_is_down_and_loses_nothing_it_accepte
         client
             .post(&url)
             .bearer_auth(&token)
-            .json(&reading(i))
+            .json(&reading(base, i))
             .timeout(Duration::from_secs(30))
             .send()
     };
@@ -84,24 +119,17 @@ async fn meter_answers_503_while_the_broker_is_down_and_loses_nothing_it_accepte
     while accepted.len() < 20 {
         assert!(Instant::now() < until, "the meter never accepted readings");
         if post(i).await.unwrap().status() == 202 {
-            accepted.push(reading(i));
+            accepted.push(reading(base, i));
         }
         i += 1;
     }
-    let wait_stored = |n: usize| {
-        let store = store.clone();
-        async move {
-            let until = Instant::now() + Duration::from_secs(90);
-            while store.summary().await.unwrap().readings < n as u64 {
-                assert!(
-                    Instant::now() < until,
-                    "accepted readings never reached the store"
-                );
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    wait_stored(accepted.len()).await;
+    wait_stored(store.as_ref(), base, &accepted).await;
+    // This sink stops here and a new one reads after the restart. A consumer that lives
+    // through the in-memory broker's restart can crash inside librdkafka 2.12.1: tansu then
+    // answers a metadata request with a topic that has neither name nor id, and librdkafka
+    // compares the missing name (seen once in about 30 runs). A real broker keeps its topics.
+    stop.cancel();
+    sink.await.unwrap().unwrap();
 
     broker.stop();
     for _ in 0..3 {
@@ -128,7 +156,7 @@ async fn meter_answers_503_while_the_broker_is_down_and_loses_nothing_it_accepte
             "ingest did not recover after the broker returned"
         );
         if post(i).await.unwrap().status() == 202 {
-            accepted.push(reading(i));
+            accepted.push(reading(base, i));
             after += 1;
         } else {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -136,14 +164,8 @@ async fn meter_answers_503_while_the_broker_is_down_and_loses_nothing_it_accepte
         i += 1;
     }
     assert_eq!(client.get(&readyz).send().await.unwrap().status(), 200);
-    wait_stored(accepted.len()).await;
-    let stored = store
-        .meter_readings("MAC000001", reading(0).ts, reading(i).ts, 10_000)
-        .await
-        .unwrap();
-    for r in &accepted {
-        assert!(stored.contains(r), "accepted but missing: {r:?}");
-    }
+    let (stop, sink) = spawn_sink(sink_bus, store.clone());
+    wait_stored(store.as_ref(), base, &accepted).await;
     stop.cancel();
     sink.await.unwrap().unwrap();
     meter.service.stop(Duration::from_secs(5)).await;
