@@ -238,21 +238,14 @@ async fn export(
     let store = open_store(&job.data_dir)?;
     let schema = readings_schema();
     let mut writer = parquet_writer(&output, schema.clone())?;
-    let mut cursor: Option<String> = None;
+    let slices = store.scan_slices(from, to).await?;
+    let mut pages = std::pin::pin!(crate::source::scan_pages(store, slices, 50_000));
     let mut rows = 0usize;
-    loop {
-        let page = store
-            .scan_readings(from, to, cursor.as_deref(), 50_000)
-            .await?;
-        rows += page.rows.len();
-        if !page.rows.is_empty() {
-            writer.write(&crate::source::rows_to_batch(&schema, &page.rows)?)?;
-            eprintln!("exported {rows} readings");
-        }
-        cursor = page.next;
-        if cursor.is_none() {
-            break;
-        }
+    while let Some(page) = futures::StreamExt::next(&mut pages).await {
+        let page = page?;
+        rows += page.len();
+        writer.write(&crate::source::rows_to_batch(&schema, &page)?)?;
+        eprintln!("exported {rows} readings");
     }
     writer.close()?;
     eprintln!(

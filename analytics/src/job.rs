@@ -208,7 +208,10 @@ impl Analytics {
         scanned: Arc<AtomicU64>,
     ) -> Result<Vec<RegionProfile>, JobError> {
         let ctx = session(self.config.threads);
-        register_store(&ctx, self.store.clone(), window.0, window.1)?;
+        // Store reads wait on the network more than on the CPU, so more partitions than
+        // threads keep both busy.
+        let parts = self.config.threads.max(1) * 4;
+        register_store(&ctx, self.store.clone(), window.0, window.1, parts).await?;
         let acc = aggregate(&ctx, LocalClock::new(self.config.tz), None, scanned).await?;
         let computed_at = Utc::now();
         let profiles: Vec<RegionProfile> = acc

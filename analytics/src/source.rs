@@ -18,7 +18,7 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext, col, lit};
 use futures::StreamExt;
-use iot_common::store::{RegionReading, Store};
+use iot_common::store::{RegionReading, ScanSlice, Store, StoreError};
 
 use crate::aggregate::{KWH_COL, METER_COL, ProfileAccumulator, REGION_COL, TS_COL};
 use crate::local_time::LocalClock;
@@ -56,17 +56,68 @@ pub async fn register_parquet(ctx: &SessionContext, path: &str) -> Result<(), Da
 /// Rows per store page, and so per Arrow batch.
 const PAGE: usize = 50_000;
 
-/// The store's readings of one window as a single-partition stream of Arrow batches.
+/// The readings of `slices`, one slice after another, as a stream of store pages; empty
+/// pages are passed over.
+pub fn scan_pages(
+    store: Arc<dyn Store>,
+    slices: Vec<ScanSlice>,
+    page: usize,
+) -> impl futures::Stream<Item = Result<Vec<RegionReading>, StoreError>> + Send + 'static {
+    struct State {
+        store: Arc<dyn Store>,
+        slices: std::vec::IntoIter<ScanSlice>,
+        current: Option<ScanSlice>,
+        cursor: Option<String>,
+        failed: bool,
+    }
+    let mut slices = slices.into_iter();
+    let start = State {
+        store,
+        current: slices.next(),
+        slices,
+        cursor: None,
+        failed: false,
+    };
+    futures::stream::unfold(start, move |mut s| async move {
+        loop {
+            if s.failed {
+                return None;
+            }
+            let slice = s.current.clone()?;
+            match s
+                .store
+                .scan_readings(&slice, s.cursor.as_deref(), page)
+                .await
+            {
+                Err(e) => {
+                    s.failed = true;
+                    return Some((Err(e), s));
+                }
+                Ok(p) => {
+                    s.cursor = p.next;
+                    if s.cursor.is_none() {
+                        s.current = s.slices.next();
+                    }
+                    if !p.rows.is_empty() {
+                        return Some((Ok(p.rows), s));
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Some slices of the store's readings of one window, as one partition's stream of Arrow
+/// batches.
 pub struct StoreScan {
     store: Arc<dyn Store>,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
+    slices: Vec<ScanSlice>,
     schema: SchemaRef,
 }
 
 impl fmt::Debug for StoreScan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StoreScan({}..{})", self.from, self.to)
+        write!(f, "StoreScan({} slices)", self.slices.len())
     }
 }
 
@@ -98,60 +149,50 @@ impl PartitionStream for StoreScan {
     }
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        struct State {
-            store: Arc<dyn Store>,
-            cursor: Option<String>,
-            done: bool,
-        }
-        let (from, to, schema) = (self.from, self.to, self.schema.clone());
-        let start = State {
-            store: self.store.clone(),
-            cursor: None,
-            done: false,
-        };
+        let schema = self.schema.clone();
         let batch_schema = schema.clone();
-        let pages = futures::stream::unfold(start, move |mut s| {
-            let schema = batch_schema.clone();
-            async move {
-                if s.done {
-                    return None;
-                }
-                let page = match s
-                    .store
-                    .scan_readings(from, to, s.cursor.as_deref(), PAGE)
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        s.done = true;
-                        return Some((Err(DataFusionError::External(Box::new(e))), s));
-                    }
-                };
-                s.done = page.next.is_none();
-                s.cursor = page.next;
-                Some((rows_to_batch(&schema, &page.rows), s))
-            }
+        let batches = scan_pages(self.store.clone(), self.slices.clone(), PAGE).map(move |page| {
+            page.map_err(|e| DataFusionError::External(Box::new(e)))
+                .and_then(|rows| rows_to_batch(&batch_schema, &rows))
         });
-        Box::pin(RecordBatchStreamAdapter::new(schema, pages))
+        Box::pin(RecordBatchStreamAdapter::new(schema, batches))
     }
 }
 
-pub fn register_store(
+/// Registers the store's readings of `from <= ts < to` as the readings table: the store's
+/// scan slices dealt round-robin over at most `partitions` DataFusion partitions, each
+/// reading its slices in turn, so that many slices (Cassandra's region-days) are read
+/// `partitions` at a time.
+pub async fn register_store(
     ctx: &SessionContext,
     store: Arc<dyn Store>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<(), DataFusionError> {
+    partitions: usize,
+) -> Result<usize, DataFusionError> {
+    let slices = store
+        .scan_slices(from, to)
+        .await
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let n = partitions.clamp(1, slices.len().max(1));
+    let mut dealt: Vec<Vec<ScanSlice>> = vec![Vec::new(); n];
+    for (i, slice) in slices.into_iter().enumerate() {
+        dealt[i % n].push(slice);
+    }
     let schema = readings_schema();
-    let scan = StoreScan {
-        store,
-        from,
-        to,
-        schema: schema.clone(),
-    };
-    let table = StreamingTable::try_new(schema, vec![Arc::new(scan)])?;
+    let parts: Vec<Arc<dyn PartitionStream>> = dealt
+        .into_iter()
+        .map(|slices| {
+            Arc::new(StoreScan {
+                store: store.clone(),
+                slices,
+                schema: schema.clone(),
+            }) as Arc<dyn PartitionStream>
+        })
+        .collect();
+    let table = StreamingTable::try_new(schema, parts)?;
     ctx.register_table(TABLE, Arc::new(table))?;
-    Ok(())
+    Ok(n)
 }
 
 /// Aggregates the registered readings with `from <= ts < to` (all of them without a window),

@@ -24,6 +24,22 @@ pub const SQLITE_BUS: &[Migration] = &[Migration {
     sql: include_str!("../sqlite_bus/0001_init.sql"),
 }];
 
+/// The Cassandra keyspace's schema (`migrations/cql/*.cql`), applied by the `migrate`
+/// command. `${keyspace}` and `${replication}` in a file are filled in when it is applied;
+/// the checksum is of the file as written.
+pub const CQL: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "keyspace",
+        sql: include_str!("../cql/0001_keyspace.cql"),
+    },
+    Migration {
+        version: 2,
+        name: "tables",
+        sql: include_str!("../cql/0002_tables.cql"),
+    },
+];
+
 /// FNV-1a of a file's text: recorded when a file is applied so an edited file is caught.
 pub fn checksum(sql: &str) -> String {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
@@ -40,7 +56,7 @@ mod tests {
 
     #[test]
     fn versions_are_strictly_increasing() {
-        for set in [SQLITE, SQLITE_BUS] {
+        for set in [SQLITE, SQLITE_BUS, CQL] {
             for pair in set.windows(2) {
                 assert!(pair[0].version < pair[1].version);
             }

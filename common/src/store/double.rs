@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
-use super::{ScanPage, Store, StoreError, StoreSummary};
+use super::{ScanPage, ScanSlice, Store, StoreError, StoreSummary};
 use crate::domain::{Meter, Reading, RegionProfile, Run};
 
 pub struct FaultyStoreDouble<S> {
@@ -68,10 +68,16 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
     ) -> Result<Vec<Reading>, StoreError> {
         self.inner.meter_readings(id, from, to, limit).await
     }
-    async fn scan_readings(
+    async fn scan_slices(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+    ) -> Result<Vec<ScanSlice>, StoreError> {
+        self.inner.scan_slices(from, to).await
+    }
+    async fn scan_readings(
+        &self,
+        slice: &ScanSlice,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ScanPage, StoreError> {
@@ -81,7 +87,7 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
         if self.failing_scans.load(Ordering::SeqCst) {
             return Err(outage());
         }
-        self.inner.scan_readings(from, to, cursor, limit).await
+        self.inner.scan_readings(slice, cursor, limit).await
     }
     async fn put_profiles(&self, p: &[RegionProfile]) -> Result<(), StoreError> {
         self.inner.put_profiles(p).await

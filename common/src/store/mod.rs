@@ -52,6 +52,26 @@ pub struct RegionReading {
     pub kwh: f64,
 }
 
+/// A part of a window scan that can be read on its own, in parallel with the other parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScanSlice {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Which part of the window, opaque to callers; empty for all of it.
+    pub part: String,
+}
+
+impl ScanSlice {
+    /// The whole window as one slice.
+    pub fn whole(from: DateTime<Utc>, to: DateTime<Utc>) -> Self {
+        Self {
+            from,
+            to,
+            part: String::new(),
+        }
+    }
+}
+
 /// One page of a window scan, and where the next page starts (`None`: the scan is done).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScanPage {
@@ -83,14 +103,22 @@ pub trait Store: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<Reading>, StoreError>;
 
-    /// Readings with `from <= ts < to` of meters registered in a region, tagged with that
-    /// region, in pages of at most `limit`: pass each page's `next` to get the following one.
-    /// Every such reading appears in exactly one page; readings of meters in no region are
-    /// left out.
-    async fn scan_readings(
+    /// The slices a scan of `from <= ts < to` splits into: together they hold every reading
+    /// of the window once. An adapter that cannot split returns the whole window.
+    async fn scan_slices(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+    ) -> Result<Vec<ScanSlice>, StoreError> {
+        Ok(vec![ScanSlice::whole(from, to)])
+    }
+
+    /// Readings of one slice of meters registered in a region, tagged with that region, in
+    /// pages of at most `limit`: pass each page's `next` to get the following one. Every such
+    /// reading appears in exactly one page; readings of meters in no region are left out.
+    async fn scan_readings(
+        &self,
+        slice: &ScanSlice,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ScanPage, StoreError>;

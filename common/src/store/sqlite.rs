@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{RegionReading, ScanPage, Store, StoreError, StoreSummary};
+use super::{RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
 use crate::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus, from_epoch};
 use crate::sqlite::{self as db, SqliteError};
 
@@ -252,11 +252,17 @@ impl Store for SqliteStore {
 
     async fn scan_readings(
         &self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
+        slice: &ScanSlice,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ScanPage, StoreError> {
+        if !slice.part.is_empty() {
+            return Err(StoreError::Corrupt(format!(
+                "unknown scan slice `{}`: this store scans whole windows",
+                slice.part
+            )));
+        }
+        let (from, to) = (slice.from, slice.to);
         // The cursor is the last (meter_id, ts) handed out, as "<ts>:<meter_id>".
         let (after_meter, after_ts) = match cursor {
             None => (String::new(), i64::MIN),

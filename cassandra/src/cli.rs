@@ -1,0 +1,78 @@
+//! The `migrate` command: brings keyspace `iot_demo` up to the migrations this binary
+//! carries, or with `--check` only says whether it is.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::client::Client;
+use crate::config::{CassandraArgs, ConfigError, ReplicationArgs};
+use crate::migrate::{MigrateError, migrate, verify};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "migrate",
+    version,
+    about = "Apply the CQL migrations (migrations/cql) to the Cassandra keyspace, in order, once each"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub cassandra: CassandraArgs,
+    #[command(flatten)]
+    pub replication: ReplicationArgs,
+    /// Longest wait for another migrator's lock, in seconds.
+    #[arg(long, env = "IOT_MIGRATE_LOCK_WAIT_S", default_value_t = 120)]
+    pub lock_wait_s: u64,
+    /// Change nothing: exit with an error unless every migration is applied and unchanged.
+    #[arg(long)]
+    pub check: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Client(#[from] crate::client::ClientError),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
+}
+
+pub async fn execute(cli: Cli) -> Result<(), CliError> {
+    let config = cli.cassandra.resolve()?.ok_or(ConfigError::NoNodes)?;
+    let client = Client::connect(&config).await?;
+    let files = iot_migrations::CQL;
+    if cli.check {
+        client
+            .session
+            .use_keyspace(&config.keyspace, false)
+            .await
+            .map_err(|e| crate::client::ClientError::Execution(e.into()))?;
+        verify(&client, files).await?;
+        println!(
+            "keyspace {}: all {} migrations applied",
+            config.keyspace,
+            files.len()
+        );
+        return Ok(());
+    }
+    let replication = cli.replication.cql(config.datacenter.as_deref())?;
+    let report = migrate(
+        &client,
+        files,
+        &config.keyspace,
+        &replication,
+        Duration::from_secs(cli.lock_wait_s),
+    )
+    .await?;
+    for (version, name) in &report.applied {
+        println!("applied {version:04} {name}");
+    }
+    println!(
+        "keyspace {}: {} applied now, {} already applied",
+        config.keyspace,
+        report.applied.len(),
+        report.already
+    );
+    Ok(())
+}

@@ -1,0 +1,89 @@
+//! Every CQL statement this crate runs, in one place, so a test can check each against the
+//! tables the migrations create (`schema_check`). Tables are unqualified: the session uses
+//! the configured keyspace.
+
+/// The migrator's own tables, created before any numbered file runs (they must exist to
+/// record the first one). Not a numbered file: the numbered files are what they track.
+pub const BOOTSTRAP: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS schema_migrations (
+        version    int PRIMARY KEY,
+        name       text,
+        checksum   text,
+        applied_at timestamp,
+        applied_by text
+    )",
+    "CREATE TABLE IF NOT EXISTS schema_migration_lock (
+        name  text PRIMARY KEY,
+        owner text,
+        since timestamp
+    )",
+];
+
+pub const MIGRATIONS_APPLIED: &str = "SELECT version, name, checksum FROM schema_migrations";
+pub const MIGRATION_RECORD: &str = "INSERT INTO schema_migrations (version, name, checksum, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)";
+/// The lock expires by itself if its holder dies.
+pub const LOCK_TAKE: &str = "INSERT INTO schema_migration_lock (name, owner, since) VALUES (?, ?, ?) IF NOT EXISTS USING TTL 300";
+pub const LOCK_RELEASE: &str = "DELETE FROM schema_migration_lock WHERE name = ? IF owner = ?";
+
+pub const PING: &str = "SELECT version FROM schema_migrations LIMIT 1";
+
+pub const METER_UPSERT: &str = "INSERT INTO meters (meter_id, region, lat, lon, household_size, dwelling, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?)";
+pub const METER_GET: &str = "SELECT meter_id, region, lat, lon, household_size, dwelling, registered_at FROM meters WHERE meter_id = ?";
+pub const METERS_ALL: &str =
+    "SELECT meter_id, region, lat, lon, household_size, dwelling, registered_at FROM meters";
+pub const METER_REGION: &str = "SELECT region FROM meters WHERE meter_id = ?";
+
+pub const READING_BY_METER_UPSERT: &str =
+    "INSERT INTO readings_by_meter (meter_id, day, ts, kwh, interval_s) VALUES (?, ?, ?, ?, ?)";
+pub const READING_BY_REGION_UPSERT: &str =
+    "INSERT INTO readings_by_region (region, day, ts, meter_id, kwh) VALUES (?, ?, ?, ?, ?)";
+/// One meter-day's count and latest reading, read back after a write to keep `meter_days`.
+pub const METER_DAY_COUNT: &str =
+    "SELECT count(ts), max(ts) FROM readings_by_meter WHERE meter_id = ? AND day = ?";
+pub const METER_DAY_PUT: &str =
+    "INSERT INTO meter_days (meter_id, day, readings, latest) VALUES (?, ?, ?, ?)";
+pub const METER_DAYS_IN: &str =
+    "SELECT day FROM meter_days WHERE meter_id = ? AND day >= ? AND day <= ?";
+pub const METER_DAYS_ALL: &str = "SELECT meter_id, readings, latest FROM meter_days";
+pub const METER_READINGS: &str = "SELECT ts, kwh, interval_s FROM readings_by_meter WHERE meter_id = ? AND day = ? AND ts >= ? AND ts < ? LIMIT ?";
+
+/// The batch job's scan of one (region, day) partition: only the columns it uses, and the
+/// window's bounds as a range on the clustering column.
+pub const REGION_DAY_SCAN: &str = "SELECT ts, meter_id, kwh FROM readings_by_region WHERE region = ? AND day = ? AND ts >= ? AND ts < ?";
+
+pub const PROFILE_PUT: &str = "INSERT INTO regional_profiles (region, run_id, window_from, window_to, computed_at, profile_json) VALUES (?, ?, ?, ?, ?, ?)";
+pub const PROFILES_ALL: &str = "SELECT profile_json FROM regional_profiles";
+
+pub const RUN_PUT: &str = "INSERT INTO runs (run_id, status, run_trigger, created_at, started_at, finished_at, window_from, window_to, rows_scanned, regions_written, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+pub const RUN_GET: &str = "SELECT run_id, status, run_trigger, created_at, started_at, finished_at, window_from, window_to, rows_scanned, regions_written, error FROM runs WHERE run_id = ?";
+pub const RUN_INDEX_PUT: &str =
+    "INSERT INTO runs_by_created (bucket, created_at, run_id) VALUES (?, ?, ?)";
+pub const RUN_INDEX_NEWEST: &str = "SELECT run_id FROM runs_by_created WHERE bucket = ? LIMIT ?";
+
+/// Every statement above that runs against the numbered files' tables or the bootstrap
+/// tables, for the schema check.
+pub const ALL: &[&str] = &[
+    MIGRATIONS_APPLIED,
+    MIGRATION_RECORD,
+    LOCK_TAKE,
+    LOCK_RELEASE,
+    PING,
+    METER_UPSERT,
+    METER_GET,
+    METERS_ALL,
+    METER_REGION,
+    READING_BY_METER_UPSERT,
+    READING_BY_REGION_UPSERT,
+    METER_DAY_COUNT,
+    METER_DAY_PUT,
+    METER_DAYS_IN,
+    METER_DAYS_ALL,
+    METER_READINGS,
+    REGION_DAY_SCAN,
+    PROFILE_PUT,
+    PROFILES_ALL,
+    RUN_PUT,
+    RUN_GET,
+    RUN_INDEX_PUT,
+    RUN_INDEX_NEWEST,
+];

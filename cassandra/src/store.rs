@@ -1,0 +1,824 @@
+//! The store port on Cassandra (keyspace `iot_demo`, tables from `migrations/cql`).
+//!
+//! Every statement is prepared once at connect time. Readings are written twice, by meter
+//! and day and by region and day, each as unlogged batches that stay inside one partition;
+//! then each touched meter-day's count is refreshed in `meter_days`. Writes are idempotent
+//! upserts, so a write that fails part-way is made whole by writing the same readings again
+//! (the sink does: it commits offsets only after a write succeeds). A meter's region is
+//! looked up from `meters` (cached for a minute) when its readings are written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use base64::Engine;
+use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use futures::{StreamExt, TryStreamExt};
+use iot_common::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus};
+use iot_common::store::{RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
+use scylla::response::PagingState;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+
+use crate::client::{Client, ClientError};
+use crate::config::CassandraConfig;
+use crate::statements as cql;
+
+impl From<ClientError> for StoreError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Decode(m) => StoreError::Corrupt(m),
+            other => StoreError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+fn decode(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// Statements per unlogged batch: a day of 15-minute readings is 96, and Cassandra warns
+/// about batches over 5 KiB.
+const BATCH_ROWS: usize = 48;
+/// How long a meter's region is trusted before it is looked up again.
+const REGION_TTL: Duration = Duration::from_secs(60);
+const RUNS_BUCKET: &str = "all";
+/// Requests one store call starts at once; the client's permits cap the whole process.
+const FAN_OUT: usize = 16;
+
+struct Prepared {
+    ping: PreparedStatement,
+    meter_upsert: PreparedStatement,
+    meter_get: PreparedStatement,
+    meters_all: PreparedStatement,
+    meter_region: PreparedStatement,
+    by_meter_upsert: PreparedStatement,
+    by_region_upsert: PreparedStatement,
+    meter_day_count: PreparedStatement,
+    meter_day_put: PreparedStatement,
+    meter_days_in: PreparedStatement,
+    meter_days_all: PreparedStatement,
+    meter_readings: PreparedStatement,
+    region_day_scan: PreparedStatement,
+    profile_put: PreparedStatement,
+    profiles_all: PreparedStatement,
+    run_put: PreparedStatement,
+    run_get: PreparedStatement,
+    run_index_put: PreparedStatement,
+    run_index_newest: PreparedStatement,
+}
+
+#[derive(Clone)]
+pub struct CassandraStore {
+    client: Client,
+    st: Arc<Prepared>,
+    regions: Arc<Mutex<HashMap<String, (Option<String>, Instant)>>>,
+}
+
+async fn prepare(client: &Client, text: &str) -> Result<PreparedStatement, StoreError> {
+    let mut p = client
+        .session
+        .prepare(text)
+        .await
+        .map_err(|e| StoreError::Schema(format!("cannot prepare `{text}`: {e}")))?;
+    // Every statement here is an upsert or a read: safe to retry and to speculate.
+    p.set_is_idempotent(true);
+    Ok(p)
+}
+
+fn day_of(t: DateTime<Utc>) -> NaiveDate {
+    t.date_naive()
+}
+
+fn day_start(d: NaiveDate) -> DateTime<Utc> {
+    d.and_hms_opt(0, 0, 0)
+        .map(|t| t.and_utc())
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+fn count(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// The days from the day of `from` to the day of the last instant before `to`.
+fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
+    if from >= to {
+        return Vec::new();
+    }
+    let last = day_of(to - TimeDelta::milliseconds(1));
+    day_of(from)
+        .iter_days()
+        .take_while(|d| *d <= last)
+        .collect()
+}
+
+/// Runs `futures` at most [`FAN_OUT`] at a time; answers in completion order.
+async fn fan_out<T, F>(futures: Vec<F>) -> Result<Vec<T>, StoreError>
+where
+    F: std::future::Future<Output = Result<T, StoreError>>,
+{
+    futures::stream::iter(futures)
+        .buffer_unordered(FAN_OUT)
+        .try_collect()
+        .await
+}
+
+/// Rows of a query's answer, typed.
+macro_rules! rows {
+    ($result:expr, $ty:ty) => {{
+        let rows = $result.into_rows_result().map_err(decode)?;
+        rows.rows::<$ty>()
+            .map_err(decode)?
+            .collect::<Result<Vec<$ty>, _>>()
+            .map_err(decode)?
+    }};
+}
+
+type MeterRow = (
+    String,
+    Option<String>,
+    Option<f64>,
+    Option<f64>,
+    Option<i32>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+);
+
+fn meter_from_row(r: MeterRow) -> Result<Meter, StoreError> {
+    let dwelling = match r.5 {
+        None => None,
+        Some(s) => Some(s.parse::<Dwelling>().map_err(decode)?),
+    };
+    Ok(Meter {
+        meter_id: r.0,
+        region: r.1,
+        lat: r.2,
+        lon: r.3,
+        household_size: r.4.and_then(|s| u8::try_from(s).ok()),
+        dwelling,
+        registered_at: r.6.unwrap_or(DateTime::<Utc>::MIN_UTC),
+    })
+}
+
+type RunRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn run_from_row(r: RunRow) -> Result<Run, StoreError> {
+    let status = r.1.unwrap_or_default();
+    let status = RunStatus::parse(&status)
+        .ok_or_else(|| StoreError::Corrupt(format!("unknown run status `{status}`")))?;
+    Ok(Run {
+        run_id: r.0,
+        status,
+        trigger: r.2.unwrap_or_default(),
+        created_at: r.3.unwrap_or(DateTime::<Utc>::MIN_UTC),
+        started_at: r.4,
+        finished_at: r.5,
+        window_from: r.6,
+        window_to: r.7,
+        rows_scanned: r.8.unwrap_or(0).max(0) as u64,
+        regions_written: r.9.unwrap_or(0).max(0) as u64,
+        error: r.10,
+    })
+}
+
+/// A scan slice's part: a region and a UTC day, as `<day>/<region>`.
+fn slice_part(region: &str, day: NaiveDate) -> String {
+    format!("{day}/{region}")
+}
+
+fn parse_part(part: &str) -> Result<(String, NaiveDate), StoreError> {
+    let bad = || StoreError::Corrupt(format!("bad scan slice `{part}`"));
+    let (day, region) = part.split_once('/').ok_or_else(bad)?;
+    let day = day.parse::<NaiveDate>().map_err(|_| bad())?;
+    Ok((region.to_owned(), day))
+}
+
+impl CassandraStore {
+    /// Connects to the keyspace, checks that its migrations are applied, and prepares every
+    /// statement.
+    pub async fn connect(config: &CassandraConfig) -> Result<Self, StoreError> {
+        let client = Client::connect(config).await?;
+        client
+            .session
+            .use_keyspace(&config.keyspace, false)
+            .await
+            .map_err(|e| {
+                StoreError::Schema(format!(
+                    "keyspace `{}` is not usable ({e}): run `migrate` first",
+                    config.keyspace
+                ))
+            })?;
+        crate::migrate::verify(&client, iot_migrations::CQL)
+            .await
+            .map_err(|e| StoreError::Schema(e.to_string()))?;
+        let st = Prepared {
+            ping: prepare(&client, cql::PING).await?,
+            meter_upsert: prepare(&client, cql::METER_UPSERT).await?,
+            meter_get: prepare(&client, cql::METER_GET).await?,
+            meters_all: prepare(&client, cql::METERS_ALL).await?,
+            meter_region: prepare(&client, cql::METER_REGION).await?,
+            by_meter_upsert: prepare(&client, cql::READING_BY_METER_UPSERT).await?,
+            by_region_upsert: prepare(&client, cql::READING_BY_REGION_UPSERT).await?,
+            meter_day_count: prepare(&client, cql::METER_DAY_COUNT).await?,
+            meter_day_put: prepare(&client, cql::METER_DAY_PUT).await?,
+            meter_days_in: prepare(&client, cql::METER_DAYS_IN).await?,
+            meter_days_all: prepare(&client, cql::METER_DAYS_ALL).await?,
+            meter_readings: prepare(&client, cql::METER_READINGS).await?,
+            region_day_scan: prepare(&client, cql::REGION_DAY_SCAN).await?,
+            profile_put: prepare(&client, cql::PROFILE_PUT).await?,
+            profiles_all: prepare(&client, cql::PROFILES_ALL).await?,
+            run_put: prepare(&client, cql::RUN_PUT).await?,
+            run_get: prepare(&client, cql::RUN_GET).await?,
+            run_index_put: prepare(&client, cql::RUN_INDEX_PUT).await?,
+            run_index_newest: prepare(&client, cql::RUN_INDEX_NEWEST).await?,
+        };
+        Ok(Self {
+            client,
+            st: Arc::new(st),
+            regions: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    /// The regions of `meters` (`None`: unregistered or in no region), from the cache or
+    /// looked up.
+    async fn regions_of(
+        &self,
+        meters: impl Iterator<Item = &str>,
+    ) -> Result<HashMap<String, Option<String>>, StoreError> {
+        let mut known = HashMap::new();
+        let mut missing = Vec::new();
+        {
+            let cache = self
+                .regions
+                .lock()
+                .map_err(|_| decode("region cache poisoned"))?;
+            for id in meters {
+                match cache.get(id) {
+                    Some((region, at)) if at.elapsed() < REGION_TTL => {
+                        known.insert(id.to_owned(), region.clone());
+                    }
+                    _ => missing.push(id.to_owned()),
+                }
+            }
+        }
+        let mut lookups = Vec::with_capacity(missing.len());
+        for id in missing {
+            lookups.push(async move {
+                let result = self
+                    .client
+                    .run("meter region", || {
+                        self.client
+                            .session
+                            .execute_unpaged(&self.st.meter_region, (&id,))
+                    })
+                    .await?;
+                let rows = rows!(result, (Option<String>,));
+                Ok::<_, StoreError>((id, rows.into_iter().next().and_then(|r| r.0)))
+            });
+        }
+        let found = fan_out(lookups).await?;
+        let mut cache = self
+            .regions
+            .lock()
+            .map_err(|_| decode("region cache poisoned"))?;
+        for (id, region) in found {
+            cache.insert(id.clone(), (region.clone(), Instant::now()));
+            known.insert(id, region);
+        }
+        Ok(known)
+    }
+
+    async fn batch(
+        &self,
+        statement: &PreparedStatement,
+        values: Vec<impl scylla::serialize::row::SerializeRow + Clone>,
+    ) -> Result<(), StoreError> {
+        for chunk in values.chunks(BATCH_ROWS) {
+            let mut batch = Batch::new(BatchType::Unlogged);
+            for _ in chunk {
+                batch.append_statement(statement.clone());
+            }
+            batch.set_is_idempotent(true);
+            let chunk = chunk.to_vec();
+            self.client
+                .run("write batch", || {
+                    self.client.session.batch(&batch, chunk.clone())
+                })
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Recounts one meter-day from its readings and records the count.
+    async fn refresh_meter_day(&self, meter: &str, day: NaiveDate) -> Result<(), StoreError> {
+        let result = self
+            .client
+            .run("count meter day", || {
+                self.client
+                    .session
+                    .execute_unpaged(&self.st.meter_day_count, (meter, day))
+            })
+            .await?;
+        let row = rows!(result, (i64, Option<DateTime<Utc>>))
+            .into_iter()
+            .next();
+        let (n, latest) = row.unwrap_or((0, None));
+        let n = i32::try_from(n).unwrap_or(i32::MAX);
+        self.client
+            .run("put meter day", || {
+                self.client
+                    .session
+                    .execute_unpaged(&self.st.meter_day_put, (meter, day, n, latest))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Every row of a table query, page by page.
+    async fn all_rows<T>(&self, statement: &PreparedStatement) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    {
+        let pager = self
+            .client
+            .session
+            .execute_iter(statement.clone(), ())
+            .await
+            .map_err(ClientError::from)?;
+        pager
+            .rows_stream::<T>()
+            .map_err(decode)?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .try_collect()
+            .await
+    }
+}
+
+#[async_trait]
+impl Store for CassandraStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .run("ping", || {
+                self.client.session.execute_unpaged(&self.st.ping, ())
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn upsert_meters(&self, meters: &[Meter]) -> Result<(), StoreError> {
+        let mut writes = Vec::with_capacity(meters.len());
+        for m in meters {
+            let values = (
+                &m.meter_id,
+                &m.region,
+                m.lat,
+                m.lon,
+                m.household_size.map(i32::from),
+                m.dwelling.map(Dwelling::as_str),
+                m.registered_at,
+            );
+            writes.push(async move {
+                self.client
+                    .run("upsert meter", || {
+                        self.client
+                            .session
+                            .execute_unpaged(&self.st.meter_upsert, values)
+                    })
+                    .await
+                    .map_err(StoreError::from)
+            });
+        }
+        fan_out(writes).await?;
+        if let Ok(mut cache) = self.regions.lock() {
+            for m in meters {
+                cache.insert(m.meter_id.clone(), (m.region.clone(), Instant::now()));
+            }
+        }
+        Ok(())
+    }
+
+    async fn meter(&self, meter_id: &str) -> Result<Option<Meter>, StoreError> {
+        let result = self
+            .client
+            .run("get meter", || {
+                self.client
+                    .session
+                    .execute_unpaged(&self.st.meter_get, (meter_id,))
+            })
+            .await?;
+        rows!(result, MeterRow)
+            .into_iter()
+            .next()
+            .map(meter_from_row)
+            .transpose()
+    }
+
+    async fn meters(&self) -> Result<Vec<Meter>, StoreError> {
+        let rows: Vec<MeterRow> = self.all_rows(&self.st.meters_all).await?;
+        let mut meters = rows
+            .into_iter()
+            .map(meter_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        meters.sort_by(|a, b| a.meter_id.cmp(&b.meter_id));
+        Ok(meters)
+    }
+
+    async fn write_readings(&self, readings: &[Reading]) -> Result<(), StoreError> {
+        if readings.is_empty() {
+            return Ok(());
+        }
+        // The last of several readings with one (meter, ts) wins, as in a sequence of
+        // upserts. Inside one batch every write has the same timestamp, so duplicates must
+        // not reach it.
+        let mut latest: BTreeMap<(&str, DateTime<Utc>), &Reading> = BTreeMap::new();
+        for r in readings {
+            latest.insert((r.meter_id.as_str(), r.ts), r);
+        }
+        let regions = self
+            .regions_of(
+                latest
+                    .keys()
+                    .map(|(m, _)| *m)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .into_iter(),
+            )
+            .await?;
+        let mut by_meter: BTreeMap<
+            (&str, NaiveDate),
+            Vec<(&str, NaiveDate, DateTime<Utc>, f64, i32)>,
+        > = BTreeMap::new();
+        let mut by_region: BTreeMap<
+            (&str, NaiveDate),
+            Vec<(&str, NaiveDate, DateTime<Utc>, &str, f64)>,
+        > = BTreeMap::new();
+        for r in latest.values() {
+            let day = day_of(r.ts);
+            let interval = i32::try_from(r.interval_s).unwrap_or(i32::MAX);
+            by_meter
+                .entry((r.meter_id.as_str(), day))
+                .or_default()
+                .push((r.meter_id.as_str(), day, r.ts, r.kwh, interval));
+            if let Some(Some(region)) = regions.get(&r.meter_id) {
+                by_region.entry((region.as_str(), day)).or_default().push((
+                    region.as_str(),
+                    day,
+                    r.ts,
+                    r.meter_id.as_str(),
+                    r.kwh,
+                ));
+            }
+        }
+        let meter_days: Vec<(&str, NaiveDate)> = by_meter.keys().copied().collect();
+        fan_out(
+            by_meter
+                .into_values()
+                .map(|rows| self.batch(&self.st.by_meter_upsert, rows))
+                .collect(),
+        )
+        .await?;
+        fan_out(
+            by_region
+                .into_values()
+                .map(|rows| self.batch(&self.st.by_region_upsert, rows))
+                .collect(),
+        )
+        .await?;
+        fan_out(
+            meter_days
+                .into_iter()
+                .map(|(meter, day)| self.refresh_meter_day(meter, day))
+                .collect(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn meter_readings(
+        &self,
+        meter_id: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Reading>, StoreError> {
+        if from >= to || limit == 0 {
+            return Ok(Vec::new());
+        }
+        // Only the days that have readings, from the day index.
+        let (first, last) = (day_of(from), day_of(to - TimeDelta::milliseconds(1)));
+        let result = self
+            .client
+            .run("meter days", || {
+                self.client
+                    .session
+                    .execute_unpaged(&self.st.meter_days_in, (meter_id, first, last))
+            })
+            .await?;
+        let mut days: Vec<NaiveDate> = rows!(result, (NaiveDate,))
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        days.sort();
+        let mut out = Vec::new();
+        let mut pages = futures::stream::iter(days)
+            .map(|day| async move {
+                let left = i32::try_from(limit).unwrap_or(i32::MAX);
+                let result = self
+                    .client
+                    .run("meter readings", || {
+                        self.client.session.execute_unpaged(
+                            &self.st.meter_readings,
+                            (meter_id, day, from, to, left),
+                        )
+                    })
+                    .await?;
+                Ok::<_, StoreError>(rows!(result, (DateTime<Utc>, f64, i32)))
+            })
+            .buffered(4);
+        while let Some(rows) = pages.next().await {
+            for (ts, kwh, interval_s) in rows? {
+                out.push(Reading {
+                    meter_id: meter_id.to_owned(),
+                    ts,
+                    kwh,
+                    interval_s: u32::try_from(interval_s).map_err(decode)?,
+                });
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn scan_slices(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<Vec<ScanSlice>, StoreError> {
+        let rows: Vec<(Option<String>,)> = {
+            let meters: Vec<MeterRow> = self.all_rows(&self.st.meters_all).await?;
+            meters.into_iter().map(|m| (m.1,)).collect()
+        };
+        let mut regions: Vec<String> = rows.into_iter().filter_map(|r| r.0).collect();
+        regions.sort();
+        regions.dedup();
+        let mut slices = Vec::new();
+        for day in days(from, to) {
+            let start = day_start(day).max(from);
+            let end = (day_start(day) + TimeDelta::days(1)).min(to);
+            for region in &regions {
+                slices.push(ScanSlice {
+                    from: start,
+                    to: end,
+                    part: slice_part(region, day),
+                });
+            }
+        }
+        Ok(slices)
+    }
+
+    async fn scan_readings(
+        &self,
+        slice: &ScanSlice,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<ScanPage, StoreError> {
+        let (region, day) = parse_part(&slice.part)?;
+        let paging = match cursor {
+            None => PagingState::start(),
+            Some(c) => PagingState::new_from_raw_bytes(
+                base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(c)
+                    .map_err(|_| StoreError::Corrupt(format!("bad scan cursor `{c}`")))?,
+            ),
+        };
+        let mut statement = self.st.region_day_scan.clone();
+        statement.set_page_size(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
+        let values = (&region, day, slice.from, slice.to);
+        let (result, next) = self
+            .client
+            .run("scan region day", || {
+                self.client
+                    .session
+                    .execute_single_page(&statement, values, paging.clone())
+            })
+            .await?;
+        let rows = rows!(result, (DateTime<Utc>, String, f64))
+            .into_iter()
+            .map(|(ts, meter_id, kwh)| RegionReading {
+                region: region.clone(),
+                meter_id,
+                ts,
+                kwh,
+            })
+            .collect();
+        let next = match next.into_paging_control_flow() {
+            std::ops::ControlFlow::Break(()) => None,
+            std::ops::ControlFlow::Continue(state) => state
+                .as_bytes_slice()
+                .map(|b| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)),
+        };
+        Ok(ScanPage { rows, next })
+    }
+
+    async fn put_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(profiles.len());
+        for p in profiles {
+            let json = serde_json::to_string(p).map_err(decode)?;
+            rows.push((p, json));
+        }
+        let mut writes = Vec::with_capacity(rows.len());
+        for (p, json) in rows {
+            let values = (
+                &p.figures.region,
+                &p.run_id,
+                p.window_from,
+                p.window_to,
+                p.computed_at,
+                json,
+            );
+            writes.push(async move {
+                self.client
+                    .run("put profile", || {
+                        self.client
+                            .session
+                            .execute_unpaged(&self.st.profile_put, values.clone())
+                    })
+                    .await
+                    .map_err(StoreError::from)
+            });
+        }
+        fan_out(writes).await?;
+        Ok(())
+    }
+
+    async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError> {
+        let rows: Vec<(Option<String>,)> = self.all_rows(&self.st.profiles_all).await?;
+        let mut out: Vec<RegionProfile> = rows
+            .into_iter()
+            .filter_map(|r| r.0)
+            .map(|json| serde_json::from_str(&json).map_err(decode))
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| a.figures.region.cmp(&b.figures.region));
+        Ok(out)
+    }
+
+    async fn put_run(&self, run: &Run) -> Result<(), StoreError> {
+        let values = (
+            &run.run_id,
+            run.status.as_str(),
+            &run.trigger,
+            run.created_at,
+            run.started_at,
+            run.finished_at,
+            run.window_from,
+            run.window_to,
+            count(run.rows_scanned),
+            count(run.regions_written),
+            &run.error,
+        );
+        self.client
+            .run("put run", || {
+                self.client
+                    .session
+                    .execute_unpaged(&self.st.run_put, values)
+            })
+            .await?;
+        // The index row after the run row, so a listed run can always be read.
+        self.client
+            .run("index run", || {
+                self.client.session.execute_unpaged(
+                    &self.st.run_index_put,
+                    (RUNS_BUCKET, run.created_at, &run.run_id),
+                )
+            })
+            .await?;
+        Ok(())
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<Run>, StoreError> {
+        let result = self
+            .client
+            .run("get run", || {
+                self.client
+                    .session
+                    .execute_unpaged(&self.st.run_get, (run_id,))
+            })
+            .await?;
+        rows!(result, RunRow)
+            .into_iter()
+            .next()
+            .map(run_from_row)
+            .transpose()
+    }
+
+    async fn runs(&self, limit: usize) -> Result<Vec<Run>, StoreError> {
+        let n = i32::try_from(limit).unwrap_or(i32::MAX);
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let result = self
+            .client
+            .run("list runs", || {
+                self.client
+                    .session
+                    .execute_unpaged(&self.st.run_index_newest, (RUNS_BUCKET, n))
+            })
+            .await?;
+        let ids: Vec<String> = rows!(result, (String,)).into_iter().map(|r| r.0).collect();
+        let runs: Vec<Option<Run>> = futures::stream::iter(ids)
+            .map(|id| async move { self.run(&id).await })
+            .buffered(FAN_OUT)
+            .try_collect()
+            .await?;
+        // A run whose row expired before its index row is left out.
+        Ok(runs.into_iter().flatten().collect())
+    }
+
+    async fn summary(&self) -> Result<StoreSummary, StoreError> {
+        let meters = self.meters().await?;
+        let mut by_region: BTreeMap<Option<String>, u64> = BTreeMap::new();
+        for m in &meters {
+            *by_region.entry(m.region.clone()).or_default() += 1;
+        }
+        let days: Vec<(String, Option<i32>, Option<DateTime<Utc>>)> =
+            self.all_rows(&self.st.meter_days_all).await?;
+        let mut readings = 0u64;
+        let mut latest: Option<DateTime<Utc>> = None;
+        let mut with_readings = std::collections::HashSet::new();
+        for (meter, n, last) in days {
+            let n = n.unwrap_or(0).max(0) as u64;
+            readings += n;
+            if n > 0 {
+                with_readings.insert(meter);
+            }
+            latest = latest.max(last);
+        }
+        let registered_with_readings = meters
+            .iter()
+            .filter(|m| with_readings.contains(&m.meter_id))
+            .count() as u64;
+        Ok(StoreSummary {
+            meters: meters.len() as u64,
+            readings,
+            meters_by_region: by_region.into_iter().collect(),
+            meters_with_readings: registered_with_readings,
+            latest_reading: latest,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn days_cover_the_half_open_window() {
+        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
+        assert_eq!(
+            days(at("2026-03-28T23:00:00Z"), at("2026-03-30T23:00:00Z")),
+            vec![d("2026-03-28"), d("2026-03-29"), d("2026-03-30")]
+        );
+        // `to` at midnight does not reach into the next day.
+        assert_eq!(
+            days(at("2026-03-29T00:00:00Z"), at("2026-03-30T00:00:00Z")),
+            vec![d("2026-03-29")]
+        );
+        assert!(days(at("2026-03-29T00:00:00Z"), at("2026-03-29T00:00:00Z")).is_empty());
+        assert_eq!(
+            day_start(d("2026-03-29")),
+            Utc.with_ymd_and_hms(2026, 3, 29, 0, 0, 0).unwrap()
+        );
+    }
+
+    #[test]
+    fn slice_parts_round_trip_and_bad_ones_are_refused() {
+        let day = "2026-11-21".parse::<NaiveDate>().unwrap();
+        let part = slice_part("E09000001", day);
+        assert_eq!(parse_part(&part).unwrap(), ("E09000001".to_owned(), day));
+        for bad in ["", "E09000001", "2026-13-01/E0900", "x/y"] {
+            assert!(
+                matches!(parse_part(bad), Err(StoreError::Corrupt(_))),
+                "{bad}"
+            );
+        }
+    }
+}
