@@ -19,7 +19,6 @@ use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_meter::{IngestConfig, MeterState};
 use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
-use iot_web::geometry::MapGeometry;
 use iot_web::{Recompute, WebState};
 use tokio_util::sync::CancellationToken;
 
@@ -90,16 +89,14 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     let mut service = Service::new();
     let shutdown = service.shutdown_token();
 
-    let web = WebState {
-        store: store.clone(),
-        geometry: Arc::new(MapGeometry::new(&regions)),
-        regions: regions.clone(),
-        tokens: tokens.clone(),
-        operator_token: StaticToken::new(&config.analyst_token),
-        unit_price_pence: config.unit_price_pence,
-        recompute: Some(Arc::new(ConsoleTrigger(analytics.clone()))),
-        profiles: Arc::default(),
-    };
+    let web = WebState::new(
+        store.clone(),
+        regions.clone(),
+        tokens.clone(),
+        StaticToken::new(&config.analyst_token),
+        config.unit_price_pence,
+        Some(Arc::new(ConsoleTrigger(analytics.clone()))),
+    );
     let meter = MeterState {
         bus: bus.clone(),
         tokens: tokens.clone(),

@@ -15,7 +15,6 @@ use iot_common::auth::StaticToken;
 use iot_common::http::{Health, fallback, health_routes, serve};
 use iot_common::metrics::Metrics;
 use iot_common::store::Store;
-use iot_common::store::sqlite::SqliteStore;
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::ProfileFigures;
@@ -38,9 +37,8 @@ pub struct Cli {
 
 #[derive(Debug, Clone, Args)]
 pub struct JobArgs {
-    /// Directory of the embedded store.
-    #[arg(long, env = "IOT_DATA_DIR", default_value = "iot-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub store: iot_cassandra::StoreArgs,
     /// DataFusion partitions and worker threads.
     #[arg(long, env = "IOT_ANALYTICS_THREADS", default_value_t = 2)]
     pub threads: usize,
@@ -93,7 +91,7 @@ pub enum Command {
     Serve {
         #[command(flatten)]
         job: JobArgs,
-        #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9081")]
+        #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9083")]
         internal_addr: SocketAddr,
         /// Bearer token for the runs API.
         #[arg(long, env = "IOT_ANALYST_TOKEN", hide_env_values = true)]
@@ -120,6 +118,8 @@ pub enum Command {
 pub enum CliError {
     #[error(transparent)]
     Store(#[from] iot_common::store::StoreError),
+    #[error("cannot open the store: {0}")]
+    OpenStore(#[from] iot_cassandra::select::SelectError),
     #[error(transparent)]
     Job(#[from] crate::job::JobError),
     #[error(transparent)]
@@ -136,10 +136,8 @@ pub enum CliError {
     RunFailed(String),
 }
 
-fn open_store(data_dir: &Path) -> Result<Arc<dyn Store>, CliError> {
-    Ok(Arc::new(SqliteStore::open(&SqliteStore::path_in(
-        data_dir,
-    ))?))
+async fn open_store(job: &JobArgs) -> Result<Arc<dyn Store>, CliError> {
+    Ok(job.store.open_patiently(Duration::from_secs(120)).await?)
 }
 
 /// Profiles of a Parquet file; also returns rows scanned.
@@ -198,7 +196,7 @@ async fn run(
             figures
         }
         None => {
-            let store = open_store(&job.data_dir)?;
+            let store = open_store(&job).await?;
             let analytics = Analytics::new(store.clone(), job.job_config());
             let run = analytics.run_now("cli").await?;
             if let Ok(json) = serde_json::to_string(&run) {
@@ -235,7 +233,7 @@ async fn export(
     if from >= to {
         return Err(CliError::Usage("--from must be before --to".into()));
     }
-    let store = open_store(&job.data_dir)?;
+    let store = open_store(&job).await?;
     let schema = readings_schema();
     let mut writer = parquet_writer(&output, schema.clone())?;
     let slices = store.scan_slices(from, to).await?;
@@ -261,7 +259,7 @@ async fn serve_api(
     token: String,
     every_minutes: u64,
 ) -> Result<(), CliError> {
-    let store = open_store(&job.data_dir)?;
+    let store = open_store(&job).await?;
     let analytics = Analytics::new(store.clone(), job.job_config());
     let router = Router::new()
         .merge(health_routes(Health {

@@ -37,6 +37,12 @@ impl StoreArgs {
                 Ok(Arc::new(CassandraStore::connect(&config).await?))
             }
             None => {
+                std::fs::create_dir_all(&self.data_dir).map_err(|e| {
+                    StoreError::Unavailable(format!(
+                        "cannot create the data directory {}: {e}",
+                        self.data_dir.display()
+                    ))
+                })?;
                 let path = SqliteStore::path_in(&self.data_dir);
                 tracing::info!(path = %path.display(), "store: embedded SQLite");
                 Ok(Arc::new(SqliteStore::open(&path)?))

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use iot_cassandra::StoreArgs;
 use iot_kafka::KafkaArgs;
 
 use crate::SinkConfig;
@@ -26,6 +27,52 @@ pub enum Command {
     /// Consume readings from Kafka in a consumer group and write them to the store,
     /// committing offsets only after each write.
     Sink(SinkArgs),
+    /// Run the virtual households: register their meters in the store, backfill their
+    /// history through the meter service, then post each interval as it ends.
+    Fleet(FleetArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct FleetArgs {
+    /// Listener for operators: /healthz, /readyz, /metrics.
+    #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9084")]
+    pub internal_addr: SocketAddr,
+    /// Base URL the readings are posted to: the meter service or the edge in front of it.
+    #[arg(long, env = "IOT_METER_URL", default_value = "http://127.0.0.1:8081")]
+    pub meter_url: String,
+    /// Secret the meter service derives tokens from; the fleet signs its meters' tokens
+    /// with it.
+    #[arg(long, env = "IOT_METER_SECRET", hide_env_values = true)]
+    pub meter_secret: String,
+    /// Region boundaries (GeoJSON); default: the embedded 33 London boroughs.
+    #[arg(long, env = "IOT_REGIONS")]
+    pub regions: Option<PathBuf>,
+    /// Simulated households.
+    #[arg(long, env = "IOT_METERS", default_value_t = 300)]
+    pub meters: usize,
+    /// Days of history posted at start-up, as fast as the meter takes them.
+    #[arg(long, env = "IOT_BACKFILL_DAYS", default_value_t = 21)]
+    pub backfill_days: u32,
+    /// The last days before now replayed at `--speed` after the backfill.
+    #[arg(long, env = "IOT_REPLAY_DAYS", default_value_t = 0)]
+    pub replay_days: u32,
+    /// How many times faster than real time the replay runs.
+    #[arg(long, env = "IOT_FLEET_SPEED", default_value_t = 60.0)]
+    pub speed: f64,
+    /// The same seed gives the same households and readings.
+    #[arg(long, env = "IOT_SEED", default_value_t = 42)]
+    pub seed: u64,
+    /// Requests in flight at once.
+    #[arg(long, env = "IOT_FLEET_CONCURRENCY", default_value_t = 8)]
+    pub fleet_concurrency: usize,
+    /// Meter ids are this prefix and a six-digit number.
+    #[arg(long, env = "IOT_FLEET_PREFIX", default_value = "MAC")]
+    pub id_prefix: String,
+    /// Time zone of the households' daily routine (IANA name).
+    #[arg(long, env = "IOT_TZ", default_value = "Europe/London")]
+    pub tz: chrono_tz::Tz,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -33,9 +80,6 @@ pub struct SinkArgs {
     /// Listener for operators: /healthz, /readyz, /metrics.
     #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9082")]
     pub internal_addr: SocketAddr,
-    /// Directory of the store (SQLite `store.sqlite`); sinks on one machine may share it.
-    #[arg(long, env = "IOT_DATA_DIR", default_value = "iot-data")]
-    pub data_dir: PathBuf,
     /// Consumer group: sinks in the same group share the topic's partitions.
     #[arg(long, env = "IOT_KAFKA_GROUP", default_value = "iot-sink")]
     pub kafka_group: String,
@@ -47,13 +91,15 @@ pub struct SinkArgs {
     pub sink_wait_ms: u64,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 impl SinkArgs {
     pub fn config(&self) -> Result<SinkServiceConfig, iot_kafka::ConfigError> {
         Ok(SinkServiceConfig {
             internal_addr: self.internal_addr,
-            data_dir: self.data_dir.clone(),
+            store: self.store.clone(),
             kafka: self.kafka.resolve("sink")?,
             sink: SinkConfig {
                 group: self.kafka_group.clone(),
@@ -61,5 +107,21 @@ impl SinkArgs {
                 max_wait: Duration::from_millis(self.sink_wait_ms),
             },
         })
+    }
+}
+
+impl FleetArgs {
+    pub fn fleet_config(&self) -> crate::FleetConfig {
+        crate::FleetConfig {
+            meters: self.meters,
+            backfill_days: self.backfill_days,
+            replay_days: self.replay_days,
+            speed: self.speed,
+            seed: self.seed,
+            concurrency: self.fleet_concurrency.max(1),
+            id_prefix: self.id_prefix.clone(),
+            meter_url: self.meter_url.clone(),
+            tz: self.tz,
+        }
     }
 }

@@ -13,6 +13,21 @@ async fn main() -> anyhow::Result<()> {
             println!("listening internal=http://{}", sink.internal);
             sink.service.run_until_signal(Duration::from_secs(30)).await;
         }
+        Command::Fleet(args) => {
+            let fleet = iot_simulator::service::start_fleet(
+                args.internal_addr,
+                args.regions.as_deref(),
+                &args.meter_secret,
+                &args.store,
+                args.fleet_config(),
+            )
+            .await?;
+            println!("listening internal=http://{}", fleet.internal);
+            fleet
+                .service
+                .run_until_signal(Duration::from_secs(30))
+                .await;
+        }
     }
     Ok(())
 }

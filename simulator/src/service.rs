@@ -1,35 +1,28 @@
-//! The sink as a service of its own: Kafka in, the store out, health and metrics on the
-//! internal listener.
+//! The sink and the fleet as services of their own, with health and metrics on an internal
+//! listener. The sink: Kafka in, the store out. The fleet: households posting to the meter.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use iot_cassandra::StoreArgs;
 use iot_common::bus::{Bus, BusError};
 use iot_common::http::{Health, fallback, health_routes};
 use iot_common::metrics::Metrics;
 use iot_common::service::{ListenError, Service};
-use iot_common::store::sqlite::SqliteStore;
-use iot_common::store::{Store, StoreError};
+use iot_common::store::Store;
 use iot_kafka::{KafkaBus, KafkaConfig};
 
 use crate::{SinkConfig, run_sink};
 
+/// How long a service waits at start-up for a store that is not answering yet.
+pub const STORE_PATIENCE: Duration = Duration::from_secs(120);
+
 #[derive(Debug, thiserror::Error)]
 pub enum SinkServiceError {
-    #[error("cannot open the store in {dir}")]
-    Store {
-        dir: PathBuf,
-        #[source]
-        source: StoreError,
-    },
-    #[error("cannot create the data directory {dir}")]
-    DataDir {
-        dir: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot open the store: {0}")]
+    Store(#[from] iot_cassandra::select::SelectError),
     #[error("cannot set up Kafka")]
     Bus(#[from] BusError),
     #[error(transparent)]
@@ -39,7 +32,7 @@ pub enum SinkServiceError {
 #[derive(Debug, Clone)]
 pub struct SinkServiceConfig {
     pub internal_addr: SocketAddr,
-    pub data_dir: PathBuf,
+    pub store: StoreArgs,
     pub kafka: KafkaConfig,
     pub sink: SinkConfig,
 }
@@ -53,15 +46,7 @@ pub struct RunningSink {
 
 /// Opens the store and starts consuming once the broker answers.
 pub async fn start_sink(config: SinkServiceConfig) -> Result<RunningSink, SinkServiceError> {
-    let dir = config.data_dir.clone();
-    std::fs::create_dir_all(&dir).map_err(|source| SinkServiceError::DataDir {
-        dir: dir.clone(),
-        source,
-    })?;
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&SqliteStore::path_in(&dir))
-            .map_err(|source| SinkServiceError::Store { dir, source })?,
-    );
+    let store = config.store.open_patiently(STORE_PATIENCE).await?;
     let metrics = Arc::new(Metrics::new());
     let kafka = KafkaBus::new(config.kafka, metrics.clone())?;
     let bus: Arc<dyn Bus> = Arc::new(kafka.clone());
@@ -91,4 +76,60 @@ pub async fn start_sink(config: SinkServiceConfig) -> Result<RunningSink, SinkSe
         metrics,
         service,
     })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FleetServiceError {
+    #[error("IOT_METER_SECRET must not be empty: the fleet signs its meters' tokens with it")]
+    NoSecret,
+    #[error(transparent)]
+    Regions(#[from] iot_common::regions::RegionError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] iot_cassandra::select::SelectError),
+    #[error(transparent)]
+    Fleet(#[from] crate::fleet::FleetError),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+}
+
+pub struct RunningFleet {
+    pub internal: SocketAddr,
+    pub service: Service,
+}
+
+/// Registers the fleet's meters and starts posting.
+pub async fn start_fleet(
+    internal_addr: SocketAddr,
+    regions: Option<&std::path::Path>,
+    meter_secret: &str,
+    store: &StoreArgs,
+    config: crate::FleetConfig,
+) -> Result<RunningFleet, FleetServiceError> {
+    if meter_secret.trim().is_empty() {
+        return Err(FleetServiceError::NoSecret);
+    }
+    let regions = iot_common::regions::Regions::load(regions)?;
+    let store = store.open_patiently(STORE_PATIENCE).await?;
+    let fleet = crate::Fleet::build(&regions, config)?;
+    fleet.register(store.as_ref()).await?;
+    tracing::info!(meters = fleet.households().len(), "fleet registered");
+    let metrics = Arc::new(Metrics::new());
+    let tokens = iot_common::auth::MeterTokens::new(meter_secret.as_bytes());
+    let mut service = Service::new();
+    let (m, stop) = (metrics.clone(), service.shutdown_token());
+    service.spawn("fleet", async move {
+        match fleet.run(tokens, m, stop, None).await {
+            Ok(()) | Err(crate::fleet::FleetError::Cancelled) => Ok(()),
+            Err(e) => Err(e),
+        }
+    });
+    let internal = Router::new()
+        .merge(health_routes(Health {
+            metrics,
+            store: Some(store),
+            bus: None,
+        }))
+        .fallback(fallback);
+    let internal = service.listen("internal", internal_addr, internal).await?;
+    Ok(RunningFleet { internal, service })
 }

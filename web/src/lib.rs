@@ -5,10 +5,12 @@
 
 pub mod api;
 pub mod cache;
+pub mod cli;
 pub mod console;
 pub mod geometry;
 pub mod pages;
 pub mod provisioning;
+pub mod remote;
 pub mod routes;
 
 pub use provisioning::{NewMeter, ProvisionError, provision};

@@ -42,6 +42,28 @@ pub struct WebState {
     pub profiles: Arc<crate::cache::ProfileCache>,
 }
 
+impl WebState {
+    pub fn new(
+        store: Arc<dyn Store>,
+        regions: Arc<Regions>,
+        tokens: MeterTokens,
+        operator_token: StaticToken,
+        unit_price_pence: f64,
+        recompute: Option<Arc<dyn Recompute>>,
+    ) -> Self {
+        Self {
+            store,
+            geometry: Arc::new(crate::geometry::MapGeometry::new(&regions)),
+            regions,
+            tokens,
+            operator_token,
+            unit_price_pence,
+            recompute,
+            profiles: Arc::default(),
+        }
+    }
+}
+
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
                    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 

@@ -1,0 +1,123 @@
+//! The `web` command: the map, region pages, estimator and JSON API on the external
+//! listener; provisioning, the analyst console and health on the internal one. The store is
+//! Cassandra or the embedded file ([`StoreArgs`]); "recompute now" goes to the analytics
+//! service named by `IOT_ANALYTICS_URL`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use clap::Parser;
+use iot_cassandra::StoreArgs;
+use iot_common::auth::{MeterTokens, StaticToken};
+use iot_common::http::{Health, fallback, health_routes};
+use iot_common::metrics::Metrics;
+use iot_common::regions::Regions;
+use iot_common::service::{ListenError, Service};
+
+use crate::remote::RemoteAnalytics;
+use crate::{Recompute, WebState, external_router, internal_router};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "web",
+    version,
+    about = "The residents' regional energy map and JSON API, and the analysts' console"
+)]
+pub struct Cli {
+    /// Listener for residents (map, pages, JSON API): what the edge proxy publishes.
+    #[arg(long, env = "IOT_EXTERNAL_ADDR", default_value = "127.0.0.1:8080")]
+    pub external_addr: SocketAddr,
+    /// Listener for operators and analysts: health, metrics, provisioning, console.
+    #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9080")]
+    pub internal_addr: SocketAddr,
+    /// Region boundaries (GeoJSON); default: the embedded 33 London boroughs.
+    #[arg(long, env = "IOT_REGIONS")]
+    pub regions: Option<PathBuf>,
+    /// Secret meter tokens derive from (provisioning prints a new meter's token).
+    #[arg(long, env = "IOT_METER_SECRET", hide_env_values = true)]
+    pub meter_secret: String,
+    /// Token analysts present on the console and internal routes that change state.
+    #[arg(long, env = "IOT_ANALYST_TOKEN", hide_env_values = true)]
+    pub analyst_token: String,
+    /// The analytics service's internal listener, for "recompute now"; unset: the console
+    /// has no recompute button.
+    #[arg(long, env = "IOT_ANALYTICS_URL")]
+    pub analytics_url: Option<String>,
+    /// Electricity unit price the estimator uses, pence per kWh.
+    #[arg(long, env = "IOT_UNIT_PRICE_PENCE", default_value_t = 24.5)]
+    pub unit_price_pence: f64,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("{0} must not be empty")]
+    Empty(&'static str),
+    #[error(transparent)]
+    Regions(#[from] iot_common::regions::RegionError),
+    #[error("cannot open the store: {0}")]
+    Store(#[from] iot_cassandra::select::SelectError),
+    #[error("cannot build the analytics client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+}
+
+pub struct RunningWeb {
+    pub external: SocketAddr,
+    pub internal: SocketAddr,
+    pub service: Service,
+}
+
+pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
+    if cli.meter_secret.trim().is_empty() {
+        return Err(CliError::Empty("IOT_METER_SECRET"));
+    }
+    if cli.analyst_token.trim().is_empty() {
+        return Err(CliError::Empty("IOT_ANALYST_TOKEN"));
+    }
+    let regions = Arc::new(Regions::load(cli.regions.as_deref())?);
+    let store = cli.store.open_patiently(Duration::from_secs(120)).await?;
+    let recompute = match &cli.analytics_url {
+        Some(url) if !url.trim().is_empty() => {
+            Some(Arc::new(RemoteAnalytics::new(url, &cli.analyst_token)?) as Arc<dyn Recompute>)
+        }
+        _ => None,
+    };
+    let web = WebState::new(
+        store.clone(),
+        regions,
+        MeterTokens::new(cli.meter_secret.as_bytes()),
+        StaticToken::new(&cli.analyst_token),
+        cli.unit_price_pence,
+        recompute,
+    );
+    let mut service = Service::new();
+    let external = service
+        .listen(
+            "external",
+            cli.external_addr,
+            external_router(web.clone()).fallback(fallback),
+        )
+        .await?;
+    let internal_routes = Router::new()
+        .merge(health_routes(Health {
+            metrics: Arc::new(Metrics::new()),
+            store: Some(store),
+            bus: None,
+        }))
+        .merge(internal_router(web))
+        .fallback(fallback);
+    let internal = service
+        .listen("internal", cli.internal_addr, internal_routes)
+        .await?;
+    Ok(RunningWeb {
+        external,
+        internal,
+        service,
+    })
+}

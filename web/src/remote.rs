@@ -1,0 +1,55 @@
+//! "Recompute now" for a web service whose batch job runs elsewhere: a POST to the
+//! analytics service's internal runs API, with the analyst token.
+
+use std::time::Duration;
+
+use iot_common::Run;
+
+use crate::Recompute;
+
+pub struct RemoteAnalytics {
+    client: reqwest::Client,
+    runs_url: String,
+    token: String,
+}
+
+impl RemoteAnalytics {
+    /// `base` is the analytics service's internal listener, e.g. `http://analytics:9083`.
+    pub fn new(base: &str, token: &str) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()?,
+            runs_url: format!("{}/internal/v1/runs", base.trim_end_matches('/')),
+            token: token.to_owned(),
+        })
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Started {
+    run: Run,
+}
+
+#[async_trait::async_trait]
+impl Recompute for RemoteAnalytics {
+    async fn recompute(&self) -> Result<Run, String> {
+        let response = self
+            .client
+            .post(&self.runs_url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("the analytics service is unreachable: {e}"))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            return Err(format!("the analytics service answered {status}: {body}"));
+        }
+        response
+            .json::<Started>()
+            .await
+            .map(|s| s.run)
+            .map_err(|e| format!("the analytics service answered something unreadable: {e}"))
+    }
+}
