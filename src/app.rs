@@ -205,7 +205,7 @@ async fn recompute(
     if let Err(e) = analytics.run_now("startup").await {
         tracing::warn!(error = %e, "first recompute did not run");
     }
-    analytics.schedule(every, shutdown).await;
+    analytics.schedule(every, every, shutdown).await;
 }
 
 /// The analyst console's "recompute now", served by the in-process job.

@@ -99,6 +99,9 @@ pub enum Command {
         /// Minutes between scheduled runs.
         #[arg(long, env = "IOT_ANALYTICS_EVERY_MIN", default_value_t = 60)]
         every_minutes: u64,
+        /// Seconds from start-up to the first run, so a fresh stack has readings to profile.
+        #[arg(long, env = "IOT_ANALYTICS_FIRST_RUN_S", default_value_t = 120)]
+        first_run_s: u64,
     },
     /// Time the profile computation on a Parquet file and print rows per second and memory.
     Bench {
@@ -169,7 +172,17 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             internal_addr,
             analyst_token,
             every_minutes,
-        } => serve_api(job, internal_addr, analyst_token, every_minutes).await,
+            first_run_s,
+        } => {
+            serve_api(
+                job,
+                internal_addr,
+                analyst_token,
+                Duration::from_secs(first_run_s),
+                every_minutes,
+            )
+            .await
+        }
         Command::Bench {
             input,
             threads,
@@ -257,6 +270,7 @@ async fn serve_api(
     job: JobArgs,
     addr: SocketAddr,
     token: String,
+    first_run: Duration,
     every_minutes: u64,
 ) -> Result<(), CliError> {
     let store = open_store(&job).await?;
@@ -277,6 +291,7 @@ async fn serve_api(
         .map_err(|e| CliError::Listen(addr, e))?;
     let shutdown = CancellationToken::new();
     tokio::spawn(analytics.clone().schedule(
+        first_run,
         Duration::from_secs(every_minutes.max(1) * 60),
         shutdown.clone(),
     ));

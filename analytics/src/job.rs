@@ -248,12 +248,19 @@ impl Analytics {
 
     /// Runs every `every` until `shutdown`; a run still going when the next is due is
     /// left to finish (the due one is skipped).
-    pub async fn schedule(self: Arc<Self>, every: Duration, shutdown: CancellationToken) {
+    pub async fn schedule(
+        self: Arc<Self>,
+        first: Duration,
+        every: Duration,
+        shutdown: CancellationToken,
+    ) {
+        let mut wait = first;
         loop {
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(every) => {}
+                () = tokio::time::sleep(wait) => {}
             }
+            wait = every;
             match self.run_now("schedule").await {
                 Ok(_) | Err(JobError::Busy(_)) => {}
                 Err(e) => tracing::error!(error = %e, "scheduled run could not be recorded"),

@@ -43,11 +43,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
     let client = Client::connect(&config).await?;
     let files = iot_migrations::CQL;
     if cli.check {
-        client
-            .session
-            .use_keyspace(&config.keyspace, false)
-            .await
-            .map_err(|e| crate::client::ClientError::Execution(e.into()))?;
+        client.use_keyspace(&config.keyspace).await?;
         verify(&client, files).await?;
         println!(
             "keyspace {}: all {} migrations applied",

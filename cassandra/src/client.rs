@@ -22,14 +22,26 @@ pub enum ClientError {
     #[error("cannot connect to Cassandra at {nodes}: {source}")]
     Connect {
         nodes: String,
-        source: NewSessionError,
+        source: Box<NewSessionError>,
     },
     #[error("Cassandra request failed: {0}")]
-    Execution(#[from] ExecutionError),
+    Execution(Box<ExecutionError>),
     #[error("Cassandra scan failed: {0}")]
-    Pager(#[from] scylla::errors::PagerExecutionError),
+    Pager(Box<scylla::errors::PagerExecutionError>),
     #[error("Cassandra answered with data this version cannot read: {0}")]
     Decode(String),
+}
+
+impl From<ExecutionError> for ClientError {
+    fn from(e: ExecutionError) -> Self {
+        ClientError::Execution(Box::new(e))
+    }
+}
+
+impl From<scylla::errors::PagerExecutionError> for ClientError {
+    fn from(e: scylla::errors::PagerExecutionError) -> Self {
+        ClientError::Pager(Box::new(e))
+    }
 }
 
 /// The session and the limits around it. Cheap to clone.
@@ -65,13 +77,21 @@ impl Client {
             .await
             .map_err(|source| ClientError::Connect {
                 nodes: config.nodes.join(","),
-                source,
+                source: Box::new(source),
             })?;
         Ok(Self {
             session: Arc::new(session),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             attempts: config.attempts.max(1),
         })
+    }
+
+    /// Makes `keyspace` the default of every later statement on this session.
+    pub async fn use_keyspace(&self, keyspace: &str) -> Result<(), ClientError> {
+        self.session
+            .use_keyspace(keyspace, false)
+            .await
+            .map_err(|e| ClientError::from(ExecutionError::from(e)))
     }
 
     /// Runs one idempotent request, holding a concurrency permit, retrying transient

@@ -160,11 +160,7 @@ pub async fn migrate(
             }
         }
     }
-    client
-        .session
-        .use_keyspace(keyspace, false)
-        .await
-        .map_err(|e| ClientError::Execution(e.into()))?;
+    client.use_keyspace(keyspace).await?;
     for st in BOOTSTRAP {
         ddl(client, st).await?;
     }

@@ -69,11 +69,14 @@ struct Prepared {
     run_index_newest: PreparedStatement,
 }
 
+/// Meter id to its region (`None`: unregistered or unplaced) and when that was looked up.
+type RegionCache = HashMap<String, (Option<String>, Instant)>;
+
 #[derive(Clone)]
 pub struct CassandraStore {
     client: Client,
     st: Arc<Prepared>,
-    regions: Arc<Mutex<HashMap<String, (Option<String>, Instant)>>>,
+    regions: Arc<Mutex<RegionCache>>,
 }
 
 async fn prepare(client: &Client, text: &str) -> Result<PreparedStatement, StoreError> {
@@ -211,16 +214,12 @@ impl CassandraStore {
     /// statement.
     pub async fn connect(config: &CassandraConfig) -> Result<Self, StoreError> {
         let client = Client::connect(config).await?;
-        client
-            .session
-            .use_keyspace(&config.keyspace, false)
-            .await
-            .map_err(|e| {
-                StoreError::Schema(format!(
-                    "keyspace `{}` is not usable ({e}): run `migrate` first",
-                    config.keyspace
-                ))
-            })?;
+        client.use_keyspace(&config.keyspace).await.map_err(|e| {
+            StoreError::Schema(format!(
+                "keyspace `{}` is not usable ({e}): run `migrate` first",
+                config.keyspace
+            ))
+        })?;
         crate::migrate::verify(&client, iot_migrations::CQL)
             .await
             .map_err(|e| StoreError::Schema(e.to_string()))?;

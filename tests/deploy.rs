@@ -1,0 +1,333 @@
+//! The compose stack's files: `docker-compose.yml` is accepted by docker-compose, the edge's
+//! `deploy/haproxy.cfg` by haproxy, and the edge routes only external paths to external
+//! listeners. The routing checks read the HAProxy config and evaluate its rules for sample
+//! requests, so they need no Docker engine.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::Command;
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(Path::new(ROOT).join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+/// Runs a validator, or says loudly that it is missing (a failure under CI).
+fn validate(program: &str, args: &[&str], package: &str) {
+    let out = match Command::new(program)
+        .args(args)
+        .current_dir(ROOT)
+        .env("IOT_METER_SECRET", "ci-meter-secret")
+        .env("IOT_ANALYST_TOKEN", "ci-analyst-token")
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            let why = format!("`{program}` cannot run ({e}); install Debian's `{package}`");
+            assert!(std::env::var_os("CI").is_none(), "{why}");
+            let _ = writeln!(
+                std::io::stderr(),
+                "!!! SKIPPED {program} validation: {why} !!!"
+            );
+            return;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "{program} {args:?} refused the file:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn docker_compose_accepts_the_compose_file() {
+    validate(
+        "docker-compose",
+        &["-f", "docker-compose.yml", "config", "-q"],
+        "docker-compose",
+    );
+}
+
+#[test]
+fn haproxy_accepts_the_edge_config() {
+    validate(
+        "haproxy",
+        &["-c", "-q", "-f", "deploy/haproxy.cfg"],
+        "haproxy",
+    );
+}
+
+/// One `frontend` or `backend` section: its lines, without comments.
+fn sections(cfg: &str) -> HashMap<String, Vec<Vec<String>>> {
+    let mut out: HashMap<String, Vec<Vec<String>>> = HashMap::new();
+    let mut current: Option<String> = None;
+    for line in cfg.lines() {
+        let line = line.split('#').next().unwrap_or("");
+        let words: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        if words.is_empty() {
+            continue;
+        }
+        if !line.starts_with(char::is_whitespace) {
+            current = match words[0].as_str() {
+                "frontend" | "backend" => Some(format!("{} {}", words[0], words[1])),
+                _ => None,
+            };
+            if let Some(c) = &current {
+                out.entry(c.clone()).or_default();
+            }
+            continue;
+        }
+        if let Some(c) = &current {
+            out.entry(c.clone()).or_default().push(words);
+        }
+    }
+    out
+}
+
+struct Frontend {
+    acls: HashMap<String, Vec<(String, Vec<String>)>>,
+    rules: Vec<Vec<String>>,
+}
+
+fn frontend(cfg: &HashMap<String, Vec<Vec<String>>>, name: &str) -> Frontend {
+    let lines = cfg
+        .get(&format!("frontend {name}"))
+        .unwrap_or_else(|| panic!("no frontend {name}"));
+    let mut acls: HashMap<String, Vec<(String, Vec<String>)>> = HashMap::new();
+    let mut rules = Vec::new();
+    for l in lines {
+        match l[0].as_str() {
+            "acl" => acls
+                .entry(l[1].clone())
+                .or_default()
+                .push((l[2].clone(), l[3..].to_vec())),
+            "use_backend" | "default_backend" | "http-request" => rules.push(l.clone()),
+            "bind" | "monitor-uri" => {}
+            other => panic!("frontend {name}: the test does not know `{other}`; teach it"),
+        }
+    }
+    Frontend { acls, rules }
+}
+
+impl Frontend {
+    fn acl(&self, name: &str, method: &str, path: &str) -> bool {
+        let defs = self
+            .acls
+            .get(name)
+            .unwrap_or_else(|| panic!("undefined acl {name}"));
+        defs.iter()
+            .any(|(criterion, values)| match criterion.as_str() {
+                "path" => values.iter().any(|v| v == path),
+                "path_beg" => values.iter().any(|v| path.starts_with(v.as_str())),
+                "method" => values.iter().any(|v| v == method),
+                other => panic!("the test does not know acl criterion `{other}`; teach it"),
+            })
+    }
+
+    /// `if a !b c`: every term holds.
+    fn holds(&self, cond: &[String], method: &str, path: &str) -> bool {
+        cond.iter().all(|term| {
+            assert!(term != "||" && term != "or", "the test handles AND only");
+            match term.strip_prefix('!') {
+                Some(name) => !self.acl(name, method, path),
+                None => self.acl(term, method, path),
+            }
+        })
+    }
+
+    /// Where a request goes: a backend name, or `deny <status>`.
+    fn route(&self, method: &str, path: &str) -> String {
+        // HAProxy runs http-request rules before choosing a backend.
+        for r in self.rules.iter().filter(|r| r[0] == "http-request") {
+            if r[1] == "deny" {
+                let cond = r
+                    .iter()
+                    .position(|w| w == "if")
+                    .map_or(&r[0..0], |i| &r[i + 1..]);
+                if self.holds(cond, method, path) {
+                    let status = r
+                        .iter()
+                        .position(|w| w == "deny_status")
+                        .map_or("403", |i| &r[i + 1]);
+                    return format!("deny {status}");
+                }
+            }
+        }
+        for r in self.rules.iter().filter(|r| r[0] == "use_backend") {
+            assert_eq!(r[2], "if", "use_backend without a condition: {r:?}");
+            if self.holds(&r[3..], method, path) {
+                return r[1].clone();
+            }
+        }
+        self.rules
+            .iter()
+            .find(|r| r[0] == "default_backend")
+            .map(|r| r[1].clone())
+            .unwrap_or_else(|| "deny 503".into())
+    }
+
+    /// Every path value the frontend's ACLs name.
+    fn paths(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .acls
+            .values()
+            .flatten()
+            .filter(|(c, _)| c.starts_with("path"))
+            .flat_map(|(_, v)| v.clone())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// The `host:port` each server of a backend sends requests to.
+fn targets(cfg: &HashMap<String, Vec<Vec<String>>>, backend: &str) -> Vec<String> {
+    cfg.get(&format!("backend {backend}"))
+        .unwrap_or_else(|| panic!("no backend {backend}"))
+        .iter()
+        .filter_map(|l| match l[0].as_str() {
+            "server" => Some(l[2].clone()),
+            "server-template" => Some(l[3].clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+const INTERNAL_SAMPLES: &[&str] = &[
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/internal/console",
+    "/internal/console/login",
+    "/internal/console/recompute",
+    "/internal/static/app.css",
+    "/internal/v1/meters",
+    "/internal/v1/runs",
+    "/internal/v1/runs/run-1",
+    "/admin",
+    "//internal/console",
+];
+
+#[test]
+fn the_external_frontend_routes_external_paths_only() {
+    let cfg = sections(&read("deploy/haproxy.cfg"));
+    let ext = frontend(&cfg, "external");
+    for path in INTERNAL_SAMPLES {
+        for method in ["GET", "POST", "HEAD", "DELETE"] {
+            let to = ext.route(method, path);
+            assert!(
+                to == "not_found" || to.starts_with("deny"),
+                "{method} {path} reaches {to} through the edge"
+            );
+        }
+    }
+    let expect = [
+        ("POST", "/api/v1/readings", "meter_external"),
+        ("GET", "/api/v1/readings", "deny 405"),
+        ("GET", "/", "web_external"),
+        ("GET", "/regions/E09000001", "web_external"),
+        ("GET", "/estimate", "web_external"),
+        ("GET", "/status", "web_external"),
+        ("GET", "/static/app.css", "web_external"),
+        ("GET", "/api/v1/regions", "web_external"),
+        ("GET", "/api/v1/regions/E09000001", "web_external"),
+        ("GET", "/api/v1/meters/MAC000001/readings", "web_external"),
+        ("GET", "/api/v1/openapi.json", "web_external"),
+        ("POST", "/", "not_found"),
+        ("GET", "/nowhere", "not_found"),
+    ];
+    for (method, path, backend) in expect {
+        assert_eq!(ext.route(method, path), backend, "{method} {path}");
+    }
+    // The allowlist itself: a new routed path must be added here on purpose.
+    assert_eq!(
+        ext.paths(),
+        vec![
+            "/",
+            "/api/v1/meters/",
+            "/api/v1/openapi.json",
+            "/api/v1/readings",
+            "/api/v1/regions",
+            "/api/v1/regions/",
+            "/estimate",
+            "/regions/",
+            "/static/",
+            "/status",
+        ]
+    );
+    // Whatever the external frontend reaches, it reaches external listeners only.
+    let mut reachable: Vec<&str> = ext
+        .rules
+        .iter()
+        .filter(|r| r[0] == "use_backend" || r[0] == "default_backend")
+        .map(|r| r[1].as_str())
+        .collect();
+    reachable.sort();
+    reachable.dedup();
+    for backend in reachable.into_iter().filter(|b| *b != "not_found") {
+        for target in targets(&cfg, backend) {
+            assert!(
+                target.ends_with(":8080") || target.ends_with(":8081"),
+                "backend {backend} sends external traffic to {target}, not an external listener"
+            );
+        }
+    }
+    assert!(targets(&cfg, "not_found").is_empty());
+}
+
+#[test]
+fn the_analyst_frontend_reaches_the_console_and_runs_only() {
+    let cfg = sections(&read("deploy/haproxy.cfg"));
+    let analyst = frontend(&cfg, "analyst");
+    assert_eq!(analyst.route("GET", "/internal/console"), "web_internal");
+    assert_eq!(
+        analyst.route("POST", "/internal/console/recompute"),
+        "web_internal"
+    );
+    assert_eq!(
+        analyst.route("GET", "/internal/v1/runs"),
+        "analytics_internal"
+    );
+    assert_eq!(analyst.route("GET", "/internal/v1/meters"), "web_internal");
+    for path in ["/metrics", "/healthz", "/", "/api/v1/readings"] {
+        assert_eq!(analyst.route("GET", path), "not_found", "{path}");
+    }
+    assert_eq!(targets(&cfg, "analytics_internal"), vec!["analytics:9083"]);
+}
+
+#[test]
+fn only_the_edge_publishes_ports_and_the_analyst_port_is_loopback_only() {
+    let compose = read("docker-compose.yml");
+    let mut service = String::new();
+    let mut published = Vec::new();
+    let mut in_ports = false;
+    for line in compose.lines() {
+        if line.starts_with("  ") && !line.starts_with("   ") && line.trim_end().ends_with(':') {
+            service = line.trim().trim_end_matches(':').to_owned();
+            in_ports = false;
+            continue;
+        }
+        let t = line.trim();
+        if t == "ports:" || t.starts_with("expose:") {
+            in_ports = true;
+            continue;
+        }
+        if in_ports {
+            if let Some(item) = t.strip_prefix("- ") {
+                published.push((service.clone(), item.trim_matches('"').to_owned()));
+                continue;
+            }
+            in_ports = false;
+        }
+    }
+    assert_eq!(
+        published,
+        vec![
+            ("edge".to_owned(), "8080:8080".to_owned()),
+            ("edge".to_owned(), "127.0.0.1:9090:9090".to_owned()),
+        ]
+    );
+}
