@@ -52,6 +52,15 @@ fn docker_compose_accepts_the_compose_file() {
 }
 
 #[test]
+fn docker_compose_accepts_the_test_override() {
+    validate(
+        "docker-compose",
+        &["-f", "docker-compose.yml", "-f", "compose.test.yml", "config", "-q"],
+        "docker-compose",
+    );
+}
+
+#[test]
 fn haproxy_accepts_the_edge_config() {
     validate(
         "haproxy",
