@@ -55,7 +55,14 @@ fn docker_compose_accepts_the_compose_file() {
 fn docker_compose_accepts_the_test_override() {
     validate(
         "docker-compose",
-        &["-f", "docker-compose.yml", "-f", "compose.test.yml", "config", "-q"],
+        &[
+            "-f",
+            "docker-compose.yml",
+            "-f",
+            "compose.test.yml",
+            "config",
+            "-q",
+        ],
         "docker-compose",
     );
 }

@@ -15,7 +15,10 @@ use iot_migrations::{Migration, checksum};
 use scylla::value::{CqlValue, Row};
 
 use crate::client::{Client, ClientError};
-use crate::statements::{BOOTSTRAP, LOCK_RELEASE, LOCK_TAKE, MIGRATION_RECORD, MIGRATIONS_APPLIED};
+use crate::statements::{
+    BOOTSTRAP, BOOTSTRAPPED, LOCK_OWNER, LOCK_RELEASE, LOCK_TAKE, MIGRATION_RECORD,
+    MIGRATIONS_APPLIED,
+};
 
 const LOCK_NAME: &str = "migrate";
 
@@ -161,8 +164,14 @@ pub async fn migrate(
         }
     }
     client.use_keyspace(keyspace).await?;
-    for st in BOOTSTRAP {
-        ddl(client, st).await?;
+    // The one step the lock cannot guard (the lock lives in these tables). On one node,
+    // concurrent `IF NOT EXISTS` creations are serialised; across nodes, creating only what
+    // is missing, after a random pause, keeps racing creators apart.
+    if !bootstrapped(client, keyspace).await? {
+        tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 2_000)).await;
+        for st in BOOTSTRAP {
+            ddl(client, st).await?;
+        }
     }
     let owner = format!(
         "{}-{}-{:08x}",
@@ -258,6 +267,27 @@ async fn applied(client: &Client) -> Result<Vec<Applied>, MigrateError> {
     Ok(out)
 }
 
+/// Whether the migrator's own tables exist already.
+async fn bootstrapped(client: &Client, keyspace: &str) -> Result<bool, ClientError> {
+    let result = client
+        .run("read schema", || {
+            client.session.query_unpaged(BOOTSTRAPPED, (keyspace,))
+        })
+        .await?;
+    let rows = result
+        .into_rows_result()
+        .map_err(|e| ClientError::Decode(e.to_string()))?;
+    let names = rows
+        .rows::<(String,)>()
+        .map_err(|e| ClientError::Decode(e.to_string()))?
+        .filter_map(Result::ok)
+        .map(|r| r.0)
+        .collect::<Vec<_>>();
+    Ok(["schema_migrations", "schema_migration_lock"]
+        .iter()
+        .all(|t| names.iter().any(|n| n == t)))
+}
+
 /// A schema change, then a wait until every node has it, so the next statement (or the
 /// next container) sees it.
 async fn ddl(client: &Client, statement: &str) -> Result<(), ClientError> {
@@ -299,7 +329,9 @@ async fn take_lock(client: &Client, owner: &str, wait: Duration) -> Result<(), M
                     .query_unpaged(LOCK_TAKE, (LOCK_NAME, owner, Utc::now()))
             })
             .await?;
-        if lwt_applied(result)? {
+        // A retried insert whose first attempt did land reads as "not applied": the lock
+        // is then ours already.
+        if lwt_applied(result)? || lock_owner(client).await?.as_deref() == Some(owner) {
             return Ok(());
         }
         if start.elapsed() >= wait {
@@ -311,6 +343,21 @@ async fn take_lock(client: &Client, owner: &str, wait: Duration) -> Result<(), M
         }
         tokio::time::sleep(Duration::from_millis(500 + rand::random::<u64>() % 500)).await;
     }
+}
+
+async fn lock_owner(client: &Client) -> Result<Option<String>, ClientError> {
+    let result = client
+        .run("read migration lock", || {
+            client.session.query_unpaged(LOCK_OWNER, (LOCK_NAME,))
+        })
+        .await?;
+    let rows = result
+        .into_rows_result()
+        .map_err(|e| ClientError::Decode(e.to_string()))?;
+    let row = rows
+        .maybe_first_row::<(Option<String>,)>()
+        .map_err(|e| ClientError::Decode(e.to_string()))?;
+    Ok(row.and_then(|r| r.0))
 }
 
 async fn release_lock(client: &Client, owner: &str) -> Result<(), ClientError> {

@@ -19,10 +19,14 @@ pub const BOOTSTRAP: &[&str] = &[
     )",
 ];
 
+/// Cassandra's own catalogue, not the migrations' (so not in [`ALL`]).
+pub const BOOTSTRAPPED: &str =
+    "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?";
 pub const MIGRATIONS_APPLIED: &str = "SELECT version, name, checksum FROM schema_migrations";
 pub const MIGRATION_RECORD: &str = "INSERT INTO schema_migrations (version, name, checksum, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)";
 /// The lock expires by itself if its holder dies.
 pub const LOCK_TAKE: &str = "INSERT INTO schema_migration_lock (name, owner, since) VALUES (?, ?, ?) IF NOT EXISTS USING TTL 300";
+pub const LOCK_OWNER: &str = "SELECT owner FROM schema_migration_lock WHERE name = ?";
 pub const LOCK_RELEASE: &str = "DELETE FROM schema_migration_lock WHERE name = ? IF owner = ?";
 
 pub const PING: &str = "SELECT version FROM schema_migrations LIMIT 1";
@@ -66,6 +70,7 @@ pub const ALL: &[&str] = &[
     MIGRATIONS_APPLIED,
     MIGRATION_RECORD,
     LOCK_TAKE,
+    LOCK_OWNER,
     LOCK_RELEASE,
     PING,
     METER_UPSERT,

@@ -259,9 +259,10 @@ pub async fn profiles_replace_per_region(store: &dyn Store) {
 }
 
 pub async fn runs_round_trip_newest_first(store: &dyn Store) {
-    // Far in the future, so these are the newest runs even in a shared store; with
-    // milliseconds, which run timings need.
-    let base = at(T0 + 400 * 365 * 86_400) + Duration::milliseconds(123);
+    // Far in the future, so these are the newest runs even in a shared store, and later for
+    // each later run of the suite; with milliseconds, which run timings need.
+    let base = at(T0 + 400 * 365 * 86_400) + (Utc::now() - at(T0)) + Duration::milliseconds(123);
+    let base = DateTime::from_timestamp_millis(base.timestamp_millis()).unwrap_or(base);
     let ids: Vec<String> = (0..3).map(|_| unique("run")).collect();
     for (i, id) in ids.iter().enumerate() {
         let run = Run::queued(id.clone(), "api", base + Duration::seconds(i as i64));
