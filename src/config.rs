@@ -51,25 +51,8 @@ pub struct RunArgs {
     /// Listener for operators: health, metrics, provisioning. Keep it off the internet.
     #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9080")]
     pub internal_addr: SocketAddr,
-    /// Simulated households (0 runs without a fleet).
-    #[arg(long, env = "IOT_METERS", default_value_t = 300)]
-    pub meters: usize,
-    /// Days of history the fleet posts at start-up, as fast as the meter takes them.
-    #[arg(long, env = "IOT_BACKFILL_DAYS", default_value_t = 21)]
-    pub backfill_days: u32,
-    /// The last days before now that the fleet replays at `--speed` after the backfill,
-    /// to watch data arrive; 0 goes straight to real time.
-    #[arg(long, env = "IOT_REPLAY_DAYS", default_value_t = 0)]
-    pub replay_days: u32,
-    /// How many times faster than real time the replay runs.
-    #[arg(long, env = "IOT_FLEET_SPEED", default_value_t = 60.0)]
-    pub speed: f64,
-    /// Seed of the fleet: the same seed gives the same households and readings.
-    #[arg(long, env = "IOT_SEED", default_value_t = 42)]
-    pub seed: u64,
-    /// Fleet requests in flight at once.
-    #[arg(long, env = "IOT_FLEET_CONCURRENCY", default_value_t = 8)]
-    pub fleet_concurrency: usize,
+    #[command(flatten)]
+    pub fleet: iot_simulator::cli::FleetFlags,
     /// Minutes between scheduled recomputes of the regional profiles.
     #[arg(long, env = "IOT_ANALYTICS_EVERY_MIN", default_value_t = 15)]
     pub recompute_every_min: u64,

@@ -7,7 +7,6 @@ use iot_demo::app::AppConfig;
 use iot_demo::commands;
 use iot_demo::config::{Cli, Command};
 use iot_demo::secrets::load_or_create;
-use iot_simulator::FleetConfig;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -44,15 +43,8 @@ async fn run(cli: Cli, meter_secret: String) -> anyhow::Result<()> {
         external_addr: run.external_addr,
         internal_addr: run.internal_addr,
         publish_timeout: Duration::from_millis(run.publish_timeout_ms),
-        fleet: Some(FleetConfig {
-            meters: run.meters,
-            backfill_days: run.backfill_days,
-            replay_days: run.replay_days,
-            speed: run.speed,
-            seed: run.seed,
-            concurrency: run.fleet_concurrency,
-            ..FleetConfig::default()
-        }),
+        // The meter URL is filled in once the external listener is bound.
+        fleet: Some(run.fleet.config("")),
         analytics: iot_analytics::JobConfig {
             threads: run.analytics_threads,
             window_days: run.window_days,

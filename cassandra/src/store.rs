@@ -533,13 +533,14 @@ impl Store for CassandraStore {
         let mut out = Vec::new();
         let mut pages = futures::stream::iter(days)
             .map(|day| async move {
-                let left = i32::try_from(limit).unwrap_or(i32::MAX);
+                // Each day's query may return the whole limit; the loop below stops at it.
+                let most = i32::try_from(limit).unwrap_or(i32::MAX);
                 let result = self
                     .client
                     .run("meter readings", || {
                         self.client.session.execute_unpaged(
                             &self.st.meter_readings,
-                            (meter_id, day, from, to, left),
+                            (meter_id, day, from, to, most),
                         )
                     })
                     .await?;
@@ -567,11 +568,8 @@ impl Store for CassandraStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<ScanSlice>, StoreError> {
-        let rows: Vec<(Option<String>,)> = {
-            let meters: Vec<MeterRow> = self.all_rows(&self.st.meters_all).await?;
-            meters.into_iter().map(|m| (m.1,)).collect()
-        };
-        let mut regions: Vec<String> = rows.into_iter().filter_map(|r| r.0).collect();
+        let meters: Vec<MeterRow> = self.all_rows(&self.st.meters_all).await?;
+        let mut regions: Vec<String> = meters.into_iter().filter_map(|m| m.1).collect();
         regions.sort();
         regions.dedup();
         let mut slices = Vec::new();
