@@ -182,3 +182,32 @@ async fn a_failed_run_keeps_the_previous_profiles_and_says_why() {
     assert_eq!(after, before);
     assert!(after.iter().all(|p| p.run_id == ok.run_id));
 }
+
+#[tokio::test]
+async fn a_scan_cut_into_many_slices_gives_the_same_profiles() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let inner = seeded(&dir).await;
+    let whole = Analytics::new(Arc::new(inner.clone()), JobConfig::default());
+    let run = whole.run_now("cli").await.unwrap_or_else(|e| panic!("{e}"));
+    let expected = inner.profiles().await.unwrap_or_else(|e| panic!("{e}"));
+    // 5-hour slices over a 28-day window: 135 slices dealt over 8 partitions.
+    let sliced = Analytics::new(
+        Arc::new(FaultyStoreDouble {
+            slice_hours: Some(5),
+            ..FaultyStoreDouble::new(inner.clone())
+        }),
+        JobConfig::default(),
+    );
+    let again = sliced
+        .run_now("cli")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again.status, RunStatus::Succeeded, "{again:?}");
+    assert_eq!(again.rows_scanned, run.rows_scanned, "every reading once");
+    let got = inner.profiles().await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(got.len(), expected.len());
+    for (g, e) in got.iter().zip(&expected) {
+        assert_eq!(g.run_id, again.run_id);
+        assert_eq!(g.figures, e.figures, "{}", e.figures.region);
+    }
+}

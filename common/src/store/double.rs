@@ -19,6 +19,9 @@ pub struct FaultyStoreDouble<S> {
     pub failing_scans: AtomicBool,
     /// When set, each `scan_readings` call first waits for a permit.
     pub scan_gate: Option<Arc<Semaphore>>,
+    /// When set, a window scan is cut into slices of this many hours (as Cassandra cuts it
+    /// into days), each read through the inner store as a whole window of its own.
+    pub slice_hours: Option<i64>,
 }
 
 impl<S: Store> FaultyStoreDouble<S> {
@@ -28,6 +31,7 @@ impl<S: Store> FaultyStoreDouble<S> {
             failing_writes: AtomicUsize::new(0),
             failing_scans: AtomicBool::new(false),
             scan_gate: None,
+            slice_hours: None,
         }
     }
 }
@@ -73,7 +77,17 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<ScanSlice>, StoreError> {
-        self.inner.scan_slices(from, to).await
+        let Some(hours) = self.slice_hours.filter(|h| *h > 0) else {
+            return self.inner.scan_slices(from, to).await;
+        };
+        let mut slices = Vec::new();
+        let mut start = from;
+        while start < to {
+            let end = (start + chrono::Duration::hours(hours)).min(to);
+            slices.push(ScanSlice::whole(start, end));
+            start = end;
+        }
+        Ok(slices)
     }
     async fn scan_readings(
         &self,
