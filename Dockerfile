@@ -24,9 +24,10 @@ COPY analytics/Cargo.toml analytics/
 COPY web/Cargo.toml web/
 COPY migrations/Cargo.toml migrations/
 RUN for crate in . common kafka cassandra meter simulator analytics web migrations; do \
-        mkdir -p "$crate/src" \
-     && echo 'fn main() {}' > "$crate/src/main.rs" \
-     && touch "$crate/src/lib.rs"; \
+        mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; \
+    done \
+ && for crate in . cassandra meter simulator analytics web; do \
+        echo 'fn main() {}' > "$crate/src/main.rs"; \
     done \
  && cargo build --release --locked --workspace --bins \
  && rm -rf target/release/.fingerprint/iot-* target/release/deps/iot_* target/release/deps/libiot_*

@@ -347,3 +347,74 @@ fn only_the_edge_publishes_ports_and_the_analyst_port_is_loopback_only() {
         ]
     );
 }
+
+/// Workspace members and the binaries they declare, from the manifests.
+fn members_and_bins() -> (Vec<String>, Vec<String>) {
+    let root = read("Cargo.toml");
+    let members_line = root
+        .lines()
+        .find(|l| l.trim_start().starts_with("members"))
+        .unwrap_or_else(|| panic!("no members in Cargo.toml"));
+    let members: Vec<String> = members_line
+        .split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect();
+    let mut bins = Vec::new();
+    for manifest in std::iter::once("Cargo.toml".to_owned())
+        .chain(members.iter().map(|m| format!("{m}/Cargo.toml")))
+    {
+        let text = read(&manifest);
+        let mut in_bin = false;
+        for line in text.lines() {
+            let t = line.trim();
+            if t.starts_with('[') {
+                in_bin = t == "[[bin]]";
+            } else if in_bin && t.starts_with("name") {
+                bins.push(t.split('"').nth(1).unwrap_or_default().to_owned());
+            }
+        }
+    }
+    (members, bins)
+}
+
+#[test]
+fn the_image_builds_every_crate_and_ships_every_binary_compose_runs() {
+    let dockerfile = read("Dockerfile");
+    let (members, bins) = members_and_bins();
+    for m in &members {
+        assert!(
+            dockerfile.contains(&format!("COPY {m}/Cargo.toml {m}/")),
+            "the Dockerfile's dependency layer misses {m}/Cargo.toml"
+        );
+    }
+    let stub_line = dockerfile
+        .lines()
+        .find(|l| l.contains("for crate in . common"))
+        .unwrap_or_else(|| panic!("no stub loop in the Dockerfile"));
+    for m in &members {
+        assert!(
+            stub_line
+                .split_whitespace()
+                .any(|w| w.trim_end_matches(';') == m),
+            "the stub loop misses {m}"
+        );
+    }
+    for b in &bins {
+        assert!(
+            dockerfile.contains(&format!("target/release/{b} ")),
+            "the image does not ship the `{b}` binary"
+        );
+    }
+    // Every compose service built from the image runs one of those binaries.
+    for line in read("docker-compose.yml").lines() {
+        if let Some(cmd) = line.trim().strip_prefix("command: [\"") {
+            let program = cmd.split('"').next().unwrap_or_default();
+            assert!(
+                bins.iter().any(|b| b == program),
+                "compose runs `{program}`, which the image lacks"
+            );
+        }
+    }
+}
