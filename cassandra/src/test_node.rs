@@ -26,7 +26,7 @@ pub fn config(test: &str) -> Option<CassandraConfig> {
         let _ = writeln!(
             std::io::stderr(),
             "!!! SKIPPED {test}: needs a Cassandra node; set IOT_TEST_CASSANDRA=127.0.0.1:9042 \
-             (e.g. `docker compose up -d cassandra`, see README) !!!"
+             (the compose Cassandra: README, \"Cassandra tests\") !!!"
         );
         return None;
     }
