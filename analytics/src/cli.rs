@@ -12,10 +12,10 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use clap::{Args, Parser, Subcommand};
 use iot_common::auth::StaticToken;
-use iot_common::http::{Health, fallback, health_routes, serve};
+use iot_common::http::{Health, fallback, health_routes};
 use iot_common::metrics::Metrics;
+use iot_common::service::Service;
 use iot_common::store::Store;
-use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::ProfileFigures;
 use crate::api::{RunsState, runs_router};
@@ -131,8 +131,8 @@ pub enum CliError {
     Output(#[from] crate::output::OutputError),
     #[error(transparent)]
     Parquet(#[from] datafusion::parquet::errors::ParquetError),
-    #[error("cannot listen on {0}: {1}")]
-    Listen(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Listen(#[from] iot_common::service::ListenError),
     #[error("{0}")]
     Usage(String),
     #[error("the run failed: {0}")]
@@ -286,28 +286,19 @@ async fn serve_api(
             analyst_token: StaticToken::new(&token),
         }))
         .fallback(fallback);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| CliError::Listen(addr, e))?;
-    let shutdown = CancellationToken::new();
-    tokio::spawn(analytics.clone().schedule(
-        first_run,
-        Duration::from_secs(every_minutes.max(1) * 60),
-        shutdown.clone(),
-    ));
-    {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            iot_common::http::shutdown_signal(shutdown.clone()).await;
-            shutdown.cancel();
-        });
-    }
+    let mut service = Service::new();
+    let addr = service.listen("internal", addr, router).await?;
+    let stop = service.shutdown_token();
+    let every = Duration::from_secs(every_minutes.max(1) * 60);
+    service.spawn("schedule", async move {
+        analytics.schedule(first_run, every, stop).await;
+        Ok::<(), std::convert::Infallible>(())
+    });
     eprintln!(
         "analytics serving runs on http://{addr}/internal/v1/runs, every {every_minutes} min"
     );
-    serve(listener, router, shutdown)
-        .await
-        .map_err(|e| CliError::Listen(addr, e))
+    service.run_until_signal(Duration::from_secs(30)).await;
+    Ok(())
 }
 
 fn peak_rss_mib() -> Option<f64> {

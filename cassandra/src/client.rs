@@ -9,10 +9,14 @@ use std::time::Duration;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::deserialize::row::DeserializeRow;
 use scylla::errors::{DbError, ExecutionError, NewSessionError, RequestAttemptError};
 use scylla::frame::types::SerialConsistency;
 use scylla::policies::load_balancing::DefaultPolicy;
 use scylla::policies::retry::DefaultRetryPolicy;
+use scylla::response::query_result::QueryResult;
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::prepared::PreparedStatement;
 use tokio::sync::Semaphore;
 
 use crate::config::CassandraConfig;
@@ -30,6 +34,8 @@ pub enum ClientError {
     Pager(Box<scylla::errors::PagerExecutionError>),
     #[error("Cassandra answered with data this version cannot read: {0}")]
     Decode(String),
+    #[error("the cluster did not agree on the schema: {0}")]
+    Agreement(String),
 }
 
 impl From<ExecutionError> for ClientError {
@@ -94,6 +100,29 @@ impl Client {
             .map_err(|e| ClientError::from(ExecutionError::from(e)))
     }
 
+    /// Runs a prepared statement as [`Client::run`] does, and returns its whole answer.
+    pub async fn execute(
+        &self,
+        what: &'static str,
+        statement: &PreparedStatement,
+        values: impl SerializeRow,
+    ) -> Result<QueryResult, ClientError> {
+        self.run(what, || self.session.execute_unpaged(statement, &values))
+            .await
+    }
+
+    /// Runs a statement given as text (schema changes, the migrator's own bookkeeping) as
+    /// [`Client::run`] does.
+    pub async fn query(
+        &self,
+        what: &'static str,
+        text: &str,
+        values: impl SerializeRow,
+    ) -> Result<QueryResult, ClientError> {
+        self.run(what, || self.session.query_unpaged(text, &values))
+            .await
+    }
+
     /// Runs one idempotent request, holding a concurrency permit, retrying transient
     /// failures with exponential backoff (50 ms, 100 ms, 200 ms, ... with jitter).
     pub async fn run<T, F, Fut>(&self, what: &'static str, mut request: F) -> Result<T, ClientError>
@@ -121,6 +150,19 @@ impl Client {
             }
         }
     }
+}
+
+/// The rows of an answer, typed.
+pub fn rows<T>(result: QueryResult) -> Result<Vec<T>, ClientError>
+where
+    T: for<'f, 'm> DeserializeRow<'f, 'm>,
+{
+    let decode = |e: &dyn std::fmt::Display| ClientError::Decode(e.to_string());
+    let rows = result.into_rows_result().map_err(|e| decode(&e))?;
+    rows.rows::<T>()
+        .map_err(|e| decode(&e))?
+        .collect::<Result<Vec<T>, _>>()
+        .map_err(|e| decode(&e))
 }
 
 /// Failures that another attempt may not meet: timeouts, too few live replicas, an

@@ -14,11 +14,12 @@ use chrono::Utc;
 use iot_migrations::{Migration, checksum};
 use scylla::value::{CqlValue, Row};
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, rows};
 use crate::statements::{
     BOOTSTRAP, BOOTSTRAPPED, LOCK_OWNER, LOCK_RELEASE, LOCK_TAKE, MIGRATION_RECORD,
     MIGRATIONS_APPLIED,
 };
+use scylla::response::query_result::QueryResult;
 
 const LOCK_NAME: &str = "migrate";
 
@@ -48,8 +49,6 @@ pub enum MigrateError {
         name: String,
         source: ClientError,
     },
-    #[error("the cluster did not agree on the schema: {0}")]
-    Agreement(String),
     #[error(transparent)]
     Client(#[from] ClientError),
 }
@@ -231,11 +230,7 @@ async fn apply_pending(
         let version = i32::try_from(file.version).unwrap_or(i32::MAX);
         let record = (version, file.name, checksum(file.sql), Utc::now(), owner);
         client
-            .run("record migration", || {
-                client
-                    .session
-                    .query_unpaged(MIGRATION_RECORD, record.clone())
-            })
+            .query("record migration", MIGRATION_RECORD, record)
             .await?;
         report.applied.push((file.version, file.name.to_owned()));
     }
@@ -244,25 +239,16 @@ async fn apply_pending(
 
 async fn applied(client: &Client) -> Result<Vec<Applied>, MigrateError> {
     let result = client
-        .run("read migrations", || {
-            client.session.query_unpaged(MIGRATIONS_APPLIED, ())
-        })
+        .query("read migrations", MIGRATIONS_APPLIED, ())
         .await?;
-    let rows = result
-        .into_rows_result()
-        .map_err(|e| ClientError::Decode(e.to_string()))?;
-    let mut out = Vec::new();
-    for row in rows
-        .rows::<(i32, Option<String>, Option<String>)>()
-        .map_err(|e| ClientError::Decode(e.to_string()))?
-    {
-        let (version, name, sum) = row.map_err(|e| ClientError::Decode(e.to_string()))?;
-        out.push(Applied {
+    let mut out: Vec<Applied> = rows::<(i32, Option<String>, Option<String>)>(result)?
+        .into_iter()
+        .map(|(version, name, sum)| Applied {
             version: u32::try_from(version).unwrap_or(0),
             name: name.unwrap_or_default(),
             checksum: sum.unwrap_or_default(),
-        });
-    }
+        })
+        .collect();
     out.sort_by_key(|a| a.version);
     Ok(out)
 }
@@ -270,48 +256,29 @@ async fn applied(client: &Client) -> Result<Vec<Applied>, MigrateError> {
 /// Whether the migrator's own tables exist already.
 async fn bootstrapped(client: &Client, keyspace: &str) -> Result<bool, ClientError> {
     let result = client
-        .run("read schema", || {
-            client.session.query_unpaged(BOOTSTRAPPED, (keyspace,))
-        })
+        .query("read schema", BOOTSTRAPPED, (keyspace,))
         .await?;
-    let rows = result
-        .into_rows_result()
-        .map_err(|e| ClientError::Decode(e.to_string()))?;
-    let names = rows
-        .rows::<(String,)>()
-        .map_err(|e| ClientError::Decode(e.to_string()))?
-        .filter_map(Result::ok)
-        .map(|r| r.0)
-        .collect::<Vec<_>>();
+    let names = rows::<(String,)>(result)?;
     Ok(["schema_migrations", "schema_migration_lock"]
         .iter()
-        .all(|t| names.iter().any(|n| n == t)))
+        .all(|t| names.iter().any(|(n,)| n == t)))
 }
 
 /// A schema change, then a wait until every node has it, so the next statement (or the
 /// next container) sees it.
 async fn ddl(client: &Client, statement: &str) -> Result<(), ClientError> {
-    client
-        .run("schema change", || {
-            client.session.query_unpaged(statement, ())
-        })
-        .await?;
+    client.query("schema change", statement, ()).await?;
     client
         .session
         .await_schema_agreement()
         .await
-        .map_err(|e| ClientError::Decode(format!("schema agreement: {e}")))?;
+        .map_err(|e| ClientError::Agreement(e.to_string()))?;
     Ok(())
 }
 
 /// `[applied]` of a lightweight transaction's answer.
-fn lwt_applied(result: scylla::response::query_result::QueryResult) -> Result<bool, ClientError> {
-    let rows = result
-        .into_rows_result()
-        .map_err(|e| ClientError::Decode(e.to_string()))?;
-    let first = rows
-        .maybe_first_row::<Row>()
-        .map_err(|e| ClientError::Decode(e.to_string()))?;
+fn lwt_applied(result: QueryResult) -> Result<bool, ClientError> {
+    let first = rows::<Row>(result)?.into_iter().next();
     Ok(matches!(
         first.and_then(|r| r.columns.into_iter().next().flatten()),
         Some(CqlValue::Boolean(true))
@@ -323,11 +290,11 @@ async fn take_lock(client: &Client, owner: &str, wait: Duration) -> Result<(), M
     let mut logged = false;
     loop {
         let result = client
-            .run("take migration lock", || {
-                client
-                    .session
-                    .query_unpaged(LOCK_TAKE, (LOCK_NAME, owner, Utc::now()))
-            })
+            .query(
+                "take migration lock",
+                LOCK_TAKE,
+                (LOCK_NAME, owner, Utc::now()),
+            )
             .await?;
         // A retried insert whose first attempt did land reads as "not applied": the lock
         // is then ours already.
@@ -347,26 +314,17 @@ async fn take_lock(client: &Client, owner: &str, wait: Duration) -> Result<(), M
 
 async fn lock_owner(client: &Client) -> Result<Option<String>, ClientError> {
     let result = client
-        .run("read migration lock", || {
-            client.session.query_unpaged(LOCK_OWNER, (LOCK_NAME,))
-        })
+        .query("read migration lock", LOCK_OWNER, (LOCK_NAME,))
         .await?;
-    let rows = result
-        .into_rows_result()
-        .map_err(|e| ClientError::Decode(e.to_string()))?;
-    let row = rows
-        .maybe_first_row::<(Option<String>,)>()
-        .map_err(|e| ClientError::Decode(e.to_string()))?;
-    Ok(row.and_then(|r| r.0))
+    Ok(rows::<(Option<String>,)>(result)?
+        .into_iter()
+        .next()
+        .and_then(|r| r.0))
 }
 
 async fn release_lock(client: &Client, owner: &str) -> Result<(), ClientError> {
     client
-        .run("release migration lock", || {
-            client
-                .session
-                .query_unpaged(LOCK_RELEASE, (LOCK_NAME, owner))
-        })
+        .query("release migration lock", LOCK_RELEASE, (LOCK_NAME, owner))
         .await
         .map(|_| ())
 }

@@ -26,6 +26,11 @@ pub enum SelectError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot create the data directory {dir}: {source}")]
+    DataDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl StoreArgs {
@@ -37,11 +42,9 @@ impl StoreArgs {
                 Ok(Arc::new(CassandraStore::connect(&config).await?))
             }
             None => {
-                std::fs::create_dir_all(&self.data_dir).map_err(|e| {
-                    StoreError::Unavailable(format!(
-                        "cannot create the data directory {}: {e}",
-                        self.data_dir.display()
-                    ))
+                std::fs::create_dir_all(&self.data_dir).map_err(|source| SelectError::DataDir {
+                    dir: self.data_dir.clone(),
+                    source,
                 })?;
                 let path = SqliteStore::path_in(&self.data_dir);
                 tracing::info!(path = %path.display(), "store: embedded SQLite");

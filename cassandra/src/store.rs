@@ -21,7 +21,7 @@ use scylla::response::PagingState;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
-use crate::client::{Client, ClientError};
+use crate::client::{Client, ClientError, rows};
 use crate::config::CassandraConfig;
 use crate::statements as cql;
 
@@ -125,17 +125,6 @@ where
         .buffer_unordered(FAN_OUT)
         .try_collect()
         .await
-}
-
-/// Rows of a query's answer, typed.
-macro_rules! rows {
-    ($result:expr, $ty:ty) => {{
-        let rows = $result.into_rows_result().map_err(decode)?;
-        rows.rows::<$ty>()
-            .map_err(decode)?
-            .collect::<Result<Vec<$ty>, _>>()
-            .map_err(decode)?
-    }};
 }
 
 type MeterRow = (
@@ -278,13 +267,9 @@ impl CassandraStore {
             lookups.push(async move {
                 let result = self
                     .client
-                    .run("meter region", || {
-                        self.client
-                            .session
-                            .execute_unpaged(&self.st.meter_region, (&id,))
-                    })
+                    .execute("meter region", &self.st.meter_region, (&id,))
                     .await?;
-                let rows = rows!(result, (Option<String>,));
+                let rows = rows::<(Option<String>,)>(result)?;
                 Ok::<_, StoreError>((id, rows.into_iter().next().and_then(|r| r.0)))
             });
         }
@@ -325,23 +310,19 @@ impl CassandraStore {
     async fn refresh_meter_day(&self, meter: &str, day: NaiveDate) -> Result<(), StoreError> {
         let result = self
             .client
-            .run("count meter day", || {
-                self.client
-                    .session
-                    .execute_unpaged(&self.st.meter_day_count, (meter, day))
-            })
+            .execute("count meter day", &self.st.meter_day_count, (meter, day))
             .await?;
-        let row = rows!(result, (i64, Option<DateTime<Utc>>))
+        let row = rows::<(i64, Option<DateTime<Utc>>)>(result)?
             .into_iter()
             .next();
         let (n, latest) = row.unwrap_or((0, None));
         let n = i32::try_from(n).unwrap_or(i32::MAX);
         self.client
-            .run("put meter day", || {
-                self.client
-                    .session
-                    .execute_unpaged(&self.st.meter_day_put, (meter, day, n, latest))
-            })
+            .execute(
+                "put meter day",
+                &self.st.meter_day_put,
+                (meter, day, n, latest),
+            )
             .await?;
         Ok(())
     }
@@ -369,11 +350,7 @@ impl CassandraStore {
 #[async_trait]
 impl Store for CassandraStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client
-            .run("ping", || {
-                self.client.session.execute_unpaged(&self.st.ping, ())
-            })
-            .await?;
+        self.client.execute("ping", &self.st.ping, ()).await?;
         Ok(())
     }
 
@@ -391,11 +368,7 @@ impl Store for CassandraStore {
             );
             writes.push(async move {
                 self.client
-                    .run("upsert meter", || {
-                        self.client
-                            .session
-                            .execute_unpaged(&self.st.meter_upsert, values)
-                    })
+                    .execute("upsert meter", &self.st.meter_upsert, values)
                     .await
                     .map_err(StoreError::from)
             });
@@ -412,13 +385,9 @@ impl Store for CassandraStore {
     async fn meter(&self, meter_id: &str) -> Result<Option<Meter>, StoreError> {
         let result = self
             .client
-            .run("get meter", || {
-                self.client
-                    .session
-                    .execute_unpaged(&self.st.meter_get, (meter_id,))
-            })
+            .execute("get meter", &self.st.meter_get, (meter_id,))
             .await?;
-        rows!(result, MeterRow)
+        rows::<MeterRow>(result)?
             .into_iter()
             .next()
             .map(meter_from_row)
@@ -519,13 +488,13 @@ impl Store for CassandraStore {
         let (first, last) = (day_of(from), day_of(to - TimeDelta::milliseconds(1)));
         let result = self
             .client
-            .run("meter days", || {
-                self.client
-                    .session
-                    .execute_unpaged(&self.st.meter_days_in, (meter_id, first, last))
-            })
+            .execute(
+                "meter days",
+                &self.st.meter_days_in,
+                (meter_id, first, last),
+            )
             .await?;
-        let mut days: Vec<NaiveDate> = rows!(result, (NaiveDate,))
+        let mut days: Vec<NaiveDate> = rows::<(NaiveDate,)>(result)?
             .into_iter()
             .map(|r| r.0)
             .collect();
@@ -537,14 +506,13 @@ impl Store for CassandraStore {
                 let most = i32::try_from(limit).unwrap_or(i32::MAX);
                 let result = self
                     .client
-                    .run("meter readings", || {
-                        self.client.session.execute_unpaged(
-                            &self.st.meter_readings,
-                            (meter_id, day, from, to, most),
-                        )
-                    })
+                    .execute(
+                        "meter readings",
+                        &self.st.meter_readings,
+                        (meter_id, day, from, to, most),
+                    )
                     .await?;
-                Ok::<_, StoreError>(rows!(result, (DateTime<Utc>, f64, i32)))
+                Ok::<_, StoreError>(rows::<(DateTime<Utc>, f64, i32)>(result)?)
             })
             .buffered(4);
         while let Some(rows) = pages.next().await {
@@ -613,7 +581,7 @@ impl Store for CassandraStore {
                     .execute_single_page(&statement, values, paging.clone())
             })
             .await?;
-        let rows = rows!(result, (DateTime<Utc>, String, f64))
+        let rows = rows::<(DateTime<Utc>, String, f64)>(result)?
             .into_iter()
             .map(|(ts, meter_id, kwh)| RegionReading {
                 region: region.clone(),
@@ -649,11 +617,7 @@ impl Store for CassandraStore {
             );
             writes.push(async move {
                 self.client
-                    .run("put profile", || {
-                        self.client
-                            .session
-                            .execute_unpaged(&self.st.profile_put, values.clone())
-                    })
+                    .execute("put profile", &self.st.profile_put, values)
                     .await
                     .map_err(StoreError::from)
             });
@@ -688,20 +652,15 @@ impl Store for CassandraStore {
             &run.error,
         );
         self.client
-            .run("put run", || {
-                self.client
-                    .session
-                    .execute_unpaged(&self.st.run_put, values)
-            })
+            .execute("put run", &self.st.run_put, values)
             .await?;
         // The index row after the run row, so a listed run can always be read.
         self.client
-            .run("index run", || {
-                self.client.session.execute_unpaged(
-                    &self.st.run_index_put,
-                    (RUNS_BUCKET, run.created_at, &run.run_id),
-                )
-            })
+            .execute(
+                "index run",
+                &self.st.run_index_put,
+                (RUNS_BUCKET, run.created_at, &run.run_id),
+            )
             .await?;
         Ok(())
     }
@@ -709,13 +668,9 @@ impl Store for CassandraStore {
     async fn run(&self, run_id: &str) -> Result<Option<Run>, StoreError> {
         let result = self
             .client
-            .run("get run", || {
-                self.client
-                    .session
-                    .execute_unpaged(&self.st.run_get, (run_id,))
-            })
+            .execute("get run", &self.st.run_get, (run_id,))
             .await?;
-        rows!(result, RunRow)
+        rows::<RunRow>(result)?
             .into_iter()
             .next()
             .map(run_from_row)
@@ -729,13 +684,12 @@ impl Store for CassandraStore {
         }
         let result = self
             .client
-            .run("list runs", || {
-                self.client
-                    .session
-                    .execute_unpaged(&self.st.run_index_newest, (RUNS_BUCKET, n))
-            })
+            .execute("list runs", &self.st.run_index_newest, (RUNS_BUCKET, n))
             .await?;
-        let ids: Vec<String> = rows!(result, (String,)).into_iter().map(|r| r.0).collect();
+        let ids: Vec<String> = rows::<(String,)>(result)?
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
         let runs: Vec<Option<Run>> = futures::stream::iter(ids)
             .map(|id| async move { self.run(&id).await })
             .buffered(FAN_OUT)

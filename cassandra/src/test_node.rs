@@ -6,7 +6,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use crate::client::Client;
-use crate::config::{CassandraConfig, ReplicationArgs};
+use crate::config::CassandraConfig;
 use crate::store::CassandraStore;
 
 /// The keyspace tests use, so they never touch `iot_demo`'s data.
@@ -62,13 +62,4 @@ pub async fn store(test: &str) -> Option<CassandraStore> {
             .await
             .unwrap_or_else(|e| panic!("{test}: {e}")),
     )
-}
-
-/// Replication settings as the `migrate` command takes them, for tests of the command.
-pub fn replication_args() -> ReplicationArgs {
-    ReplicationArgs {
-        replication_strategy: "SimpleStrategy".into(),
-        replication_factor: 1,
-        replication_datacenters: None,
-    }
 }
