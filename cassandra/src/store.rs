@@ -117,12 +117,14 @@ fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
 }
 
 /// Runs `futures` at most [`FAN_OUT`] at a time; answers in completion order.
-async fn fan_out<T, F>(futures: Vec<F>) -> Result<Vec<T>, StoreError>
+async fn fan_out<T, E, F>(futures: Vec<F>) -> Result<Vec<T>, StoreError>
 where
-    F: std::future::Future<Output = Result<T, StoreError>>,
+    F: std::future::Future<Output = Result<T, E>>,
+    StoreError: From<E>,
 {
     futures::stream::iter(futures)
         .buffer_unordered(FAN_OUT)
+        .map_err(StoreError::from)
         .try_collect()
         .await
 }
@@ -355,24 +357,22 @@ impl Store for CassandraStore {
     }
 
     async fn upsert_meters(&self, meters: &[Meter]) -> Result<(), StoreError> {
-        let mut writes = Vec::with_capacity(meters.len());
-        for m in meters {
-            let values = (
-                &m.meter_id,
-                &m.region,
-                m.lat,
-                m.lon,
-                m.household_size.map(i32::from),
-                m.dwelling.map(Dwelling::as_str),
-                m.registered_at,
-            );
-            writes.push(async move {
+        let writes = meters
+            .iter()
+            .map(|m| {
+                let values = (
+                    &m.meter_id,
+                    &m.region,
+                    m.lat,
+                    m.lon,
+                    m.household_size.map(i32::from),
+                    m.dwelling.map(Dwelling::as_str),
+                    m.registered_at,
+                );
                 self.client
                     .execute("upsert meter", &self.st.meter_upsert, values)
-                    .await
-                    .map_err(StoreError::from)
-            });
-        }
+            })
+            .collect();
         fan_out(writes).await?;
         if let Ok(mut cache) = self.regions.lock() {
             for m in meters {
@@ -600,13 +600,9 @@ impl Store for CassandraStore {
     }
 
     async fn put_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError> {
-        let mut rows = Vec::with_capacity(profiles.len());
+        let mut writes = Vec::with_capacity(profiles.len());
         for p in profiles {
             let json = serde_json::to_string(p).map_err(decode)?;
-            rows.push((p, json));
-        }
-        let mut writes = Vec::with_capacity(rows.len());
-        for (p, json) in rows {
             let values = (
                 &p.figures.region,
                 &p.run_id,
@@ -615,12 +611,10 @@ impl Store for CassandraStore {
                 p.computed_at,
                 json,
             );
-            writes.push(async move {
+            writes.push(
                 self.client
-                    .execute("put profile", &self.st.profile_put, values)
-                    .await
-                    .map_err(StoreError::from)
-            });
+                    .execute("put profile", &self.st.profile_put, values),
+            );
         }
         fan_out(writes).await?;
         Ok(())
