@@ -29,6 +29,15 @@ pub fn runs_router(state: RunsState) -> Router {
         .with_state(state)
 }
 
+fn invalid_query(e: axum::extract::rejection::QueryRejection, field: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_query",
+        e.body_text(),
+    )
+    .field(field)
+}
+
 fn job_error(e: JobError) -> ApiError {
     match e {
         JobError::Busy(id) => ApiError::new(
@@ -40,9 +49,34 @@ fn job_error(e: JobError) -> ApiError {
     }
 }
 
-async fn start(State(s): State<RunsState>, headers: HeaderMap) -> Result<Response, ApiError> {
+/// Who asked for a run, as recorded on it. A closed set, so a caller cannot write free text
+/// into the run history; the console names itself so its runs read the same in every layout.
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "lowercase")]
+enum Trigger {
+    #[default]
+    Api,
+    Console,
+}
+
+#[derive(Deserialize)]
+struct StartQuery {
+    #[serde(default)]
+    trigger: Trigger,
+}
+
+async fn start(
+    State(s): State<RunsState>,
+    headers: HeaderMap,
+    query: Result<Query<StartQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     require_analyst(&s.analyst_token, &headers)?;
-    let run = s.analytics.trigger("api").await.map_err(job_error)?;
+    let Query(q) = query.map_err(|e| invalid_query(e, "trigger"))?;
+    let trigger = match q.trigger {
+        Trigger::Api => "api",
+        Trigger::Console => "console",
+    };
+    let run = s.analytics.trigger(trigger).await.map_err(job_error)?;
     let location = format!("/internal/v1/runs/{}", run.run_id);
     Ok((
         StatusCode::ACCEPTED,
@@ -63,14 +97,7 @@ async fn list(
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     require_analyst(&s.analyst_token, &headers)?;
-    let Query(q) = query.map_err(|e| {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_query",
-            e.body_text(),
-        )
-        .field("limit")
-    })?;
+    let Query(q) = query.map_err(|e| invalid_query(e, "limit"))?;
     let limit = q.limit.unwrap_or(20).clamp(1, 500);
     let runs = s
         .analytics

@@ -20,7 +20,10 @@ impl RemoteAnalytics {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
-            runs_url: format!("{}/internal/v1/runs", base.trim_end_matches('/')),
+            runs_url: format!(
+                "{}/internal/v1/runs?trigger=console",
+                base.trim_end_matches('/')
+            ),
             token: token.to_owned(),
         })
     }

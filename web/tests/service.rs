@@ -115,6 +115,7 @@ async fn the_web_service_serves_each_listener_its_routes_and_recomputes_remotely
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(runs.len(), 1, "the analytics service started one run");
+    assert_eq!(runs[0].trigger, "console", "recorded as the console's");
     web.service.stop(Duration::from_secs(5)).await;
 }
 

@@ -1,14 +1,12 @@
 //! The fleet, meter, bus and sink together: every simulated meter's readings reach the store
 //! and every region has meters.
 
-mod support;
-
 use std::collections::HashSet;
 use std::time::Duration;
 
+use crate::support::{eventually, start_app};
 use iot_common::regions::Regions;
 use iot_simulator::FleetConfig;
-use support::{eventually, start_app};
 
 #[tokio::test]
 async fn every_simulated_meter_reports_and_every_region_has_meters() {

@@ -1,13 +1,11 @@
 //! The residents' pages and API and the analyst console, over real HTTP, with profiles in
 //! the store for every borough but one.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{ANALYST, Go, MISSING, TestApp, with_profiles};
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{ANALYST, Go, MISSING, TestApp, with_profiles};
 
 async fn text(app: &TestApp, url: String) -> (StatusCode, reqwest::header::HeaderMap, String) {
     let res = app.client.get(url).go().await;
@@ -228,7 +226,7 @@ async fn a_region_name_with_markup_renders_as_text() {
       {"type":"Feature","properties":{"code":"X2","name":"Plain & \"quoted\""},
        "geometry":{"type":"Polygon","coordinates":[[[-0.1,51.4],[0.0,51.4],[0.0,51.5],[-0.1,51.5],[-0.1,51.4]]]}}]}"#;
     std::fs::write(&file, geojson).unwrap_or_else(|e| panic!("{e}"));
-    let app = support::start_app_with_regions(Some(file)).await;
+    let app = crate::support::start_app_with_regions(Some(file)).await;
     for path in [
         "/",
         "/regions/X1",

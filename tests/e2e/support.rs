@@ -1,5 +1,4 @@
 //! Helpers shared by the end-to-end tests: start the app on free loopback ports.
-#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -12,7 +11,8 @@ pub const ANALYST: &str = "test-analyst-token";
 
 pub struct TestApp {
     pub app: RunningApp,
-    pub dir: tempfile::TempDir,
+    /// Held so the app's data directory lives as long as the app.
+    _dir: tempfile::TempDir,
     pub client: reqwest::Client,
 }
 
@@ -53,7 +53,7 @@ async fn launch(fleet: Option<FleetConfig>, regions: Option<std::path::PathBuf>)
     let app = start(config).await.unwrap_or_else(|e| panic!("start: {e}"));
     TestApp {
         app,
-        dir,
+        _dir: dir,
         client: reqwest::Client::new(),
     }
 }

@@ -2,13 +2,11 @@
 //! `.ci/run`) renders the map and a region page; the test asserts on the rendered DOM and
 //! saves screenshots to `target/test-artifacts/`.
 
-mod support;
-
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use support::{TestApp, with_profiles};
+use crate::support::{TestApp, with_profiles};
 
 fn chromium() -> String {
     if let Ok(path) = std::env::var("CHROMIUM") {

@@ -1,13 +1,11 @@
 //! End to end on the embedded default: the app on free ports, real HTTP, SQLite store and log.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{ANALYST, Go, TestApp, eventually, start_app, token};
 use chrono::{DateTime, Duration as Span, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{ANALYST, Go, TestApp, eventually, start_app, token};
 
 /// A whole half hour a few hours ago.
 fn slot(hours_ago: i64) -> DateTime<Utc> {

@@ -1,14 +1,12 @@
 //! The all-in-one process computes profiles once the backfill is stored, and analysts drive
 //! runs on the internal listener with their token.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{ANALYST, Go, eventually, start_app};
 use iot_simulator::FleetConfig;
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::{ANALYST, Go, eventually, start_app};
 
 #[tokio::test]
 async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
@@ -66,6 +64,17 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         StatusCode::NOT_FOUND,
         "internal routes are not on the external listener"
     );
+    let res = app
+        .client
+        .post(format!("{url}?trigger=startup"))
+        .bearer_auth(ANALYST)
+        .go()
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "a caller names itself only as api or console"
+    );
     let res = app.client.post(&url).bearer_auth(ANALYST).go().await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let started: Value = res.json().await.unwrap_or(Value::Null);
@@ -96,6 +105,7 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         .await
         .unwrap_or(Value::Null);
     assert_eq!(listed["runs"][0]["run_id"], id.as_str(), "newest first");
+    assert_eq!(listed["runs"][0]["trigger"], "api");
     let res = app
         .client
         .get(app.int("/internal/v1/runs/run-nope"))

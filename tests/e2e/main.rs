@@ -1,0 +1,12 @@
+//! The all-in-one `iot-demo` end to end, and the compose stack's files. One test binary, so
+//! the workspace links DataFusion, Kafka and the Cassandra driver into it once rather than once
+//! per file: `cargo test --test e2e [filter]`.
+
+mod analytics;
+mod browser;
+mod deploy;
+mod fleet;
+mod ingest;
+mod process;
+mod support;
+mod web;
