@@ -51,7 +51,7 @@ fn job_error(e: JobError) -> ApiError {
 
 /// Who asked for a run, as recorded on it. A closed set, so a caller cannot write free text
 /// into the run history; the console names itself so its runs read the same in every layout.
-#[derive(Deserialize, Default, Clone, Copy)]
+#[derive(Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 enum Trigger {
     #[default]
