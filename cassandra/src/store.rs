@@ -44,7 +44,7 @@ const BATCH_ROWS: usize = 48;
 /// How long a meter's region is trusted before it is looked up again.
 const REGION_TTL: Duration = Duration::from_secs(60);
 const RUNS_BUCKET: &str = "all";
-/// Requests one store call starts at once; the client's permits cap the whole process.
+/// Requests one fan-out starts at once; the client's permits cap the whole process.
 const FAN_OUT: usize = 16;
 
 struct Prepared {
@@ -104,12 +104,17 @@ fn count(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
+/// The day of the last instant before `to`: a window ending at midnight ends the day before.
+fn last_day(to: DateTime<Utc>) -> NaiveDate {
+    day_of(to - TimeDelta::milliseconds(1))
+}
+
 /// The days from the day of `from` to the day of the last instant before `to`.
 fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
     if from >= to {
         return Vec::new();
     }
-    let last = day_of(to - TimeDelta::milliseconds(1));
+    let last = last_day(to);
     day_of(from)
         .iter_days()
         .take_while(|d| *d <= last)
@@ -243,13 +248,13 @@ impl CassandraStore {
     }
 
     /// The regions of `meters` (`None`: unregistered or in no region), from the cache or
-    /// looked up.
-    async fn regions_of(
+    /// looked up once each.
+    async fn regions_of<'a>(
         &self,
-        meters: impl Iterator<Item = &str>,
+        meters: impl Iterator<Item = &'a str>,
     ) -> Result<HashMap<String, Option<String>>, StoreError> {
         let mut known = HashMap::new();
-        let mut missing = Vec::new();
+        let mut missing = std::collections::BTreeSet::new();
         {
             let cache = self
                 .regions
@@ -260,7 +265,9 @@ impl CassandraStore {
                     Some((region, at)) if at.elapsed() < REGION_TTL => {
                         known.insert(id.to_owned(), region.clone());
                     }
-                    _ => missing.push(id.to_owned()),
+                    _ => {
+                        missing.insert(id.to_owned());
+                    }
                 }
             }
         }
@@ -415,15 +422,7 @@ impl Store for CassandraStore {
         for r in readings {
             latest.insert((r.meter_id.as_str(), r.ts), r);
         }
-        let regions = self
-            .regions_of(
-                latest
-                    .keys()
-                    .map(|(m, _)| *m)
-                    .collect::<std::collections::BTreeSet<_>>()
-                    .into_iter(),
-            )
-            .await?;
+        let regions = self.regions_of(latest.keys().map(|(m, _)| *m)).await?;
         let mut by_meter: BTreeMap<
             (&str, NaiveDate),
             Vec<(&str, NaiveDate, DateTime<Utc>, f64, i32)>,
@@ -450,20 +449,22 @@ impl Store for CassandraStore {
             }
         }
         let meter_days: Vec<(&str, NaiveDate)> = by_meter.keys().copied().collect();
-        fan_out(
-            by_meter
-                .into_values()
-                .map(|rows| self.batch(&self.st.by_meter_upsert, rows))
-                .collect(),
-        )
-        .await?;
-        fan_out(
-            by_region
-                .into_values()
-                .map(|rows| self.batch(&self.st.by_region_upsert, rows))
-                .collect(),
-        )
-        .await?;
+        // The two tables are independent, so they are written at the same time; only the
+        // meter-day recount below must wait for `readings_by_meter`.
+        futures::try_join!(
+            fan_out(
+                by_meter
+                    .into_values()
+                    .map(|rows| self.batch(&self.st.by_meter_upsert, rows))
+                    .collect(),
+            ),
+            fan_out(
+                by_region
+                    .into_values()
+                    .map(|rows| self.batch(&self.st.by_region_upsert, rows))
+                    .collect(),
+            ),
+        )?;
         fan_out(
             meter_days
                 .into_iter()
@@ -485,7 +486,7 @@ impl Store for CassandraStore {
             return Ok(Vec::new());
         }
         // Only the days that have readings, from the day index.
-        let (first, last) = (day_of(from), day_of(to - TimeDelta::milliseconds(1)));
+        let (first, last) = (day_of(from), last_day(to));
         let result = self
             .client
             .execute(
