@@ -45,7 +45,8 @@ pub struct AppConfig {
     pub analyst_token: String,
     pub external_addr: SocketAddr,
     pub internal_addr: SocketAddr,
-    pub publish_timeout: Duration,
+    /// The meter's rules: publish deadline, how readings may be dated.
+    pub ingest: IngestConfig,
     /// The fleet to run; `meter_url` is filled in from the external listener.
     pub fleet: Option<FleetConfig>,
     pub analytics: JobConfig,
@@ -101,9 +102,7 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         bus: bus.clone(),
         tokens: tokens.clone(),
         metrics: metrics.clone(),
-        config: IngestConfig {
-            publish_timeout: config.publish_timeout,
-        },
+        config: config.ingest,
     };
     let external = iot_meter::router(meter)
         .merge(iot_web::external_router(web.clone()))

@@ -68,6 +68,10 @@ pub struct RunArgs {
     /// How long the meter waits for the bus before answering 503.
     #[arg(long, env = "IOT_PUBLISH_TIMEOUT_MS", default_value_t = 10_000)]
     pub publish_timeout_ms: u64,
+    /// Oldest reading the meter accepts, in days before now (the readings' retention):
+    /// older ones get 422 on `ts`.
+    #[arg(long, env = "IOT_MAX_READING_AGE_DAYS", default_value_t = iot_common::domain::DEFAULT_MAX_READING_AGE_DAYS)]
+    pub max_reading_age_days: u32,
 }
 
 #[derive(Debug, Subcommand)]

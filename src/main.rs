@@ -42,7 +42,12 @@ async fn run(cli: Cli, meter_secret: String) -> anyhow::Result<()> {
         analyst_token,
         external_addr: run.external_addr,
         internal_addr: run.internal_addr,
-        publish_timeout: Duration::from_millis(run.publish_timeout_ms),
+        ingest: iot_meter::IngestConfig {
+            publish_timeout: Duration::from_millis(run.publish_timeout_ms),
+            window: iot_common::domain::AcceptWindow {
+                max_age_days: run.max_reading_age_days,
+            },
+        },
         // The meter URL is filled in once the external listener is bound.
         fleet: Some(run.fleet.config("")),
         analytics: iot_analytics::JobConfig {

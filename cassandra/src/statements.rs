@@ -41,6 +41,9 @@ pub const READING_BY_METER_UPSERT: &str =
     "INSERT INTO readings_by_meter (meter_id, day, ts, kwh, interval_s) VALUES (?, ?, ?, ?, ?)";
 pub const READING_BY_REGION_UPSERT: &str =
     "INSERT INTO readings_by_region (region, day, ts, meter_id, kwh) VALUES (?, ?, ?, ?, ?)";
+/// A meter's reading leaving the region it was filed under, when the meter moves.
+pub const READING_BY_REGION_DELETE: &str =
+    "DELETE FROM readings_by_region WHERE region = ? AND day = ? AND ts = ? AND meter_id = ?";
 /// One meter-day's count and latest reading, read back after a write to keep `meter_days`.
 pub const METER_DAY_COUNT: &str =
     "SELECT count(ts), max(ts) FROM readings_by_meter WHERE meter_id = ? AND day = ?";
@@ -49,6 +52,8 @@ pub const METER_DAY_PUT: &str =
 pub const METER_DAYS_IN: &str =
     "SELECT day FROM meter_days WHERE meter_id = ? AND day >= ? AND day <= ?";
 pub const METER_DAYS_ALL: &str = "SELECT meter_id, readings, latest FROM meter_days";
+/// Every day a meter has readings, to re-file them when the meter is placed or moves.
+pub const METER_DAYS_OF: &str = "SELECT day FROM meter_days WHERE meter_id = ?";
 pub const METER_READINGS: &str = "SELECT ts, kwh, interval_s FROM readings_by_meter WHERE meter_id = ? AND day = ? AND ts >= ? AND ts < ? LIMIT ?";
 
 /// The batch job's scan of one (region, day) partition: only the columns it uses, and the
@@ -79,10 +84,12 @@ pub const ALL: &[&str] = &[
     METER_REGION,
     READING_BY_METER_UPSERT,
     READING_BY_REGION_UPSERT,
+    READING_BY_REGION_DELETE,
     METER_DAY_COUNT,
     METER_DAY_PUT,
     METER_DAYS_IN,
     METER_DAYS_ALL,
+    METER_DAYS_OF,
     METER_READINGS,
     REGION_DAY_SCAN,
     PROFILE_PUT,

@@ -4,8 +4,15 @@
 //! and day and by region and day, each as unlogged batches that stay inside one partition;
 //! then each touched meter-day's count is refreshed in `meter_days`. Writes are idempotent
 //! upserts, so a write that fails part-way is made whole by writing the same readings again
-//! (the sink does: it commits offsets only after a write succeeds). A meter's region is
-//! looked up from `meters` (cached for a minute) when its readings are written.
+//! (the sink does: it commits offsets only after a write succeeds).
+//!
+//! A meter's region is looked up from `meters` when its readings are written (a known region
+//! is cached for a minute; "no region" never is). Readings of a meter in no region are kept
+//! by meter only, and filed under the region when the meter is placed: registration re-files
+//! the meter's stored readings ([`CassandraStore::refile`]), and a write whose meter had no
+//! region looks again once its readings are stored. Either registration sees the readings or
+//! the write sees the registration (both at the configured consistency), so the same history
+//! gives the same profiles as on SQLite, which joins at scan time.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -41,7 +48,7 @@ fn decode(e: impl std::fmt::Display) -> StoreError {
 /// Statements per unlogged batch: a day of 15-minute readings is 96, and Cassandra warns
 /// about batches over 5 KiB.
 const BATCH_ROWS: usize = 48;
-/// How long a meter's region is trusted before it is looked up again.
+/// How long a meter's known region is trusted before it is looked up again.
 const REGION_TTL: Duration = Duration::from_secs(60);
 const RUNS_BUCKET: &str = "all";
 /// Requests one fan-out starts at once; the client's permits cap the whole process.
@@ -55,10 +62,12 @@ struct Prepared {
     meter_region: PreparedStatement,
     by_meter_upsert: PreparedStatement,
     by_region_upsert: PreparedStatement,
+    by_region_delete: PreparedStatement,
     meter_day_count: PreparedStatement,
     meter_day_put: PreparedStatement,
     meter_days_in: PreparedStatement,
     meter_days_all: PreparedStatement,
+    meter_days_of: PreparedStatement,
     meter_readings: PreparedStatement,
     region_day_scan: PreparedStatement,
     profile_put: PreparedStatement,
@@ -69,8 +78,9 @@ struct Prepared {
     run_index_newest: PreparedStatement,
 }
 
-/// Meter id to its region (`None`: unregistered or unplaced) and when that was looked up.
-type RegionCache = HashMap<String, (Option<String>, Instant)>;
+/// Meter id to its region and when that was looked up. Only known regions: a meter without
+/// one may be placed any moment, and its next readings must see that at once.
+type RegionCache = HashMap<String, (String, Instant)>;
 
 #[derive(Clone)]
 pub struct CassandraStore {
@@ -227,10 +237,12 @@ impl CassandraStore {
             meter_region: prepare(&client, cql::METER_REGION).await?,
             by_meter_upsert: prepare(&client, cql::READING_BY_METER_UPSERT).await?,
             by_region_upsert: prepare(&client, cql::READING_BY_REGION_UPSERT).await?,
+            by_region_delete: prepare(&client, cql::READING_BY_REGION_DELETE).await?,
             meter_day_count: prepare(&client, cql::METER_DAY_COUNT).await?,
             meter_day_put: prepare(&client, cql::METER_DAY_PUT).await?,
             meter_days_in: prepare(&client, cql::METER_DAYS_IN).await?,
             meter_days_all: prepare(&client, cql::METER_DAYS_ALL).await?,
+            meter_days_of: prepare(&client, cql::METER_DAYS_OF).await?,
             meter_readings: prepare(&client, cql::METER_READINGS).await?,
             region_day_scan: prepare(&client, cql::REGION_DAY_SCAN).await?,
             profile_put: prepare(&client, cql::PROFILE_PUT).await?,
@@ -263,7 +275,7 @@ impl CassandraStore {
             for id in meters {
                 match cache.get(id) {
                     Some((region, at)) if at.elapsed() < REGION_TTL => {
-                        known.insert(id.to_owned(), region.clone());
+                        known.insert(id.to_owned(), Some(region.clone()));
                     }
                     _ => {
                         missing.insert(id.to_owned());
@@ -288,10 +300,103 @@ impl CassandraStore {
             .lock()
             .map_err(|_| decode("region cache poisoned"))?;
         for (id, region) in found {
-            cache.insert(id.clone(), (region.clone(), Instant::now()));
+            if let Some(region) = &region {
+                cache.insert(id.clone(), (region.clone(), Instant::now()));
+            }
             known.insert(id, region);
         }
         Ok(known)
+    }
+
+    /// Files `readings` under their meters' regions in `readings_by_region`, one batch per
+    /// (region, day) partition; readings of meters not in `regions` are left out.
+    async fn write_by_region(
+        &self,
+        readings: &[&Reading],
+        regions: &HashMap<String, Option<String>>,
+    ) -> Result<(), StoreError> {
+        let mut by_region: BTreeMap<
+            (&str, NaiveDate),
+            Vec<(&str, NaiveDate, DateTime<Utc>, &str, f64)>,
+        > = BTreeMap::new();
+        for r in readings {
+            if let Some(Some(region)) = regions.get(&r.meter_id) {
+                let day = day_of(r.ts);
+                by_region.entry((region.as_str(), day)).or_default().push((
+                    region.as_str(),
+                    day,
+                    r.ts,
+                    r.meter_id.as_str(),
+                    r.kwh,
+                ));
+            }
+        }
+        fan_out(
+            by_region
+                .into_values()
+                .map(|rows| self.batch(&self.st.by_region_upsert, rows))
+                .collect(),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Every stored reading of one meter, from its days in `meter_days`.
+    async fn all_readings_of(&self, meter_id: &str) -> Result<Vec<Reading>, StoreError> {
+        let result = self
+            .client
+            .execute("meter days", &self.st.meter_days_of, (meter_id,))
+            .await?;
+        let days: Vec<NaiveDate> = rows::<(NaiveDate,)>(result)?
+            .into_iter()
+            .map(|r| r.0)
+            .collect();
+        let (Some(first), Some(last)) = (days.iter().min(), days.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        let to = day_start(*last) + TimeDelta::days(1);
+        self.meter_readings(meter_id, day_start(*first), to, usize::MAX)
+            .await
+    }
+
+    /// Re-files a meter's stored readings after its region changed from `old` to `new`:
+    /// into the new region's partitions, out of the old one's. Runs after the meter row is
+    /// written, so a reading stored meanwhile is either seen here or sees the new region.
+    async fn refile(
+        &self,
+        meter_id: &str,
+        old: Option<&str>,
+        new: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let readings = self.all_readings_of(meter_id).await?;
+        if readings.is_empty() {
+            return Ok(());
+        }
+        if let Some(new) = new {
+            let regions = HashMap::from([(meter_id.to_owned(), Some(new.to_owned()))]);
+            let refs: Vec<&Reading> = readings.iter().collect();
+            self.write_by_region(&refs, &regions).await?;
+        }
+        if let Some(old) = old {
+            let mut by_day: BTreeMap<NaiveDate, Vec<(&str, NaiveDate, DateTime<Utc>, &str)>> =
+                BTreeMap::new();
+            for r in &readings {
+                let day = day_of(r.ts);
+                by_day
+                    .entry(day)
+                    .or_default()
+                    .push((old, day, r.ts, meter_id));
+            }
+            fan_out(
+                by_day
+                    .into_values()
+                    .map(|rows| self.batch(&self.st.by_region_delete, rows))
+                    .collect(),
+            )
+            .await?;
+        }
+        tracing::info!(meter = meter_id, ?old, ?new, readings = readings.len(), "meter's readings re-filed under its region");
+        Ok(())
     }
 
     async fn batch(
@@ -364,6 +469,26 @@ impl Store for CassandraStore {
     }
 
     async fn upsert_meters(&self, meters: &[Meter]) -> Result<(), StoreError> {
+        // The regions they had, to re-file their readings if that changes.
+        let before: HashMap<String, Option<String>> = fan_out(
+            meters
+                .iter()
+                .map(|m| async move {
+                    let result = self
+                        .client
+                        .execute("meter region", &self.st.meter_region, (&m.meter_id,))
+                        .await?;
+                    let region = rows::<(Option<String>,)>(result)?
+                        .into_iter()
+                        .next()
+                        .and_then(|r| r.0);
+                    Ok::<_, StoreError>((m.meter_id.clone(), region))
+                })
+                .collect(),
+        )
+        .await?
+        .into_iter()
+        .collect();
         let writes = meters
             .iter()
             .map(|m| {
@@ -383,9 +508,26 @@ impl Store for CassandraStore {
         fan_out(writes).await?;
         if let Ok(mut cache) = self.regions.lock() {
             for m in meters {
-                cache.insert(m.meter_id.clone(), (m.region.clone(), Instant::now()));
+                match &m.region {
+                    Some(region) => {
+                        cache.insert(m.meter_id.clone(), (region.clone(), Instant::now()))
+                    }
+                    None => cache.remove(&m.meter_id),
+                };
             }
         }
+        let moved: Vec<_> = meters
+            .iter()
+            .filter_map(|m| {
+                let old = before.get(&m.meter_id).cloned().flatten();
+                (old != m.region).then_some((m, old))
+            })
+            .map(|(m, old)| async move {
+                self.refile(&m.meter_id, old.as_deref(), m.region.as_deref())
+                    .await
+            })
+            .collect();
+        fan_out(moved).await?;
         Ok(())
     }
 
@@ -427,26 +569,14 @@ impl Store for CassandraStore {
             (&str, NaiveDate),
             Vec<(&str, NaiveDate, DateTime<Utc>, f64, i32)>,
         > = BTreeMap::new();
-        let mut by_region: BTreeMap<
-            (&str, NaiveDate),
-            Vec<(&str, NaiveDate, DateTime<Utc>, &str, f64)>,
-        > = BTreeMap::new();
-        for r in latest.values() {
+        let readings: Vec<&Reading> = latest.into_values().collect();
+        for r in &readings {
             let day = day_of(r.ts);
             let interval = i32::try_from(r.interval_s).unwrap_or(i32::MAX);
             by_meter
                 .entry((r.meter_id.as_str(), day))
                 .or_default()
                 .push((r.meter_id.as_str(), day, r.ts, r.kwh, interval));
-            if let Some(Some(region)) = regions.get(&r.meter_id) {
-                by_region.entry((region.as_str(), day)).or_default().push((
-                    region.as_str(),
-                    day,
-                    r.ts,
-                    r.meter_id.as_str(),
-                    r.kwh,
-                ));
-            }
         }
         let meter_days: Vec<(&str, NaiveDate)> = by_meter.keys().copied().collect();
         // The two tables are independent, so they are written at the same time; only the
@@ -458,12 +588,7 @@ impl Store for CassandraStore {
                     .map(|rows| self.batch(&self.st.by_meter_upsert, rows))
                     .collect(),
             ),
-            fan_out(
-                by_region
-                    .into_values()
-                    .map(|rows| self.batch(&self.st.by_region_upsert, rows))
-                    .collect(),
-            ),
+            self.write_by_region(&readings, &regions),
         )?;
         fan_out(
             meter_days
@@ -472,6 +597,19 @@ impl Store for CassandraStore {
                 .collect(),
         )
         .await?;
+        // A meter placed while this write ran re-filed its readings without these: look
+        // again, now that they are stored where a registration looks for them.
+        let unplaced: Vec<&str> = regions
+            .iter()
+            .filter(|(_, region)| region.is_none())
+            .map(|(id, _)| id.as_str())
+            .collect();
+        if !unplaced.is_empty() {
+            let placed = self.regions_of(unplaced.into_iter()).await?;
+            if placed.values().any(Option::is_some) {
+                self.write_by_region(&readings, &placed).await?;
+            }
+        }
         Ok(())
     }
 

@@ -12,6 +12,9 @@ pub const DEFAULT_INTERVAL_S: u32 = 1800;
 pub const MAX_POWER_KW: f64 = 25.0;
 /// How far in the future an interval may start, to tolerate meter clock drift.
 pub const MAX_FUTURE_SKEW_S: i64 = 300;
+/// How old a reading may be by default: the retention of raw readings (730 days). An older
+/// one would be expired by the store at once, and one request could rewrite years of history.
+pub const DEFAULT_MAX_READING_AGE_DAYS: u32 = 730;
 
 /// A meter identifier: 1 to 64 characters of `[A-Za-z0-9_-]`.
 pub fn is_valid_meter_id(id: &str) -> bool {
@@ -52,8 +55,10 @@ impl FieldError {
 impl Reading {
     /// Builds a reading from a JSON value, naming the first field that is missing or wrong.
     /// The value is checked field by field (rather than deserialised in one go) so that the
-    /// error can always name the field.
-    pub fn from_json(value: &serde_json::Value, now: DateTime<Utc>) -> Result<Self, FieldError> {
+    /// error can always name the field. Applies the rules that do not depend on time
+    /// ([`Reading::check_format`]); the time rules are the accepting service's
+    /// ([`AcceptWindow`]), judged once, with its clock.
+    pub fn from_json(value: &serde_json::Value) -> Result<Self, FieldError> {
         let obj = value
             .as_object()
             .ok_or_else(|| FieldError::new("reading", "must be a JSON object"))?;
@@ -96,12 +101,13 @@ impl Reading {
             kwh,
             interval_s,
         };
-        reading.validate(now)?;
+        reading.check_format()?;
         Ok(reading)
     }
 
-    /// The physical and protocol rules every stored reading obeys.
-    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), FieldError> {
+    /// The physical and protocol rules every stored reading obeys, whenever it is looked at:
+    /// they do not depend on a clock, so the sink checks a message by exactly these.
+    pub fn check_format(&self) -> Result<(), FieldError> {
         if !is_valid_meter_id(&self.meter_id) {
             return Err(FieldError::new(
                 "meter_id",
@@ -141,10 +147,42 @@ impl Reading {
                 ),
             ));
         }
-        if self.ts.timestamp() > now.timestamp() + MAX_FUTURE_SKEW_S {
+        Ok(())
+    }
+}
+
+/// When a reading may be dated, relative to the clock of the service that accepts it: at
+/// most [`MAX_FUTURE_SKEW_S`] ahead, at most `max_age_days` behind. Judged once, by the
+/// meter when it answers; what it accepted is stored whatever the sink's clock says later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcceptWindow {
+    pub max_age_days: u32,
+}
+
+impl Default for AcceptWindow {
+    fn default() -> Self {
+        Self {
+            max_age_days: DEFAULT_MAX_READING_AGE_DAYS,
+        }
+    }
+}
+
+impl AcceptWindow {
+    pub fn check(&self, reading: &Reading, now: DateTime<Utc>) -> Result<(), FieldError> {
+        let ts = reading.ts.timestamp();
+        if ts > now.timestamp() + MAX_FUTURE_SKEW_S {
             return Err(FieldError::new(
                 "ts",
                 format!("is in the future (more than {MAX_FUTURE_SKEW_S} s ahead of server time)"),
+            ));
+        }
+        if ts < now.timestamp() - i64::from(self.max_age_days) * 86_400 {
+            return Err(FieldError::new(
+                "ts",
+                format!(
+                    "is older than the retention of {} days; such a reading would not be kept",
+                    self.max_age_days
+                ),
             ));
         }
         Ok(())
@@ -348,8 +386,11 @@ mod tests {
         "2026-11-21T12:00:00Z".parse().unwrap_or_default()
     }
 
+    /// As the meter judges a request: the format, then the time rules at `now()`.
     fn parse(v: serde_json::Value) -> Result<Reading, FieldError> {
-        Reading::from_json(&v, now())
+        let r = Reading::from_json(&v)?;
+        AcceptWindow::default().check(&r, now())?;
+        Ok(r)
     }
 
     #[test]
@@ -412,6 +453,32 @@ mod tests {
     }
 
     #[test]
+    fn readings_older_than_the_retention_are_refused() {
+        let window = AcceptWindow { max_age_days: 730 };
+        let at = |s: &str| Reading {
+            meter_id: "m".into(),
+            ts: s.parse().unwrap_or_default(),
+            kwh: 0.1,
+            interval_s: 1800,
+        };
+        // now() is 2026-11-21T12:00:00Z; 730 days before is 2024-11-21T12:00:00Z.
+        assert!(window.check(&at("2024-11-21T12:00:00Z"), now()).is_ok());
+        let old = window.check(&at("2024-11-21T11:30:00Z"), now());
+        assert_eq!(old.map_err(|e| e.field), Err("ts"));
+        let year_one = parse(json!({"meter_id": "m", "ts": "0001-01-01T00:00:00Z", "kwh": 0.1}));
+        assert_eq!(year_one.err().map(|e| e.field), Some("ts"));
+    }
+
+    #[test]
+    fn the_format_needs_no_clock() {
+        // What a meter accepted is well-formed whenever and wherever it is read again.
+        let ahead = json!({"meter_id": "m", "ts": "2030-01-01T00:00:00Z", "kwh": 0.1});
+        assert!(Reading::from_json(&ahead).is_ok());
+        let old = json!({"meter_id": "m", "ts": "2001-01-01T00:00:00Z", "kwh": 0.1});
+        assert!(Reading::from_json(&old).is_ok());
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let r = parse(json!({"meter_id": "m", "ts": "2026-11-21T10:00:00Z", "kwh": 0.1, "kw": 3}));
         assert_eq!(r.err().map(|e| e.field), Some("reading"));
@@ -422,7 +489,7 @@ mod tests {
         fn kwh_outside_the_physical_range_is_always_refused(kwh in proptest::num::f64::ANY) {
             let r = Reading { meter_id: "m".into(), ts: now() - chrono::Duration::hours(1), kwh, interval_s: 1800 };
             let ok = kwh.is_finite() && (0.0..=max_kwh(1800)).contains(&kwh);
-            proptest::prop_assert_eq!(r.validate(now()).is_ok(), ok);
+            proptest::prop_assert_eq!(r.check_format().is_ok(), ok);
         }
     }
 }

@@ -103,16 +103,22 @@ impl KafkaBus {
         &self.inner.config
     }
 
-    /// Creates the readings topic and the dead-letter topic unless they exist. Topics that
-    /// exist are left as they are, so a cluster whose topics are managed elsewhere (and that
-    /// refuses creation) works too.
+    /// Creates the readings topic and the dead-letter topic unless they exist, with
+    /// `min.insync.replicas` = min(2, replication): with two or more copies, an `acks=all`
+    /// acknowledgement then means at least two brokers have the message. Topics that exist
+    /// are left as they are, so a cluster whose topics are managed elsewhere (and that refuses
+    /// creation) works too.
     pub async fn ensure_topics(&self) -> Result<(), BusError> {
         let c = &self.inner.config;
         let metadata = self.metadata(None, ADMIN_TIMEOUT).await?;
+        let min_insync = c.replication.min(2).to_string();
         let topics: Vec<NewTopic<'_>> = [&c.topic, &c.dlq_topic]
             .into_iter()
             .filter(|t| !has_topic(&metadata, t))
-            .map(|t| NewTopic::new(t, c.partitions, TopicReplication::Fixed(c.replication)))
+            .map(|t| {
+                NewTopic::new(t, c.partitions, TopicReplication::Fixed(c.replication))
+                    .set("min.insync.replicas", &min_insync)
+            })
             .collect();
         if topics.is_empty() {
             return Ok(());
@@ -164,7 +170,10 @@ impl KafkaBus {
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.ensure_topics().await {
-                Ok(()) => return true,
+                Ok(()) => {
+                    self.warn_if_single_copy().await;
+                    return true;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, brokers = %self.inner.config.brokers, retry_in = ?backoff, "cannot reach Kafka to set up topics");
                 }
@@ -174,6 +183,30 @@ impl KafkaBus {
                 () = tokio::time::sleep(backoff) => {}
             }
             backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// Says once, at start-up, when the readings topic keeps a single copy of each message:
+    /// what a 202 is worth then is less than operators may assume.
+    async fn warn_if_single_copy(&self) {
+        let topic = &self.inner.config.topic;
+        let Ok(metadata) = self.metadata(Some(topic), ADMIN_TIMEOUT).await else {
+            return;
+        };
+        let copies = metadata
+            .topics()
+            .iter()
+            .filter(|t| t.name() == topic)
+            .flat_map(|t| t.partitions())
+            .map(|p| p.replicas().len())
+            .min();
+        if copies == Some(1) {
+            tracing::warn!(
+                topic = %topic,
+                "topic has one replica: a 202 means one broker has the reading, which survives \
+                 that broker's restart but not the loss of its disk or host; run three brokers \
+                 with IOT_KAFKA_REPLICATION=3 for readings that survive a broker host"
+            );
         }
     }
 

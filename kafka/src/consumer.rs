@@ -1,20 +1,23 @@
 //! [`KafkaConsumer`]: a member of the sink's consumer group.
 //!
 //! Offsets are committed only when the sink says its batch is stored ([`Consumer::commit`]),
-//! and only for partitions this member still owns. The sink commits after every store
-//! write and never polls in between, so when a rebalance takes partitions away (which
-//! happens inside a poll) everything it wrote is already committed; readings it had polled
-//! but not written are read again by the new owner, and the store's upsert makes that
-//! harmless. A message that is not a valid reading goes to the dead-letter topic with the
+//! only up to what was handed out, and only for partitions this member still owns. When a
+//! rebalance takes partitions away (which happens inside a poll), readings handed out but not
+//! yet committed are read again by the new owner, and the store's upsert makes that harmless.
+//! A message that is not a well-formed reading message goes to the dead-letter topic with the
 //! reason in a header; nothing after it on its partition is handed out until the dead-letter
 //! topic has it.
+//!
+//! Messages taken from the client wait in the consumer itself ([`KafkaConsumer::taken`]),
+//! not in the poll's future, until they are handed out: a poll that is dropped halfway loses
+//! nothing, and its messages come out of the next poll. The client's own position has moved
+//! past them, so keeping them is what stops them from being skipped.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
 use iot_common::Reading;
 use iot_common::bus::{BusError, Consumer};
 use rdkafka::ClientConfig;
@@ -94,13 +97,28 @@ impl DeadLetter {
     }
 }
 
+/// A message taken from the client and not yet handed out: a reading, or a dead letter the
+/// dead-letter topic already has (`None`), whose offset counts once what comes before it on
+/// its partition is handed out.
+struct Taken {
+    partition: i32,
+    /// The offset after this message.
+    next: i64,
+    reading: Option<Reading>,
+}
+
 pub struct KafkaConsumer {
     bus: KafkaBus,
     consumer: Arc<StreamConsumer<GroupContext>>,
     group: String,
-    /// Per partition, the offset after the last message handed out or dead-lettered: what a
-    /// commit records.
+    /// Per partition, the offset after the last message handed out (or settled before one
+    /// that was): what a commit records.
     positions: HashMap<i32, i64>,
+    /// Taken from the client, in order, not handed out yet.
+    taken: VecDeque<Taken>,
+    /// How many of `taken` are readings.
+    taken_readings: usize,
+    /// A dead letter being sent, or refused and waiting to be sent again before anything else.
     stalled: Option<DeadLetter>,
 }
 
@@ -132,6 +150,8 @@ impl KafkaConsumer {
             consumer: Arc::new(consumer),
             group: group.to_string(),
             positions: HashMap::new(),
+            taken: VecDeque::new(),
+            taken_readings: 0,
             stalled: None,
         })
     }
@@ -175,61 +195,99 @@ impl KafkaConsumer {
         }
     }
 
-    /// Sends `letter` to the dead-letter topic, or keeps it to retry first on the next poll.
-    async fn settle(&mut self, letter: DeadLetter) -> Result<(), BusError> {
-        match self.dead_letter(&letter).await {
-            Ok(()) => {
-                self.positions.insert(letter.partition, letter.offset + 1);
-                Ok(())
-            }
-            Err(e) => {
-                self.stalled = Some(letter);
-                Err(e)
+    /// Sends the stalled letter to the dead-letter topic. Until the topic has it, the letter
+    /// stays stalled (also if this future is dropped), to be sent before anything else.
+    async fn settle_stalled(&mut self) -> Result<(), BusError> {
+        if let Some(letter) = &self.stalled {
+            self.dead_letter(letter).await?;
+        }
+        if let Some(letter) = self.stalled.take() {
+            self.taken.push_back(Taken {
+                partition: letter.partition,
+                next: letter.offset + 1,
+                reading: None,
+            });
+        }
+        Ok(())
+    }
+
+    /// Takes messages from the client into `taken` until it holds `max` readings: waits up to
+    /// `wait` for the first, then takes only what is already fetched. Stops at the first
+    /// error, keeping what it took.
+    async fn take(&mut self, max: usize, wait: Duration) -> Result<(), BusError> {
+        self.settle_stalled().await?;
+        let consumer = self.consumer.clone();
+        let deadline = Instant::now() + wait;
+        while self.taken_readings < max {
+            let until = if self.taken_readings == 0 {
+                deadline
+            } else {
+                Instant::now()
+            };
+            let msg = match tokio::time::timeout_at(until, consumer.recv()).await {
+                Err(_) => return Ok(()),
+                Ok(Ok(msg)) => msg,
+                Ok(Err(e)) => return Err(kafka_error(&e)),
+            };
+            let (partition, next) = (msg.partition(), msg.offset() + 1);
+            match decode_message(&msg) {
+                Ok(reading) => {
+                    self.taken.push_back(Taken {
+                        partition,
+                        next,
+                        reading: Some(reading),
+                    });
+                    self.taken_readings += 1;
+                }
+                Err(reason) => {
+                    self.stalled = Some(DeadLetter::new(&msg, reason));
+                    drop(msg);
+                    self.settle_stalled().await?;
+                }
             }
         }
+        Ok(())
+    }
+
+    /// Hands out up to `max` taken readings in order, with the dead letters among them, and
+    /// moves the positions a commit records past them.
+    fn hand_out(&mut self, max: usize) -> Vec<Reading> {
+        let mut batch = Vec::new();
+        while let Some(front) = self.taken.front() {
+            if front.reading.is_some() && batch.len() == max {
+                break;
+            }
+            let Some(taken) = self.taken.pop_front() else {
+                break;
+            };
+            self.positions.insert(taken.partition, taken.next);
+            if let Some(reading) = taken.reading {
+                self.taken_readings -= 1;
+                batch.push(reading);
+            }
+        }
+        batch
     }
 }
 
 #[async_trait]
 impl Consumer for KafkaConsumer {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Reading>, BusError> {
-        if let Some(letter) = self.stalled.take() {
-            self.settle(letter).await?;
+        if max == 0 {
+            return Ok(Vec::new());
         }
-        let consumer = self.consumer.clone();
-        let deadline = Instant::now() + wait;
-        let mut batch = Vec::new();
-        while batch.len() < max {
-            // Wait for the first message; after that take only what is already fetched.
-            let until = if batch.is_empty() {
-                deadline
-            } else {
-                Instant::now()
-            };
-            let msg = match tokio::time::timeout_at(until, consumer.recv()).await {
-                Err(_) => break,
-                Ok(Ok(msg)) => msg,
-                Ok(Err(e)) if batch.is_empty() => return Err(kafka_error(&e)),
-                Ok(Err(_)) => break,
-            };
-            match decode_message(&msg, Utc::now()) {
-                Ok(reading) => {
-                    self.positions.insert(msg.partition(), msg.offset() + 1);
-                    batch.push(reading);
-                }
-                Err(reason) => {
-                    let letter = DeadLetter::new(&msg, reason);
-                    drop(msg);
-                    if let Err(e) = self.settle(letter).await {
-                        if batch.is_empty() {
-                            return Err(e);
-                        }
-                        break;
-                    }
-                }
+        let took = self.take(max, wait).await;
+        let batch = self.hand_out(max);
+        match took {
+            Ok(()) => Ok(batch),
+            Err(e) if batch.is_empty() => Err(e),
+            // What was taken before the error is handed out; the error shows again on the
+            // next poll if it lasts (a stalled dead letter is retried first).
+            Err(e) => {
+                tracing::warn!(group = %self.group, error = %e, readings = batch.len(), "poll stopped early");
+                Ok(batch)
             }
         }
-        Ok(batch)
     }
 
     async fn commit(&mut self) -> Result<(), BusError> {

@@ -2,8 +2,7 @@
 //!
 //! - key: the meter id (UTF-8), so one meter's readings share a partition and stay ordered;
 //! - value: the reading as JSON, exactly the object the HTTP API takes
-//!   (`{"meter_id","ts","kwh","interval_s"}`), so a message can be read with any Kafka tool
-//!   and checked by the same rules as a request;
+//!   (`{"meter_id","ts","kwh","interval_s"}`), so a message can be read with any Kafka tool;
 //! - header `iot-schema: reading.v1`. A message without the header is read as v1 (so a
 //!   reading typed into a console producer still works); any other value is refused.
 //!
@@ -11,7 +10,6 @@
 //! and human-readable messages make the dead-letter topic something an operator can read.
 //! It costs bytes on the wire, which lz4 compression wins mostly back.
 
-use chrono::{DateTime, Utc};
 use iot_common::Reading;
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
@@ -32,12 +30,14 @@ pub fn encode(reading: &Reading) -> Vec<u8> {
 #[error("{0}")]
 pub struct Poison(pub String);
 
-/// Reads one message, applying the same validation as the meter's HTTP API.
+/// Whether a message is a well-formed reading message, and the reading it carries: a known
+/// schema, a value that is a reading by the rules that do not depend on time
+/// ([`Reading::from_json`]), keyed by its meter id. No clock: the meter judged the time
+/// rules when it accepted the reading, and its 202 stands, however late the message is read.
 pub fn decode(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
     schema: Option<&[u8]>,
-    now: DateTime<Utc>,
 ) -> Result<Reading, Poison> {
     if let Some(schema) = schema
         && schema != SCHEMA_V1.as_bytes()
@@ -51,7 +51,7 @@ pub fn decode(
     let value: serde_json::Value = serde_json::from_slice(payload)
         .map_err(|e| Poison(format!("value is not valid JSON: {e}")))?;
     let reading =
-        Reading::from_json(&value, now).map_err(|e| Poison(format!("invalid reading: {e}")))?;
+        Reading::from_json(&value).map_err(|e| Poison(format!("invalid reading: {e}")))?;
     match key {
         Some(k) if k == reading.meter_id.as_bytes() => Ok(reading),
         Some(k) => Err(Poison(format!(
@@ -66,19 +66,19 @@ pub fn decode(
 }
 
 /// [`decode`] for a consumed message.
-pub fn decode_message(msg: &BorrowedMessage<'_>, now: DateTime<Utc>) -> Result<Reading, Poison> {
+pub fn decode_message(msg: &BorrowedMessage<'_>) -> Result<Reading, Poison> {
     let schema = msg.headers().and_then(|h| {
         h.iter()
             .find(|h| h.key == SCHEMA_HEADER)
             .map(|h| h.value.unwrap_or_default())
     });
-    decode(msg.key(), msg.payload(), schema, now)
+    decode(msg.key(), msg.payload(), schema)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{TimeZone, Utc};
 
     fn reading() -> Reading {
         Reading {
@@ -87,10 +87,6 @@ mod tests {
             kwh: 0.123,
             interval_s: 1800,
         }
-    }
-
-    fn now() -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(2026, 11, 21, 0, 0, 0).unwrap()
     }
 
     #[test]
@@ -108,14 +104,14 @@ mod tests {
         let bytes = encode(&r);
         let key = Some(r.meter_id.as_bytes());
         assert_eq!(
-            decode(key, Some(&bytes), Some(b"reading.v1"), now()),
+            decode(key, Some(&bytes), Some(b"reading.v1")),
             Ok(r.clone())
         );
-        assert_eq!(decode(key, Some(&bytes), None, now()), Ok(r));
+        assert_eq!(decode(key, Some(&bytes), None), Ok(r));
     }
 
     #[test]
-    fn refuses_what_the_http_api_refuses_and_says_why() {
+    fn refuses_malformed_messages_and_says_why() {
         let key = Some(&b"MAC000123"[..]);
         // (key, value, schema header, what the reason must mention)
         type Case<'a> = (Option<&'a [u8]>, &'a [u8], Option<&'a [u8]>, &'a str);
@@ -129,7 +125,7 @@ mod tests {
             ),
             (
                 key,
-                br#"{"meter_id":"MAC000123","ts":"2030-01-01T00:00:00Z","kwh":1}"#,
+                br#"{"meter_id":"MAC000123","ts":"2026-11-20T10:10:00Z","kwh":1}"#,
                 None,
                 "ts",
             ),
@@ -159,14 +155,27 @@ mod tests {
             ),
         ];
         for (key, payload, schema, why) in cases {
-            let err = decode(key, Some(payload), schema, now()).unwrap_err();
+            let err = decode(key, Some(payload), schema).unwrap_err();
             assert!(err.0.contains(why), "{err} should mention {why}");
         }
         assert!(
-            decode(key, None, None, now())
+            decode(key, None, None)
                 .unwrap_err()
                 .0
                 .contains("no value")
         );
+    }
+
+    #[test]
+    fn a_reading_dated_ahead_of_or_long_before_the_reader_is_still_a_reading() {
+        // The meter accepted these by its own clock; the sink's clock must not overrule it.
+        for ts in ["2099-01-01T00:00:00Z", "2001-01-01T00:00:00Z"] {
+            let r = Reading {
+                ts: ts.parse().unwrap(),
+                ..reading()
+            };
+            let key = Some(r.meter_id.as_bytes());
+            assert_eq!(decode(key, Some(&encode(&r)), None), Ok(r.clone()), "{ts}");
+        }
     }
 }

@@ -23,6 +23,7 @@ use rdkafka::producer::FutureProducer;
 use tokio::task::JoinSet;
 
 use crate::cli::BenchArgs;
+use crate::IngestConfig;
 use crate::service::{self, MeterConfig, MeterError};
 
 #[derive(Debug, thiserror::Error)]
@@ -152,7 +153,10 @@ pub async fn run(kafka: KafkaConfig, args: BenchArgs) -> Result<Report, BenchErr
         external_addr: ([127, 0, 0, 1], 0).into(),
         internal_addr: ([127, 0, 0, 1], 0).into(),
         meter_secret: secret.clone(),
-        publish_timeout: Duration::from_secs(30),
+        ingest: IngestConfig {
+            publish_timeout: Duration::from_secs(30),
+            ..IngestConfig::default()
+        },
         kafka: kafka.clone(),
     })
     .await?;

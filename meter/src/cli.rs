@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use iot_common::auth::MeterTokens;
-use iot_common::domain::is_valid_meter_id;
+use iot_common::domain::{AcceptWindow, DEFAULT_MAX_READING_AGE_DAYS, is_valid_meter_id};
 use iot_kafka::KafkaArgs;
 
+use crate::IngestConfig;
 use crate::service::MeterConfig;
 
 #[derive(Debug, Parser)]
@@ -32,6 +33,10 @@ pub struct Cli {
     /// How long a request waits for Kafka before the meter answers 503.
     #[arg(long, env = "IOT_PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
+    /// Oldest reading accepted, in days before now (the readings' retention): older ones
+    /// get 422 on `ts`.
+    #[arg(long, env = "IOT_MAX_READING_AGE_DAYS", default_value_t = DEFAULT_MAX_READING_AGE_DAYS)]
+    pub max_reading_age_days: u32,
     #[command(flatten)]
     pub kafka: KafkaArgs,
     #[command(subcommand)]
@@ -103,7 +108,12 @@ impl Cli {
             external_addr: self.external_addr,
             internal_addr: self.internal_addr,
             meter_secret,
-            publish_timeout: Duration::from_millis(self.publish_timeout_ms.max(1)),
+            ingest: IngestConfig {
+                publish_timeout: Duration::from_millis(self.publish_timeout_ms.max(1)),
+                window: AcceptWindow {
+                    max_age_days: self.max_reading_age_days,
+                },
+            },
             kafka,
         })
     }

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
 use iot_common::Reading;
+use iot_common::domain::AcceptWindow;
 use iot_common::auth::MeterTokens;
 use iot_common::bus::{Bus, BusError};
 use iot_common::http::{ApiError, authenticate_meter};
@@ -30,12 +31,15 @@ pub const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub struct IngestConfig {
     /// How long to wait for the bus to confirm before answering 503.
     pub publish_timeout: Duration,
+    /// How far ahead and behind the server clock a reading may be dated.
+    pub window: AcceptWindow,
 }
 
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             publish_timeout: Duration::from_secs(10),
+            window: AcceptWindow::default(),
         }
     }
 }
@@ -155,16 +159,18 @@ async fn accept(
     let mut readings: Vec<Reading> = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let at_index = |e: ApiError| if batch { e.index(i) } else { e };
-        let reading = Reading::from_json(item, now).map_err(|e| {
-            at_index(
-                ApiError::new(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "invalid_reading",
-                    e.to_string(),
+        let reading = Reading::from_json(item)
+            .and_then(|r| state.config.window.check(&r, now).map(|()| r))
+            .map_err(|e| {
+                at_index(
+                    ApiError::new(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "invalid_reading",
+                        e.to_string(),
+                    )
+                    .field(e.field),
                 )
-                .field(e.field),
-            )
-        })?;
+            })?;
         if reading.meter_id != token_meter {
             return Err(at_index(
                 ApiError::new(

@@ -28,8 +28,9 @@ pub struct MeterConfig {
     pub external_addr: SocketAddr,
     pub internal_addr: SocketAddr,
     pub meter_secret: String,
-    /// How long a request waits for Kafka's acknowledgement before the meter answers 503.
-    pub publish_timeout: Duration,
+    /// Ingest rules: how long a request waits for Kafka's acknowledgement before the meter
+    /// answers 503, and how readings may be dated.
+    pub ingest: IngestConfig,
     pub kafka: KafkaConfig,
 }
 
@@ -47,7 +48,7 @@ pub async fn start(config: MeterConfig) -> Result<RunningMeter, MeterError> {
     let metrics = Arc::new(Metrics::new());
     let kafka = KafkaConfig {
         // Nothing outlives the request that is waiting for it by much.
-        message_timeout: config.publish_timeout.max(Duration::from_secs(1)),
+        message_timeout: config.ingest.publish_timeout.max(Duration::from_secs(1)),
         ..config.kafka
     };
     let bus = KafkaBus::new(kafka, metrics.clone())?;
@@ -64,9 +65,7 @@ pub async fn start(config: MeterConfig) -> Result<RunningMeter, MeterError> {
         bus: shared.clone(),
         tokens: MeterTokens::new(config.meter_secret.as_bytes()),
         metrics: metrics.clone(),
-        config: IngestConfig {
-            publish_timeout: config.publish_timeout,
-        },
+        config: config.ingest,
     })
     .fallback(fallback);
     let internal = Router::new()

@@ -54,6 +54,7 @@ async fn post_to(bus: Arc<dyn Bus>) -> (StatusCode, Option<String>, Duration) {
         metrics: metrics.clone(),
         config: IngestConfig {
             publish_timeout: Duration::from_millis(300),
+            ..IngestConfig::default()
         },
     });
     let body = r#"{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kwh":0.1}"#;

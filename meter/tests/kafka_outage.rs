@@ -14,6 +14,7 @@ use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_kafka::KafkaConfig;
 use iot_kafka::test_broker::TestBroker;
+use iot_meter::IngestConfig;
 use iot_meter::service::{MeterConfig, start};
 use iot_simulator::{SinkConfig, run_sink};
 use tokio::task::JoinHandle;
@@ -83,7 +84,10 @@ async fn meter_answers_503_while_the_broker_is_down_and_loses_nothing_it_accepte
         external_addr: ([127, 0, 0, 1], 0).into(),
         internal_addr: ([127, 0, 0, 1], 0).into(),
         meter_secret: "outage-secret".into(),
-        publish_timeout: DEADLINE,
+        ingest: IngestConfig {
+            publish_timeout: DEADLINE,
+            ..IngestConfig::default()
+        },
         kafka: KafkaConfig {
             partitions: 2,
             ..KafkaConfig::new(&broker.brokers())

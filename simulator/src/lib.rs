@@ -3,6 +3,8 @@
 //! writes readings into the store in batches and commits only after the write succeeded.
 //! [`service`] runs the sink on Kafka as its own process (the `simulator sink` command).
 
+#[cfg(feature = "test-support")]
+pub mod acked_load;
 pub mod cli;
 pub mod fleet;
 pub mod household;

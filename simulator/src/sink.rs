@@ -38,7 +38,10 @@ async fn pause(shutdown: &CancellationToken, d: Duration) -> bool {
     }
 }
 
-/// Runs until `shutdown`: what was written is committed before it returns.
+/// Runs until `shutdown`. Never loses what it was handed: a poll error keeps what earlier
+/// polls gave; on shutdown it stops polling, writes what it holds, commits exactly what it
+/// wrote (and what the bus dead-lettered before it), and returns. A shutdown during a store
+/// outage leaves the held batch uncommitted, to be delivered again.
 pub async fn run_sink(
     bus: Arc<dyn Bus>,
     store: Arc<dyn Store>,
@@ -61,47 +64,37 @@ pub async fn run_sink(
         }
     };
     tracing::info!(group = %config.group, "sink consuming");
-    while !shutdown.is_cancelled() {
-        let batch = tokio::select! {
-            () = shutdown.cancelled() => break,
-            b = fill_batch(consumer.as_mut(), &config) => b,
-        };
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(error = %e, "sink poll failed, retrying");
-                if !pause(&shutdown, Duration::from_secs(1)).await {
+    loop {
+        let Filled { batch, stopping } =
+            match fill_batch(consumer.as_mut(), &config, &shutdown).await {
+                Ok(filled) => filled,
+                Err(e) => {
+                    tracing::warn!(error = %e, "sink poll failed, retrying");
+                    if pause(&shutdown, Duration::from_secs(1)).await {
+                        continue;
+                    }
                     break;
                 }
-                continue;
+            };
+        if !batch.is_empty() {
+            if !write_batch(store.as_ref(), &batch, &metrics, &shutdown).await {
+                tracing::info!(
+                    readings = batch.len(),
+                    "sink stopped during a store outage; the batch stays uncommitted"
+                );
+                return Ok(());
             }
-        };
-        if batch.is_empty() {
-            continue;
-        }
-        // Write until it sticks. On shutdown the batch stays uncommitted and comes back on
-        // the next start.
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            match store.write_readings(&batch).await {
-                Ok(()) => break,
-                Err(e) => {
-                    metrics.sink_errors.inc();
-                    tracing::warn!(error = %e, readings = batch.len(), retry_in = ?backoff, "sink store write failed");
-                    if !pause(&shutdown, backoff).await {
-                        return Ok(());
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+            if let Err(e) = consumer.commit().await {
+                // The batch is stored; it will be delivered again and the upsert absorbs it.
+                tracing::warn!(error = %e, "sink commit failed");
             }
+            tracing::debug!(readings = batch.len(), "sink wrote batch");
         }
-        metrics.sink_written.inc_by(batch.len() as u64);
-        if let Err(e) = consumer.commit().await {
-            // The batch is stored; it will be delivered again and the upsert absorbs it.
-            tracing::warn!(error = %e, "sink commit failed");
+        if stopping || shutdown.is_cancelled() {
+            break;
         }
-        tracing::debug!(readings = batch.len(), "sink wrote batch");
     }
+    // Everything handed out is written by now; this retries a commit that failed.
     if let Err(e) = consumer.commit().await {
         tracing::warn!(error = %e, "sink final commit failed");
     }
@@ -109,20 +102,70 @@ pub async fn run_sink(
     Ok(())
 }
 
-/// Waits up to `max_wait` for the first readings, then takes what is ready up to `max_batch`.
+/// One batch, and whether a shutdown ended its filling.
+struct Filled {
+    batch: Vec<iot_common::Reading>,
+    stopping: bool,
+}
+
+/// Waits up to `max_wait` for the first readings, then takes what is ready up to
+/// `max_batch`. Keeps what it has when a later poll fails or a shutdown comes; a poll cut
+/// short by the shutdown loses nothing (polls are cancel-safe: the `Consumer` contract).
 async fn fill_batch(
     consumer: &mut dyn Consumer,
     config: &SinkConfig,
-) -> Result<Vec<iot_common::Reading>, BusError> {
-    let mut batch = consumer.poll(config.max_batch, config.max_wait).await?;
-    while !batch.is_empty() && batch.len() < config.max_batch {
-        let more = consumer
-            .poll(config.max_batch - batch.len(), Duration::ZERO)
-            .await?;
-        if more.is_empty() {
-            break;
+    shutdown: &CancellationToken,
+) -> Result<Filled, BusError> {
+    let mut batch = Vec::new();
+    while batch.len() < config.max_batch {
+        let wait = if batch.is_empty() {
+            config.max_wait
+        } else {
+            Duration::ZERO
+        };
+        let polled = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return Ok(Filled { batch, stopping: true }),
+            polled = consumer.poll(config.max_batch - batch.len(), wait) => polled,
+        };
+        match polled {
+            Ok(more) if more.is_empty() => break,
+            Ok(more) => batch.extend(more),
+            Err(e) if batch.is_empty() => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, readings = batch.len(), "sink poll failed; writing what it has");
+                break;
+            }
         }
-        batch.extend(more);
     }
-    Ok(batch)
+    Ok(Filled {
+        batch,
+        stopping: false,
+    })
+}
+
+/// Writes `batch` until it sticks, with backoff; false if the shutdown came first.
+async fn write_batch(
+    store: &dyn Store,
+    batch: &[iot_common::Reading],
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> bool {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match store.write_readings(batch).await {
+            Ok(()) => {
+                metrics.sink_written.inc_by(batch.len() as u64);
+                return true;
+            }
+            Err(e) => {
+                metrics.sink_errors.inc();
+                tracing::warn!(error = %e, readings = batch.len(), retry_in = ?backoff, "sink store write failed");
+                if !pause(shutdown, backoff).await {
+                    return false;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+        }
+    }
 }

@@ -1,11 +1,14 @@
 //! The real binary as a process: `kill -9` right after a 202 loses nothing (a 202 means
-//! durable), and SIGTERM stops it cleanly.
+//! durable), SIGTERM stops it cleanly, and stopping it again and again while meters post
+//! loses no reading it answered 202 for.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
+use iot_common::store::sqlite::SqliteStore;
+use iot_simulator::acked_load::{AckedLoad, Target, missing_from};
 use serde_json::{Value, json};
 
 struct Proc(Child);
@@ -119,6 +122,84 @@ async fn kill_dash_nine_right_after_202_loses_nothing() {
     );
 }
 
+/// Sends SIGTERM, the normal stop, and waits (bounded) for a clean exit.
+async fn terminate(proc: &mut Proc) {
+    let pid = proc.0.id().to_string();
+    // The shell's builtin `kill`: no dependency on procps.
+    let killed = Command::new("sh")
+        .args(["-c", &format!("kill -TERM {pid}")])
+        .status()
+        .unwrap_or_else(|e| panic!("kill -TERM: {e}"));
+    assert!(killed.success());
+    for _ in 0..300 {
+        if let Some(status) = proc.0.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+            assert!(status.success(), "exit status after SIGTERM: {status}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("still running 15 s after SIGTERM");
+}
+
+/// Waits until `load` has had `more` readings accepted since now: the process is mid-load.
+async fn until_accepted(load: &AckedLoad, more: usize) {
+    let goal = load.accepted() + more;
+    for _ in 0..600 {
+        if load.accepted() >= goal {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the meter accepted fewer than {more} readings in 12 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_again_and_again_under_load_it_keeps_every_reading_it_answered_202_for() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (mut proc, url) = launch(dir.path());
+    let secret = std::fs::read_to_string(dir.path().join("meter-secret"))
+        .unwrap_or_else(|e| panic!("meter secret: {e}"));
+    let target = Target::new(&url);
+    // Four meters posting 48 readings a request, concurrently, as fast as they are taken.
+    let load = AckedLoad::start(target.clone(), secret.trim(), "LOAD", 4, 48);
+    // Eight SIGTERMs (the normal stop: drain, flush, commit), then two kill -9s.
+    for round in 0..10 {
+        until_accepted(&load, 1_000).await;
+        if round < 8 {
+            terminate(&mut proc).await;
+        } else {
+            proc.0.kill().unwrap_or_else(|e| panic!("kill -9: {e}"));
+            let _ = proc.0.wait();
+        }
+        let (next, url) = launch(dir.path());
+        proc = next;
+        target.set(&url);
+    }
+    until_accepted(&load, 1_000).await;
+    let accepted = load.stop().await;
+
+    let store = SqliteStore::open(&dir.path().join("store.sqlite"))
+        .unwrap_or_else(|e| panic!("open store: {e}"));
+    let mut missing = Vec::new();
+    for _ in 0..300 {
+        missing = missing_from(&store, &accepted)
+            .await
+            .unwrap_or_else(|e| panic!("read store: {e}"));
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} readings answered 202 are not stored with their value, e.g. {:?}",
+        missing.len(),
+        accepted.len(),
+        missing.first()
+    );
+    terminate(&mut proc).await;
+}
+
 #[tokio::test]
 async fn sigterm_stops_the_process_cleanly() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -127,21 +208,5 @@ async fn sigterm_stops_the_process_cleanly() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status().as_u16(), 200);
-    let pid = proc.0.id().to_string();
-    // The shell's builtin `kill`: no dependency on procps.
-    let killed = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .unwrap_or_else(|e| panic!("kill -TERM: {e}"));
-    assert!(killed.success());
-    let mut status = None;
-    for _ in 0..300 {
-        if let Some(s) = proc.0.try_wait().unwrap_or_else(|e| panic!("{e}")) {
-            status = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let status = status.unwrap_or_else(|| panic!("still running 15 s after SIGTERM"));
-    assert!(status.success(), "exit status after SIGTERM: {status}");
+    terminate(&mut proc).await;
 }

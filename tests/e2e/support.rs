@@ -44,7 +44,10 @@ async fn launch(fleet: Option<FleetConfig>, regions: Option<std::path::PathBuf>)
         analyst_token: ANALYST.into(),
         external_addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         internal_addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
-        publish_timeout: Duration::from_secs(5),
+        ingest: iot_meter::IngestConfig {
+            publish_timeout: Duration::from_secs(5),
+            ..iot_meter::IngestConfig::default()
+        },
         fleet,
         analytics: iot_analytics::JobConfig::default(),
         recompute_every: Duration::from_secs(3600),

@@ -10,6 +10,11 @@ use crate::domain::Reading;
 
 pub mod sqlite_log;
 
+#[cfg(any(test, feature = "contract"))]
+pub mod contract;
+#[cfg(any(test, feature = "contract"))]
+pub mod double;
+
 #[derive(Debug, thiserror::Error)]
 pub enum BusError {
     /// The bus cannot take or give messages right now; retry later.
@@ -34,12 +39,28 @@ pub trait Bus: Send + Sync + 'static {
     async fn ping(&self) -> Result<(), BusError>;
 }
 
+/// A member of a consumer group. What a meter was told 202 for rests on these rules, which
+/// every adapter obeys and the contract suite ([`contract`]) checks:
+///
+/// - **Handed out, then committed.** [`Consumer::poll`] hands readings out in bus order
+///   (per meter), each after the last one handed out. [`Consumer::commit`] records as
+///   processed exactly what was handed out before it (and what the adapter settled by itself,
+///   such as a message it sent to a dead-letter topic), never a reading it has not handed
+///   out. The caller commits only once everything handed out is stored.
+/// - **A failed poll hands out nothing and skips nothing.** Readings a poll took before an
+///   error are returned rather than dropped, or kept for the next poll; whatever made it fail
+///   (a dead letter the dead-letter topic refused) is retried first by the next poll.
+/// - **Polls are cancel-safe.** A poll whose future is dropped (a shutdown racing it) loses
+///   nothing: what it took is handed out by the next poll, and is not committed before.
+/// - **Uncommitted means redelivered.** A consumer dropped without committing (a crash, a
+///   shutdown mid-write) leaves what it handed out since its last commit to the next member
+///   of its group.
 #[async_trait]
 pub trait Consumer: Send {
-    /// Up to `max` readings after the last polled one; waits up to `wait` when none are ready
-    /// and then returns an empty batch.
+    /// Up to `max` readings after the last one handed out; waits up to `wait` when none are
+    /// ready and then returns an empty batch.
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Reading>, BusError>;
-    /// Marks everything polled so far as processed: it will not be delivered to the group
+    /// Marks everything handed out so far as processed: it will not be delivered to the group
     /// again.
     async fn commit(&mut self) -> Result<(), BusError>;
 }

@@ -289,6 +289,24 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_failed_poll_hands_out_nothing_and_skips_nothing() -> Result<(), BusError> {
+        let dir = tempfile::tempdir().map_err(|e| BusError::Config(e.to_string()))?;
+        let bus = open(&dir);
+        let all: Vec<Reading> = (0..10).map(reading).collect();
+        bus.publish(&all).await?;
+        let mut c = bus.subscribe("sink").await?;
+        assert_eq!(c.poll(4, Duration::ZERO).await?, all[..4]);
+        // Another process breaks the file under the log (the table is gone), then mends it.
+        let other = Connection::open(dir.path().join("bus.sqlite"))?;
+        other.execute_batch("ALTER TABLE log RENAME TO log_away")?;
+        assert!(c.poll(4, Duration::ZERO).await.is_err());
+        assert!(c.poll(4, Duration::ZERO).await.is_err());
+        other.execute_batch("ALTER TABLE log_away RENAME TO log")?;
+        assert_eq!(c.poll(100, Duration::ZERO).await?, all[4..]);
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn a_waiting_poll_wakes_on_publish() -> Result<(), BusError> {
         let dir = tempfile::tempdir().map_err(|e| BusError::Config(e.to_string()))?;
         let bus = open(&dir);

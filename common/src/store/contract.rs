@@ -20,6 +20,8 @@ macro_rules! store_contract_tests {
             readings_window_is_half_open_ordered_and_limited, profiles_replace_per_region,
             runs_round_trip_newest_first, summary_counts_what_was_written,
             window_scan_pages_through_region_readings_once,
+            readings_from_before_registration_are_scanned_after_it,
+            a_meter_that_moves_is_scanned_in_its_new_region_only,
             empty_writes_are_harmless);
     };
     (@each $make:expr; $($check:ident),*) => {
@@ -328,6 +330,29 @@ pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
     ok(store.write_readings(&readings).await, "readings");
     // [slot 2, slot 8): six readings per placed meter.
     let (from, to) = (at(base + 2 * 1800), at(base + 8 * 1800));
+    let seen = scan(store, from, to).await;
+    let mut mine: Vec<RegionReading> = seen.into_iter().filter(|r| r.region == region).collect();
+    mine.sort_by(|a, b| (&a.meter_id, a.ts).cmp(&(&b.meter_id, b.ts)));
+    let mut expected: Vec<RegionReading> = placed
+        .iter()
+        .flat_map(|id| {
+            (2..8).map(|s| RegionReading {
+                region: region.clone(),
+                meter_id: id.clone(),
+                ts: at(base + s * 1800),
+                kwh: 0.01 * s as f64,
+            })
+        })
+        .collect();
+    expected.sort_by(|a, b| (&a.meter_id, a.ts).cmp(&(&b.meter_id, b.ts)));
+    assert_eq!(
+        mine, expected,
+        "each reading in the window once, tagged with its region"
+    );
+}
+
+/// Every reading a scan of `[from, to)` gives, through all its slices and pages (of 4).
+async fn scan(store: &dyn Store, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<RegionReading> {
     let mut seen: Vec<RegionReading> = Vec::new();
     let slices = ok(store.scan_slices(from, to).await, "slices");
     assert!(!slices.is_empty(), "a window has at least one slice");
@@ -351,22 +376,87 @@ pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
         }
         assert!(cursor.is_none(), "the scan of a slice ends");
     }
-    let mut mine: Vec<RegionReading> = seen.into_iter().filter(|r| r.region == region).collect();
-    mine.sort_by(|a, b| (&a.meter_id, a.ts).cmp(&(&b.meter_id, b.ts)));
-    let mut expected: Vec<RegionReading> = placed
-        .iter()
-        .flat_map(|id| {
-            (2..8).map(|s| RegionReading {
-                region: region.clone(),
-                meter_id: id.clone(),
-                ts: at(base + s * 1800),
-                kwh: 0.01 * s as f64,
-            })
-        })
+    seen
+}
+
+/// The (region, slot) of each of `meter`'s readings a scan of two days from `base` gives.
+async fn scanned_as(store: &dyn Store, meter: &str, base: i64) -> Vec<(String, i64, f64)> {
+    let mut mine: Vec<(String, i64, f64)> = scan(store, at(base), at(base + 2 * 86_400))
+        .await
+        .into_iter()
+        .filter(|r| r.meter_id == meter)
+        .map(|r| (r.region, (r.ts.timestamp() - base) / 1800, r.kwh))
         .collect();
-    expected.sort_by(|a, b| (&a.meter_id, a.ts).cmp(&(&b.meter_id, b.ts)));
+    mine.sort_by_key(|r| r.1);
+    mine
+}
+
+/// A meter's readings over two days from `base` (48 a day, across the UTC midnight).
+fn two_days(meter: &str, base: i64, slots: std::ops::Range<i64>) -> Vec<Reading> {
+    slots
+        .map(|s| Reading {
+            meter_id: meter.to_owned(),
+            ts: at(base + s * 1800),
+            kwh: 0.001 * s as f64,
+            interval_s: 1800,
+        })
+        .collect()
+}
+
+/// Readings posted before their meter was registered count for its region once it is, as
+/// they would had they come after: the same history gives the same profiles on every store.
+pub async fn readings_from_before_registration_are_scanned_after_it(store: &dyn Store) {
+    let base = T0 + 3_100 * 86_400;
+    let (meter, region) = (unique("m"), unique("R"));
+    ok(
+        store.write_readings(&two_days(&meter, base, 0..60)).await,
+        "readings of a meter not registered yet",
+    );
+    assert!(
+        scanned_as(store, &meter, base).await.is_empty(),
+        "a meter in no region is in no scan"
+    );
+    ok(
+        store.upsert_meters(&[placed_meter(&meter, &region)]).await,
+        "register",
+    );
+    ok(
+        store.write_readings(&two_days(&meter, base, 60..96)).await,
+        "readings after registration",
+    );
+    let expected: Vec<(String, i64, f64)> = (0..96)
+        .map(|s| (region.clone(), s, 0.001 * s as f64))
+        .collect();
     assert_eq!(
-        mine, expected,
-        "each reading in the window once, tagged with its region"
+        scanned_as(store, &meter, base).await,
+        expected,
+        "every reading, before and after registration, in the meter's region"
+    );
+}
+
+/// A meter that moves takes its readings along: the scan files them under its new region
+/// only, as a join with the meter's current region does.
+pub async fn a_meter_that_moves_is_scanned_in_its_new_region_only(store: &dyn Store) {
+    let base = T0 + 3_200 * 86_400;
+    let (meter, from, to) = (unique("m"), unique("RA"), unique("RB"));
+    ok(
+        store.upsert_meters(&[placed_meter(&meter, &from)]).await,
+        "register",
+    );
+    ok(
+        store.write_readings(&two_days(&meter, base, 10..70)).await,
+        "readings",
+    );
+    ok(
+        store.upsert_meters(&[placed_meter(&meter, &to)]).await,
+        "move",
+    );
+    let expected: Vec<(String, i64, f64)> = (10..70)
+        .map(|s| (to.clone(), s, 0.001 * s as f64))
+        .collect();
+    assert_eq!(
+        scanned_as(store, &meter, base).await,
+        expected,
+        "all of the meter's readings in its new region, none in the old"
     );
 }
