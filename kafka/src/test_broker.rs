@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 use chrono::{TimeZone, Utc};
 use iot_common::Reading;
 
+use crate::KafkaConfig;
+
 pub struct TestBroker {
     bin: PathBuf,
     port: u16,
@@ -70,6 +72,18 @@ impl TestBroker {
     /// The bootstrap address to give clients.
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Settings for clients of this broker: one message per record batch. tansu 0.6 fetches
+    /// from the first batch that starts at or after the offset asked for, so a consumer that
+    /// resumes from a commit inside a batch would never get the rest of that batch (a real
+    /// Kafka broker returns the batch holding the offset). Tests that stop consumers
+    /// mid-load commit inside batches; with single-message batches every offset starts one.
+    pub fn config(&self) -> KafkaConfig {
+        KafkaConfig {
+            batch_messages: 1,
+            ..KafkaConfig::new(&self.brokers())
+        }
     }
 
     /// Kills the broker at once, as a crash would. Its in-memory data is gone.

@@ -20,7 +20,7 @@ fn bus(broker: &TestBroker, partitions: i32) -> (KafkaBus, Arc<Metrics>) {
     let config = KafkaConfig {
         partitions,
         session_timeout: Duration::from_secs(6),
-        ..KafkaConfig::new(&broker.brokers())
+        ..broker.config()
     };
     (KafkaBus::new(config, metrics.clone()).unwrap(), metrics)
 }

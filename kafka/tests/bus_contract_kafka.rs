@@ -25,7 +25,7 @@ async fn fresh() -> Option<BrokerBus> {
     let config = KafkaConfig {
         partitions: 3,
         session_timeout: Duration::from_secs(6),
-        ..KafkaConfig::new(&broker.brokers())
+        ..broker.config()
     };
     let bus = KafkaBus::new(config, Arc::new(Metrics::new())).unwrap_or_else(|e| panic!("{e}"));
     bus.ensure_topics()

@@ -90,7 +90,7 @@ async fn meter_answers_503_while_the_broker_is_down_and_loses_nothing_it_accepte
         },
         kafka: KafkaConfig {
             partitions: 2,
-            ..KafkaConfig::new(&broker.brokers())
+            ..broker.config()
         },
     })
     .await

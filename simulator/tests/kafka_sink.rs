@@ -65,7 +65,7 @@ async fn a_sink_killed_mid_load_loses_nothing_and_duplicates_nothing() {
     let bus = KafkaBus::new(
         KafkaConfig {
             partitions: 4,
-            ..KafkaConfig::new(&broker.brokers())
+            ..broker.config()
         },
         Arc::new(Metrics::new()),
     )
@@ -169,7 +169,7 @@ async fn a_sink_stopped_with_sigterm_again_and_again_under_load_keeps_every_202(
         ingest: IngestConfig::default(),
         kafka: KafkaConfig {
             partitions: 4,
-            ..KafkaConfig::new(&broker.brokers())
+            ..broker.config()
         },
     })
     .await
@@ -226,7 +226,7 @@ fn bus_with_dlq(broker: &TestBroker, dlq_topic: &str) -> (KafkaBus, Arc<Metrics>
         partitions: 1,
         dlq_topic: dlq_topic.into(),
         session_timeout: Duration::from_secs(6),
-        ..KafkaConfig::new(&broker.brokers())
+        ..broker.config()
     };
     (KafkaBus::new(config, metrics.clone()).unwrap(), metrics)
 }
