@@ -78,6 +78,11 @@ struct Prepared {
     run_index_newest: PreparedStatement,
 }
 
+/// A row of `readings_by_region`: region, day, ts, meter id, kWh.
+type RegionRow<'a> = (&'a str, NaiveDate, DateTime<Utc>, &'a str, f64);
+/// The primary key of a `readings_by_region` row: region, day, ts, meter id.
+type RegionKey<'a> = (&'a str, NaiveDate, DateTime<Utc>, &'a str);
+
 /// Meter id to its region and when that was looked up. Only known regions: a meter without
 /// one may be placed any moment, and its next readings must see that at once.
 type RegionCache = HashMap<String, (String, Instant)>;
@@ -315,10 +320,7 @@ impl CassandraStore {
         readings: &[&Reading],
         regions: &HashMap<String, Option<String>>,
     ) -> Result<(), StoreError> {
-        let mut by_region: BTreeMap<
-            (&str, NaiveDate),
-            Vec<(&str, NaiveDate, DateTime<Utc>, &str, f64)>,
-        > = BTreeMap::new();
+        let mut by_region: BTreeMap<(&str, NaiveDate), Vec<RegionRow<'_>>> = BTreeMap::new();
         for r in readings {
             if let Some(Some(region)) = regions.get(&r.meter_id) {
                 let day = day_of(r.ts);
@@ -378,8 +380,7 @@ impl CassandraStore {
             self.write_by_region(&refs, &regions).await?;
         }
         if let Some(old) = old {
-            let mut by_day: BTreeMap<NaiveDate, Vec<(&str, NaiveDate, DateTime<Utc>, &str)>> =
-                BTreeMap::new();
+            let mut by_day: BTreeMap<NaiveDate, Vec<RegionKey<'_>>> = BTreeMap::new();
             for r in &readings {
                 let day = day_of(r.ts);
                 by_day
@@ -395,7 +396,13 @@ impl CassandraStore {
             )
             .await?;
         }
-        tracing::info!(meter = meter_id, ?old, ?new, readings = readings.len(), "meter's readings re-filed under its region");
+        tracing::info!(
+            meter = meter_id,
+            ?old,
+            ?new,
+            readings = readings.len(),
+            "meter's readings re-filed under its region"
+        );
         Ok(())
     }
 

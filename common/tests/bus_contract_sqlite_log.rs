@@ -16,8 +16,8 @@ impl std::ops::Deref for TempLog {
 
 async fn fresh() -> Option<TempLog> {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-    let log = SqliteLog::open(&dir.path().join("bus.sqlite"))
-        .unwrap_or_else(|e| panic!("open log: {e}"));
+    let log =
+        SqliteLog::open(&dir.path().join("bus.sqlite")).unwrap_or_else(|e| panic!("open log: {e}"));
     Some(TempLog { log, _dir: dir })
 }
 

@@ -158,12 +158,7 @@ mod tests {
             let err = decode(key, Some(payload), schema).unwrap_err();
             assert!(err.0.contains(why), "{err} should mention {why}");
         }
-        assert!(
-            decode(key, None, None)
-                .unwrap_err()
-                .0
-                .contains("no value")
-        );
+        assert!(decode(key, None, None).unwrap_err().0.contains("no value"));
     }
 
     #[test]

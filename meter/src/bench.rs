@@ -22,8 +22,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use tokio::task::JoinSet;
 
-use crate::cli::BenchArgs;
 use crate::IngestConfig;
+use crate::cli::BenchArgs;
 use crate::service::{self, MeterConfig, MeterError};
 
 #[derive(Debug, thiserror::Error)]

@@ -150,7 +150,10 @@ async fn terminate(child: &mut Child) {
             assert!(status.success(), "exit status after SIGTERM: {status}");
             return;
         }
-        assert!(Instant::now() < until, "sink still running 20 s after SIGTERM");
+        assert!(
+            Instant::now() < until,
+            "sink still running 20 s after SIGTERM"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -227,7 +230,11 @@ fn bus_with_dlq(broker: &TestBroker, dlq_topic: &str) -> (KafkaBus, Arc<Metrics>
 }
 
 /// Runs an in-process sink on `bus` into `store`; cancel the token to stop it.
-fn run(bus: &KafkaBus, store: &SqliteStore, metrics: Arc<Metrics>) -> (CancellationToken, tokio::task::JoinHandle<()>) {
+fn run(
+    bus: &KafkaBus,
+    store: &SqliteStore,
+    metrics: Arc<Metrics>,
+) -> (CancellationToken, tokio::task::JoinHandle<()>) {
     let stop = CancellationToken::new();
     let config = SinkConfig {
         group: "dlq-outage".into(),
@@ -241,7 +248,10 @@ fn run(bus: &KafkaBus, store: &SqliteStore, metrics: Arc<Metrics>) -> (Cancellat
         config,
         stop.clone(),
     ));
-    (stop, tokio::spawn(async move { task.await.unwrap().unwrap() }))
+    (
+        stop,
+        tokio::spawn(async move { task.await.unwrap().unwrap() }),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -260,24 +270,40 @@ async fn a_dead_letter_outage_mid_batch_stops_the_sink_on_the_poison_and_skips_n
     let encoded: Vec<Vec<u8>> = sent.iter().map(encode).collect();
     let mut messages: Vec<(&str, &[u8])> = encoded.iter().map(|p| ("M000", p.as_slice())).collect();
     messages.insert(10, ("M000", b"{not json"));
-    produce_readings(&producer, "meter-readings", messages).await.unwrap();
+    produce_readings(&producer, "meter-readings", messages)
+        .await
+        .unwrap();
 
     let (stop, sink) = run(&refused, &store, refused_metrics.clone());
     wait_for(&store, "the readings before the poison", |n| n >= 10).await;
     // It keeps trying the dead-letter topic, and stores nothing past the poison meanwhile.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(stored(&store).await, 10, "nothing past the poison is handed out");
+    assert_eq!(
+        stored(&store).await,
+        10,
+        "nothing past the poison is handed out"
+    );
     assert_eq!(refused_metrics.dead_letters.get(), 0);
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(30), sink).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), sink)
+        .await
+        .unwrap()
+        .unwrap();
 
     // The operator mends the dead-letter topic: the next sink of the group takes over from
     // the poison on.
     let (stop, sink) = run(&good, &store, good_metrics.clone());
     wait_for(&store, "the readings after the poison", |n| n >= 20).await;
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(30), sink).await.unwrap().unwrap();
-    assert_eq!(good_metrics.dead_letters.get(), 1, "the poison is a dead letter, once");
+    tokio::time::timeout(Duration::from_secs(30), sink)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        good_metrics.dead_letters.get(),
+        1,
+        "the poison is a dead letter, once"
+    );
     assert_eq!(stored(&store).await, 20);
     let got = store
         .meter_readings("M000", sent[0].ts, sent[19].ts + TimeDelta::hours(1), 100)
@@ -313,7 +339,10 @@ async fn a_reading_dated_ahead_of_the_sinks_clock_is_stored_not_judged_again() {
     let (stop, sink) = run(&bus, &store, metrics.clone());
     wait_for(&store, "readings dated ahead", |n| n >= 2).await;
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(30), sink).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(30), sink)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(metrics.dead_letters.get(), 0, "nothing dead-lettered");
     let got = store
         .meter_readings("AHEAD", ahead, ahead + TimeDelta::days(2), 10)

@@ -119,7 +119,10 @@ async fn a_poll_failing_after_readings_were_handed_out_loses_none_of_them() {
     }
     shutdown.cancel();
     sink.await.unwrap();
-    assert!(faults.polls.load(Ordering::SeqCst) >= 20, "polls failed along the way");
+    assert!(
+        faults.polls.load(Ordering::SeqCst) >= 20,
+        "polls failed along the way"
+    );
     assert_eq!(
         rig.stored().await,
         rig.sent_sorted(1000),
@@ -143,7 +146,11 @@ async fn a_shutdown_while_a_batch_fills_writes_it_and_commits_exactly_that() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(faults.polls.load(Ordering::SeqCst), 2, "the second poll is waiting");
+    assert_eq!(
+        faults.polls.load(Ordering::SeqCst),
+        2,
+        "the second poll is waiting"
+    );
     shutdown.cancel();
     tokio::time::timeout(Duration::from_secs(10), sink)
         .await

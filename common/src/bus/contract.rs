@@ -87,7 +87,10 @@ async fn drain(consumer: &mut dyn Consumer, expected: &[Reading]) -> Vec<Reading
     let until = tokio::time::Instant::now() + PATIENCE;
     let mut got = Vec::new();
     while !pending.is_empty() && tokio::time::Instant::now() < until {
-        let more = ok(consumer.poll(1000, Duration::from_millis(200)).await, "poll");
+        let more = ok(
+            consumer.poll(1000, Duration::from_millis(200)).await,
+            "poll",
+        );
         for r in &more {
             pending.remove(&key(r));
         }
@@ -160,7 +163,11 @@ pub async fn commit_never_passes_a_reading_not_handed_out(bus: &dyn Bus) {
     drop(next);
     let mut last = ok(bus.subscribe("contract").await, "subscribe once more");
     let again = drain(last.as_mut(), &[]).await;
-    assert!(again.is_empty(), "all committed: {} came again", again.len());
+    assert!(
+        again.is_empty(),
+        "all committed: {} came again",
+        again.len()
+    );
 }
 
 /// Polls dropped at every point a shutdown might cut them (a race against a timer) lose
