@@ -133,11 +133,30 @@ fn meter_batch(id: &str, m: usize, start: DateTime<Utc>, from: i64, n: usize) ->
         .collect()
 }
 
+/// Waits up to `patience` for `store` to hold every reading of `accepted` with its value
+/// (the sink may still be catching up), and panics naming what it lacks: for tests.
+pub async fn assert_all_stored(store: &dyn Store, accepted: &[Reading], patience: Duration) {
+    let until = tokio::time::Instant::now() + patience;
+    loop {
+        let missing = missing_from(store, accepted)
+            .await
+            .unwrap_or_else(|e| panic!("read the store: {e}"));
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{} of {} readings answered 202 are not stored with their value, e.g. {:?}",
+            missing.len(),
+            accepted.len(),
+            missing.first()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The readings of `accepted` that `store` lacks or holds with another value.
-pub async fn missing_from(
-    store: &dyn Store,
-    accepted: &[Reading],
-) -> Result<Vec<Reading>, StoreError> {
+async fn missing_from(store: &dyn Store, accepted: &[Reading]) -> Result<Vec<Reading>, StoreError> {
     let meters: BTreeSet<&str> = accepted.iter().map(|r| r.meter_id.as_str()).collect();
     let (Some(from), Some(to)) = (
         accepted.iter().map(|r| r.ts).min(),

@@ -20,7 +20,7 @@ use iot_kafka::test_broker::{TestBroker, sample_readings};
 use iot_kafka::{KafkaBus, KafkaConfig};
 use iot_meter::IngestConfig;
 use iot_meter::service::MeterConfig;
-use iot_simulator::acked_load::{AckedLoad, Target, missing_from};
+use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored};
 use iot_simulator::{SinkConfig, run_sink};
 use rdkafka::producer::FutureProducer;
 use tokio::time::Instant;
@@ -195,23 +195,9 @@ async fn a_sink_stopped_with_sigterm_again_and_again_under_load_keeps_every_202(
     }
     let accepted = load.stop().await;
     assert!(accepted.len() > 4_000, "the load ran: {}", accepted.len());
-    let until = Instant::now() + Duration::from_secs(90);
-    let missing = loop {
-        let missing = missing_from(&store, &accepted).await.unwrap();
-        if missing.is_empty() || Instant::now() > until {
-            break missing;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    assert_all_stored(&store, &accepted, Duration::from_secs(90)).await;
     terminate(&mut child).await;
     meter.service.stop(Duration::from_secs(5)).await;
-    assert!(
-        missing.is_empty(),
-        "{} of {} readings answered 202 are not stored with their value, e.g. {:?}",
-        missing.len(),
-        accepted.len(),
-        missing.first()
-    );
 }
 
 /// A dead-letter topic that was never created: the broker refuses messages for it.

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use iot_common::store::sqlite::SqliteStore;
-use iot_simulator::acked_load::{AckedLoad, Target, missing_from};
+use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored};
 use serde_json::{Value, json};
 
 struct Proc(Child);
@@ -180,23 +180,7 @@ async fn stopped_again_and_again_under_load_it_keeps_every_reading_it_answered_2
 
     let store = SqliteStore::open(&dir.path().join("store.sqlite"))
         .unwrap_or_else(|e| panic!("open store: {e}"));
-    let mut missing = Vec::new();
-    for _ in 0..300 {
-        missing = missing_from(&store, &accepted)
-            .await
-            .unwrap_or_else(|e| panic!("read store: {e}"));
-        if missing.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        missing.is_empty(),
-        "{} of {} readings answered 202 are not stored with their value, e.g. {:?}",
-        missing.len(),
-        accepted.len(),
-        missing.first()
-    );
+    assert_all_stored(&store, &accepted, Duration::from_secs(30)).await;
     terminate(&mut proc).await;
 }
 
