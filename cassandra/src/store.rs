@@ -343,6 +343,22 @@ impl CassandraStore {
         Ok(())
     }
 
+    async fn put_meter(&self, m: &Meter) -> Result<(), StoreError> {
+        let values = (
+            &m.meter_id,
+            &m.region,
+            m.lat,
+            m.lon,
+            m.household_size.map(i32::from),
+            m.dwelling.map(Dwelling::as_str),
+            m.registered_at,
+        );
+        self.client
+            .execute("upsert meter", &self.st.meter_upsert, values)
+            .await?;
+        Ok(())
+    }
+
     /// Every stored reading of one meter, from its days in `meter_days`.
     async fn all_readings_of(&self, meter_id: &str) -> Result<Vec<Reading>, StoreError> {
         let result = self
@@ -496,23 +512,7 @@ impl Store for CassandraStore {
         .await?
         .into_iter()
         .collect();
-        let writes = meters
-            .iter()
-            .map(|m| {
-                let values = (
-                    &m.meter_id,
-                    &m.region,
-                    m.lat,
-                    m.lon,
-                    m.household_size.map(i32::from),
-                    m.dwelling.map(Dwelling::as_str),
-                    m.registered_at,
-                );
-                self.client
-                    .execute("upsert meter", &self.st.meter_upsert, values)
-            })
-            .collect();
-        fan_out(writes).await?;
+        fan_out(meters.iter().map(|m| self.put_meter(m)).collect()).await?;
         if let Ok(mut cache) = self.regions.lock() {
             for m in meters {
                 match &m.region {
@@ -530,8 +530,22 @@ impl Store for CassandraStore {
                 (old != m.region).then_some((m, old))
             })
             .map(|(m, old)| async move {
-                self.refile(&m.meter_id, old.as_deref(), m.region.as_deref())
-                    .await
+                let refiled = self
+                    .refile(&m.meter_id, old.as_deref(), m.region.as_deref())
+                    .await;
+                if refiled.is_err() {
+                    // Put the old region back, so that the caller's retry sees the change
+                    // again and re-files then.
+                    let back = Meter {
+                        region: old,
+                        ..m.clone()
+                    };
+                    if let Ok(mut cache) = self.regions.lock() {
+                        cache.remove(&m.meter_id);
+                    }
+                    self.put_meter(&back).await?;
+                }
+                refiled
             })
             .collect();
         fan_out(moved).await?;
