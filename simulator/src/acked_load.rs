@@ -1,7 +1,8 @@
 //! [`AckedLoad`]: meters posting batches to the meter API as fast as it takes them, keeping
-//! every reading it answered 202 for, so a test can stop processes under load and then check
-//! that each of those readings is stored with its value. A refused or unanswered batch is
-//! posted again, as a real meter would. Built with the `test-support` feature.
+//! every reading it answered 202 for, so a test can stop processes under load ([`terminate`])
+//! and then check that each of those readings is stored with its value
+//! ([`assert_all_stored`]). A refused or unanswered batch is posted again, as a real meter
+//! would. Built with the `test-support` feature.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -176,4 +177,27 @@ async fn missing_from(store: &dyn Store, accepted: &[Reading]) -> Result<Vec<Rea
         .filter(|r| stored.get(&(r.meter_id.clone(), r.ts)) != Some(&r.kwh))
         .cloned()
         .collect())
+}
+
+/// Sends SIGTERM, the normal stop, and waits up to `patience` for a clean exit; panics if the
+/// process does not exit, or exits with a failure: for tests.
+pub async fn terminate(child: &mut std::process::Child, patience: Duration) {
+    // The shell's builtin `kill`: no dependency on procps.
+    let killed = std::process::Command::new("sh")
+        .args(["-c", &format!("kill -TERM {}", child.id())])
+        .status()
+        .unwrap_or_else(|e| panic!("kill -TERM: {e}"));
+    assert!(killed.success());
+    let until = tokio::time::Instant::now() + patience;
+    loop {
+        if let Some(status) = child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+            assert!(status.success(), "exit status after SIGTERM: {status}");
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "still running {patience:?} after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -20,7 +20,7 @@ use iot_kafka::test_broker::{TestBroker, sample_readings};
 use iot_kafka::{KafkaBus, KafkaConfig};
 use iot_meter::IngestConfig;
 use iot_meter::service::MeterConfig;
-use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored};
+use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored, terminate};
 use iot_simulator::{SinkConfig, run_sink};
 use rdkafka::producer::FutureProducer;
 use tokio::time::Instant;
@@ -137,27 +137,6 @@ fn sink_refuses_to_start_without_kafka() {
     assert!(err.contains("IOT_KAFKA_BROKERS"), "{err}");
 }
 
-/// Sends SIGTERM, the normal stop, and waits (bounded) for a clean exit.
-async fn terminate(child: &mut Child) {
-    let killed = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {}", child.id())])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let until = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "exit status after SIGTERM: {status}");
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "sink still running 20 s after SIGTERM"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sink_stopped_with_sigterm_again_and_again_under_load_keeps_every_202() {
     let Some(broker) = TestBroker::start("sink SIGTERM under load") else {
@@ -190,13 +169,13 @@ async fn a_sink_stopped_with_sigterm_again_and_again_under_load_keeps_every_202(
             n >= before + 500
         })
         .await;
-        terminate(&mut child).await;
+        terminate(&mut child, Duration::from_secs(20)).await;
         child = sink(&broker, dir.path());
     }
     let accepted = load.stop().await;
     assert!(accepted.len() > 4_000, "the load ran: {}", accepted.len());
     assert_all_stored(&store, &accepted, Duration::from_secs(90)).await;
-    terminate(&mut child).await;
+    terminate(&mut child, Duration::from_secs(20)).await;
     meter.service.stop(Duration::from_secs(5)).await;
 }
 

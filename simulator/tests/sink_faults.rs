@@ -85,11 +85,12 @@ impl Rig {
         v
     }
 
-    /// Runs a plain sink until the log is empty and returns what the store then holds.
-    async fn finish(&self) -> Vec<Reading> {
+    /// Runs a sink on `bus` until the log is empty (15 s at most) and returns what the store
+    /// then holds.
+    async fn drain(&self, bus: Arc<dyn Bus>) -> Vec<Reading> {
         let shutdown = CancellationToken::new();
-        let sink = self.sink(Arc::new(self.log.clone()), &shutdown);
-        for _ in 0..200 {
+        let sink = self.sink(bus, &shutdown);
+        for _ in 0..300 {
             if self.log.backlog().await.unwrap() == 0 {
                 break;
             }
@@ -109,22 +110,13 @@ async fn a_poll_failing_after_readings_were_handed_out_loses_none_of_them() {
     bus.faults.chunk.store(50, Ordering::SeqCst);
     bus.faults.fail_every.store(2, Ordering::SeqCst);
     let faults = bus.faults.clone();
-    let shutdown = CancellationToken::new();
-    let sink = rig.sink(Arc::new(bus), &shutdown);
-    for _ in 0..300 {
-        if rig.log.backlog().await.unwrap() == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    shutdown.cancel();
-    sink.await.unwrap();
+    let stored = rig.drain(Arc::new(bus)).await;
     assert!(
         faults.polls.load(Ordering::SeqCst) >= 20,
         "polls failed along the way"
     );
     assert_eq!(
-        rig.stored().await,
+        stored,
         rig.sent_sorted(1000),
         "every reading stored with its value"
     );
@@ -167,7 +159,7 @@ async fn a_shutdown_while_a_batch_fills_writes_it_and_commits_exactly_that() {
         "exactly what was written is committed"
     );
     assert_eq!(
-        rig.finish().await,
+        rig.drain(Arc::new(rig.log.clone())).await,
         rig.sent_sorted(1000),
         "the next start stores the rest"
     );

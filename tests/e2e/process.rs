@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use iot_common::store::sqlite::SqliteStore;
-use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored};
+use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored, terminate};
 use serde_json::{Value, json};
 
 struct Proc(Child);
@@ -122,25 +122,6 @@ async fn kill_dash_nine_right_after_202_loses_nothing() {
     );
 }
 
-/// Sends SIGTERM, the normal stop, and waits (bounded) for a clean exit.
-async fn terminate(proc: &mut Proc) {
-    let pid = proc.0.id().to_string();
-    // The shell's builtin `kill`: no dependency on procps.
-    let killed = Command::new("sh")
-        .args(["-c", &format!("kill -TERM {pid}")])
-        .status()
-        .unwrap_or_else(|e| panic!("kill -TERM: {e}"));
-    assert!(killed.success());
-    for _ in 0..300 {
-        if let Some(status) = proc.0.try_wait().unwrap_or_else(|e| panic!("{e}")) {
-            assert!(status.success(), "exit status after SIGTERM: {status}");
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("still running 15 s after SIGTERM");
-}
-
 /// Waits until `load` has had `more` readings accepted since now: the process is mid-load.
 async fn until_accepted(load: &AckedLoad, more: usize) {
     let goal = load.accepted() + more;
@@ -166,7 +147,7 @@ async fn stopped_again_and_again_under_load_it_keeps_every_reading_it_answered_2
     for round in 0..10 {
         until_accepted(&load, 1_000).await;
         if round < 8 {
-            terminate(&mut proc).await;
+            terminate(&mut proc.0, Duration::from_secs(15)).await;
         } else {
             proc.0.kill().unwrap_or_else(|e| panic!("kill -9: {e}"));
             let _ = proc.0.wait();
@@ -181,7 +162,7 @@ async fn stopped_again_and_again_under_load_it_keeps_every_reading_it_answered_2
     let store = SqliteStore::open(&dir.path().join("store.sqlite"))
         .unwrap_or_else(|e| panic!("open store: {e}"));
     assert_all_stored(&store, &accepted, Duration::from_secs(30)).await;
-    terminate(&mut proc).await;
+    terminate(&mut proc.0, Duration::from_secs(15)).await;
 }
 
 #[tokio::test]
@@ -192,5 +173,5 @@ async fn sigterm_stops_the_process_cleanly() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status().as_u16(), 200);
-    terminate(&mut proc).await;
+    terminate(&mut proc.0, Duration::from_secs(15)).await;
 }
