@@ -8,12 +8,13 @@ use std::time::Duration;
 use axum::Router;
 use iot_analytics::api::{RunsState, runs_router};
 use iot_analytics::{Analytics, JobConfig};
-use iot_common::auth::{MeterTokens, StaticToken};
+use iot_common::auth::{MeterAuth, MeterTokens, StaticToken};
 use iot_common::bus::Bus;
 use iot_common::bus::sqlite_log::SqliteLog;
 use iot_common::http::{Health, fallback, health_routes};
 use iot_common::metrics::Metrics;
 use iot_common::regions::Regions;
+use iot_common::server::HttpLimits;
 use iot_common::service::{ListenError, Service};
 use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
@@ -21,6 +22,9 @@ use iot_meter::{IngestConfig, MeterState};
 use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
 use iot_web::{Recompute, WebState};
 use tokio_util::sync::CancellationToken;
+
+/// How often the revocation list is read again (a `meters revoke` run by another process).
+const REVOCATION_REFRESH: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -37,12 +41,17 @@ pub enum AppError {
 }
 
 /// Everything `start` needs, already resolved (secrets loaded, paths chosen).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AppConfig {
     pub data_dir: PathBuf,
     pub regions: Option<PathBuf>,
-    pub meter_secret: String,
+    /// Meter token keys (current and, while rotating, previous secret).
+    pub tokens: MeterTokens,
     pub analyst_token: String,
+    /// Timeouts of both listeners.
+    pub http: HttpLimits,
+    /// Marks the console cookie `Secure` (behind TLS).
+    pub cookie_secure: bool,
     pub external_addr: SocketAddr,
     pub internal_addr: SocketAddr,
     /// The meter's rules: publish deadline, how readings may be dated.
@@ -86,24 +95,30 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     let bus: Arc<dyn Bus> = Arc::new(log.clone());
     let analytics = Analytics::new(store.clone(), config.analytics.clone());
     let metrics = Arc::new(Metrics::new());
-    let tokens = MeterTokens::new(config.meter_secret.as_bytes());
-    let mut service = Service::new();
+    let tokens = config.tokens.clone();
+    let auth = MeterAuth::new(tokens.clone());
+    auth.revocations.refresh(store.as_ref()).await?;
+    let mut service = Service::with_limits(config.http);
     let shutdown = service.shutdown_token();
 
     let web = WebState::new(
         store.clone(),
         regions.clone(),
-        tokens.clone(),
+        auth.clone(),
         StaticToken::new(&config.analyst_token),
         config.unit_price_pence,
         Some(Arc::new(ConsoleTrigger(analytics.clone()))),
-    );
-    let meter = MeterState {
-        bus: bus.clone(),
-        tokens: tokens.clone(),
-        metrics: metrics.clone(),
-        config: config.ingest,
-    };
+    )
+    .secure_cookies(config.cookie_secure);
+    // One revocation list for ingest and the web: a revocation here takes effect at once; one
+    // made by the `meters revoke` command arrives with the next refresh.
+    let meter = MeterState::new(bus.clone(), auth.clone(), metrics.clone(), config.ingest);
+    let (list, stop) = (auth.revocations.clone(), shutdown.clone());
+    let revocation_store = store.clone();
+    service.spawn("revocations", async move {
+        list.keep_fresh(revocation_store, REVOCATION_REFRESH, stop).await;
+        Ok::<(), std::convert::Infallible>(())
+    });
     let external = iot_meter::router(meter)
         .merge(iot_web::external_router(web.clone()))
         .fallback(fallback);

@@ -68,6 +68,18 @@ pub async fn meters(
             );
             writeln!(out, "{token}")?;
         }
+        MetersCommand::Revoke { meter_id } => {
+            if !is_valid_meter_id(&meter_id) {
+                return Err(CommandError::MeterId);
+            }
+            let at = chrono::Utc::now();
+            store.revoke_meter(&meter_id, at).await?;
+            writeln!(
+                out,
+                "revoked every token of {meter_id} issued up to {}",
+                at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            )?;
+        }
         MetersCommand::List => {
             for m in store.meters().await? {
                 writeln!(out, "{}", serde_json::to_string(&m)?)?;

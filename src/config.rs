@@ -37,6 +37,9 @@ pub struct CommonArgs {
     /// `<data-dir>/meter-secret`.
     #[arg(long, env = "IOT_METER_SECRET", hide_env_values = true, global = true)]
     pub meter_secret: Option<String>,
+    /// The meter secret being rotated out: its tokens still work while it is set here.
+    #[arg(long, env = "IOT_METER_SECRET_PREVIOUS", hide_env_values = true, global = true)]
+    pub meter_secret_previous: Option<String>,
     /// Token operators and analysts present on internal routes; default: generated once and
     /// kept in `<data-dir>/analyst-token`.
     #[arg(long, env = "IOT_ANALYST_TOKEN", hide_env_values = true, global = true)]
@@ -72,6 +75,14 @@ pub struct RunArgs {
     /// older ones get 422 on `ts`.
     #[arg(long, env = "IOT_MAX_READING_AGE_DAYS", default_value_t = iot_common::domain::DEFAULT_MAX_READING_AGE_DAYS)]
     pub max_reading_age_days: u32,
+    /// Ingest requests parsed and published at once; more are shed with 503 + Retry-After.
+    #[arg(long, env = "IOT_INGEST_MAX_IN_FLIGHT", default_value_t = iot_meter::ingest::DEFAULT_MAX_IN_FLIGHT)]
+    pub ingest_max_in_flight: usize,
+    /// Mark the console's session cookie `Secure`: set it when a TLS front serves the console.
+    #[arg(long, env = "IOT_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = iot_web::cli::parse_flag)]
+    pub cookie_secure: bool,
+    #[command(flatten)]
+    pub http: iot_common::server::HttpArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -109,4 +120,7 @@ pub enum MetersCommand {
     },
     /// List registered meters as JSON lines.
     List,
+    /// Revoke a meter's tokens: every token issued so far gets 401 (registering the meter
+    /// again issues one that works). Readings and registration stay.
+    Revoke { meter_id: String },
 }

@@ -19,15 +19,15 @@ async fn main() -> anyhow::Result<()> {
         "meter-secret",
     )
     .context("cannot load or create the meter secret")?;
-    let tokens = MeterTokens::new(secret.as_bytes());
+    let tokens = MeterTokens::new(&secret)?.with_previous(common.meter_secret_previous.as_deref())?;
     match cli.command {
         Some(Command::Token { meter_id }) => Ok(commands::token(&tokens, &meter_id)?),
         Some(Command::Meters(cmd)) => Ok(commands::meters(cmd, &cli.common, &tokens).await?),
-        None | Some(Command::Run) => run(cli, secret).await,
+        None | Some(Command::Run) => run(cli, tokens).await,
     }
 }
 
-async fn run(cli: Cli, meter_secret: String) -> anyhow::Result<()> {
+async fn run(cli: Cli, tokens: MeterTokens) -> anyhow::Result<()> {
     let (common, run) = (cli.common, cli.run);
     let analyst_token = load_or_create(
         common.analyst_token.as_deref(),
@@ -38,8 +38,10 @@ async fn run(cli: Cli, meter_secret: String) -> anyhow::Result<()> {
     let config = AppConfig {
         data_dir: common.data_dir.clone(),
         regions: common.regions.clone(),
-        meter_secret,
+        tokens,
         analyst_token,
+        http: run.http.limits(),
+        cookie_secure: run.cookie_secure,
         external_addr: run.external_addr,
         internal_addr: run.internal_addr,
         ingest: iot_meter::IngestConfig {
@@ -47,6 +49,7 @@ async fn run(cli: Cli, meter_secret: String) -> anyhow::Result<()> {
             window: iot_common::domain::AcceptWindow {
                 max_age_days: run.max_reading_age_days,
             },
+            max_in_flight: run.ingest_max_in_flight.max(1),
         },
         // The meter URL is filled in once the external listener is bound.
         fleet: Some(run.fleet.config("")),

@@ -69,6 +69,12 @@ pub const RUN_INDEX_PUT: &str =
     "INSERT INTO runs_by_created (bucket, created_at, run_id) VALUES (?, ?, ?)";
 pub const RUN_INDEX_NEWEST: &str = "SELECT run_id FROM runs_by_created WHERE bucket = ? LIMIT ?";
 
+/// Revocations live in one partition (`shard` 0) that meter replicas read whole.
+pub const REVOCATION_PUT: &str =
+    "INSERT INTO meter_revocations (shard, meter_id, revoked_at) VALUES (?, ?, ?)";
+pub const REVOCATIONS_ALL: &str =
+    "SELECT meter_id, revoked_at FROM meter_revocations WHERE shard = ?";
+
 /// Every statement above that runs against the numbered files' tables or the bootstrap
 /// tables, for the schema check.
 pub const ALL: &[&str] = &[
@@ -98,4 +104,6 @@ pub const ALL: &[&str] = &[
     RUN_GET,
     RUN_INDEX_PUT,
     RUN_INDEX_NEWEST,
+    REVOCATION_PUT,
+    REVOCATIONS_ALL,
 ];

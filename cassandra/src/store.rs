@@ -76,6 +76,8 @@ struct Prepared {
     run_get: PreparedStatement,
     run_index_put: PreparedStatement,
     run_index_newest: PreparedStatement,
+    revocation_put: PreparedStatement,
+    revocations_all: PreparedStatement,
 }
 
 /// A row of `readings_by_region`: region, day, ts, meter id, kWh.
@@ -208,6 +210,9 @@ fn run_from_row(r: RunRow) -> Result<Run, StoreError> {
     })
 }
 
+/// The one partition of `meter_revocations`.
+const REVOCATIONS_SHARD: i32 = 0;
+
 /// A scan slice's part: a region and a UTC day, as `<day>/<region>`.
 fn slice_part(region: &str, day: NaiveDate) -> String {
     format!("{day}/{region}")
@@ -256,6 +261,8 @@ impl CassandraStore {
             run_get: prepare(&client, cql::RUN_GET).await?,
             run_index_put: prepare(&client, cql::RUN_INDEX_PUT).await?,
             run_index_newest: prepare(&client, cql::RUN_INDEX_NEWEST).await?,
+            revocation_put: prepare(&client, cql::REVOCATION_PUT).await?,
+            revocations_all: prepare(&client, cql::REVOCATIONS_ALL).await?,
         };
         Ok(Self {
             client,
@@ -851,6 +858,36 @@ impl Store for CassandraStore {
             .await?;
         // A run whose row expired before its index row is left out.
         Ok(runs.into_iter().flatten().collect())
+    }
+
+    async fn revoke_meter(&self, meter_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "revoke meter",
+                &self.st.revocation_put,
+                (REVOCATIONS_SHARD, meter_id, at),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn revocations(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        let pager = self
+            .client
+            .session
+            .execute_iter(self.st.revocations_all.clone(), (REVOCATIONS_SHARD,))
+            .await
+            .map_err(ClientError::from)?;
+        let rows: Vec<(String, Option<DateTime<Utc>>)> = pager
+            .rows_stream()
+            .map_err(decode)?
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .try_collect()
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, at)| (id, at.unwrap_or(DateTime::<Utc>::MAX_UTC)))
+            .collect())
     }
 
     async fn summary(&self) -> Result<StoreSummary, StoreError> {

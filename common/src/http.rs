@@ -5,36 +5,58 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 
-use crate::auth::{AuthError, MeterTokens, StaticToken, bearer};
+use crate::auth::{AuthError, MeterAuth, StaticToken, bearer};
 use crate::bus::Bus;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-/// An error answered as JSON: `{"error": code, "message": ..., "field": ..., "index": ...}`.
-#[derive(Debug, Clone, Serialize)]
+/// Media type of every error body: RFC 9457 problem details.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// What a 5xx tells the client: the detail (a store or bus error) stays in the log line that
+/// carries the same request id.
+const SERVER_DETAIL: &str =
+    "the service could not handle this request; retry later, or quote the request id";
+
+/// An error answered as an RFC 9457 problem document: `type` (`urn:iot-demo:problem:<code>`),
+/// `title`, `status`, `detail`, and the extensions `field` (the request field at fault),
+/// `index` (the reading's position in a batch) and `request_id`. A 5xx never shows its detail
+/// to the client; [`problem_responses`] logs it with the request id.
+#[derive(Debug, Clone)]
 pub struct ApiError {
-    #[serde(skip)]
     pub status: StatusCode,
-    #[serde(rename = "error")]
     pub code: &'static str,
     pub message: String,
     /// The request field at fault, when there is one.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
     /// The position of the offending reading in a batch.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
-    #[serde(skip)]
     pub retry_after_s: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<&'a str>,
 }
 
 impl ApiError {
@@ -71,17 +93,150 @@ impl ApiError {
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message).retry_after(5)
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut res = (self.status, Json(&self)).into_response();
+    /// What the client is told: the detail, unless the fault is the server's.
+    fn client_detail(&self) -> &str {
+        if self.status.is_server_error() {
+            SERVER_DETAIL
+        } else {
+            &self.message
+        }
+    }
+
+    fn render(&self, request_id: Option<&str>) -> Response {
+        let problem = Problem {
+            kind: format!("urn:iot-demo:problem:{}", self.code),
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: self.client_detail(),
+            field: self.field.as_deref(),
+            index: self.index,
+            request_id,
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut res = (
+            self.status,
+            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
+            body,
+        )
+            .into_response();
         if let Some(s) = self.retry_after_s {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
         res
     }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = self.render(None);
+        // Kept for `problem_responses`, which adds the request id and logs the detail.
+        res.extensions_mut().insert(self);
+        res
+    }
+}
+
+/// The id of a request: the client's `X-Request-Id` when it is a sane token, else a fresh
+/// one. Echoed in the response header and in every error body and log line of the request.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
+const REQUEST_ID: &str = "x-request-id";
+
+fn request_id(req: &Request) -> String {
+    req.headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            (8..=64).contains(&v.len())
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .map_or_else(
+            || {
+                let bytes: [u8; 12] = rand::random();
+                base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, bytes)
+            },
+            str::to_owned,
+        )
+}
+
+/// Gives every request an id, and every error response the problem format: an [`ApiError`]
+/// gets the id added (and its detail logged), any other 4xx/5xx without a body of its own
+/// kind (axum's extractor rejections, 405) is turned into a problem document. HTML error
+/// pages stay HTML.
+pub async fn problem_responses(mut req: Request, next: Next) -> Response {
+    let id = request_id(&req);
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id);
+    let mut res = next.run(req).instrument(span).await;
+    let failed = res.status().is_client_error() || res.status().is_server_error();
+    let error = match res.extensions_mut().remove::<ApiError>() {
+        Some(e) => Some((e, std::mem::take(res.headers_mut()))),
+        None if failed => match adopt(res).await {
+            Ok(adopted) => {
+                res = Response::default();
+                Some(adopted)
+            }
+            Err(unchanged) => {
+                res = unchanged;
+                None
+            }
+        },
+        None => None,
+    };
+    if let Some((e, headers)) = error {
+        if e.status.is_server_error() {
+            tracing::warn!(request_id = %id, status = %e.status, code = e.code, detail = %e.message, "request failed");
+        } else {
+            tracing::debug!(request_id = %id, status = %e.status, code = e.code, detail = %e.message, field = ?e.field, "request refused");
+        }
+        res = e.render(Some(&id));
+        for (name, value) in &headers {
+            if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+                res.headers_mut().entry(name).or_insert_with(|| value.clone());
+            }
+        }
+    }
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        res.headers_mut().insert(REQUEST_ID, v);
+    }
+    res
+}
+
+/// An error response some other layer wrote (plain text, or empty), as an [`ApiError`];
+/// the response back unchanged when it already is a page or a problem document.
+async fn adopt(res: Response) -> Result<(ApiError, axum::http::HeaderMap), Response> {
+    let kind = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if kind.starts_with("text/html") || kind.starts_with(PROBLEM_JSON) {
+        return Err(res);
+    }
+    let (parts, body) = res.into_parts();
+    let status = parts.status;
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let message = if text.trim().is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text
+    };
+    let code = match status {
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
+        s if s.is_server_error() => "internal",
+        _ => "bad_request",
+    };
+    Ok((ApiError::new(status, code, message), parts.headers))
 }
 
 /// The request's `Authorization: Bearer` token, or why there is none.
@@ -96,13 +251,13 @@ fn unauthorized(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).field("authorization")
 }
 
-/// The meter whose valid token the request carries; 401 otherwise.
+/// The meter whose valid, unrevoked token the request carries; 401 otherwise.
 pub fn authenticate_meter<'h>(
-    tokens: &MeterTokens,
+    auth: &MeterAuth,
     headers: &'h axum::http::HeaderMap,
 ) -> Result<&'h str, ApiError> {
     bearer_token(headers)
-        .and_then(|t| tokens.verify(t))
+        .and_then(|t| auth.check(t))
         .map_err(|e| unauthorized(e.to_string()))
 }
 
@@ -178,17 +333,6 @@ async fn metrics(State(h): State<Health>) -> Response {
         h.metrics.render(),
     )
         .into_response()
-}
-
-/// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests finish.
-pub async fn serve(
-    listener: TcpListener,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }
 
 /// Waits for Ctrl-C, SIGTERM, or `token` being cancelled (an internal failure).

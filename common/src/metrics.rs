@@ -16,6 +16,8 @@ pub struct Metrics {
     pub readings_accepted: Counter,
     /// Requests the meter refused, by HTTP status.
     pub ingest_rejected: Family<Labels, Counter>,
+    /// Ingest requests shed with 503 because the meter was at capacity.
+    pub ingest_shed: Counter,
     /// Time from a request's arrival to the bus confirming it, in seconds.
     pub publish_seconds: Histogram,
     /// Readings the sink wrote to the store.
@@ -44,6 +46,7 @@ impl Metrics {
         let m = Self {
             readings_accepted: Counter::default(),
             ingest_rejected: Family::default(),
+            ingest_shed: Counter::default(),
             publish_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             sink_written: Counter::default(),
             sink_errors: Counter::default(),
@@ -62,6 +65,11 @@ impl Metrics {
             "meter_requests_rejected",
             "Ingest requests refused, by status",
             m.ingest_rejected.clone(),
+        );
+        registry.register(
+            "meter_requests_shed",
+            "Ingest requests shed with 503 because the meter was at capacity",
+            m.ingest_shed.clone(),
         );
         registry.register(
             "meter_publish_seconds",

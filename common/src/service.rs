@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::http::serve;
+use crate::server::{HttpLimits, serve};
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot listen on {addr}")]
@@ -25,6 +25,7 @@ pub struct ListenError {
 /// half-running service is worse than one that restarts.
 pub struct Service {
     shutdown: CancellationToken,
+    limits: HttpLimits,
     tasks: JoinSet<()>,
 }
 
@@ -35,9 +36,15 @@ impl Default for Service {
 }
 
 impl Service {
+    /// A service whose listeners use the default [`HttpLimits`].
     pub fn new() -> Self {
+        Self::with_limits(HttpLimits::default())
+    }
+
+    pub fn with_limits(limits: HttpLimits) -> Self {
         Self {
             shutdown: CancellationToken::new(),
+            limits,
             tasks: JoinSet::new(),
         }
     }
@@ -58,8 +65,9 @@ impl Service {
         let listener = TcpListener::bind(addr).await.map_err(to_err)?;
         let bound = listener.local_addr().map_err(to_err)?;
         let stop = self.shutdown.clone();
+        let limits = self.limits;
         self.tasks.spawn(async move {
-            if let Err(e) = serve(listener, router, stop.clone()).await {
+            if let Err(e) = serve(listener, router, limits, stop.clone()).await {
                 tracing::error!(listener = name, error = %e, "listener failed, shutting down");
                 stop.cancel();
             }

@@ -11,6 +11,7 @@
 //! It costs bytes on the wire, which lz4 compression wins mostly back.
 
 use iot_common::Reading;
+use iot_common::reading_json::{JsonError, parse_reading};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 pub const SCHEMA_HEADER: &str = "iot-schema";
@@ -32,7 +33,7 @@ pub struct Poison(pub String);
 
 /// Whether a message is a well-formed reading message, and the reading it carries: a known
 /// schema, a value that is a reading by the rules that do not depend on time
-/// ([`Reading::from_json`]), keyed by its meter id. No clock: the meter judged the time
+/// ([`parse_reading`]), keyed by its meter id. No clock: the meter judged the time
 /// rules when it accepted the reading, and its 202 stands, however late the message is read.
 pub fn decode(
     key: Option<&[u8]>,
@@ -48,10 +49,10 @@ pub fn decode(
         )));
     }
     let payload = payload.ok_or_else(|| Poison("message has no value".into()))?;
-    let value: serde_json::Value = serde_json::from_slice(payload)
-        .map_err(|e| Poison(format!("value is not valid JSON: {e}")))?;
-    let reading =
-        Reading::from_json(&value).map_err(|e| Poison(format!("invalid reading: {e}")))?;
+    let reading = parse_reading(payload).map_err(|e| match e {
+        JsonError::Syntax(_) => Poison(format!("value is not valid JSON: {e}")),
+        other => Poison(format!("invalid reading: {other}")),
+    })?;
     match key {
         Some(k) if k == reading.meter_id.as_bytes() => Ok(reading),
         Some(k) => Err(Poison(format!(

@@ -40,6 +40,8 @@ pub enum BenchError {
     Refused(String),
     #[error("bad benchmark settings: {0}")]
     Args(&'static str),
+    #[error(transparent)]
+    Secret(#[from] iot_common::auth::SecretError),
 }
 
 /// One phase's figures.
@@ -148,11 +150,14 @@ pub async fn run(kafka: KafkaConfig, args: BenchArgs) -> Result<Report, BenchErr
         ..kafka
     };
     let brokers = kafka.brokers.clone();
-    let secret = format!("bench-{}", Utc::now().timestamp_nanos_opt().unwrap_or(0));
+    let tokens = MeterTokens::new(&iot_common::auth::random_secret())?;
     let meter = service::start(MeterConfig {
         external_addr: ([127, 0, 0, 1], 0).into(),
         internal_addr: ([127, 0, 0, 1], 0).into(),
-        meter_secret: secret.clone(),
+        tokens: tokens.clone(),
+        revocations: None,
+        revocation_refresh: Duration::from_secs(2),
+        http: iot_common::server::HttpLimits::default(),
         ingest: IngestConfig {
             publish_timeout: Duration::from_secs(30),
             ..IngestConfig::default()
@@ -165,7 +170,6 @@ pub async fn run(kafka: KafkaConfig, args: BenchArgs) -> Result<Report, BenchErr
     let duration = Duration::from_secs(args.seconds);
 
     tracing::info!(topic = %kafka.topic, "benchmark: meter over HTTP");
-    let tokens = MeterTokens::new(secret.as_bytes());
     let requests: Arc<Vec<(String, Bytes)>> = Arc::new(
         data.iter()
             .map(|round| {

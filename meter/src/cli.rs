@@ -4,7 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use iot_common::auth::MeterTokens;
+use iot_cassandra::StoreArgs;
+use iot_common::auth::{MeterTokens, SecretError};
+use iot_common::server::HttpArgs;
 use iot_common::domain::{AcceptWindow, DEFAULT_MAX_READING_AGE_DAYS, is_valid_meter_id};
 use iot_kafka::KafkaArgs;
 
@@ -27,9 +29,24 @@ pub struct Cli {
     /// Listener for operators: /healthz, /readyz, /metrics. Keep it off the internet.
     #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9081")]
     pub internal_addr: SocketAddr,
-    /// Secret from which meter tokens are derived; the same as the web service's.
+    /// Secret from which meter tokens are derived (at least 32 bytes); the same as the web
+    /// service's.
     #[arg(long, env = "IOT_METER_SECRET", hide_env_values = true)]
     pub meter_secret: Option<String>,
+    /// The secret being rotated out: its tokens are still accepted while it is set here.
+    #[arg(long, env = "IOT_METER_SECRET_PREVIOUS", hide_env_values = true)]
+    pub meter_secret_previous: Option<String>,
+    /// Ingest requests parsed and published at once; more are shed with 503 + Retry-After.
+    #[arg(long, env = "IOT_INGEST_MAX_IN_FLIGHT", default_value_t = crate::ingest::DEFAULT_MAX_IN_FLIGHT)]
+    pub ingest_max_in_flight: usize,
+    /// How often the list of revoked meters is read from the store, in milliseconds.
+    #[arg(long, env = "IOT_REVOCATION_REFRESH_MS", default_value_t = 2_000)]
+    pub revocation_refresh_ms: u64,
+    #[command(flatten)]
+    pub http: HttpArgs,
+    /// Where revoked meters are listed (Cassandra, or the embedded store file).
+    #[command(flatten)]
+    pub store: StoreArgs,
     /// How long a request waits for Kafka before the meter answers 503.
     #[arg(long, env = "IOT_PUBLISH_TIMEOUT_MS", default_value_t = 5_000)]
     pub publish_timeout_ms: u64,
@@ -83,14 +100,19 @@ pub enum CliError {
     NoSecret,
     #[error("meter id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")]
     MeterId,
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 impl Cli {
-    fn secret(&self) -> Result<String, CliError> {
-        self.meter_secret
-            .clone()
+    /// The token keys: the current secret and, while rotating, the previous one.
+    pub fn tokens(&self) -> Result<MeterTokens, CliError> {
+        let secret = self
+            .meter_secret
+            .as_deref()
             .filter(|s| !s.is_empty())
-            .ok_or(CliError::NoSecret)
+            .ok_or(CliError::NoSecret)?;
+        Ok(MeterTokens::new(secret)?.with_previous(self.meter_secret_previous.as_deref())?)
     }
 
     /// The token a meter presents.
@@ -98,21 +120,25 @@ impl Cli {
         if !is_valid_meter_id(meter_id) {
             return Err(CliError::MeterId);
         }
-        Ok(MeterTokens::new(self.secret()?.as_bytes()).issue(meter_id))
+        Ok(self.tokens()?.issue(meter_id))
     }
 
+    /// Everything but the revocation store, which the caller opens.
     pub fn meter_config(&self) -> Result<MeterConfig, CliError> {
         let kafka = self.kafka.resolve("meter")?;
-        let meter_secret = self.secret()?;
         Ok(MeterConfig {
             external_addr: self.external_addr,
             internal_addr: self.internal_addr,
-            meter_secret,
+            tokens: self.tokens()?,
+            revocations: None,
+            revocation_refresh: Duration::from_millis(self.revocation_refresh_ms.max(100)),
+            http: self.http.limits(),
             ingest: IngestConfig {
                 publish_timeout: Duration::from_millis(self.publish_timeout_ms.max(1)),
                 window: AcceptWindow {
                     max_age_days: self.max_reading_age_days,
                 },
+                max_in_flight: self.ingest_max_in_flight.max(1),
             },
             kafka,
         })

@@ -1,26 +1,29 @@
 //! `POST /api/v1/readings`: one reading object or a JSON array of them.
 //!
 //! A batch is all or nothing: if any reading is refused, none is published, and the error
-//! names the reading's index and field.
+//! names the reading's index and field. A stranger is refused before the body is read; the
+//! body is parsed straight into readings; past `max_in_flight` requests the meter sheds load.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
+use futures::StreamExt as _;
 use iot_common::Reading;
-use iot_common::auth::MeterTokens;
+use iot_common::auth::MeterAuth;
 use iot_common::bus::{Bus, BusError};
-use iot_common::domain::AcceptWindow;
+use iot_common::domain::{AcceptWindow, FieldError};
 use iot_common::http::{ApiError, authenticate_meter};
 use iot_common::metrics::Metrics;
-use serde_json::{Value, json};
+use iot_common::reading_json::{JsonError, parse_readings};
+use serde_json::json;
+use tokio::sync::Semaphore;
 
 /// Most readings one request may carry.
 pub const MAX_BATCH: usize = 10_000;
@@ -33,13 +36,20 @@ pub struct IngestConfig {
     pub publish_timeout: Duration,
     /// How far ahead and behind the server clock a reading may be dated.
     pub window: AcceptWindow,
+    /// Requests parsed and published at once; one more is shed with 503 at once rather than
+    /// queued behind them.
+    pub max_in_flight: usize,
 }
+
+/// Default bound on requests being parsed and published at once.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 64;
 
 impl Default for IngestConfig {
     fn default() -> Self {
         Self {
             publish_timeout: Duration::from_secs(10),
             window: AcceptWindow::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }
@@ -47,26 +57,35 @@ impl Default for IngestConfig {
 #[derive(Clone)]
 pub struct MeterState {
     pub bus: Arc<dyn Bus>,
-    pub tokens: MeterTokens,
+    pub auth: MeterAuth,
     pub metrics: Arc<Metrics>,
     pub config: IngestConfig,
+    admission: Arc<Semaphore>,
+}
+
+impl MeterState {
+    pub fn new(bus: Arc<dyn Bus>, auth: MeterAuth, metrics: Arc<Metrics>, config: IngestConfig) -> Self {
+        let admission = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+        Self {
+            bus,
+            auth,
+            metrics,
+            config,
+            admission,
+        }
+    }
 }
 
 /// The meter's external routes.
 pub fn router(state: MeterState) -> Router {
     Router::new()
         .route("/api/v1/readings", post(ingest))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
-async fn ingest(
-    State(state): State<MeterState>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn ingest(State(state): State<MeterState>, req: Request) -> Response {
     let started = Instant::now();
-    match accept(&state, &headers, body).await {
+    match accept(&state, req).await {
         Ok(n) => {
             state.metrics.readings_accepted.inc_by(n as u64);
             state
@@ -77,100 +96,87 @@ async fn ingest(
         }
         Err(e) => {
             state.metrics.reject(e.status.as_u16());
-            if e.status.is_server_error() {
-                tracing::warn!(status = %e.status, message = %e.message, "ingest refused");
-            } else {
-                tracing::debug!(status = %e.status, field = ?e.field, message = %e.message, "ingest refused");
-            }
             e.into_response()
         }
     }
 }
 
-async fn accept(
-    state: &MeterState,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<usize, ApiError> {
-    // Authenticate before looking at the body: strangers learn nothing about validation.
-    let token_meter = authenticate_meter(&state.tokens, headers)?;
-
-    if !is_json(headers) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Content-Type must be application/json",
-        )
-        .field("content-type"));
-    }
-    let body = body.map_err(|e| {
-        let status = e.status();
-        if status == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                status,
-                "payload_too_large",
-                format!("request body exceeds {MAX_BODY_BYTES} bytes"),
-            )
-        } else {
-            ApiError::new(status, "bad_request", e.body_text())
-        }
-    })?;
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+/// The steps of an ingest request, each refusing with its own status: who is asking (401,
+/// before a byte of the body is read), what they send (415, 413), whether there is room
+/// (503 at once), what it says (400, 422, 403), and whether the bus took it (503).
+async fn accept(state: &MeterState, req: Request) -> Result<usize, ApiError> {
+    let (parts, body) = req.into_parts();
+    let token_meter = authenticate_meter(&state.auth, &parts.headers)?;
+    check_content_type(&parts.headers)?;
+    let body = read_body(&parts.headers, body).await?;
+    let _permit = state.admission.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.ingest_shed.inc();
         ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            format!("body is not valid JSON: {e}"),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "the meter is at capacity; retry shortly",
         )
-        .field("body")
+        .retry_after(1)
     })?;
-    let (items, batch) = match &value {
-        Value::Array(items) => (items.as_slice(), true),
-        Value::Object(_) => (std::slice::from_ref(&value), false),
-        _ => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_body",
-                "body must be a reading object or an array of readings",
-            )
-            .field("body"));
-        }
-    };
-    if items.is_empty() {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "empty_batch",
-            "a batch must hold at least one reading",
-        )
-        .field("body"));
-    }
-    if items.len() > MAX_BATCH {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            format!(
-                "a batch holds at most {MAX_BATCH} readings, this one has {}",
-                items.len()
-            ),
-        )
-        .field("body"));
-    }
+    let readings = readings_of(&body, token_meter, state.config.window)?;
+    drop(body);
+    publish(state, &readings).await?;
+    Ok(readings.len())
+}
 
+fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
+    if is_json(headers) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        "Content-Type must be application/json",
+    )
+    .field("content-type"))
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("request body exceeds {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// The whole body, at most [`MAX_BODY_BYTES`], in one buffer sized from `Content-Length`
+/// (refused before reading when that already says too much).
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let mut buf = Vec::with_capacity(declared.map_or(16 * 1024, |n| n as usize));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {e}"))
+        })?;
+        if buf.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(too_large());
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf)
+}
+
+/// The body's readings, each judged by the format and the time window, all the token's.
+fn readings_of(body: &[u8], token_meter: &str, window: AcceptWindow) -> Result<Vec<Reading>, ApiError> {
+    let (readings, batch) = parse_readings(body, MAX_BATCH).map_err(body_error)?;
     let now = Utc::now();
-    let mut readings: Vec<Reading> = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
+    for (i, reading) in readings.iter().enumerate() {
         let at_index = |e: ApiError| if batch { e.index(i) } else { e };
-        let reading = Reading::from_json(item)
-            .and_then(|r| state.config.window.check(&r, now).map(|()| r))
-            .map_err(|e| {
-                at_index(
-                    ApiError::new(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        "invalid_reading",
-                        e.to_string(),
-                    )
-                    .field(e.field),
-                )
-            })?;
+        window
+            .check(reading, now)
+            .map_err(|e| at_index(invalid(&e)))?;
         if reading.meter_id != token_meter {
             return Err(at_index(
                 ApiError::new(
@@ -184,19 +190,42 @@ async fn accept(
                 .field("meter_id"),
             ));
         }
-        readings.push(reading);
     }
+    Ok(readings)
+}
 
+fn invalid(e: &FieldError) -> ApiError {
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reading", e.to_string()).field(e.field)
+}
+
+fn body_error(e: JsonError) -> ApiError {
+    match e {
+        JsonError::Syntax(_) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()).field("body"),
+        JsonError::Shape => ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", e.to_string()).field("body"),
+        JsonError::Empty => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_batch", e.to_string()).field("body"),
+        JsonError::TooMany { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", e.to_string()).field("body"),
+        JsonError::Reading { index, error } => {
+            let e = invalid(&error);
+            match index {
+                Some(i) => e.index(i),
+                None => e,
+            }
+        }
+    }
+}
+
+async fn publish(state: &MeterState, readings: &[Reading]) -> Result<(), ApiError> {
     let deadline = state.config.publish_timeout;
-    match tokio::time::timeout(deadline, state.bus.publish(&readings)).await {
-        Ok(Ok(())) => Ok(readings.len()),
+    match tokio::time::timeout(deadline, state.bus.publish(readings)).await {
+        Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(unavailable(&e)),
         Err(_) => Err(unavailable(&BusError::Timeout(deadline))),
     }
 }
 
 fn unavailable(e: &BusError) -> ApiError {
-    ApiError::unavailable(format!("readings not accepted, retry later: {e}"))
+    let retry = if matches!(e, BusError::Overloaded) { 1 } else { 5 };
+    ApiError::unavailable(format!("readings not accepted: {e}")).retry_after(retry)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

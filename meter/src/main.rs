@@ -15,7 +15,9 @@ async fn main() -> anyhow::Result<()> {
             println!("{report}");
         }
         None | Some(Command::Run) => {
-            let meter = iot_meter::service::start(cli.meter_config()?).await?;
+            let mut config = cli.meter_config()?;
+            config.revocations = Some(cli.store.open_patiently(Duration::from_secs(120)).await?);
+            let meter = iot_meter::service::start(config).await?;
             println!(
                 "listening external=http://{} internal=http://{}",
                 meter.external, meter.internal

@@ -6,11 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use iot_common::auth::MeterTokens;
+use iot_common::auth::{MeterAuth, MeterTokens};
 use iot_common::bus::{Bus, BusError};
 use iot_common::http::{Health, fallback, health_routes};
 use iot_common::metrics::Metrics;
+use iot_common::server::HttpLimits;
 use iot_common::service::{ListenError, Service};
+use iot_common::store::Store;
 use iot_kafka::{KafkaBus, KafkaConfig};
 
 use crate::{IngestConfig, MeterState, router};
@@ -23,11 +25,18 @@ pub enum MeterError {
     Listen(#[from] ListenError),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct MeterConfig {
     pub external_addr: SocketAddr,
     pub internal_addr: SocketAddr,
-    pub meter_secret: String,
+    /// The secrets meter tokens are checked against (current and, while rotating, previous).
+    pub tokens: MeterTokens,
+    /// Where revoked meters are listed, and how often to read the list again; `None`: no
+    /// revocations (tests of ingest alone).
+    pub revocations: Option<Arc<dyn Store>>,
+    pub revocation_refresh: Duration,
+    /// Timeouts of both listeners.
+    pub http: HttpLimits,
     /// Ingest rules: how long a request waits for Kafka's acknowledgement before the meter
     /// answers 503, and how readings may be dated.
     pub ingest: IngestConfig,
@@ -52,7 +61,7 @@ pub async fn start(config: MeterConfig) -> Result<RunningMeter, MeterError> {
         ..config.kafka
     };
     let bus = KafkaBus::new(kafka, metrics.clone())?;
-    let mut service = Service::new();
+    let mut service = Service::with_limits(config.http);
     let shutdown = service.shutdown_token();
     let setup = bus.clone();
     service.spawn("topic setup", async move {
@@ -60,13 +69,21 @@ pub async fn start(config: MeterConfig) -> Result<RunningMeter, MeterError> {
         Ok::<(), std::convert::Infallible>(())
     });
 
+    let auth = MeterAuth::new(config.tokens);
+    if let Some(store) = config.revocations {
+        let (list, every, stop) = (auth.revocations.clone(), config.revocation_refresh, service.shutdown_token());
+        service.spawn("revocations", async move {
+            list.keep_fresh(store, every, stop).await;
+            Ok::<(), std::convert::Infallible>(())
+        });
+    }
     let shared: Arc<dyn Bus> = Arc::new(bus.clone());
-    let external = router(MeterState {
-        bus: shared.clone(),
-        tokens: MeterTokens::new(config.meter_secret.as_bytes()),
-        metrics: metrics.clone(),
-        config: config.ingest,
-    })
+    let external = router(MeterState::new(
+        shared.clone(),
+        auth,
+        metrics.clone(),
+        config.ingest,
+    ))
     .fallback(fallback);
     let internal = Router::new()
         .merge(health_routes(Health {

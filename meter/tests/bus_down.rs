@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use iot_common::Reading;
-use iot_common::auth::MeterTokens;
+use iot_common::auth::{MeterAuth, MeterTokens};
 use iot_common::bus::{Bus, BusError, Consumer};
 use iot_common::metrics::Metrics;
 use iot_meter::{IngestConfig, MeterState, router};
@@ -46,17 +46,17 @@ impl Bus for DownBusDouble {
 }
 
 async fn post_to(bus: Arc<dyn Bus>) -> (StatusCode, Option<String>, Duration) {
-    let tokens = MeterTokens::new(b"k");
+    let tokens = MeterTokens::new("a-test-secret-of-thirty-two-bytes-or-more").unwrap();
     let metrics = Arc::new(Metrics::new());
-    let app = router(MeterState {
+    let app = router(MeterState::new(
         bus,
-        tokens: tokens.clone(),
-        metrics: metrics.clone(),
-        config: IngestConfig {
+        MeterAuth::new(tokens.clone()),
+        metrics.clone(),
+        IngestConfig {
             publish_timeout: Duration::from_millis(300),
             ..IngestConfig::default()
         },
-    });
+    ));
     let body = r#"{"meter_id":"m1","ts":"2026-01-01T00:00:00Z","kwh":0.1}"#;
     let req = Request::post("/api/v1/readings")
         .header(header::CONTENT_TYPE, "application/json")

@@ -2,6 +2,8 @@
 
 use std::process::Command;
 
+const SECRET: &str = "cli-test-secret-of-thirty-two-bytes-or-more";
+
 fn meter(env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_meter"));
     cmd.env_remove("IOT_KAFKA_BROKERS")
@@ -45,11 +47,25 @@ fn refuses_to_start_without_kafka_or_a_secret() {
 #[test]
 fn prints_a_token_that_the_meter_accepts() {
     let out = Command::new(env!("CARGO_BIN_EXE_meter"))
-        .args(["--meter-secret", "s3cret", "token", "MAC000001"])
+        .args(["--meter-secret", SECRET, "token", "MAC000001"])
         .output()
         .unwrap();
     assert!(out.status.success());
     let token = String::from_utf8(out.stdout).unwrap();
-    let tokens = iot_common::auth::MeterTokens::new(b"s3cret");
-    assert_eq!(tokens.verify(token.trim()), Ok("MAC000001"));
+    let tokens = iot_common::auth::MeterTokens::new(SECRET).unwrap();
+    assert_eq!(
+        tokens.verify(token.trim()).map(|c| c.meter_id),
+        Ok("MAC000001")
+    );
+}
+
+#[test]
+fn a_short_secret_is_refused_at_start_up() {
+    let out = Command::new(env!("CARGO_BIN_EXE_meter"))
+        .args(["--meter-secret", "s3cret", "token", "MAC000001"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("at least 32 bytes"), "{err}");
 }

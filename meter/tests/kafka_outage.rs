@@ -21,6 +21,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+const SECRET: &str = "outage-secret-of-thirty-two-bytes-at-least";
+
 const DEADLINE: Duration = Duration::from_secs(2);
 
 /// Reading `i` of the test's meter, half-hourly from `base`.
@@ -83,7 +85,10 @@ async fn meter_answers_503_while_the_broker_is_down_and_loses_nothing_it_accepte
     let meter = start(MeterConfig {
         external_addr: ([127, 0, 0, 1], 0).into(),
         internal_addr: ([127, 0, 0, 1], 0).into(),
-        meter_secret: "outage-secret".into(),
+        tokens: MeterTokens::new(SECRET).unwrap(),
+        revocations: None,
+        revocation_refresh: Duration::from_secs(2),
+        http: iot_common::server::HttpLimits::default(),
         ingest: IngestConfig {
             publish_timeout: DEADLINE,
             ..IngestConfig::default()
@@ -105,7 +110,7 @@ async fn meter_answers_503_while_the_broker_is_down_and_loses_nothing_it_accepte
     let base = Utc::now().duration_trunc(TimeDelta::minutes(30)).unwrap() - TimeDelta::days(30);
     let client = reqwest::Client::new();
     let url = format!("http://{}/api/v1/readings", meter.external);
-    let token = MeterTokens::new(b"outage-secret").issue("MAC000001");
+    let token = MeterTokens::new(SECRET).unwrap().issue("MAC000001");
     let post = |i: i64| {
         client
             .post(&url)

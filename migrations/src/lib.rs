@@ -11,11 +11,18 @@ pub struct Migration {
 }
 
 /// The embedded SQLite store's schema (`migrations/sqlite/*.sql`).
-pub const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../sqlite/0001_init.sql"),
-}];
+pub const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../sqlite/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "revocations",
+        sql: include_str!("../sqlite/0002_revocations.sql"),
+    },
+];
 
 /// The embedded bus log's schema (`migrations/sqlite_bus/*.sql`).
 pub const SQLITE_BUS: &[Migration] = &[Migration {
@@ -37,6 +44,11 @@ pub const CQL: &[Migration] = &[
         version: 2,
         name: "tables",
         sql: include_str!("../cql/0002_tables.cql"),
+    },
+    Migration {
+        version: 3,
+        name: "revocations",
+        sql: include_str!("../cql/0003_revocations.cql"),
     },
 ];
 

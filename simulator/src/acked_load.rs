@@ -53,9 +53,14 @@ fn kwh(m: usize, slot: i64) -> f64 {
 impl AckedLoad {
     /// Starts `meters` meters (`{prefix}000`, ...) posting `batch` half-hourly readings per
     /// request, from 700 days ago onwards (inside the meter's accepted window), with tokens
-    /// of `secret`.
-    pub fn start(target: Target, secret: &str, prefix: &str, meters: usize, batch: usize) -> Self {
-        let tokens = MeterTokens::new(secret.as_bytes());
+    /// issued by `tokens`.
+    pub fn start(
+        target: Target,
+        tokens: &MeterTokens,
+        prefix: &str,
+        meters: usize,
+        batch: usize,
+    ) -> Self {
         let start = (Utc::now() - TimeDelta::days(700))
             .duration_trunc(TimeDelta::minutes(30))
             .unwrap_or_else(|_| Utc::now() - TimeDelta::days(700));

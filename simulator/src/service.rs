@@ -80,8 +80,8 @@ pub async fn start_sink(config: SinkServiceConfig) -> Result<RunningSink, SinkSe
 
 #[derive(Debug, thiserror::Error)]
 pub enum FleetServiceError {
-    #[error("IOT_METER_SECRET must not be empty: the fleet signs its meters' tokens with it")]
-    NoSecret,
+    #[error("the fleet signs its meters' tokens with IOT_METER_SECRET: {0}")]
+    Secret(#[from] iot_common::auth::SecretError),
     #[error(transparent)]
     Regions(#[from] iot_common::regions::RegionError),
     #[error("cannot open the store: {0}")]
@@ -105,16 +105,13 @@ pub async fn start_fleet(
     store: &StoreArgs,
     config: crate::FleetConfig,
 ) -> Result<RunningFleet, FleetServiceError> {
-    if meter_secret.trim().is_empty() {
-        return Err(FleetServiceError::NoSecret);
-    }
+    let tokens = iot_common::auth::MeterTokens::new(meter_secret)?;
     let regions = iot_common::regions::Regions::load(regions)?;
     let store = store.open_patiently(STORE_PATIENCE).await?;
     let fleet = crate::Fleet::build(&regions, config)?;
     fleet.register(store.as_ref()).await?;
     tracing::info!(meters = fleet.households().len(), "fleet registered");
     let metrics = Arc::new(Metrics::new());
-    let tokens = iot_common::auth::MeterTokens::new(meter_secret.as_bytes());
     let mut service = Service::new();
     let (m, stop) = (metrics.clone(), service.shutdown_token());
     service.spawn("fleet", async move {

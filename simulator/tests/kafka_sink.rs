@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use chrono::{DurationRound, TimeDelta, Utc};
 use iot_common::Reading;
+use iot_common::auth::MeterTokens;
+use iot_common::server::HttpLimits;
 use iot_common::bus::Bus;
 use iot_common::metrics::Metrics;
 use iot_common::store::Store;
@@ -143,11 +145,14 @@ async fn a_sink_stopped_with_sigterm_again_and_again_under_load_keeps_every_202(
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let secret = "sigterm-test-secret";
+    let tokens = MeterTokens::new("sigterm-test-secret-of-32-bytes-or-more").unwrap();
     let meter = iot_meter::service::start(MeterConfig {
         external_addr: ([127, 0, 0, 1], 0).into(),
         internal_addr: ([127, 0, 0, 1], 0).into(),
-        meter_secret: secret.into(),
+        tokens: tokens.clone(),
+        revocations: None,
+        revocation_refresh: Duration::from_secs(2),
+        http: HttpLimits::default(),
         ingest: IngestConfig::default(),
         kafka: KafkaConfig {
             partitions: 4,
@@ -159,7 +164,7 @@ async fn a_sink_stopped_with_sigterm_again_and_again_under_load_keeps_every_202(
     meter.bus.ensure_topics().await.unwrap();
     // Four meters posting 48 readings a request through the real meter, concurrently.
     let target = Target::new(&format!("http://{}", meter.external));
-    let load = AckedLoad::start(target, secret, "SIG", 4, 48);
+    let load = AckedLoad::start(target, &tokens, "SIG", 4, 48);
     let store = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap();
     let mut child = sink(&broker, dir.path());
     for round in 0..8 {

@@ -19,7 +19,7 @@ fn validate(program: &str, args: &[&str], package: &str) {
     let out = match Command::new(program)
         .args(args)
         .current_dir(ROOT)
-        .env("IOT_METER_SECRET", "ci-meter-secret")
+        .env("IOT_METER_SECRET", "ci-meter-secret-of-at-least-32-bytes")
         .env("IOT_ANALYST_TOKEN", "ci-analyst-token")
         .output()
     {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use iot_common::store::sqlite::SqliteStore;
+use iot_common::auth::MeterTokens;
 use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored, terminate};
 use serde_json::{Value, json};
 
@@ -142,7 +143,8 @@ async fn stopped_again_and_again_under_load_it_keeps_every_reading_it_answered_2
         .unwrap_or_else(|e| panic!("meter secret: {e}"));
     let target = Target::new(&url);
     // Four meters posting 48 readings a request, concurrently, as fast as they are taken.
-    let load = AckedLoad::start(target.clone(), secret.trim(), "LOAD", 4, 48);
+    let tokens = MeterTokens::new(secret.trim()).unwrap_or_else(|e| panic!("{e}"));
+    let load = AckedLoad::start(target.clone(), &tokens, "LOAD", 4, 48);
     // Eight SIGTERMs (the normal stop: drain, flush, commit), then two kill -9s.
     for round in 0..10 {
         until_accepted(&load, 1_000).await;

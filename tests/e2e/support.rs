@@ -6,7 +6,7 @@ use iot_demo::app::AppConfig;
 use iot_demo::{RunningApp, start};
 use iot_simulator::FleetConfig;
 
-pub const SECRET: &str = "test-meter-secret";
+pub const SECRET: &str = "test-meter-secret-of-at-least-32-bytes";
 pub const ANALYST: &str = "test-analyst-token";
 
 pub struct TestApp {
@@ -40,8 +40,10 @@ async fn launch(fleet: Option<FleetConfig>, regions: Option<std::path::PathBuf>)
     let config = AppConfig {
         data_dir: dir.path().to_path_buf(),
         regions,
-        meter_secret: SECRET.into(),
+        tokens: tokens(),
         analyst_token: ANALYST.into(),
+        http: iot_common::server::HttpLimits::default(),
+        cookie_secure: false,
         external_addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         internal_addr: "127.0.0.1:0".parse().unwrap_or_else(|e| panic!("{e}")),
         ingest: iot_meter::IngestConfig {
@@ -61,8 +63,12 @@ async fn launch(fleet: Option<FleetConfig>, regions: Option<std::path::PathBuf>)
     }
 }
 
+pub fn tokens() -> iot_common::auth::MeterTokens {
+    iot_common::auth::MeterTokens::new(SECRET).unwrap_or_else(|e| panic!("{e}"))
+}
+
 pub fn token(meter: &str) -> String {
-    iot_common::auth::MeterTokens::new(SECRET.as_bytes()).issue(meter)
+    tokens().issue(meter)
 }
 
 /// Polls `check` every 50 ms until it is true or `limit` passes.

@@ -1,12 +1,14 @@
-//! The current profiles, read from the store at most once a second however many requests
-//! ask: they change only when a recompute finishes, and every page and API answer needs them.
+//! What pages read from the store, cached: the current profiles (at most once a second,
+//! however many requests ask: they change only when a recompute finishes) and the status
+//! page's summary (refreshed in the background).
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use iot_common::RegionProfile;
-use iot_common::store::{Store, StoreError};
+use iot_common::store::{Store, StoreError, StoreSummary};
 use tokio::sync::Mutex;
 
 pub type Profiles = Arc<HashMap<String, RegionProfile>>;
@@ -38,5 +40,69 @@ impl ProfileCache {
         );
         *slot = Some((Instant::now(), fresh.clone()));
         Ok(fresh)
+    }
+}
+
+/// The status page's store summary. Computing it reads every meter (a full scan on
+/// Cassandra, counts on SQLite), so a request never does: it gets the last summary, and a
+/// stale one starts one refresh in the background. Only the very first request waits.
+pub struct SummaryCache {
+    slot: std::sync::RwLock<Option<(Instant, Arc<StoreSummary>)>>,
+    first: Mutex<()>,
+    refreshing: Arc<AtomicBool>,
+    pub refresh_every: Duration,
+}
+
+impl Default for SummaryCache {
+    fn default() -> Self {
+        Self {
+            slot: std::sync::RwLock::default(),
+            first: Mutex::new(()),
+            refreshing: Arc::default(),
+            refresh_every: Duration::from_secs(30),
+        }
+    }
+}
+
+impl SummaryCache {
+    fn current(&self) -> Option<(Instant, Arc<StoreSummary>)> {
+        self.slot.read().ok().and_then(|s| s.clone())
+    }
+
+    fn put(&self, summary: StoreSummary) -> Arc<StoreSummary> {
+        let summary = Arc::new(summary);
+        if let Ok(mut s) = self.slot.write() {
+            *s = Some((Instant::now(), summary.clone()));
+        }
+        summary
+    }
+
+    /// The summary and when it was taken.
+    pub async fn get(
+        self: &Arc<Self>,
+        store: &Arc<dyn Store>,
+    ) -> Result<(Instant, Arc<StoreSummary>), StoreError> {
+        if let Some((at, summary)) = self.current() {
+            if at.elapsed() >= self.refresh_every && !self.refreshing.swap(true, Ordering::AcqRel)
+            {
+                let (me, store) = (self.clone(), store.clone());
+                tokio::spawn(async move {
+                    match store.summary().await {
+                        Ok(s) => {
+                            me.put(s);
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot refresh the status summary"),
+                    }
+                    me.refreshing.store(false, Ordering::Release);
+                });
+            }
+            return Ok((at, summary));
+        }
+        let _first = self.first.lock().await;
+        if let Some(current) = self.current() {
+            return Ok(current);
+        }
+        let summary = self.put(store.summary().await?);
+        Ok((Instant::now(), summary))
     }
 }

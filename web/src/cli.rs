@@ -11,10 +11,11 @@ use std::time::Duration;
 use axum::Router;
 use clap::Parser;
 use iot_cassandra::StoreArgs;
-use iot_common::auth::{MeterTokens, StaticToken};
+use iot_common::auth::{MeterAuth, MeterTokens, StaticToken};
 use iot_common::http::{Health, fallback, health_routes};
 use iot_common::metrics::Metrics;
 use iot_common::regions::Regions;
+use iot_common::server::HttpArgs;
 use iot_common::service::{ListenError, Service};
 
 use crate::remote::RemoteAnalytics;
@@ -36,9 +37,21 @@ pub struct Cli {
     /// Region boundaries (GeoJSON); default: the embedded 33 London boroughs.
     #[arg(long, env = "IOT_REGIONS")]
     pub regions: Option<PathBuf>,
-    /// Secret meter tokens derive from (provisioning prints a new meter's token).
+    /// Secret meter tokens derive from (provisioning prints a new meter's token); at least
+    /// 32 bytes.
     #[arg(long, env = "IOT_METER_SECRET", hide_env_values = true)]
     pub meter_secret: String,
+    /// The secret being rotated out: its tokens still work while it is set here.
+    #[arg(long, env = "IOT_METER_SECRET_PREVIOUS", hide_env_values = true)]
+    pub meter_secret_previous: Option<String>,
+    /// How often the list of revoked meters is read from the store, in milliseconds.
+    #[arg(long, env = "IOT_REVOCATION_REFRESH_MS", default_value_t = 2_000)]
+    pub revocation_refresh_ms: u64,
+    /// Mark the console's session cookie `Secure`: set it when a TLS front serves the console.
+    #[arg(long, env = "IOT_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = parse_flag)]
+    pub cookie_secure: bool,
+    #[command(flatten)]
+    pub http: HttpArgs,
     /// Token analysts present on the console and internal routes that change state.
     #[arg(long, env = "IOT_ANALYST_TOKEN", hide_env_values = true)]
     pub analyst_token: String,
@@ -58,6 +71,8 @@ pub enum CliError {
     #[error("{0} must not be empty")]
     Empty(&'static str),
     #[error(transparent)]
+    Secret(#[from] iot_common::auth::SecretError),
+    #[error(transparent)]
     Regions(#[from] iot_common::regions::RegionError),
     #[error("cannot open the store: {0}")]
     Store(#[from] iot_cassandra::select::SelectError),
@@ -74,9 +89,8 @@ pub struct RunningWeb {
 }
 
 pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
-    if cli.meter_secret.trim().is_empty() {
-        return Err(CliError::Empty("IOT_METER_SECRET"));
-    }
+    let tokens = MeterTokens::new(&cli.meter_secret)?
+        .with_previous(cli.meter_secret_previous.as_deref())?;
     if cli.analyst_token.trim().is_empty() {
         return Err(CliError::Empty("IOT_ANALYST_TOKEN"));
     }
@@ -91,12 +105,23 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
     let web = WebState::new(
         store.clone(),
         regions,
-        MeterTokens::new(cli.meter_secret.as_bytes()),
+        MeterAuth::new(tokens),
         StaticToken::new(&cli.analyst_token),
         cli.unit_price_pence,
         recompute,
+    )
+    .secure_cookies(cli.cookie_secure);
+    let mut service = Service::with_limits(cli.http.limits());
+    let (list, every, stop) = (
+        web.auth.revocations.clone(),
+        Duration::from_millis(cli.revocation_refresh_ms.max(100)),
+        service.shutdown_token(),
     );
-    let mut service = Service::new();
+    let revocation_store = store.clone();
+    service.spawn("revocations", async move {
+        list.keep_fresh(revocation_store, every, stop).await;
+        Ok::<(), std::convert::Infallible>(())
+    });
     let external = service
         .listen(
             "external",
@@ -120,4 +145,13 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
         internal,
         service,
     })
+}
+
+/// `1`, `true`, `yes`, `on` (and their opposites), as operators write them in env files.
+pub fn parse_flag(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" | "" => Ok(false),
+        other => Err(format!("`{other}` is not 1/0, true/false, yes/no or on/off")),
+    }
 }

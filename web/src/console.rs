@@ -1,18 +1,19 @@
 //! The analysts' console on the internal listener: runs with status and timings, a
-//! "recompute now" button, and the latest run's error. Signing in with the analyst token sets
-//! a same-site, HTTP-only cookie scoped to `/internal`; a bearer header works too.
+//! "recompute now" button, and the latest run's error. Signing in with the analyst token opens
+//! a session ([`crate::sessions`]): the cookie holds its random id, never the token. A bearer
+//! header works too. Forms that change state are refused from other sites (403), and a client
+//! that keeps failing to sign in is refused for a minute (429).
 
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use iot_common::http::{ApiError, bearer_token};
 use serde::Deserialize;
 
 use crate::routes::{WebState, store_error};
-
-const COOKIE: &str = "iot_analyst";
+use crate::sessions::same_origin;
 
 struct RunRow {
     id: String,
@@ -34,22 +35,18 @@ struct ConsolePage {
     runs: Vec<RunRow>,
 }
 
-fn presented_token(headers: &HeaderMap) -> Option<String> {
-    if let Ok(t) = bearer_token(headers) {
-        return Some(t.to_owned());
-    }
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
-        .map(|(_, v)| v.to_owned())
+fn authorized(s: &WebState, headers: &HeaderMap) -> bool {
+    bearer_token(headers).is_ok_and(|t| s.operator_token.matches(t))
+        || s.sessions.is_signed_in(headers)
 }
 
-fn authorized(s: &WebState, headers: &HeaderMap) -> bool {
-    presented_token(headers).is_some_and(|t| s.operator_token.matches(&t))
+fn cross_site() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "cross_site",
+        "this form must be sent from the console's own page",
+    )
+    .field("origin")
 }
 
 fn html(status: StatusCode, page: &ConsolePage) -> Result<Response, ApiError> {
@@ -107,35 +104,53 @@ pub struct Login {
     token: String,
 }
 
-pub async fn login(State(s): State<WebState>, Form(form): Form<Login>) -> Response {
+fn sign_in_page(status: StatusCode, message: &str) -> Response {
+    let page = ConsolePage {
+        authorized: false,
+        message: Some(message.into()),
+        latest_error: None,
+        runs: Vec::new(),
+    };
+    html(status, &page).unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn login(
+    State(s): State<WebState>,
+    extensions: Extensions,
+    headers: HeaderMap,
+    Form(form): Form<Login>,
+) -> Response {
+    if !same_origin(&headers) {
+        return cross_site().into_response();
+    }
+    let client = iot_common::server::peer(&extensions).map(|p| p.ip());
+    if let Some(wait) = s.sessions.throttled(client) {
+        let mut res = sign_in_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many failed sign-ins from here; wait a minute and try again.",
+        );
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, wait.into());
+        return res;
+    }
     if !s.operator_token.matches(&form.token) {
-        let page = ConsolePage {
-            authorized: false,
-            message: Some("That token is not the analyst token.".into()),
-            latest_error: None,
-            runs: Vec::new(),
-        };
-        return html(StatusCode::UNAUTHORIZED, &page).unwrap_or_else(IntoResponse::into_response);
+        s.sessions.failed(client);
+        tracing::warn!(client = ?client, "failed console sign-in");
+        return sign_in_page(StatusCode::UNAUTHORIZED, "That token is not the analyst token.");
     }
-    // The token is URL-safe base64 or operator-chosen; refuse what cannot sit in a cookie.
-    if !form
-        .token
-        .bytes()
-        .all(|b| b.is_ascii_graphic() && b != b';' && b != b',')
-    {
-        return ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_token",
-            "token has characters a cookie cannot hold",
-        )
-        .into_response();
-    }
-    let cookie = format!(
-        "{COOKIE}={}; Path=/internal; HttpOnly; SameSite=Strict",
-        form.token
-    );
     (
-        [(header::SET_COOKIE, cookie)],
+        [(header::SET_COOKIE, s.sessions.open())],
+        Redirect::to("/internal/console"),
+    )
+        .into_response()
+}
+
+pub async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Response {
+    if !same_origin(&headers) {
+        return cross_site().into_response();
+    }
+    (
+        [(header::SET_COOKIE, s.sessions.close(&headers))],
         Redirect::to("/internal/console"),
     )
         .into_response()
@@ -145,6 +160,9 @@ pub async fn recompute(
     State(s): State<WebState>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    if !same_origin(&headers) {
+        return Err(cross_site());
+    }
     if !authorized(&s, &headers) {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,

@@ -12,6 +12,7 @@ pub mod pages;
 pub mod provisioning;
 pub mod remote;
 pub mod routes;
+pub mod sessions;
 
 pub use provisioning::{NewMeter, ProvisionError, provision};
 pub use routes::{Recompute, WebState, external_router, internal_router};

@@ -11,9 +11,9 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
-use iot_common::auth::{MeterTokens, StaticToken};
+use iot_common::auth::{MeterAuth, StaticToken};
 use iot_common::domain::is_valid_meter_id;
 use iot_common::http::{ApiError, authenticate_meter, require_analyst};
 use iot_common::regions::Regions;
@@ -33,20 +33,24 @@ pub struct WebState {
     pub store: Arc<dyn Store>,
     pub regions: Arc<Regions>,
     pub geometry: Arc<crate::geometry::MapGeometry>,
-    pub tokens: MeterTokens,
+    /// Meter tokens and the revocations this process knows.
+    pub auth: MeterAuth,
     /// Operators and analysts present this on internal routes that change state.
     pub operator_token: StaticToken,
     /// Electricity unit price for the estimator, pence per kWh.
     pub unit_price_pence: f64,
     pub recompute: Option<Arc<dyn Recompute>>,
     pub profiles: Arc<crate::cache::ProfileCache>,
+    pub summary: Arc<crate::cache::SummaryCache>,
+    /// Signed-in analysts' console sessions.
+    pub sessions: Arc<crate::sessions::Sessions>,
 }
 
 impl WebState {
     pub fn new(
         store: Arc<dyn Store>,
         regions: Arc<Regions>,
-        tokens: MeterTokens,
+        auth: MeterAuth,
         operator_token: StaticToken,
         unit_price_pence: f64,
         recompute: Option<Arc<dyn Recompute>>,
@@ -55,12 +59,20 @@ impl WebState {
             store,
             geometry: Arc::new(crate::geometry::MapGeometry::new(&regions)),
             regions,
-            tokens,
+            auth,
             operator_token,
             unit_price_pence,
             recompute,
             profiles: Arc::default(),
+            summary: Arc::default(),
+            sessions: Arc::new(crate::sessions::Sessions::new(false)),
         }
+    }
+
+    /// Marks the console cookie `Secure` (for a deployment behind TLS).
+    pub fn secure_cookies(mut self, secure: bool) -> Self {
+        self.sessions = Arc::new(crate::sessions::Sessions::new(secure));
+        self
     }
 }
 
@@ -134,8 +146,10 @@ pub fn internal_router(state: WebState) -> Router {
     secured(
         Router::new()
             .route("/internal/v1/meters", get(list_meters).post(register_meter))
+            .route("/internal/v1/meters/{id}", delete(revoke_meter))
             .route("/internal/console", get(crate::console::page))
             .route("/internal/console/login", post(crate::console::login))
+            .route("/internal/console/logout", post(crate::console::logout))
             .route(
                 "/internal/console/recompute",
                 post(crate::console::recompute),
@@ -146,14 +160,15 @@ pub fn internal_router(state: WebState) -> Router {
 }
 
 pub(crate) fn store_error(e: StoreError) -> ApiError {
-    tracing::warn!(error = %e, "store call failed");
     ApiError::unavailable(format!("the store is unavailable: {e}"))
 }
 
 #[derive(Template)]
 #[template(path = "status.html")]
 struct StatusPage<'a> {
-    summary: StoreSummary,
+    summary: &'a StoreSummary,
+    as_of: String,
+    refresh_s: u64,
     latest: Option<String>,
     rows: Vec<RegionRow>,
     unplaced: u64,
@@ -182,7 +197,8 @@ fn region_rows(regions: &Regions, summary: &StoreSummary) -> Vec<RegionRow> {
 }
 
 async fn status_page(State(s): State<WebState>) -> Result<Response, ApiError> {
-    let summary = s.store.summary().await.map_err(store_error)?;
+    let (taken, summary) = s.summary.get(&s.store).await.map_err(store_error)?;
+    let age = chrono::Duration::from_std(taken.elapsed()).unwrap_or_default();
     let unplaced = summary
         .meters_by_region
         .iter()
@@ -194,7 +210,9 @@ async fn status_page(State(s): State<WebState>) -> Result<Response, ApiError> {
         latest: summary
             .latest_reading
             .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string()),
-        summary,
+        as_of: (Utc::now() - age).format("%H:%M:%S UTC").to_string(),
+        refresh_s: s.summary.refresh_every.as_secs(),
+        summary: &summary,
         unplaced,
         attribution: s
             .regions
@@ -232,7 +250,7 @@ async fn meter_readings(
     query: Result<Query<HashMap<String, String>>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let owner = authenticate_meter(&s.tokens, &headers)?;
+    let owner = authenticate_meter(&s.auth, &headers)?;
     if !is_valid_meter_id(&id) {
         return Err(ApiError::not_found());
     }
@@ -310,7 +328,7 @@ async fn register_meter(
         };
         ApiError::new(status, "invalid_meter", e.to_string()).field("body")
     })?;
-    match provision(s.store.as_ref(), &s.regions, &s.tokens, req).await {
+    match provision(s.store.as_ref(), &s.regions, &s.auth.tokens, req).await {
         Ok((meter, token)) => Ok((
             StatusCode::CREATED,
             Json(json!({"meter": meter, "token": token})),
@@ -324,4 +342,29 @@ async fn register_meter(
         }
         Err(ProvisionError::Store(e)) => Err(store_error(e)),
     }
+}
+
+/// Revokes a meter's tokens: every token issued up to now fails with 401, here at once and on
+/// every meter replica within its refresh interval. The registration and the readings stay;
+/// registering the meter again issues a token that works.
+async fn revoke_meter(
+    State(s): State<WebState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    require_analyst(&s.operator_token, &headers)?;
+    if !is_valid_meter_id(&id) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_meter",
+            "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
+        )
+        .field("meter_id"));
+    }
+    let at = Utc::now();
+    s.store.revoke_meter(&id, at).await.map_err(store_error)?;
+    s.auth.revocations.insert(&id, at.timestamp_millis());
+    tracing::info!(meter_id = %id, "meter tokens revoked");
+    Ok(Json(json!({"meter_id": id, "revoked_at": at.to_rfc3339_opts(SecondsFormat::Millis, true)}))
+        .into_response())
 }

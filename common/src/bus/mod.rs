@@ -25,6 +25,9 @@ pub enum BusError {
     Timeout(Duration),
     #[error("bus misconfigured: {0}")]
     Config(String),
+    /// Too many publishes are already waiting; nothing of this one was written.
+    #[error("bus overloaded: too many publishes waiting")]
+    Overloaded,
 }
 
 #[async_trait]

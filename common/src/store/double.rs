@@ -121,4 +121,12 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
     async fn summary(&self) -> Result<StoreSummary, StoreError> {
         self.inner.summary().await
     }
+
+    async fn revoke_meter(&self, meter_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.revoke_meter(meter_id, at).await
+    }
+
+    async fn revocations(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        self.inner.revocations().await
+    }
 }

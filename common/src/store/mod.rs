@@ -136,4 +136,10 @@ pub trait Store: Send + Sync + 'static {
     async fn runs(&self, limit: usize) -> Result<Vec<Run>, StoreError>;
 
     async fn summary(&self) -> Result<StoreSummary, StoreError>;
+
+    /// Voids the meter's tokens issued up to `at` (a later revocation moves the instant).
+    /// Works for any meter id, registered or not: tokens do not depend on registration.
+    async fn revoke_meter(&self, meter_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Every revocation, as (meter id, instant), in no particular order.
+    async fn revocations(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
 }

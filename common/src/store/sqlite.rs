@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
-use crate::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus, from_epoch};
+use crate::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus, from_epoch, from_epoch_ms};
 use crate::sqlite::{self as db, SqliteError};
 
 impl From<SqliteError> for StoreError {
@@ -433,6 +433,31 @@ impl Store for SqliteStore {
                 meters_with_readings: with_readings.max(0) as u64,
                 latest_reading: latest.map(from_epoch),
             })
+        })
+        .await
+    }
+
+    async fn revoke_meter(&self, meter_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let (meter_id, at) = (meter_id.to_owned(), at.timestamp_millis());
+        self.write(move |c| {
+            c.execute(
+                "INSERT INTO meter_revocations (meter_id, revoked_at) VALUES (?1, ?2)
+                 ON CONFLICT (meter_id) DO UPDATE SET revoked_at = excluded.revoked_at",
+                params![meter_id, at],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn revocations(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT meter_id, revoked_at FROM meter_revocations")?;
+            let rows = st.query_map([], |r| {
+                let at: i64 = r.get(1)?;
+                Ok((r.get::<_, String>(0)?, from_epoch_ms(at)))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
     }

@@ -1,0 +1,381 @@
+//! Readings straight from JSON bytes: one reading object, or an array of them with a cap
+//! enforced while the array is read. No `serde_json::Value` tree is built, so a body costs
+//! about its own size whatever it holds (a 4 MiB `[0,0,…]` stops at its first element), and a
+//! refusal still names the field and the reading's index.
+//!
+//! Each value is first read as a [`Loose`] scalar and judged by our rules afterwards, so a
+//! wrong type is a field error and only broken JSON is a syntax error.
+
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::domain::{DEFAULT_INTERVAL_S, FieldError, Reading};
+
+/// Why a body is not a set of readings.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum JsonError {
+    /// Not JSON at all (or cut short).
+    #[error("body is not valid JSON: {0}")]
+    Syntax(String),
+    #[error("body must be a reading object or an array of readings")]
+    Shape,
+    #[error("a batch must hold at least one reading")]
+    Empty,
+    #[error("a batch holds at most {max} readings")]
+    TooMany { max: usize },
+    /// A reading breaks a rule; `index` is its place in a batch.
+    #[error("{error}")]
+    Reading {
+        index: Option<usize>,
+        error: FieldError,
+    },
+}
+
+/// One reading object, checked by the rules that need no clock ([`Reading::check_format`]).
+pub fn parse_reading(bytes: &[u8]) -> Result<Reading, JsonError> {
+    let failure = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = ReadingSeed {
+        index: None,
+        failure: &failure,
+    }
+    .deserialize(&mut de)
+    .and_then(|r| de.end().map(|()| r));
+    parsed.map_err(|e| failure.into_inner().unwrap_or(JsonError::Syntax(e.to_string())))
+}
+
+/// A request body: one reading object or an array of 1 to `max` of them. Returns the readings
+/// and whether they came as an array.
+pub fn parse_readings(bytes: &[u8], max: usize) -> Result<(Vec<Reading>, bool), JsonError> {
+    let failure = RefCell::new(None);
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = BodySeed {
+        max,
+        failure: &failure,
+    }
+    .deserialize(&mut de)
+    .and_then(|r| de.end().map(|()| r));
+    parsed.map_err(|e| failure.into_inner().unwrap_or(JsonError::Syntax(e.to_string())))
+}
+
+/// Records the structured failure and aborts deserialisation with a placeholder error.
+fn fail<E: de::Error>(failure: &RefCell<Option<JsonError>>, e: JsonError) -> E {
+    let message = e.to_string();
+    *failure.borrow_mut() = Some(e);
+    E::custom(message)
+}
+
+struct BodySeed<'f> {
+    max: usize,
+    failure: &'f RefCell<Option<JsonError>>,
+}
+
+impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
+    type Value = (Vec<Reading>, bool);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeed<'_> {
+    type Value = (Vec<Reading>, bool);
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a reading object or an array of readings")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let hint = seq.size_hint().unwrap_or(0).min(self.max);
+        let mut readings = Vec::with_capacity(hint);
+        loop {
+            let index = readings.len();
+            if index == self.max {
+                // One element more than allowed is enough to refuse; the rest is not read.
+                return match seq.next_element::<IgnoredAny>()? {
+                    Some(_) => Err(fail(self.failure, JsonError::TooMany { max: self.max })),
+                    None => Ok((readings, true)),
+                };
+            }
+            let seed = ReadingSeed {
+                index: Some(index),
+                failure: self.failure,
+            };
+            match seq.next_element_seed(seed)? {
+                Some(r) => readings.push(r),
+                None if readings.is_empty() => return Err(fail(self.failure, JsonError::Empty)),
+                None => return Ok((readings, true)),
+            }
+        }
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let seed = ReadingSeed {
+            index: None,
+            failure: self.failure,
+        };
+        seed.visit_map(map).map(|r| (vec![r], false))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonError::Shape))
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonError::Shape))
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonError::Shape))
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonError::Shape))
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonError::Shape))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Err(fail(self.failure, JsonError::Shape))
+    }
+}
+
+struct ReadingSeed<'f> {
+    index: Option<usize>,
+    failure: &'f RefCell<Option<JsonError>>,
+}
+
+impl ReadingSeed<'_> {
+    fn refuse<E: de::Error>(&self, error: FieldError) -> E {
+        fail(
+            self.failure,
+            JsonError::Reading {
+                index: self.index,
+                error,
+            },
+        )
+    }
+
+    fn not_an_object<E: de::Error>(&self) -> E {
+        self.refuse(FieldError::new("reading", "must be a JSON object"))
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for ReadingSeed<'_> {
+    type Value = Reading;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Reading, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ReadingSeed<'_> {
+    type Value = Reading;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a reading object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Reading, A::Error> {
+        let mut fields = Fields::default();
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            let slot = match key.as_ref() {
+                "meter_id" => &mut fields.meter_id,
+                "ts" => &mut fields.ts,
+                "kwh" => &mut fields.kwh,
+                "interval_s" => &mut fields.interval_s,
+                other => {
+                    return Err(self.refuse(FieldError::new(
+                        "reading",
+                        format!("unknown field `{other}`"),
+                    )));
+                }
+            };
+            *slot = Some(map.next_value::<Loose<'de>>()?);
+        }
+        fields.reading().map_err(|e| self.refuse(e))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Reading, A::Error> {
+        Err(self.not_an_object())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Reading, E> {
+        Err(self.not_an_object())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Reading, E> {
+        Err(self.not_an_object())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Reading, E> {
+        Err(self.not_an_object())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Reading, E> {
+        Err(self.not_an_object())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Reading, E> {
+        Err(self.not_an_object())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Reading, E> {
+        Err(self.not_an_object())
+    }
+}
+
+/// A JSON value as read, before our rules judge it; arrays and objects are skipped.
+enum Loose<'de> {
+    Str(Cow<'de, str>),
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    Null,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Loose<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LooseVisitor)
+    }
+}
+
+struct LooseVisitor;
+
+impl<'de> Visitor<'de> for LooseVisitor {
+    type Value = Loose<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Loose<'de>, E> {
+        Ok(Loose::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Loose<'de>, E> {
+        Ok(Loose::Str(Cow::Owned(v.to_owned())))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Loose<'de>, E> {
+        Ok(Loose::Unsigned(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Loose<'de>, E> {
+        Ok(Loose::Signed(v))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Loose<'de>, E> {
+        Ok(Loose::Float(v))
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Loose<'de>, E> {
+        Ok(Loose::Other)
+    }
+    fn visit_unit<E>(self) -> Result<Loose<'de>, E> {
+        Ok(Loose::Null)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Loose<'de>, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Loose::Other)
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Loose<'de>, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Loose::Other)
+    }
+}
+
+#[derive(Default)]
+struct Fields<'de> {
+    meter_id: Option<Loose<'de>>,
+    ts: Option<Loose<'de>>,
+    kwh: Option<Loose<'de>>,
+    interval_s: Option<Loose<'de>>,
+}
+
+impl Fields<'_> {
+    /// Judges the fields in a fixed order, so the same reading always names the same field.
+    fn reading(self) -> Result<Reading, FieldError> {
+        let meter_id = match self.meter_id {
+            None | Some(Loose::Null) => return Err(FieldError::new("meter_id", "is required")),
+            Some(Loose::Str(s)) => s.into_owned(),
+            Some(_) => return Err(FieldError::new("meter_id", "must be a string")),
+        };
+        let ts = match self.ts {
+            None => return Err(FieldError::new("ts", "is required")),
+            Some(Loose::Str(s)) => DateTime::parse_from_rfc3339(&s)
+                .map_err(|e| FieldError::new("ts", format!("must be an RFC 3339 timestamp ({e})")))?
+                .with_timezone(&Utc),
+            Some(_) => return Err(FieldError::new("ts", "must be an RFC 3339 string")),
+        };
+        let kwh = match self.kwh {
+            None => return Err(FieldError::new("kwh", "is required")),
+            Some(Loose::Float(v)) => v,
+            Some(Loose::Unsigned(v)) => v as f64,
+            Some(Loose::Signed(v)) => v as f64,
+            Some(_) => return Err(FieldError::new("kwh", "must be a number")),
+        };
+        let interval_s = match self.interval_s {
+            None | Some(Loose::Null) => DEFAULT_INTERVAL_S,
+            Some(Loose::Unsigned(n)) => u32::try_from(n).map_err(|_| whole_seconds())?,
+            Some(_) => return Err(whole_seconds()),
+        };
+        let reading = Reading {
+            meter_id,
+            ts,
+            kwh,
+            interval_s,
+        };
+        reading.check_format()?;
+        Ok(reading)
+    }
+}
+
+fn whole_seconds() -> FieldError {
+    FieldError::new("interval_s", "must be a whole number of seconds")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(r: Result<(Vec<Reading>, bool), JsonError>) -> Option<(Option<usize>, &'static str)> {
+        match r {
+            Err(JsonError::Reading { index, error }) => Some((index, error.field)),
+            _ => None,
+        }
+    }
+
+    const GOOD: &str = r#"{"meter_id":"m1","ts":"2026-11-21T10:00:00Z","kwh":0.5}"#;
+
+    #[test]
+    fn one_object_or_an_array() {
+        let (one, batch) = parse_readings(GOOD.as_bytes(), 10).unwrap_or_default();
+        assert_eq!((one.len(), batch), (1, false));
+        let body = format!("[{GOOD},{GOOD}]");
+        let (two, batch) = parse_readings(body.as_bytes(), 10).unwrap_or_default();
+        assert_eq!((two.len(), batch), (2, true));
+        assert_eq!(two[0].interval_s, DEFAULT_INTERVAL_S);
+    }
+
+    #[test]
+    fn errors_keep_their_field_and_index() {
+        let body = format!(r#"[{GOOD},{{"meter_id":"m1","ts":"2026-11-21T10:00:00Z","kwh":"x"}}]"#);
+        assert_eq!(field_of(parse_readings(body.as_bytes(), 10)), Some((Some(1), "kwh")));
+        assert_eq!(field_of(parse_readings(b"[0,0,0]", 10)), Some((Some(0), "reading")));
+        let unknown = r#"{"meter_id":"m1","ts":"2026-11-21T10:00:00Z","kwh":1,"kw":2}"#;
+        assert_eq!(field_of(parse_readings(unknown.as_bytes(), 10)), Some((None, "reading")));
+        let nested = r#"{"meter_id":{"a":[1,2]},"ts":"2026-11-21T10:00:00Z","kwh":1}"#;
+        assert_eq!(field_of(parse_readings(nested.as_bytes(), 10)), Some((None, "meter_id")));
+    }
+
+    #[test]
+    fn the_cap_is_enforced_while_reading() {
+        let body = format!("[{GOOD},{GOOD},{GOOD}");
+        // Cut short after the cap: refused for size before the syntax error is reached.
+        assert_eq!(parse_readings(body.as_bytes(), 2), Err(JsonError::TooMany { max: 2 }));
+        let body = format!("[{GOOD},{GOOD}]");
+        assert!(parse_readings(body.as_bytes(), 2).is_ok());
+    }
+
+    #[test]
+    fn shapes_and_syntax() {
+        assert_eq!(parse_readings(b"[]", 2), Err(JsonError::Empty));
+        assert_eq!(parse_readings(b"42", 2), Err(JsonError::Shape));
+        assert!(matches!(parse_readings(b"[{", 2), Err(JsonError::Syntax(_))));
+        let trailing = format!("{GOOD} x");
+        assert!(matches!(parse_readings(trailing.as_bytes(), 2), Err(JsonError::Syntax(_))));
+        assert!(parse_reading(GOOD.as_bytes()).is_ok());
+        assert!(matches!(parse_reading(b"[]"), Err(JsonError::Reading { .. })));
+    }
+}

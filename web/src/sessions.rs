@@ -1,0 +1,186 @@
+//! Console sessions: a signed-in analyst's browser holds a random session id, never the
+//! analyst token; the id maps to an expiry kept here, in the web process (a restart signs
+//! everyone out). Failed sign-ins are counted per client, and a client that keeps failing
+//! is refused for a while; state-changing forms must come from the console's own pages.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use axum::http::{HeaderMap, header};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+pub const COOKIE: &str = "iot_session";
+/// How long a session lasts after sign-in.
+pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
+/// Failed sign-ins a client may make in [`FAILURE_WINDOW`] before it is refused (429).
+pub const MAX_FAILURES: usize = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Most sessions kept at once; the oldest goes first (a bound, not a limit anyone meets).
+const MAX_SESSIONS: usize = 10_000;
+
+pub struct Sessions {
+    live: Mutex<HashMap<String, Instant>>,
+    failures: Mutex<HashMap<Option<IpAddr>, VecDeque<Instant>>>,
+    /// Adds `Secure` to the cookie (`IOT_COOKIE_SECURE=1`, behind a TLS front).
+    pub secure: bool,
+}
+
+impl Sessions {
+    pub fn new(secure: bool) -> Self {
+        Self {
+            live: Mutex::default(),
+            failures: Mutex::default(),
+            secure,
+        }
+    }
+
+    /// Opens a session; returns its `Set-Cookie` value.
+    pub fn open(&self) -> String {
+        let id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        if let Ok(mut live) = self.live.lock() {
+            let now = Instant::now();
+            live.retain(|_, expires| *expires > now);
+            if live.len() >= MAX_SESSIONS
+                && let Some(oldest) = live.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone())
+            {
+                live.remove(&oldest);
+            }
+            live.insert(id.clone(), now + SESSION_TTL);
+        }
+        format!(
+            "{COOKIE}={id}; Path=/internal; HttpOnly; SameSite=Strict; Max-Age={}{}",
+            SESSION_TTL.as_secs(),
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// Whether the request carries a live session.
+    pub fn is_signed_in(&self, headers: &HeaderMap) -> bool {
+        let Some(id) = session_id(headers) else {
+            return false;
+        };
+        self.live
+            .lock()
+            .map(|live| live.get(id).is_some_and(|e| *e > Instant::now()))
+            .unwrap_or(false)
+    }
+
+    /// Ends the request's session; returns the `Set-Cookie` value that clears the cookie.
+    pub fn close(&self, headers: &HeaderMap) -> String {
+        if let (Some(id), Ok(mut live)) = (session_id(headers), self.live.lock()) {
+            live.remove(id);
+        }
+        format!(
+            "{COOKIE}=; Path=/internal; HttpOnly; SameSite=Strict; Max-Age=0{}",
+            if self.secure { "; Secure" } else { "" }
+        )
+    }
+
+    /// Seconds until `client` may try again, when it failed too often lately.
+    pub fn throttled(&self, client: Option<IpAddr>) -> Option<u64> {
+        let mut failures = self.failures.lock().ok()?;
+        let now = Instant::now();
+        let recent = failures.get_mut(&client)?;
+        while recent.front().is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW) {
+            recent.pop_front();
+        }
+        if recent.len() < MAX_FAILURES {
+            return None;
+        }
+        let oldest = *recent.front()?;
+        Some((FAILURE_WINDOW - now.duration_since(oldest)).as_secs().max(1))
+    }
+
+    pub fn failed(&self, client: Option<IpAddr>) {
+        if let Ok(mut failures) = self.failures.lock() {
+            let now = Instant::now();
+            failures.retain(|_, r| r.back().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
+            failures.entry(client).or_default().push_back(now);
+        }
+    }
+}
+
+fn session_id(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v)
+}
+
+/// Whether a state-changing request comes from this site's own pages: a browser says where
+/// a request comes from (`Sec-Fetch-Site`, `Origin`); a request that says nothing is not a
+/// browser's cross-site form (curl, scripts with the bearer token) and passes.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && !matches!(site, "same-origin" | "none")
+    {
+        return false;
+    }
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true;
+    };
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn a_session_is_a_random_id_that_can_be_closed() {
+        let s = Sessions::new(true);
+        let cookie = s.open();
+        assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"));
+        let pair = cookie.split(';').next().unwrap_or_default().to_owned();
+        let mut h = HeaderMap::new();
+        h.insert(header::COOKIE, HeaderValue::from_str(&pair).unwrap_or(HeaderValue::from_static("")));
+        assert!(s.is_signed_in(&h));
+        s.close(&h);
+        assert!(!s.is_signed_in(&h));
+        assert!(!s.is_signed_in(&headers(&[("cookie", "iot_session=forged")])));
+    }
+
+    #[test]
+    fn the_sixth_failure_in_a_minute_is_throttled() {
+        let s = Sessions::new(false);
+        let client = Some(IpAddr::from([10, 0, 0, 1]));
+        for _ in 0..MAX_FAILURES {
+            assert_eq!(s.throttled(client), None);
+            s.failed(client);
+        }
+        assert!(s.throttled(client).is_some());
+        assert_eq!(s.throttled(Some(IpAddr::from([10, 0, 0, 2]))), None);
+    }
+
+    #[test]
+    fn cross_site_posts_are_told_apart() {
+        assert!(same_origin(&headers(&[])));
+        assert!(same_origin(&headers(&[("host", "127.0.0.1:9080"), ("origin", "http://127.0.0.1:9080")])));
+        assert!(!same_origin(&headers(&[("host", "127.0.0.1:9080"), ("origin", "https://evil.example")])));
+        assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
+        assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
+        assert!(!same_origin(&headers(&[("origin", "null"), ("host", "a")])));
+    }
+}
