@@ -116,7 +116,8 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     let (list, stop) = (auth.revocations.clone(), shutdown.clone());
     let revocation_store = store.clone();
     service.spawn("revocations", async move {
-        list.keep_fresh(revocation_store, REVOCATION_REFRESH, stop).await;
+        list.keep_fresh(revocation_store, REVOCATION_REFRESH, stop)
+            .await;
         Ok::<(), std::convert::Infallible>(())
     });
     let external = iot_meter::router(meter)

@@ -38,7 +38,12 @@ pub struct CommonArgs {
     #[arg(long, env = "IOT_METER_SECRET", hide_env_values = true, global = true)]
     pub meter_secret: Option<String>,
     /// The meter secret being rotated out: its tokens still work while it is set here.
-    #[arg(long, env = "IOT_METER_SECRET_PREVIOUS", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "IOT_METER_SECRET_PREVIOUS",
+        hide_env_values = true,
+        global = true
+    )]
     pub meter_secret_previous: Option<String>,
     /// Token operators and analysts present on internal routes; default: generated once and
     /// kept in `<data-dir>/analyst-token`.

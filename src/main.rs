@@ -19,7 +19,8 @@ async fn main() -> anyhow::Result<()> {
         "meter-secret",
     )
     .context("cannot load or create the meter secret")?;
-    let tokens = MeterTokens::new(&secret)?.with_previous(common.meter_secret_previous.as_deref())?;
+    let tokens =
+        MeterTokens::new(&secret)?.with_previous(common.meter_secret_previous.as_deref())?;
     match cli.command {
         Some(Command::Token { meter_id }) => Ok(commands::token(&tokens, &meter_id)?),
         Some(Command::Meters(cmd)) => Ok(commands::meters(cmd, &cli.common, &tokens).await?),

@@ -188,7 +188,10 @@ impl Revocations {
     pub fn is_revoked(&self, claims: &Claims<'_>) -> bool {
         self.revoked
             .read()
-            .map(|m| m.get(claims.meter_id).is_some_and(|at| claims.issued_ms <= *at))
+            .map(|m| {
+                m.get(claims.meter_id)
+                    .is_some_and(|at| claims.issued_ms <= *at)
+            })
             .unwrap_or(false)
     }
 
@@ -329,7 +332,10 @@ mod tests {
         let t = tokens(A);
         let tok = t.issue_at("MAC000123", 1_000);
         let claims = t.verify(&tok).map_err(|e| e.to_string());
-        assert_eq!(claims.map(|c| (c.meter_id, c.issued_ms)), Ok(("MAC000123", 1_000)));
+        assert_eq!(
+            claims.map(|c| (c.meter_id, c.issued_ms)),
+            Ok(("MAC000123", 1_000))
+        );
     }
 
     #[test]
@@ -339,7 +345,10 @@ mod tests {
         assert_eq!(t.verify(&other.issue("m1")), Err(AuthError::UnknownKey));
         let tok = t.issue_at("m1", 5);
         let rest = tok.split_once('.').map(|(_, r)| r).unwrap_or_default();
-        assert_eq!(t.verify(&format!("m2.{rest}")), Err(AuthError::BadSignature));
+        assert_eq!(
+            t.verify(&format!("m2.{rest}")),
+            Err(AuthError::BadSignature)
+        );
         let later = tok.replace(".5.", ".6.");
         assert_eq!(t.verify(&later), Err(AuthError::BadSignature));
         assert_eq!(t.verify("no-dot"), Err(AuthError::Malformed));

@@ -195,7 +195,9 @@ pub async fn problem_responses(mut req: Request, next: Next) -> Response {
         res = e.render(Some(&id));
         for (name, value) in &headers {
             if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-                res.headers_mut().entry(name).or_insert_with(|| value.clone());
+                res.headers_mut()
+                    .entry(name)
+                    .or_insert_with(|| value.clone());
             }
         }
     }

@@ -45,7 +45,11 @@ pub fn parse_reading(bytes: &[u8]) -> Result<Reading, JsonError> {
     }
     .deserialize(&mut de)
     .and_then(|r| de.end().map(|()| r));
-    parsed.map_err(|e| failure.into_inner().unwrap_or(JsonError::Syntax(e.to_string())))
+    parsed.map_err(|e| {
+        failure
+            .into_inner()
+            .unwrap_or(JsonError::Syntax(e.to_string()))
+    })
 }
 
 /// A request body: one reading object or an array of 1 to `max` of them. Returns the readings
@@ -59,7 +63,11 @@ pub fn parse_readings(bytes: &[u8], max: usize) -> Result<(Vec<Reading>, bool), 
     }
     .deserialize(&mut de)
     .and_then(|r| de.end().map(|()| r));
-    parsed.map_err(|e| failure.into_inner().unwrap_or(JsonError::Syntax(e.to_string())))
+    parsed.map_err(|e| {
+        failure
+            .into_inner()
+            .unwrap_or(JsonError::Syntax(e.to_string()))
+    })
 }
 
 /// Records the structured failure and aborts deserialisation with a placeholder error.
@@ -329,7 +337,9 @@ fn whole_seconds() -> FieldError {
 mod tests {
     use super::*;
 
-    fn field_of(r: Result<(Vec<Reading>, bool), JsonError>) -> Option<(Option<usize>, &'static str)> {
+    fn field_of(
+        r: Result<(Vec<Reading>, bool), JsonError>,
+    ) -> Option<(Option<usize>, &'static str)> {
         match r {
             Err(JsonError::Reading { index, error }) => Some((index, error.field)),
             _ => None,
@@ -351,19 +361,34 @@ mod tests {
     #[test]
     fn errors_keep_their_field_and_index() {
         let body = format!(r#"[{GOOD},{{"meter_id":"m1","ts":"2026-11-21T10:00:00Z","kwh":"x"}}]"#);
-        assert_eq!(field_of(parse_readings(body.as_bytes(), 10)), Some((Some(1), "kwh")));
-        assert_eq!(field_of(parse_readings(b"[0,0,0]", 10)), Some((Some(0), "reading")));
+        assert_eq!(
+            field_of(parse_readings(body.as_bytes(), 10)),
+            Some((Some(1), "kwh"))
+        );
+        assert_eq!(
+            field_of(parse_readings(b"[0,0,0]", 10)),
+            Some((Some(0), "reading"))
+        );
         let unknown = r#"{"meter_id":"m1","ts":"2026-11-21T10:00:00Z","kwh":1,"kw":2}"#;
-        assert_eq!(field_of(parse_readings(unknown.as_bytes(), 10)), Some((None, "reading")));
+        assert_eq!(
+            field_of(parse_readings(unknown.as_bytes(), 10)),
+            Some((None, "reading"))
+        );
         let nested = r#"{"meter_id":{"a":[1,2]},"ts":"2026-11-21T10:00:00Z","kwh":1}"#;
-        assert_eq!(field_of(parse_readings(nested.as_bytes(), 10)), Some((None, "meter_id")));
+        assert_eq!(
+            field_of(parse_readings(nested.as_bytes(), 10)),
+            Some((None, "meter_id"))
+        );
     }
 
     #[test]
     fn the_cap_is_enforced_while_reading() {
         let body = format!("[{GOOD},{GOOD},{GOOD}");
         // Cut short after the cap: refused for size before the syntax error is reached.
-        assert_eq!(parse_readings(body.as_bytes(), 2), Err(JsonError::TooMany { max: 2 }));
+        assert_eq!(
+            parse_readings(body.as_bytes(), 2),
+            Err(JsonError::TooMany { max: 2 })
+        );
         let body = format!("[{GOOD},{GOOD}]");
         assert!(parse_readings(body.as_bytes(), 2).is_ok());
     }
@@ -372,10 +397,19 @@ mod tests {
     fn shapes_and_syntax() {
         assert_eq!(parse_readings(b"[]", 2), Err(JsonError::Empty));
         assert_eq!(parse_readings(b"42", 2), Err(JsonError::Shape));
-        assert!(matches!(parse_readings(b"[{", 2), Err(JsonError::Syntax(_))));
+        assert!(matches!(
+            parse_readings(b"[{", 2),
+            Err(JsonError::Syntax(_))
+        ));
         let trailing = format!("{GOOD} x");
-        assert!(matches!(parse_readings(trailing.as_bytes(), 2), Err(JsonError::Syntax(_))));
+        assert!(matches!(
+            parse_readings(trailing.as_bytes(), 2),
+            Err(JsonError::Syntax(_))
+        ));
         assert!(parse_reading(GOOD.as_bytes()).is_ok());
-        assert!(matches!(parse_reading(b"[]"), Err(JsonError::Reading { .. })));
+        assert!(matches!(
+            parse_reading(b"[]"),
+            Err(JsonError::Reading { .. })
+        ));
     }
 }

@@ -104,7 +104,11 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let in_flight = Arc::new(AtomicUsize::new(0));
-        let io = TokioIo::new(IdleStream::new(stream, limits.idle_timeout, in_flight.clone()));
+        let io = TokioIo::new(IdleStream::new(
+            stream,
+            limits.idle_timeout,
+            in_flight.clone(),
+        ));
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: Request<hyper::body::Incoming>| {
             let busy = InFlight::enter(&in_flight);
@@ -239,10 +243,7 @@ impl AsyncWrite for IdleStream {
         Pin::new(&mut self.stream).poll_flush(cx)
     }
 
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use iot_cassandra::StoreArgs;
 use iot_common::auth::{MeterTokens, SecretError};
-use iot_common::server::HttpArgs;
 use iot_common::domain::{AcceptWindow, DEFAULT_MAX_READING_AGE_DAYS, is_valid_meter_id};
+use iot_common::server::HttpArgs;
 use iot_kafka::KafkaArgs;
 
 use crate::IngestConfig;

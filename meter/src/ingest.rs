@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
@@ -64,7 +64,12 @@ pub struct MeterState {
 }
 
 impl MeterState {
-    pub fn new(bus: Arc<dyn Bus>, auth: MeterAuth, metrics: Arc<Metrics>, config: IngestConfig) -> Self {
+    pub fn new(
+        bus: Arc<dyn Bus>,
+        auth: MeterAuth,
+        metrics: Arc<Metrics>,
+        config: IngestConfig,
+    ) -> Self {
         let admission = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
         Self {
             bus,
@@ -96,7 +101,20 @@ async fn ingest(State(state): State<MeterState>, req: Request) -> Response {
         }
         Err(e) => {
             state.metrics.reject(e.status.as_u16());
-            e.into_response()
+            // Refused before its body was read: close rather than read on a body that will
+            // not be used.
+            let unread = matches!(
+                e.status,
+                StatusCode::UNAUTHORIZED
+                    | StatusCode::PAYLOAD_TOO_LARGE
+                    | StatusCode::UNSUPPORTED_MEDIA_TYPE
+            );
+            let mut res = e.into_response();
+            if unread {
+                res.headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            res
         }
     }
 }
@@ -158,7 +176,11 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError>
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_request", format!("cannot read the body: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("cannot read the body: {e}"),
+            )
         })?;
         if buf.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(too_large());
@@ -169,7 +191,11 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError>
 }
 
 /// The body's readings, each judged by the format and the time window, all the token's.
-fn readings_of(body: &[u8], token_meter: &str, window: AcceptWindow) -> Result<Vec<Reading>, ApiError> {
+fn readings_of(
+    body: &[u8],
+    token_meter: &str,
+    window: AcceptWindow,
+) -> Result<Vec<Reading>, ApiError> {
     let (readings, batch) = parse_readings(body, MAX_BATCH).map_err(body_error)?;
     let now = Utc::now();
     for (i, reading) in readings.iter().enumerate() {
@@ -195,15 +221,34 @@ fn readings_of(body: &[u8], token_meter: &str, window: AcceptWindow) -> Result<V
 }
 
 fn invalid(e: &FieldError) -> ApiError {
-    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_reading", e.to_string()).field(e.field)
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_reading",
+        e.to_string(),
+    )
+    .field(e.field)
 }
 
 fn body_error(e: JsonError) -> ApiError {
     match e {
-        JsonError::Syntax(_) => ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()).field("body"),
-        JsonError::Shape => ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", e.to_string()).field("body"),
-        JsonError::Empty => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "empty_batch", e.to_string()).field("body"),
-        JsonError::TooMany { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "batch_too_large", e.to_string()).field("body"),
+        JsonError::Syntax(_) => {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()).field("body")
+        }
+        JsonError::Shape => {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", e.to_string()).field("body")
+        }
+        JsonError::Empty => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "empty_batch",
+            e.to_string(),
+        )
+        .field("body"),
+        JsonError::TooMany { .. } => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "batch_too_large",
+            e.to_string(),
+        )
+        .field("body"),
         JsonError::Reading { index, error } => {
             let e = invalid(&error);
             match index {
@@ -224,7 +269,11 @@ async fn publish(state: &MeterState, readings: &[Reading]) -> Result<(), ApiErro
 }
 
 fn unavailable(e: &BusError) -> ApiError {
-    let retry = if matches!(e, BusError::Overloaded) { 1 } else { 5 };
+    let retry = if matches!(e, BusError::Overloaded) {
+        1
+    } else {
+        5
+    };
     ApiError::unavailable(format!("readings not accepted: {e}")).retry_after(retry)
 }
 

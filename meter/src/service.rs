@@ -71,7 +71,11 @@ pub async fn start(config: MeterConfig) -> Result<RunningMeter, MeterError> {
 
     let auth = MeterAuth::new(config.tokens);
     if let Some(store) = config.revocations {
-        let (list, every, stop) = (auth.revocations.clone(), config.revocation_refresh, service.shutdown_token());
+        let (list, every, stop) = (
+            auth.revocations.clone(),
+            config.revocation_refresh,
+            service.shutdown_token(),
+        );
         service.spawn("revocations", async move {
             list.keep_fresh(store, every, stop).await;
             Ok::<(), std::convert::Infallible>(())

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{ANALYST, Go, TestApp, eventually, start_app, token};
+use crate::support::{ANALYST, Go, TestApp, eventually, start_app, token, tokens};
 use chrono::{DateTime, Duration as Span, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -135,12 +135,24 @@ async fn every_bad_request_gets_its_documented_4xx_and_stores_nothing() {
         }
         let res = req.send().await.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(res.status().as_u16(), status, "{what}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{what}"
+        );
+        assert!(res.headers().contains_key("x-request-id"), "{what}");
         let err: Value = res
             .json()
             .await
             .unwrap_or_else(|e| panic!("{what}: body is not JSON: {e}"));
         assert!(
-            err["error"].is_string() && err["message"].is_string(),
+            err["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("urn:iot-demo:problem:"))
+                && err["title"].is_string()
+                && err["detail"].is_string()
+                && err["status"] == status
+                && err["request_id"].is_string(),
             "{what}: {err}"
         );
         if !field.is_empty() {
@@ -260,7 +272,12 @@ async fn operators_register_meters_on_the_internal_listener() {
     assert_eq!(res.status(), StatusCode::CREATED);
     let created: Value = res.json().await.unwrap_or(Value::Null);
     assert_eq!(created["meter"]["region"], "E09000001");
-    assert_eq!(created["token"], token("HOME-1"));
+    let issued = created["token"].as_str().unwrap_or_default();
+    assert_eq!(
+        tokens().verify(issued).map(|c| c.meter_id),
+        Ok("HOME-1"),
+        "{created}"
+    );
     let bad = json!({"meter_id": "HOME-2", "region": "E09999999"});
     let res = app
         .client

@@ -6,6 +6,7 @@ mod analytics;
 mod browser;
 mod deploy;
 mod fleet;
+mod hostile;
 mod ingest;
 mod process;
 mod support;

@@ -7,12 +7,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
-use iot_common::store::sqlite::SqliteStore;
 use iot_common::auth::MeterTokens;
+use iot_common::store::sqlite::SqliteStore;
 use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored, terminate};
 use serde_json::{Value, json};
 
-struct Proc(Child);
+pub(crate) struct Proc(pub(crate) Child);
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -23,6 +23,12 @@ impl Drop for Proc {
 
 /// Starts `iot-demo` on free ports without a fleet; returns it and its external base URL.
 fn launch(data: &std::path::Path) -> (Proc, String) {
+    let (proc, external, _) = launch_with(data, &[]);
+    (proc, external)
+}
+
+/// [`launch`] with more flags; also returns the internal base URL.
+pub(crate) fn launch_with(data: &std::path::Path, flags: &[&str]) -> (Proc, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_iot-demo"))
         .args([
             "--meters",
@@ -32,6 +38,7 @@ fn launch(data: &std::path::Path) -> (Proc, String) {
             "--internal-addr",
             "127.0.0.1:0",
         ])
+        .args(flags)
         .env("IOT_DATA_DIR", data)
         .env("RUST_LOG", "warn")
         .env_remove("IOT_METER_SECRET")
@@ -44,18 +51,14 @@ fn launch(data: &std::path::Path) -> (Proc, String) {
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap_or_else(|e| panic!("read stdout: {e}"));
         if let Some(rest) = line.strip_prefix("listening external=") {
-            let url = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            return (proc, url);
+            let (external, internal) = rest.split_once(" internal=").unwrap_or((rest, ""));
+            return (proc, external.trim().to_owned(), internal.trim().to_owned());
         }
     }
     panic!("iot-demo exited before it listened");
 }
 
-fn token(data: &std::path::Path, meter: &str) -> String {
+pub(crate) fn token(data: &std::path::Path, meter: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_iot-demo"))
         .args(["token", meter])
         .env("IOT_DATA_DIR", data)

@@ -83,8 +83,7 @@ impl SummaryCache {
         store: &Arc<dyn Store>,
     ) -> Result<(Instant, Arc<StoreSummary>), StoreError> {
         if let Some((at, summary)) = self.current() {
-            if at.elapsed() >= self.refresh_every && !self.refreshing.swap(true, Ordering::AcqRel)
-            {
+            if at.elapsed() >= self.refresh_every && !self.refreshing.swap(true, Ordering::AcqRel) {
                 let (me, store) = (self.clone(), store.clone());
                 tokio::spawn(async move {
                     match store.summary().await {

@@ -89,8 +89,8 @@ pub struct RunningWeb {
 }
 
 pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
-    let tokens = MeterTokens::new(&cli.meter_secret)?
-        .with_previous(cli.meter_secret_previous.as_deref())?;
+    let tokens =
+        MeterTokens::new(&cli.meter_secret)?.with_previous(cli.meter_secret_previous.as_deref())?;
     if cli.analyst_token.trim().is_empty() {
         return Err(CliError::Empty("IOT_ANALYST_TOKEN"));
     }
@@ -152,6 +152,8 @@ pub fn parse_flag(v: &str) -> Result<bool, String> {
     match v.trim().to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Ok(true),
         "0" | "false" | "no" | "off" | "" => Ok(false),
-        other => Err(format!("`{other}` is not 1/0, true/false, yes/no or on/off")),
+        other => Err(format!(
+            "`{other}` is not 1/0, true/false, yes/no or on/off"
+        )),
     }
 }

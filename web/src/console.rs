@@ -129,14 +129,16 @@ pub async fn login(
             StatusCode::TOO_MANY_REQUESTS,
             "Too many failed sign-ins from here; wait a minute and try again.",
         );
-        res.headers_mut()
-            .insert(header::RETRY_AFTER, wait.into());
+        res.headers_mut().insert(header::RETRY_AFTER, wait.into());
         return res;
     }
     if !s.operator_token.matches(&form.token) {
         s.sessions.failed(client);
         tracing::warn!(client = ?client, "failed console sign-in");
-        return sign_in_page(StatusCode::UNAUTHORIZED, "That token is not the analyst token.");
+        return sign_in_page(
+            StatusCode::UNAUTHORIZED,
+            "That token is not the analyst token.",
+        );
     }
     (
         [(header::SET_COOKIE, s.sessions.open())],

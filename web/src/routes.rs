@@ -365,6 +365,10 @@ async fn revoke_meter(
     s.store.revoke_meter(&id, at).await.map_err(store_error)?;
     s.auth.revocations.insert(&id, at.timestamp_millis());
     tracing::info!(meter_id = %id, "meter tokens revoked");
-    Ok(Json(json!({"meter_id": id, "revoked_at": at.to_rfc3339_opts(SecondsFormat::Millis, true)}))
-        .into_response())
+    Ok(
+        Json(
+            json!({"meter_id": id, "revoked_at": at.to_rfc3339_opts(SecondsFormat::Millis, true)}),
+        )
+        .into_response(),
+    )
 }

@@ -84,20 +84,30 @@ impl Sessions {
         let mut failures = self.failures.lock().ok()?;
         let now = Instant::now();
         let recent = failures.get_mut(&client)?;
-        while recent.front().is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW) {
+        while recent
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= FAILURE_WINDOW)
+        {
             recent.pop_front();
         }
         if recent.len() < MAX_FAILURES {
             return None;
         }
         let oldest = *recent.front()?;
-        Some((FAILURE_WINDOW - now.duration_since(oldest)).as_secs().max(1))
+        Some(
+            (FAILURE_WINDOW - now.duration_since(oldest))
+                .as_secs()
+                .max(1),
+        )
     }
 
     pub fn failed(&self, client: Option<IpAddr>) {
         if let Ok(mut failures) = self.failures.lock() {
             let now = Instant::now();
-            failures.retain(|_, r| r.back().is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW));
+            failures.retain(|_, r| {
+                r.back()
+                    .is_some_and(|t| now.duration_since(*t) < FAILURE_WINDOW)
+            });
             failures.entry(client).or_default().push_back(now);
         }
     }
@@ -155,7 +165,10 @@ mod tests {
         assert!(cookie.contains("Secure") && cookie.contains("HttpOnly"));
         let pair = cookie.split(';').next().unwrap_or_default().to_owned();
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_str(&pair).unwrap_or(HeaderValue::from_static("")));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_str(&pair).unwrap_or(HeaderValue::from_static("")),
+        );
         assert!(s.is_signed_in(&h));
         s.close(&h);
         assert!(!s.is_signed_in(&h));
@@ -177,8 +190,14 @@ mod tests {
     #[test]
     fn cross_site_posts_are_told_apart() {
         assert!(same_origin(&headers(&[])));
-        assert!(same_origin(&headers(&[("host", "127.0.0.1:9080"), ("origin", "http://127.0.0.1:9080")])));
-        assert!(!same_origin(&headers(&[("host", "127.0.0.1:9080"), ("origin", "https://evil.example")])));
+        assert!(same_origin(&headers(&[
+            ("host", "127.0.0.1:9080"),
+            ("origin", "http://127.0.0.1:9080")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "127.0.0.1:9080"),
+            ("origin", "https://evil.example")
+        ])));
         assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
         assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
         assert!(!same_origin(&headers(&[("origin", "null"), ("host", "a")])));

@@ -48,7 +48,7 @@ async fn web(dir: &std::path::Path, analytics_url: &str) -> RunningWeb {
         "--internal-addr",
         "127.0.0.1:0",
         "--meter-secret",
-        "meter-secret-for-tests",
+        "meter-secret-for-tests-of-32-bytes-or-more",
         "--analyst-token",
         TOKEN,
         "--analytics-url",

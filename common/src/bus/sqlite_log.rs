@@ -2,6 +2,11 @@
 //! consumer group. A publish returns after its transaction is on disk (`synchronous=FULL`),
 //! so a reading the meter acknowledged survives `kill -9`; unconsumed entries are picked up
 //! by the sink after a restart. One partition: one active consumer per group.
+//!
+//! Publishes go through one writer thread that commits whatever is waiting in one
+//! transaction (group commit: one fsync for many requests). At most [`MAX_WAITING`]
+//! publishes wait for it; one more is refused at once with [`BusError::Overloaded`], so a
+//! slow disk sheds load instead of piling blocked threads up behind its fsync.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -37,9 +42,20 @@ impl From<rusqlite::Error> for BusError {
     }
 }
 
+/// Publishes waiting for the writer, at most.
+pub const MAX_WAITING: usize = 256;
+/// Publishes one transaction takes, at most.
+const GROUP: usize = 64;
+
+struct Append {
+    readings: Vec<Reading>,
+    done: tokio::sync::oneshot::Sender<Result<(), String>>,
+}
+
 struct Shared {
     conn: Arc<Mutex<Connection>>,
-    appended: Notify,
+    appended: Arc<Notify>,
+    appends: std::sync::mpsc::SyncSender<Append>,
     active_groups: Mutex<HashSet<String>>,
 }
 
@@ -50,11 +66,19 @@ pub struct SqliteLog {
 
 impl SqliteLog {
     pub fn open(path: &Path) -> Result<Self, BusError> {
-        let conn = db::open(path, iot_migrations::SQLITE_BUS)?;
+        let conn = Arc::new(Mutex::new(db::open(path, iot_migrations::SQLITE_BUS)?));
+        let appended = Arc::new(Notify::new());
+        let (appends, waiting) = std::sync::mpsc::sync_channel(MAX_WAITING);
+        let (c, n) = (conn.clone(), appended.clone());
+        std::thread::Builder::new()
+            .name("bus-log-writer".into())
+            .spawn(move || write_appends(&c, &n, &waiting))
+            .map_err(|e| BusError::Unavailable(format!("cannot start the log writer: {e}")))?;
         Ok(Self {
             shared: Arc::new(Shared {
-                conn: Arc::new(Mutex::new(conn)),
-                appended: Notify::new(),
+                conn,
+                appended,
+                appends,
                 active_groups: Mutex::new(HashSet::new()),
             }),
         })
@@ -81,23 +105,23 @@ impl Bus for SqliteLog {
         if readings.is_empty() {
             return Ok(());
         }
-        let readings = readings.to_vec();
-        db::blocking(self.shared.conn.clone(), move |c| {
-            let tx = c.transaction()?;
-            {
-                let mut st = tx.prepare_cached(
-                    "INSERT INTO log (meter_id, ts, kwh, interval_s) VALUES (?1, ?2, ?3, ?4)",
-                )?;
-                for r in &readings {
-                    st.execute(params![r.meter_id, r.ts.timestamp(), r.kwh, r.interval_s])?;
-                }
+        let (done, written) = tokio::sync::oneshot::channel();
+        let append = Append {
+            readings: readings.to_vec(),
+            done,
+        };
+        match self.shared.appends.try_send(append) {
+            Ok(()) => {}
+            Err(std::sync::mpsc::TrySendError::Full(_)) => return Err(BusError::Overloaded),
+            Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                return Err(BusError::Unavailable("the log writer stopped".into()));
             }
-            tx.commit()?;
-            Ok::<_, BusError>(())
-        })
-        .await?;
-        self.shared.appended.notify_waiters();
-        Ok(())
+        }
+        match written.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(BusError::Unavailable(e)),
+            Err(_) => Err(BusError::Unavailable("the log writer stopped".into())),
+        }
     }
 
     async fn subscribe(&self, group: &str) -> Result<Box<dyn Consumer>, BusError> {
@@ -147,6 +171,47 @@ impl Bus for SqliteLog {
         })
         .await
     }
+}
+
+/// The writer thread: takes what is waiting (up to [`GROUP`] publishes), appends it in one
+/// transaction, answers each publish, wakes the consumers. Ends when the log is dropped.
+fn write_appends(
+    conn: &Mutex<Connection>,
+    appended: &Notify,
+    waiting: &std::sync::mpsc::Receiver<Append>,
+) {
+    while let Ok(first) = waiting.recv() {
+        let mut group = vec![first];
+        while group.len() < GROUP {
+            match waiting.try_recv() {
+                Ok(a) => group.push(a),
+                Err(_) => break,
+            }
+        }
+        let result = append_all(conn, &group).map_err(|e| e.to_string());
+        for a in group {
+            // A publisher that stopped waiting (its request timed out) needs no answer.
+            let _ = a.done.send(result.clone());
+        }
+        appended.notify_waiters();
+    }
+}
+
+fn append_all(conn: &Mutex<Connection>, group: &[Append]) -> Result<(), BusError> {
+    let mut c = conn
+        .lock()
+        .map_err(|_| BusError::Unavailable("log connection poisoned".into()))?;
+    let tx = c.transaction()?;
+    {
+        let mut st = tx.prepare_cached(
+            "INSERT INTO log (meter_id, ts, kwh, interval_s) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for r in group.iter().flat_map(|a| &a.readings) {
+            st.execute(params![r.meter_id, r.ts.timestamp(), r.kwh, r.interval_s])?;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 fn release(shared: &Shared, group: &str) {

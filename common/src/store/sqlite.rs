@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
-use crate::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus, from_epoch, from_epoch_ms};
+use crate::domain::{
+    Dwelling, Meter, Reading, RegionProfile, Run, RunStatus, from_epoch, from_epoch_ms,
+};
 use crate::sqlite::{self as db, SqliteError};
 
 impl From<SqliteError> for StoreError {
