@@ -22,6 +22,7 @@ macro_rules! store_contract_tests {
             window_scan_pages_through_region_readings_once,
             readings_from_before_registration_are_scanned_after_it,
             a_meter_that_moves_is_scanned_in_its_new_region_only,
+            revocations_are_listed_and_a_later_one_moves_the_instant,
             empty_writes_are_harmless);
     };
     (@each $make:expr; $($check:ident),*) => {
@@ -458,5 +459,44 @@ pub async fn a_meter_that_moves_is_scanned_in_its_new_region_only(store: &dyn St
         scanned_as(store, &meter, base).await,
         expected,
         "all of the meter's readings in its new region, none in the old"
+    );
+}
+
+/// Any meter id may be revoked, registered or not; revoking again moves the instant.
+pub async fn revocations_are_listed_and_a_later_one_moves_the_instant(store: &dyn Store) {
+    let (a, b) = (unique("revoked"), unique("never-registered"));
+    store
+        .upsert_meters(&[placed_meter(&a, "E09000001")])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let instant = |ms: i64| DateTime::from_timestamp_millis(ms).unwrap_or_default();
+    store
+        .revoke_meter(&a, instant(1_700_000_000_123))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .revoke_meter(&b, instant(1_700_000_000_456))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+        .revoke_meter(&a, instant(1_700_000_009_789))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let listed = store.revocations().await.unwrap_or_else(|e| panic!("{e}"));
+    let of = |id: &str| {
+        listed
+            .iter()
+            .find(|(m, _)| m == id)
+            .map(|(_, at)| at.timestamp_millis())
+    };
+    assert_eq!(of(&a), Some(1_700_000_009_789));
+    assert_eq!(of(&b), Some(1_700_000_000_456));
+    assert!(
+        store
+            .meter(&a)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_some(),
+        "revoking keeps the registration"
     );
 }
