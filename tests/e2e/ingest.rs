@@ -336,3 +336,50 @@ async fn readings_of_an_unregistered_meter_are_kept_without_a_region() {
     assert_eq!(meter, None, "stored, but in no region until registered");
     app.app.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn a_revoked_meter_is_refused_at_once_and_a_token_issued_after_works() {
+    let app = start_app(None).await;
+    let old = token("REVOKE-1");
+    let body = || reading("REVOKE-1", slot(3), 0.3).to_string();
+    assert_eq!(post(&app, Some(&old), body()).await.0, StatusCode::ACCEPTED);
+    let url = app.int("/internal/v1/meters/REVOKE-1");
+    let res = app.client.delete(&url).go().await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "revoking needs the analyst token"
+    );
+    let res = app.client.delete(&url).bearer_auth(ANALYST).go().await;
+    assert_eq!(res.status(), StatusCode::OK);
+    let (status, problem) = post(&app, Some(&old), body()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
+    assert!(
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("revoked")),
+        "{problem}"
+    );
+    let res = app
+        .client
+        .get(app.ext("/api/v1/meters/REVOKE-1/readings"))
+        .bearer_auth(&old)
+        .go()
+        .await;
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "readback refuses it too"
+    );
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let new = token("REVOKE-1");
+    assert_eq!(post(&app, Some(&new), body()).await.0, StatusCode::ACCEPTED);
+    let bad = app
+        .client
+        .delete(app.int("/internal/v1/meters/bad%20id"))
+        .bearer_auth(ANALYST)
+        .go()
+        .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    app.app.stop(Duration::from_secs(5)).await;
+}

@@ -180,3 +180,44 @@ async fn sigterm_stops_the_process_cleanly() {
     assert_eq!(res.status().as_u16(), 200);
     terminate(&mut proc.0, Duration::from_secs(15)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn meters_revoke_reaches_the_running_process_within_5_s() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let (_proc, url) = launch(dir.path());
+    let token = token(dir.path(), "CLI-REVOKE");
+    let client = reqwest::Client::new();
+    let post = || {
+        let body = json!([{"meter_id": "CLI-REVOKE", "ts": (Utc::now() - chrono::TimeDelta::hours(3)).format("%Y-%m-%dT%H:00:00Z").to_string(), "kwh": 0.2}]);
+        client
+            .post(format!("{url}/api/v1/readings"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+    };
+    let status = post().await.map(|r| r.status().as_u16()).unwrap_or(0);
+    assert_eq!(status, 202);
+    let out = Command::new(env!("CARGO_BIN_EXE_iot-demo"))
+        .args(["meters", "revoke", "CLI-REVOKE"])
+        .env("IOT_DATA_DIR", dir.path())
+        .env_remove("IOT_METER_SECRET")
+        .output()
+        .unwrap_or_else(|e| panic!("iot-demo meters revoke: {e}"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let revoked = std::time::Instant::now();
+    loop {
+        let status = post().await.map(|r| r.status().as_u16()).unwrap_or(0);
+        if status == 401 {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < Duration::from_secs(5),
+            "still {status} 5 s after `meters revoke`"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

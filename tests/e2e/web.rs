@@ -250,3 +250,156 @@ async fn a_region_name_with_markup_renders_as_text() {
     }
     app.app.stop(Duration::from_secs(5)).await;
 }
+
+#[tokio::test]
+async fn console_sessions_hold_no_token_refuse_other_sites_and_throttle_guessing() {
+    let app = with_profiles().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let login = app.int("/internal/console/login");
+    let host = app.app.internal.to_string();
+
+    // A form posted from another site is refused, even with the right token.
+    let res = client
+        .post(&login)
+        .header("origin", "https://evil.example")
+        .form(&[("token", ANALYST)])
+        .go()
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+    let res = client
+        .post(&login)
+        .header("sec-fetch-site", "cross-site")
+        .form(&[("token", ANALYST)])
+        .go()
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // Signing in from the console's own page: the cookie is a session id, not the token.
+    let res = client
+        .post(&login)
+        .header("origin", format!("http://{host}"))
+        .header("sec-fetch-site", "same-origin")
+        .form(&[("token", ANALYST)])
+        .go()
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !cookie.contains(ANALYST),
+        "the cookie carries the token: {cookie}"
+    );
+    assert!(
+        cookie.starts_with("iot_session=") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains("Secure"),
+        "Secure only when IOT_COOKIE_SECURE=1: {cookie}"
+    );
+    let pair = cookie.split(';').next().unwrap_or_default().to_owned();
+    let page = |pair: String| {
+        let client = client.clone();
+        let url = app.int("/internal/console");
+        async move { client.get(url).header("cookie", pair).go().await.status() }
+    };
+    assert_eq!(page(pair.clone()).await, StatusCode::OK);
+    assert_eq!(
+        page("iot_session=guessed".into()).await,
+        StatusCode::UNAUTHORIZED
+    );
+
+    // A forged-origin recompute with a live session is refused too.
+    let res = client
+        .post(app.int("/internal/console/recompute"))
+        .header("cookie", &pair)
+        .header("origin", "https://evil.example")
+        .go()
+        .await;
+    assert_eq!(res.status(), StatusCode::FORBIDDEN);
+
+    // Signing out ends the session on the server, not only in the browser.
+    let res = client
+        .post(app.int("/internal/console/logout"))
+        .header("cookie", &pair)
+        .go()
+        .await;
+    assert_eq!(res.status(), StatusCode::SEE_OTHER);
+    assert_eq!(page(pair).await, StatusCode::UNAUTHORIZED);
+
+    // Five wrong tokens in a minute, then the sixth try is refused before it is checked.
+    for _ in 0..5 {
+        let res = client.post(&login).form(&[("token", "guess")]).go().await;
+        assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
+    }
+    let res = client.post(&login).form(&[("token", ANALYST)]).go().await;
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(res.headers().contains_key("retry-after"));
+    app.app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn every_error_is_a_problem_document_with_the_request_id() {
+    let app = with_profiles().await;
+    // axum's own refusals: a method a route does not take, a path no route has.
+    for (method, url) in [
+        (reqwest::Method::POST, app.ext("/")),
+        (reqwest::Method::DELETE, app.ext("/estimate")),
+        (reqwest::Method::GET, app.ext("/no/such/page")),
+        (reqwest::Method::PUT, app.int("/internal/v1/meters")),
+    ] {
+        let res = app.client.request(method.clone(), &url).go().await;
+        assert!(res.status().is_client_error(), "{method} {url}");
+        assert_eq!(
+            res.headers()["content-type"],
+            "application/problem+json",
+            "{method} {url}"
+        );
+        let id = res.headers()["x-request-id"]
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        let problem: Value = res.json().await.unwrap_or(Value::Null);
+        assert_eq!(problem["request_id"], id.as_str(), "{problem}");
+        assert!(
+            problem["type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("urn:iot-demo:problem:")),
+            "{problem}"
+        );
+    }
+    // A client's own request id is kept when it is a sane token.
+    let res = app
+        .client
+        .get(app.ext("/regions/NOPE"))
+        .header("x-request-id", "client-chosen-id-123")
+        .go()
+        .await;
+    assert_eq!(res.headers()["x-request-id"], "client-chosen-id-123");
+    app.app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn the_status_page_uses_the_stylesheet_and_a_cached_summary() {
+    let app = with_profiles().await;
+    let (status, headers, html) = text(&app, app.ext("/status")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains(r#"<link rel="stylesheet" href="/static/app.css">"#),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<style"),
+        "inline styles are blocked by the page's own CSP"
+    );
+    assert!(headers.contains_key("content-security-policy"));
+    assert!(html.contains("refreshed in the background"), "{html}");
+    app.app.stop(Duration::from_secs(5)).await;
+}

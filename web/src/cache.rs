@@ -105,3 +105,39 @@ impl SummaryCache {
         Ok((Instant::now(), summary))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iot_common::store::double::FaultyStoreDouble;
+    use iot_common::store::sqlite::SqliteStore;
+
+    #[tokio::test]
+    async fn many_requests_cost_one_summary_and_a_stale_one_refreshes_in_the_background()
+    -> Result<(), StoreError> {
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let double = Arc::new(FaultyStoreDouble::new(SqliteStore::open(
+            &SqliteStore::path_in(dir.path()),
+        )?));
+        let store: Arc<dyn Store> = double.clone();
+        let cache = Arc::new(SummaryCache {
+            refresh_every: Duration::from_millis(200),
+            ..SummaryCache::default()
+        });
+        for _ in 0..100 {
+            cache.get(&store).await?;
+        }
+        assert_eq!(double.summaries.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        for _ in 0..100 {
+            cache.get(&store).await?;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(
+            double.summaries.load(Ordering::SeqCst),
+            2,
+            "one background refresh"
+        );
+        Ok(())
+    }
+}

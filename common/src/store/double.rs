@@ -22,6 +22,8 @@ pub struct FaultyStoreDouble<S> {
     /// When set, a window scan is cut into slices of this many hours (as Cassandra cuts it
     /// into days), each read through the inner store as a whole window of its own.
     pub slice_hours: Option<i64>,
+    /// How many times `summary` was asked.
+    pub summaries: AtomicUsize,
 }
 
 impl<S: Store> FaultyStoreDouble<S> {
@@ -32,6 +34,7 @@ impl<S: Store> FaultyStoreDouble<S> {
             failing_scans: AtomicBool::new(false),
             scan_gate: None,
             slice_hours: None,
+            summaries: AtomicUsize::new(0),
         }
     }
 }
@@ -119,6 +122,7 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
         self.inner.runs(limit).await
     }
     async fn summary(&self) -> Result<StoreSummary, StoreError> {
+        self.summaries.fetch_add(1, Ordering::SeqCst);
         self.inner.summary().await
     }
 
