@@ -100,9 +100,7 @@ async fn the_web_service_serves_each_listener_its_routes_and_recomputes_remotely
 
     let recompute = format!("http://{int}/internal/console/recompute");
     assert_eq!(status(c.post(&recompute)).await, 401, "signed out");
-    let signed_in = c
-        .post(&recompute)
-        .header("cookie", format!("iot_analyst={TOKEN}"));
+    let signed_in = c.post(&recompute).bearer_auth(TOKEN);
     assert_eq!(status(signed_in).await, 303, "back to the console");
     let store =
         SqliteStore::open(&SqliteStore::path_in(dir.path())).unwrap_or_else(|e| panic!("{e}"));
@@ -133,7 +131,7 @@ async fn recompute_says_so_when_the_analytics_service_is_down() {
             "http://{}/internal/console/recompute",
             web.internal
         ))
-        .header("cookie", format!("iot_analyst={TOKEN}"))
+        .bearer_auth(TOKEN)
         .send()
         .await
         .unwrap_or_else(|e| panic!("{e}"));
