@@ -53,15 +53,20 @@ fn meter(broker: &TestBroker, data: &Path, previous: Option<&str>) -> Meter {
     };
     let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn meter: {e}"));
     let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
+    // Owned at once, so the process is reaped however this function ends.
+    let mut meter = Meter {
+        child,
+        url: String::new(),
+    };
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap_or_else(|e| panic!("meter stdout: {e}"));
         if let Some(rest) = line.strip_prefix("listening external=") {
-            let url = rest
+            meter.url = rest
                 .split_whitespace()
                 .next()
                 .unwrap_or_default()
                 .to_owned();
-            return Meter { child, url };
+            return meter;
         }
     }
     panic!("the meter exited before it listened");
