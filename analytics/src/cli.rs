@@ -102,6 +102,8 @@ pub enum Command {
         /// Seconds from start-up to the first run, so a fresh stack has readings to profile.
         #[arg(long, env = "IOT_ANALYTICS_FIRST_RUN_S", default_value_t = 120)]
         first_run_s: u64,
+        #[command(flatten)]
+        http: iot_common::server::HttpArgs,
     },
     /// Time the profile computation on a Parquet file and print rows per second and memory.
     Bench {
@@ -173,6 +175,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             analyst_token,
             every_minutes,
             first_run_s,
+            http,
         } => {
             serve_api(
                 job,
@@ -180,6 +183,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
                 analyst_token,
                 Duration::from_secs(first_run_s),
                 every_minutes,
+                http.limits(),
             )
             .await
         }
@@ -272,6 +276,7 @@ async fn serve_api(
     token: String,
     first_run: Duration,
     every_minutes: u64,
+    limits: iot_common::server::HttpLimits,
 ) -> Result<(), CliError> {
     let store = open_store(&job).await?;
     let analytics = Analytics::new(store.clone(), job.job_config());
@@ -286,7 +291,7 @@ async fn serve_api(
             analyst_token: StaticToken::new(&token),
         }))
         .fallback(fallback);
-    let mut service = Service::new();
+    let mut service = Service::with_limits(limits);
     let addr = service.listen("internal", addr, router).await?;
     let stop = service.shutdown_token();
     let every = Duration::from_secs(every_minutes.max(1) * 60);

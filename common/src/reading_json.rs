@@ -38,36 +38,34 @@ pub enum JsonError {
 /// One reading object, checked by the rules that need no clock ([`Reading::check_format`]).
 pub fn parse_reading(bytes: &[u8]) -> Result<Reading, JsonError> {
     let failure = RefCell::new(None);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = ReadingSeed {
+    let seed = ReadingSeed {
         index: None,
         failure: &failure,
-    }
-    .deserialize(&mut de)
-    .and_then(|r| de.end().map(|()| r));
-    parsed.map_err(|e| {
-        failure
-            .into_inner()
-            .unwrap_or(JsonError::Syntax(e.to_string()))
-    })
+    };
+    run(bytes, seed, &failure)
 }
 
 /// A request body: one reading object or an array of 1 to `max` of them. Returns the readings
 /// and whether they came as an array.
 pub fn parse_readings(bytes: &[u8], max: usize) -> Result<(Vec<Reading>, bool), JsonError> {
     let failure = RefCell::new(None);
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let parsed = BodySeed {
+    let seed = BodySeed {
         max,
         failure: &failure,
-    }
-    .deserialize(&mut de)
-    .and_then(|r| de.end().map(|()| r));
-    parsed.map_err(|e| {
-        failure
-            .into_inner()
-            .unwrap_or(JsonError::Syntax(e.to_string()))
-    })
+    };
+    run(bytes, seed, &failure)
+}
+
+/// Reads the whole of `bytes` with `seed`; a refusal the seed recorded wins over serde's
+/// placeholder error.
+fn run<'de, S: DeserializeSeed<'de>>(
+    bytes: &'de [u8],
+    seed: S,
+    failure: &RefCell<Option<JsonError>>,
+) -> Result<S::Value, JsonError> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = seed.deserialize(&mut de).and_then(|v| de.end().map(|()| v));
+    parsed.map_err(|e| failure.take().unwrap_or(JsonError::Syntax(e.to_string())))
 }
 
 /// Records the structured failure and aborts deserialisation with a placeholder error.

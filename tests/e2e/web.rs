@@ -143,6 +143,14 @@ async fn the_json_api_serves_geojson_profiles_and_its_openapi() {
     app.app.stop(Duration::from_secs(5)).await;
 }
 
+fn set_cookie(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 #[tokio::test]
 async fn the_console_is_internal_and_needs_the_analyst_token() {
     let app = with_profiles().await;
@@ -167,12 +175,7 @@ async fn the_console_is_internal_and_needs_the_analyst_token() {
         .go()
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let cookie = set_cookie(&res);
     assert!(
         cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
         "{cookie}"
@@ -261,37 +264,23 @@ async fn console_sessions_hold_no_token_refuse_other_sites_and_throttle_guessing
     let login = app.int("/internal/console/login");
     let host = app.app.internal.to_string();
 
+    let sign_in = |header: &'static str, value: String| {
+        client
+            .post(&login)
+            .header(header, value)
+            .form(&[("token", ANALYST)])
+            .go()
+    };
     // A form posted from another site is refused, even with the right token.
-    let res = client
-        .post(&login)
-        .header("origin", "https://evil.example")
-        .form(&[("token", ANALYST)])
-        .go()
-        .await;
+    let res = sign_in("origin", "https://evil.example".into()).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
-    let res = client
-        .post(&login)
-        .header("sec-fetch-site", "cross-site")
-        .form(&[("token", ANALYST)])
-        .go()
-        .await;
+    let res = sign_in("sec-fetch-site", "cross-site".into()).await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 
     // Signing in from the console's own page: the cookie is a session id, not the token.
-    let res = client
-        .post(&login)
-        .header("origin", format!("http://{host}"))
-        .header("sec-fetch-site", "same-origin")
-        .form(&[("token", ANALYST)])
-        .go()
-        .await;
+    let res = sign_in("origin", format!("http://{host}")).await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
-    let cookie = res
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let cookie = set_cookie(&res);
     assert!(
         !cookie.contains(ANALYST),
         "the cookie carries the token: {cookie}"
