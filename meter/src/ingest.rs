@@ -127,7 +127,7 @@ async fn accept(state: &MeterState, req: Request) -> Result<usize, ApiError> {
     let token_meter = authenticate_meter(&state.auth, &parts.headers)?;
     check_content_type(&parts.headers)?;
     let body = read_body(&parts.headers, body).await?;
-    let _permit = state.admission.clone().try_acquire_owned().map_err(|_| {
+    let _permit = state.admission.try_acquire().map_err(|_| {
         state.metrics.ingest_shed.inc();
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -329,6 +329,44 @@ mod tests {
         SqliteLog::open(&dir.path().join("bus.sqlite")).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_disk_sheds_publishes_past_the_queue_and_keeps_the_queued_ones()
+    -> Result<(), BusError> {
+        let dir = tempfile::tempdir().map_err(|e| BusError::Config(e.to_string()))?;
+        let bus = open(&dir);
+        // The writer cannot commit while this lock is held: a disk stuck in fsync.
+        let stall = bus.shared.conn.clone();
+        let guard = std::thread::spawn(move || {
+            let _held = stall.lock();
+            std::thread::sleep(Duration::from_millis(800));
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let mut waiting = tokio::task::JoinSet::new();
+        for i in 0..(MAX_WAITING as i64 + 40) {
+            let bus = bus.clone();
+            waiting.spawn(async move { bus.publish(&[reading(i)]).await });
+            // Keep the order in which publishes reach the queue.
+            tokio::task::yield_now().await;
+        }
+        let (mut stored, mut shed) = (0, 0);
+        while let Some(r) = waiting.join_next().await {
+            match r.map_err(|e| BusError::Config(e.to_string()))? {
+                Ok(()) => stored += 1,
+                Err(BusError::Overloaded) => shed += 1,
+                Err(e) => return Err(e),
+            }
+        }
+        let _ = guard.join();
+        assert!(shed > 0, "nothing was shed while the disk stalled");
+        assert_eq!(stored + shed, MAX_WAITING + 40);
+        assert_eq!(
+            bus.backlog().await?,
+            stored as u64,
+            "every queued publish was stored"
+        );
+        Ok(())
+    }
+
     #[tokio::test]
     async fn uncommitted_entries_are_redelivered_committed_ones_are_not() -> Result<(), BusError> {
         let dir = tempfile::tempdir().map_err(|e| BusError::Config(e.to_string()))?;
