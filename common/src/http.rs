@@ -1,5 +1,6 @@
-//! HTTP plumbing every service shares: JSON errors, the internal listener's health and
-//! metrics routes, and serving a router until shutdown.
+//! HTTP plumbing every service shares: problem+json errors with request ids, bearer
+//! authentication, the internal listener's health and metrics routes, and the shutdown signal.
+//! Serving itself (timeouts) is `server`.
 
 use std::sync::Arc;
 

@@ -1,8 +1,8 @@
 //! What every service of the smart-meter platform shares, and nothing more: the domain types
 //! (readings, meters, regions, profiles, runs), the two ports every byte of I/O goes through
 //! (`store::Store` and `bus::Bus`) with their embedded adapters, meter authentication, and the
-//! HTTP plumbing every service uses (two listeners, health, metrics, JSON errors).
-//! A service's own logic lives in its own crate.
+//! HTTP plumbing every service uses (listeners with timeouts, health, metrics, problem+json
+//! errors). A service's own logic lives in its own crate.
 
 pub mod auth;
 pub mod bus;
