@@ -113,13 +113,11 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     // One revocation list for ingest and the web: a revocation here takes effect at once; one
     // made by the `meters revoke` command arrives with the next refresh.
     let meter = MeterState::new(bus.clone(), auth.clone(), metrics.clone(), config.ingest);
-    let (list, stop) = (auth.revocations.clone(), shutdown.clone());
-    let revocation_store = store.clone();
-    service.spawn("revocations", async move {
-        list.keep_fresh(revocation_store, REVOCATION_REFRESH, stop)
-            .await;
-        Ok::<(), std::convert::Infallible>(())
-    });
+    let refresh =
+        auth.revocations
+            .clone()
+            .keep_fresh(store.clone(), REVOCATION_REFRESH, shutdown.clone());
+    service.spawn("revocations", refresh);
     let external = iot_meter::router(meter)
         .merge(iot_web::external_router(web.clone()))
         .fallback(fallback);

@@ -217,13 +217,14 @@ impl Revocations {
     }
 
     /// Refreshes the list every `every` until `shutdown`. A failed refresh keeps the last
-    /// list (a store outage must not stop ingest) and says so in the log.
+    /// list (a store outage must not stop ingest) and says so in the log. Never fails: the
+    /// result type lets a service run it as one of its tasks.
     pub async fn keep_fresh(
         self: Arc<Self>,
         store: Arc<dyn Store>,
         every: Duration,
         shutdown: CancellationToken,
-    ) {
+    ) -> Result<(), std::convert::Infallible> {
         let mut failing = false;
         loop {
             match self.refresh(store.as_ref()).await {
@@ -239,7 +240,7 @@ impl Revocations {
                 Err(_) => {}
             }
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => return Ok(()),
                 () = tokio::time::sleep(every) => {}
             }
         }

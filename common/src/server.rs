@@ -249,7 +249,9 @@ impl AsyncWrite for IdleStream {
 }
 
 /// Bounds a request's run time. A body still arriving when time is up means a slow client
-/// (408, and the connection is closed); otherwise the service was slow (503).
+/// (408); otherwise the service was slow (503). Whenever a response goes out before the body
+/// was read to the end (a stranger refused with 401, a request timed out), the connection is
+/// closed rather than left to read a body nobody will use.
 async fn limit_request(
     axum::extract::State(limits): axum::extract::State<HttpLimits>,
     req: Request,
@@ -266,22 +268,17 @@ async fn limit_request(
             received: received.clone(),
         })
     });
-    match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+    let mut res = match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
         Ok(res) => res,
-        Err(_) if !received.load(Ordering::Acquire) => {
-            let mut res = ApiError::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "request_timeout",
-                format!(
-                    "the request body did not arrive within {} ms",
-                    limits.request_timeout.as_millis()
-                ),
-            )
-            .into_response();
-            res.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            res
-        }
+        Err(_) if !received.load(Ordering::Acquire) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                limits.request_timeout.as_millis()
+            ),
+        )
+        .into_response(),
         Err(_) => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "request_timeout",
@@ -292,7 +289,12 @@ async fn limit_request(
         )
         .retry_after(1)
         .into_response(),
+    };
+    if !received.load(Ordering::Acquire) {
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
+    res
 }
 
 /// A request body that records when it has been read to the end.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use chrono::Utc;
@@ -101,20 +101,7 @@ async fn ingest(State(state): State<MeterState>, req: Request) -> Response {
         }
         Err(e) => {
             state.metrics.reject(e.status.as_u16());
-            // Refused before its body was read: close rather than read on a body that will
-            // not be used.
-            let unread = matches!(
-                e.status,
-                StatusCode::UNAUTHORIZED
-                    | StatusCode::PAYLOAD_TOO_LARGE
-                    | StatusCode::UNSUPPORTED_MEDIA_TYPE
-            );
-            let mut res = e.into_response();
-            if unread {
-                res.headers_mut()
-                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            }
-            res
+            e.into_response()
         }
     }
 }

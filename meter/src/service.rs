@@ -71,15 +71,12 @@ pub async fn start(config: MeterConfig) -> Result<RunningMeter, MeterError> {
 
     let auth = MeterAuth::new(config.tokens);
     if let Some(store) = config.revocations {
-        let (list, every, stop) = (
-            auth.revocations.clone(),
+        let refresh = auth.revocations.clone().keep_fresh(
+            store,
             config.revocation_refresh,
             service.shutdown_token(),
         );
-        service.spawn("revocations", async move {
-            list.keep_fresh(store, every, stop).await;
-            Ok::<(), std::convert::Infallible>(())
-        });
+        service.spawn("revocations", refresh);
     }
     let shared: Arc<dyn Bus> = Arc::new(bus.clone());
     let external = router(MeterState::new(

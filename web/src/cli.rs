@@ -112,16 +112,12 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
     )
     .secure_cookies(cli.cookie_secure);
     let mut service = Service::with_limits(cli.http.limits());
-    let (list, every, stop) = (
-        web.auth.revocations.clone(),
+    let refresh = web.auth.revocations.clone().keep_fresh(
+        store.clone(),
         Duration::from_millis(cli.revocation_refresh_ms.max(100)),
         service.shutdown_token(),
     );
-    let revocation_store = store.clone();
-    service.spawn("revocations", async move {
-        list.keep_fresh(revocation_store, every, stop).await;
-        Ok::<(), std::convert::Infallible>(())
-    });
+    service.spawn("revocations", refresh);
     let external = service
         .listen(
             "external",
