@@ -60,7 +60,7 @@ pub struct RunArgs {
     #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9080")]
     pub internal_addr: SocketAddr,
     #[command(flatten)]
-    pub fleet: iot_simulator::cli::FleetFlags,
+    pub fleet: iot_simulator::FleetFlags,
     /// Minutes between scheduled recomputes of the regional profiles.
     #[arg(long, env = "IOT_ANALYTICS_EVERY_MIN", default_value_t = 15)]
     pub recompute_every_min: u64,
@@ -84,7 +84,7 @@ pub struct RunArgs {
     #[arg(long, env = "IOT_INGEST_MAX_IN_FLIGHT", default_value_t = iot_meter::ingest::DEFAULT_MAX_IN_FLIGHT)]
     pub ingest_max_in_flight: usize,
     /// Mark the console's session cookie `Secure`: set it when a TLS front serves the console.
-    #[arg(long, env = "IOT_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = iot_web::cli::parse_flag)]
+    #[arg(long, env = "IOT_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = iot_common::flags::parse_flag)]
     pub cookie_secure: bool,
     #[command(flatten)]
     pub http: iot_common::server::HttpArgs,

@@ -6,6 +6,7 @@
 
 pub mod aggregate;
 pub mod api;
+#[cfg(feature = "distributed")]
 pub mod cli;
 pub mod job;
 pub mod local_time;

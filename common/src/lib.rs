@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod bus;
 pub mod domain;
+pub mod flags;
 pub mod http;
 pub mod metrics;
 pub mod reading_json;

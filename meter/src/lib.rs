@@ -4,9 +4,12 @@
 //! [`service`] runs it on Kafka as its own process; the all-in-one `iot-demo` mounts
 //! [`router`] on the embedded bus.
 
+#[cfg(feature = "distributed")]
 pub mod bench;
+#[cfg(feature = "distributed")]
 pub mod cli;
 pub mod ingest;
+#[cfg(feature = "distributed")]
 pub mod service;
 
 pub use ingest::{IngestConfig, MAX_BATCH, MAX_BODY_BYTES, MeterState, router};

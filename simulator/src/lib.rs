@@ -5,11 +5,15 @@
 
 #[cfg(feature = "test-support")]
 pub mod acked_load;
+#[cfg(feature = "distributed")]
 pub mod cli;
 pub mod fleet;
+pub mod fleet_flags;
 pub mod household;
+#[cfg(feature = "distributed")]
 pub mod service;
 pub mod sink;
 
 pub use fleet::{Fleet, FleetConfig};
+pub use fleet_flags::FleetFlags;
 pub use sink::{SinkConfig, run_sink};

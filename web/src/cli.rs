@@ -48,7 +48,7 @@ pub struct Cli {
     #[arg(long, env = "IOT_REVOCATION_REFRESH_MS", default_value_t = 2_000)]
     pub revocation_refresh_ms: u64,
     /// Mark the console's session cookie `Secure`: set it when a TLS front serves the console.
-    #[arg(long, env = "IOT_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = parse_flag)]
+    #[arg(long, env = "IOT_COOKIE_SECURE", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true", value_parser = iot_common::flags::parse_flag)]
     pub cookie_secure: bool,
     #[command(flatten)]
     pub http: HttpArgs,
@@ -141,15 +141,4 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
         internal,
         service,
     })
-}
-
-/// `1`, `true`, `yes`, `on` (and their opposites), as operators write them in env files.
-pub fn parse_flag(v: &str) -> Result<bool, String> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" | "" => Ok(false),
-        other => Err(format!(
-            "`{other}` is not 1/0, true/false, yes/no or on/off"
-        )),
-    }
 }

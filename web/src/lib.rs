@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod cache;
+#[cfg(feature = "distributed")]
 pub mod cli;
 pub mod console;
 pub mod geometry;
