@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use axum::Router;
 use iot_analytics::api::{RunsState, runs_router};
-use iot_analytics::{Analytics, JobConfig};
+use iot_analytics::{Analytics, JobConfig, JobError};
 use iot_common::auth::{MeterAuth, MeterTokens, StaticToken};
 use iot_common::bus::Bus;
 use iot_common::bus::sqlite_log::SqliteLog;
+use iot_common::domain::Trigger;
 use iot_common::http::{Health, fallback, health_routes};
 use iot_common::metrics::Metrics;
 use iot_common::regions::Regions;
@@ -20,7 +21,7 @@ use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_meter::{IngestConfig, MeterState};
 use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
-use iot_web::{Recompute, WebState};
+use iot_web::{Recompute, RecomputeError, WebState};
 use tokio_util::sync::CancellationToken;
 
 /// How often the revocation list is read again (a `meters revoke` run by another process).
@@ -215,7 +216,7 @@ async fn recompute(
     if shutdown.is_cancelled() {
         return;
     }
-    if let Err(e) = analytics.run_now("startup").await {
+    if let Err(e) = analytics.run_now(Trigger::Startup).await {
         tracing::warn!(error = %e, "first recompute did not run");
     }
     analytics.schedule(every, every, shutdown).await;
@@ -226,7 +227,10 @@ struct ConsoleTrigger(Arc<Analytics>);
 
 #[async_trait::async_trait]
 impl Recompute for ConsoleTrigger {
-    async fn recompute(&self) -> Result<iot_common::Run, String> {
-        self.0.trigger("console").await.map_err(|e| e.to_string())
+    async fn recompute(&self) -> Result<iot_common::Run, RecomputeError> {
+        self.0.trigger(Trigger::Console).await.map_err(|e| match e {
+            JobError::Busy(_) => RecomputeError::Refused(e.to_string()),
+            other => RecomputeError::Unavailable(other.to_string()),
+        })
     }
 }

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use iot_common::auth::MeterTokens;
-use iot_common::domain::is_valid_meter_id;
+use iot_common::domain::MeterId;
 use iot_common::regions::{RegionError, Regions};
 use iot_common::store::sqlite::SqliteStore;
 use iot_common::store::{Store, StoreError};
@@ -13,8 +13,6 @@ use crate::config::{CommonArgs, MetersCommand};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
-    #[error("meter id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")]
-    MeterId,
     #[error(transparent)]
     Regions(#[from] RegionError),
     #[error(transparent)]
@@ -27,10 +25,7 @@ pub enum CommandError {
     Encode(#[from] serde_json::Error),
 }
 
-pub fn token(tokens: &MeterTokens, meter_id: &str) -> Result<(), CommandError> {
-    if !is_valid_meter_id(meter_id) {
-        return Err(CommandError::MeterId);
-    }
+pub fn token(tokens: &MeterTokens, meter_id: &MeterId) -> Result<(), CommandError> {
     writeln!(std::io::stdout(), "{}", tokens.issue(meter_id))?;
     Ok(())
 }
@@ -69,9 +64,6 @@ pub async fn meters(
             writeln!(out, "{token}")?;
         }
         MetersCommand::Revoke { meter_id } => {
-            if !is_valid_meter_id(&meter_id) {
-                return Err(CommandError::MeterId);
-            }
             let at = chrono::Utc::now();
             store.revoke_meter(&meter_id, at).await?;
             writeln!(

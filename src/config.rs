@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use iot_common::domain::Dwelling;
+use iot_common::domain::{Dwelling, MeterId, RegionCode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -97,7 +97,7 @@ pub enum Command {
     /// Print the bearer token of a meter.
     Token {
         /// Meter id, 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'.
-        meter_id: String,
+        meter_id: MeterId,
     },
     /// Register and list meters.
     #[command(subcommand)]
@@ -108,10 +108,10 @@ pub enum Command {
 pub enum MetersCommand {
     /// Register a meter (or update its registration) and print its token.
     Add {
-        meter_id: String,
+        meter_id: MeterId,
         /// Region code, e.g. E09000001; or give --lat and --lon.
         #[arg(long)]
-        region: Option<String>,
+        region: Option<RegionCode>,
         #[arg(long, allow_hyphen_values = true)]
         lat: Option<f64>,
         #[arg(long, allow_hyphen_values = true)]
@@ -127,5 +127,5 @@ pub enum MetersCommand {
     List,
     /// Revoke a meter's tokens: every token issued so far gets 401 (registering the meter
     /// again issues one that works). Readings and registration stay.
-    Revoke { meter_id: String },
+    Revoke { meter_id: MeterId },
 }

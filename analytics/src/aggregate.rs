@@ -22,6 +22,8 @@ use datafusion::arrow::error::ArrowError;
 
 pub use iot_common::ProfileFigures;
 
+use iot_common::domain::RegionCode;
+
 use crate::local_time::{LocalClock, LocalDay, iso_weekday};
 
 /// The columns a readings batch must have.
@@ -67,8 +69,16 @@ impl Series {
 
 #[derive(Debug, Clone)]
 struct RegionAcc {
-    code: String,
+    code: RegionCode,
     hour_kwh: [f64; 24],
+}
+
+/// The series and region a row's (meter, region) was last looked up as, and that row.
+#[derive(Debug, Clone, Copy)]
+struct Lookup {
+    row: usize,
+    series: u32,
+    region: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -184,16 +194,27 @@ impl ProfileAccumulator {
         self.ts_range
     }
 
-    fn region_idx(&mut self, code: &str) -> u32 {
+    /// The index of a region, added when first seen; a code that is not one is refused.
+    fn region_idx(&mut self, code: &str) -> Result<u32, ArrowError> {
         if let Some(i) = self.region_index.get(code) {
+            return Ok(*i);
+        }
+        let parsed = RegionCode::parse(code)
+            .map_err(|e| ArrowError::InvalidArgumentError(format!("{REGION_COL} `{code}`: {e}")))?;
+        Ok(self.region_index_of(&parsed))
+    }
+
+    /// The index of a parsed region, added when first seen.
+    fn region_index_of(&mut self, code: &RegionCode) -> u32 {
+        if let Some(i) = self.region_index.get(code.as_str()) {
             return *i;
         }
         let i = self.regions.len() as u32;
         self.regions.push(RegionAcc {
-            code: code.to_owned(),
+            code: code.clone(),
             hour_kwh: [0.0; 24],
         });
-        self.region_index.insert(code.to_owned(), i);
+        self.region_index.insert(code.to_string(), i);
         i
     }
 
@@ -241,7 +262,7 @@ impl ProfileAccumulator {
         }
 
         // Readings come grouped by meter in practice: look the series up only on a change.
-        let mut current: Option<(usize, u32, u32)> = None; // (row it was found for, series, region)
+        let mut current: Option<Lookup> = None;
         for (i, &ts) in secs.iter().enumerate() {
             if any_nulls
                 && (ts_valid.as_ref().is_some_and(|v| !v[i])
@@ -252,18 +273,23 @@ impl ProfileAccumulator {
                 self.skipped += 1;
                 continue;
             }
-            let (series, region) = match current {
-                Some((row, s, r))
-                    if meters.value(row) == meters.value(i)
-                        && regions.value(row) == regions.value(i) =>
+            let Lookup { series, region, .. } = match current {
+                Some(found)
+                    if meters.value(found.row) == meters.value(i)
+                        && regions.value(found.row) == regions.value(i) =>
                 {
-                    (s, r)
+                    found
                 }
                 _ => {
-                    let r = self.region_idx(regions.value(i));
-                    let s = self.series_idx(r, meters.value(i));
-                    current = Some((i, s, r));
-                    (s, r)
+                    let region = self.region_idx(regions.value(i))?;
+                    let series = self.series_idx(region, meters.value(i));
+                    let found = Lookup {
+                        row: i,
+                        series,
+                        region,
+                    };
+                    current = Some(found);
+                    found
                 }
             };
             let v = kwh.value(i);
@@ -290,7 +316,7 @@ impl ProfileAccumulator {
         }
         let mut region_map = Vec::with_capacity(other.regions.len());
         for r in &other.regions {
-            let mine = self.region_idx(&r.code);
+            let mine = self.region_index_of(&r.code);
             for (sum, add) in self.regions[mine as usize]
                 .hour_kwh
                 .iter_mut()
@@ -431,8 +457,8 @@ mod tests {
         let rows: Vec<RegionReading> = rows
             .iter()
             .map(|(region, meter, ts, kwh)| RegionReading {
-                region: (*region).into(),
-                meter_id: (*meter).into(),
+                region: region.parse().unwrap_or_else(|e| panic!("{e}")),
+                meter_id: meter.parse().unwrap_or_else(|e| panic!("{e}")),
                 ts: ts.parse().unwrap_or_default(),
                 kwh: *kwh,
             })

@@ -5,12 +5,14 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use iot_common::auth::StaticToken;
-use iot_common::http::{ApiError, require_analyst};
+use iot_common::domain::Trigger;
+use iot_common::http::require_analyst;
+use iot_common::problem::{ApiError, ErrorCode, Query};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -29,54 +31,50 @@ pub fn runs_router(state: RunsState) -> Router {
         .with_state(state)
 }
 
-fn invalid_query(e: axum::extract::rejection::QueryRejection, field: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_query",
-        e.body_text(),
-    )
-    .field(field)
-}
-
-fn job_error(e: JobError) -> ApiError {
-    match e {
-        JobError::Busy(id) => ApiError::new(
-            StatusCode::CONFLICT,
-            "run_in_progress",
-            format!("run {id} is in progress; wait for it to finish"),
-        ),
-        other => ApiError::unavailable(other.to_string()),
+impl From<JobError> for ApiError {
+    fn from(e: JobError) -> Self {
+        match e {
+            JobError::Busy(id) => ApiError::new(
+                ErrorCode::RunInProgress,
+                format!("run {id} is in progress; wait for it to finish"),
+            ),
+            other => ApiError::unavailable(other.to_string()),
+        }
     }
 }
 
-/// Who asked for a run, as recorded on it. A closed set, so a caller cannot write free text
-/// into the run history; the console names itself so its runs read the same in every layout.
-#[derive(Deserialize, Default)]
+/// Who may ask for a run over this API: a caller names itself only as `api` or `console`
+/// (the console names itself so its runs read the same in every layout).
+#[derive(Deserialize, Default, Clone, Copy)]
 #[serde(rename_all = "lowercase")]
-enum Trigger {
+enum Caller {
     #[default]
     Api,
     Console,
 }
 
+impl From<Caller> for Trigger {
+    fn from(c: Caller) -> Trigger {
+        match c {
+            Caller::Api => Trigger::Api,
+            Caller::Console => Trigger::Console,
+        }
+    }
+}
+
 #[derive(Deserialize)]
 struct StartQuery {
     #[serde(default)]
-    trigger: Trigger,
+    trigger: Caller,
 }
 
 async fn start(
     State(s): State<RunsState>,
     headers: HeaderMap,
-    query: Result<Query<StartQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<StartQuery>,
 ) -> Result<Response, ApiError> {
     require_analyst(&s.analyst_token, &headers)?;
-    let Query(q) = query.map_err(|e| invalid_query(e, "trigger"))?;
-    let trigger = match q.trigger {
-        Trigger::Api => "api",
-        Trigger::Console => "console",
-    };
-    let run = s.analytics.trigger(trigger).await.map_err(job_error)?;
+    let run = s.analytics.trigger(q.trigger.into()).await?;
     let location = format!("/internal/v1/runs/{}", run.run_id);
     Ok((
         StatusCode::ACCEPTED,
@@ -94,17 +92,11 @@ struct ListQuery {
 async fn list(
     State(s): State<RunsState>,
     headers: HeaderMap,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
     require_analyst(&s.analyst_token, &headers)?;
-    let Query(q) = query.map_err(|e| invalid_query(e, "limit"))?;
     let limit = q.limit.unwrap_or(20).clamp(1, 500);
-    let runs = s
-        .analytics
-        .store()
-        .runs(limit)
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let runs = s.analytics.store().runs(limit).await?;
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
@@ -114,9 +106,7 @@ async fn one(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     require_analyst(&s.analyst_token, &headers)?;
-    match s.analytics.store().run(&id).await {
-        Ok(Some(run)) => Ok(Json(json!({ "run": run })).into_response()),
-        Ok(None) => Err(ApiError::not_found()),
-        Err(e) => Err(ApiError::unavailable(e.to_string())),
-    }
+    let run = s.analytics.store().run(&id).await?;
+    let run = run.ok_or_else(ApiError::not_found)?;
+    Ok(Json(json!({ "run": run })).into_response())
 }

@@ -215,7 +215,7 @@ async fn run(
         None => {
             let store = open_store(&job).await?;
             let analytics = Analytics::new(store.clone(), job.job_config());
-            let run = analytics.run_now("cli").await?;
+            let run = analytics.run_now(iot_common::domain::Trigger::Cli).await?;
             if let Ok(json) = serde_json::to_string(&run) {
                 println!("{json}");
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
+use iot_common::domain::Trigger;
 use iot_common::domain::from_epoch;
 use iot_common::store::{Store, StoreError};
 use iot_common::{RegionProfile, Run, RunStatus};
@@ -120,7 +121,7 @@ impl Analytics {
     }
 
     /// Takes the single-flight slot and records a queued run.
-    async fn claim(&self, trigger: &str) -> Result<(Run, Slot), JobError> {
+    async fn claim(&self, trigger: Trigger) -> Result<(Run, Slot), JobError> {
         let now = now_ms();
         let run_id = new_run_id(now);
         {
@@ -140,13 +141,13 @@ impl Analytics {
     }
 
     /// Runs now and waits for the outcome (CLI, start-up, schedule).
-    pub async fn run_now(&self, trigger: &str) -> Result<Run, JobError> {
+    pub async fn run_now(&self, trigger: Trigger) -> Result<Run, JobError> {
         let (run, _slot) = self.claim(trigger).await?;
         self.execute(run).await
     }
 
     /// Starts a run in the background and returns its queued record at once (HTTP API).
-    pub async fn trigger(self: &Arc<Self>, trigger: &str) -> Result<Run, JobError> {
+    pub async fn trigger(self: &Arc<Self>, trigger: Trigger) -> Result<Run, JobError> {
         let (run, slot) = self.claim(trigger).await?;
         let this = self.clone();
         let queued = run.clone();
@@ -261,7 +262,7 @@ impl Analytics {
                 () = tokio::time::sleep(wait) => {}
             }
             wait = every;
-            match self.run_now("schedule").await {
+            match self.run_now(Trigger::Schedule).await {
                 Ok(_) | Err(JobError::Busy(_)) => {}
                 Err(e) => tracing::error!(error = %e, "scheduled run could not be recorded"),
             }

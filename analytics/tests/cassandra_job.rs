@@ -7,6 +7,7 @@ use std::sync::Arc;
 use chrono::{Duration, TimeZone, Utc};
 use iot_analytics::job::window;
 use iot_analytics::{Analytics, JobConfig};
+use iot_common::domain::{RegionCode, Trigger};
 use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_common::{Meter, Reading, RegionProfile, RunStatus};
@@ -23,10 +24,12 @@ async fn a_run_on_cassandra_matches_the_embedded_store() {
     let (from, to) = window(Utc::now(), 28, tz);
     // Regions and meters of this run only: the test keyspace is shared.
     let tag: u32 = rand::random();
-    let regions: Vec<String> = (0..3).map(|i| format!("T{tag:08x}R{i}")).collect();
+    let regions: Vec<RegionCode> = (0..3)
+        .map(|i| format!("T{tag:08x}R{i}").parse().unwrap())
+        .collect();
     let meters: Vec<Meter> = (0..12)
         .map(|i| Meter {
-            meter_id: format!("t{tag:08x}m{i}"),
+            meter_id: format!("t{tag:08x}m{i}").parse().unwrap(),
             region: Some(regions[i % 3].clone()),
             lat: None,
             lon: None,
@@ -63,7 +66,7 @@ async fn a_run_on_cassandra_matches_the_embedded_store() {
                 .unwrap_or_else(|e| panic!("{e}"));
         }
     }
-    let mine = |profiles: Vec<RegionProfile>| -> BTreeMap<String, RegionProfile> {
+    let mine = |profiles: Vec<RegionProfile>| -> BTreeMap<RegionCode, RegionProfile> {
         profiles
             .into_iter()
             .filter(|p| regions.contains(&p.figures.region))
@@ -76,7 +79,10 @@ async fn a_run_on_cassandra_matches_the_embedded_store() {
         Arc::new(sqlite.clone()),
     ] {
         let job = Analytics::new(store.clone(), JobConfig::default());
-        let run = job.run_now("test").await.unwrap_or_else(|e| panic!("{e}"));
+        let run = job
+            .run_now(Trigger::Cli)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
         results.push(mine(
             store.profiles().await.unwrap_or_else(|e| panic!("{e}")),

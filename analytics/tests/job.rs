@@ -7,6 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use iot_analytics::job::window;
 use iot_analytics::{Analytics, JobConfig, JobError};
+use iot_common::domain::Trigger;
 use iot_common::store::Store;
 use iot_common::store::double::FaultyStoreDouble;
 use iot_common::store::sqlite::SqliteStore;
@@ -46,8 +47,8 @@ async fn seeded(dir: &tempfile::TempDir) -> SqliteStore {
     let meters: Vec<Meter> = [("m1", "A"), ("m2", "B")]
         .iter()
         .map(|(id, region)| Meter {
-            meter_id: (*id).into(),
-            region: Some((*region).into()),
+            meter_id: (*id).parse().unwrap(),
+            region: Some((*region).parse().unwrap()),
             lat: None,
             lon: None,
             household_size: None,
@@ -62,7 +63,7 @@ async fn seeded(dir: &tempfile::TempDir) -> SqliteStore {
     let readings: Vec<Reading> = (0..3 * 48)
         .flat_map(|s| {
             ["m1", "m2"].map(|m| Reading {
-                meter_id: m.into(),
+                meter_id: m.parse().unwrap(),
                 ts: from + chrono::Duration::minutes(30 * s),
                 kwh: 0.25,
                 interval_s: 1800,
@@ -85,7 +86,7 @@ async fn a_run_writes_every_region_and_records_itself() {
         JobConfig::default(),
     );
     let run = analytics
-        .run_now("cli")
+        .run_now(Trigger::Cli)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
@@ -114,15 +115,15 @@ async fn a_second_trigger_while_one_runs_does_not_start_another() {
         JobConfig::default(),
     );
     let first = analytics
-        .trigger("api")
+        .trigger(Trigger::Api)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    match analytics.trigger("api").await {
+    match analytics.trigger(Trigger::Api).await {
         Err(JobError::Busy(id)) => assert_eq!(id, first.run_id),
         other => panic!("second trigger should be refused, got {other:?}"),
     }
     assert!(matches!(
-        analytics.run_now("schedule").await,
+        analytics.run_now(Trigger::Schedule).await,
         Err(JobError::Busy(_))
     ));
     gate.add_permits(1_000);
@@ -146,7 +147,7 @@ async fn a_second_trigger_while_one_runs_does_not_start_another() {
         "only one run was recorded"
     );
     // Free again once it finished.
-    assert!(analytics.run_now("api").await.is_ok());
+    assert!(analytics.run_now(Trigger::Cli).await.is_ok());
 }
 
 #[tokio::test]
@@ -157,7 +158,10 @@ async fn a_failed_run_keeps_the_previous_profiles_and_says_why() {
         Arc::new(FaultyStoreDouble::new(inner.clone())),
         JobConfig::default(),
     );
-    let ok = good.run_now("cli").await.unwrap_or_else(|e| panic!("{e}"));
+    let ok = good
+        .run_now(Trigger::Cli)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let before = inner.profiles().await.unwrap_or_else(|e| panic!("{e}"));
     let bad = Analytics::new(
         {
@@ -168,7 +172,10 @@ async fn a_failed_run_keeps_the_previous_profiles_and_says_why() {
         },
         JobConfig::default(),
     );
-    let failed = bad.run_now("cli").await.unwrap_or_else(|e| panic!("{e}"));
+    let failed = bad
+        .run_now(Trigger::Cli)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(failed.status, RunStatus::Failed);
     assert!(
         failed
@@ -188,7 +195,10 @@ async fn a_scan_cut_into_many_slices_gives_the_same_profiles() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let inner = seeded(&dir).await;
     let whole = Analytics::new(Arc::new(inner.clone()), JobConfig::default());
-    let run = whole.run_now("cli").await.unwrap_or_else(|e| panic!("{e}"));
+    let run = whole
+        .run_now(Trigger::Cli)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let expected = inner.profiles().await.unwrap_or_else(|e| panic!("{e}"));
     // 5-hour slices over a 28-day window: 135 slices dealt over 8 partitions.
     let sliced = Analytics::new(
@@ -199,7 +209,7 @@ async fn a_scan_cut_into_many_slices_gives_the_same_profiles() {
         JobConfig::default(),
     );
     let again = sliced
-        .run_now("cli")
+        .run_now(Trigger::Cli)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.status, RunStatus::Succeeded, "{again:?}");

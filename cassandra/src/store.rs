@@ -22,8 +22,9 @@ use async_trait::async_trait;
 use base64::Engine;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use futures::{StreamExt, TryStreamExt};
-use iot_common::domain::{Dwelling, Meter, Reading, RegionProfile, Run, RunStatus};
+use iot_common::domain::{Meter, MeterId, Reading, RegionCode, RegionProfile, Run};
 use iot_common::store::{RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
+use scylla::DeserializeRow;
 use scylla::response::PagingState;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -151,63 +152,66 @@ where
         .await
 }
 
-type MeterRow = (
-    String,
-    Option<String>,
-    Option<f64>,
-    Option<f64>,
-    Option<i32>,
-    Option<String>,
-    Option<DateTime<Utc>>,
-);
-
-fn meter_from_row(r: MeterRow) -> Result<Meter, StoreError> {
-    let dwelling = match r.5 {
-        None => None,
-        Some(s) => Some(s.parse::<Dwelling>().map_err(decode)?),
-    };
-    Ok(Meter {
-        meter_id: r.0,
-        region: r.1,
-        lat: r.2,
-        lon: r.3,
-        household_size: r.4.and_then(|s| u8::try_from(s).ok()),
-        dwelling,
-        registered_at: r.6.unwrap_or(DateTime::<Utc>::MIN_UTC),
-    })
+/// A row of `meters`, by column name.
+#[derive(DeserializeRow)]
+struct MeterRow {
+    meter_id: String,
+    region: Option<String>,
+    lat: Option<f64>,
+    lon: Option<f64>,
+    household_size: Option<i32>,
+    dwelling: Option<String>,
+    registered_at: Option<DateTime<Utc>>,
 }
 
-type RunRow = (
-    String,
-    Option<String>,
-    Option<String>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<DateTime<Utc>>,
-    Option<i64>,
-    Option<i64>,
-    Option<String>,
-);
+impl TryFrom<MeterRow> for Meter {
+    type Error = StoreError;
+    fn try_from(r: MeterRow) -> Result<Meter, StoreError> {
+        Ok(Meter {
+            meter_id: r.meter_id.parse().map_err(decode)?,
+            region: r.region.map(|c| c.parse()).transpose().map_err(decode)?,
+            lat: r.lat,
+            lon: r.lon,
+            household_size: r.household_size.and_then(|s| u8::try_from(s).ok()),
+            dwelling: r.dwelling.map(|d| d.parse()).transpose().map_err(decode)?,
+            registered_at: r.registered_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
+        })
+    }
+}
 
-fn run_from_row(r: RunRow) -> Result<Run, StoreError> {
-    let status = r.1.unwrap_or_default();
-    let status = RunStatus::parse(&status)
-        .ok_or_else(|| StoreError::Corrupt(format!("unknown run status `{status}`")))?;
-    Ok(Run {
-        run_id: r.0,
-        status,
-        trigger: r.2.unwrap_or_default(),
-        created_at: r.3.unwrap_or(DateTime::<Utc>::MIN_UTC),
-        started_at: r.4,
-        finished_at: r.5,
-        window_from: r.6,
-        window_to: r.7,
-        rows_scanned: r.8.unwrap_or(0).max(0) as u64,
-        regions_written: r.9.unwrap_or(0).max(0) as u64,
-        error: r.10,
-    })
+/// A row of `runs`, by column name.
+#[derive(DeserializeRow)]
+struct RunRow {
+    run_id: String,
+    status: Option<String>,
+    run_trigger: Option<String>,
+    created_at: Option<DateTime<Utc>>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+    window_from: Option<DateTime<Utc>>,
+    window_to: Option<DateTime<Utc>>,
+    rows_scanned: Option<i64>,
+    regions_written: Option<i64>,
+    error: Option<String>,
+}
+
+impl TryFrom<RunRow> for Run {
+    type Error = StoreError;
+    fn try_from(r: RunRow) -> Result<Run, StoreError> {
+        Ok(Run {
+            run_id: r.run_id,
+            status: r.status.unwrap_or_default().parse().map_err(decode)?,
+            trigger: r.run_trigger.unwrap_or_default().parse().map_err(decode)?,
+            created_at: r.created_at.unwrap_or(DateTime::<Utc>::MIN_UTC),
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            window_from: r.window_from,
+            window_to: r.window_to,
+            rows_scanned: r.rows_scanned.unwrap_or(0).max(0) as u64,
+            regions_written: r.regions_written.unwrap_or(0).max(0) as u64,
+            error: r.error,
+        })
+    }
 }
 
 /// The one partition of `meter_revocations`.
@@ -218,11 +222,11 @@ fn slice_part(region: &str, day: NaiveDate) -> String {
     format!("{day}/{region}")
 }
 
-fn parse_part(part: &str) -> Result<(String, NaiveDate), StoreError> {
+fn parse_part(part: &str) -> Result<(RegionCode, NaiveDate), StoreError> {
     let bad = || StoreError::Corrupt(format!("bad scan slice `{part}`"));
     let (day, region) = part.split_once('/').ok_or_else(bad)?;
     let day = day.parse::<NaiveDate>().map_err(|_| bad())?;
-    Ok((region.to_owned(), day))
+    Ok((RegionCode::parse(region).map_err(|_| bad())?, day))
 }
 
 impl CassandraStore {
@@ -329,7 +333,7 @@ impl CassandraStore {
     ) -> Result<(), StoreError> {
         let mut by_region: BTreeMap<(&str, NaiveDate), Vec<RegionRow<'_>>> = BTreeMap::new();
         for r in readings {
-            if let Some(Some(region)) = regions.get(&r.meter_id) {
+            if let Some(Some(region)) = regions.get(r.meter_id.as_str()) {
                 let day = day_of(r.ts);
                 by_region.entry((region.as_str(), day)).or_default().push((
                     region.as_str(),
@@ -352,12 +356,12 @@ impl CassandraStore {
 
     async fn put_meter(&self, m: &Meter) -> Result<(), StoreError> {
         let values = (
-            &m.meter_id,
-            &m.region,
+            m.meter_id.as_str(),
+            m.region.as_deref(),
             m.lat,
             m.lon,
             m.household_size.map(i32::from),
-            m.dwelling.map(Dwelling::as_str),
+            m.dwelling.as_ref().map(AsRef::<str>::as_ref),
             m.registered_at,
         );
         self.client
@@ -367,10 +371,10 @@ impl CassandraStore {
     }
 
     /// Every stored reading of one meter, from its days in `meter_days`.
-    async fn all_readings_of(&self, meter_id: &str) -> Result<Vec<Reading>, StoreError> {
+    async fn all_readings_of(&self, meter_id: &MeterId) -> Result<Vec<Reading>, StoreError> {
         let result = self
             .client
-            .execute("meter days", &self.st.meter_days_of, (meter_id,))
+            .execute("meter days", &self.st.meter_days_of, (meter_id.as_str(),))
             .await?;
         let days: Vec<NaiveDate> = rows::<(NaiveDate,)>(result)?
             .into_iter()
@@ -389,7 +393,7 @@ impl CassandraStore {
     /// written, so a reading stored meanwhile is either seen here or sees the new region.
     async fn refile(
         &self,
-        meter_id: &str,
+        meter_id: &MeterId,
         old: Option<&str>,
         new: Option<&str>,
     ) -> Result<(), StoreError> {
@@ -398,7 +402,7 @@ impl CassandraStore {
             return Ok(());
         }
         if let Some(new) = new {
-            let regions = HashMap::from([(meter_id.to_owned(), Some(new.to_owned()))]);
+            let regions = HashMap::from([(meter_id.to_string(), Some(new.to_owned()))]);
             let refs: Vec<&Reading> = readings.iter().collect();
             self.write_by_region(&refs, &regions).await?;
         }
@@ -420,7 +424,7 @@ impl CassandraStore {
             .await?;
         }
         tracing::info!(
-            meter = meter_id,
+            meter = %meter_id,
             ?old,
             ?new,
             readings = readings.len(),
@@ -506,13 +510,17 @@ impl Store for CassandraStore {
                 .map(|m| async move {
                     let result = self
                         .client
-                        .execute("meter region", &self.st.meter_region, (&m.meter_id,))
+                        .execute(
+                            "meter region",
+                            &self.st.meter_region,
+                            (m.meter_id.as_str(),),
+                        )
                         .await?;
                     let region = rows::<(Option<String>,)>(result)?
                         .into_iter()
                         .next()
                         .and_then(|r| r.0);
-                    Ok::<_, StoreError>((m.meter_id.clone(), region))
+                    Ok::<_, StoreError>((m.meter_id.to_string(), region))
                 })
                 .collect(),
         )
@@ -524,17 +532,17 @@ impl Store for CassandraStore {
             for m in meters {
                 match &m.region {
                     Some(region) => {
-                        cache.insert(m.meter_id.clone(), (region.clone(), Instant::now()))
+                        cache.insert(m.meter_id.to_string(), (region.to_string(), Instant::now()))
                     }
-                    None => cache.remove(&m.meter_id),
+                    None => cache.remove(m.meter_id.as_str()),
                 };
             }
         }
         let moved: Vec<_> = meters
             .iter()
             .filter_map(|m| {
-                let old = before.get(&m.meter_id).cloned().flatten();
-                (old != m.region).then_some((m, old))
+                let old = before.get(m.meter_id.as_str()).cloned().flatten();
+                (old.as_deref() != m.region.as_deref()).then_some((m, old))
             })
             .map(|(m, old)| async move {
                 let refiled = self
@@ -544,11 +552,11 @@ impl Store for CassandraStore {
                     // Put the old region back, so that the caller's retry sees the change
                     // again and re-files then.
                     let back = Meter {
-                        region: old,
+                        region: old.map(RegionCode::parse).transpose().map_err(decode)?,
                         ..m.clone()
                     };
                     if let Ok(mut cache) = self.regions.lock() {
-                        cache.remove(&m.meter_id);
+                        cache.remove(m.meter_id.as_str());
                     }
                     self.put_meter(&back).await?;
                 }
@@ -559,15 +567,15 @@ impl Store for CassandraStore {
         Ok(())
     }
 
-    async fn meter(&self, meter_id: &str) -> Result<Option<Meter>, StoreError> {
+    async fn meter(&self, meter_id: &MeterId) -> Result<Option<Meter>, StoreError> {
         let result = self
             .client
-            .execute("get meter", &self.st.meter_get, (meter_id,))
+            .execute("get meter", &self.st.meter_get, (meter_id.as_str(),))
             .await?;
         rows::<MeterRow>(result)?
             .into_iter()
             .next()
-            .map(meter_from_row)
+            .map(Meter::try_from)
             .transpose()
     }
 
@@ -575,7 +583,7 @@ impl Store for CassandraStore {
         let rows: Vec<MeterRow> = self.all_rows(&self.st.meters_all).await?;
         let mut meters = rows
             .into_iter()
-            .map(meter_from_row)
+            .map(Meter::try_from)
             .collect::<Result<Vec<_>, _>>()?;
         meters.sort_by(|a, b| a.meter_id.cmp(&b.meter_id));
         Ok(meters)
@@ -643,7 +651,7 @@ impl Store for CassandraStore {
 
     async fn meter_readings(
         &self,
-        meter_id: &str,
+        meter_id: &MeterId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: usize,
@@ -658,7 +666,7 @@ impl Store for CassandraStore {
             .execute(
                 "meter days",
                 &self.st.meter_days_in,
-                (meter_id, first, last),
+                (meter_id.as_str(), first, last),
             )
             .await?;
         let mut days: Vec<NaiveDate> = rows::<(NaiveDate,)>(result)?
@@ -676,7 +684,7 @@ impl Store for CassandraStore {
                     .execute(
                         "meter readings",
                         &self.st.meter_readings,
-                        (meter_id, day, from, to, most),
+                        (meter_id.as_str(), day, from, to, most),
                     )
                     .await?;
                 Ok::<_, StoreError>(rows::<(DateTime<Utc>, f64, i32)>(result)?)
@@ -685,7 +693,7 @@ impl Store for CassandraStore {
         while let Some(rows) = pages.next().await {
             for (ts, kwh, interval_s) in rows? {
                 out.push(Reading {
-                    meter_id: meter_id.to_owned(),
+                    meter_id: meter_id.clone(),
                     ts,
                     kwh,
                     interval_s: u32::try_from(interval_s).map_err(decode)?,
@@ -704,7 +712,7 @@ impl Store for CassandraStore {
         to: DateTime<Utc>,
     ) -> Result<Vec<ScanSlice>, StoreError> {
         let meters: Vec<MeterRow> = self.all_rows(&self.st.meters_all).await?;
-        let mut regions: Vec<String> = meters.into_iter().filter_map(|m| m.1).collect();
+        let mut regions: Vec<String> = meters.into_iter().filter_map(|m| m.region).collect();
         regions.sort();
         regions.dedup();
         let mut slices = Vec::new();
@@ -739,7 +747,7 @@ impl Store for CassandraStore {
         };
         let mut statement = self.st.region_day_scan.clone();
         statement.set_page_size(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
-        let values = (&region, day, slice.from, slice.to);
+        let values = (region.as_str(), day, slice.from, slice.to);
         let (result, next) = self
             .client
             .run("scan region day", || {
@@ -750,13 +758,15 @@ impl Store for CassandraStore {
             .await?;
         let rows = rows::<(DateTime<Utc>, String, f64)>(result)?
             .into_iter()
-            .map(|(ts, meter_id, kwh)| RegionReading {
-                region: region.clone(),
-                meter_id,
-                ts,
-                kwh,
+            .map(|(ts, meter_id, kwh)| {
+                Ok(RegionReading {
+                    region: region.clone(),
+                    meter_id: MeterId::parse(meter_id).map_err(decode)?,
+                    ts,
+                    kwh,
+                })
             })
-            .collect();
+            .collect::<Result<_, StoreError>>()?;
         let next = match next.into_paging_control_flow() {
             std::ops::ControlFlow::Break(()) => None,
             std::ops::ControlFlow::Continue(state) => state
@@ -771,7 +781,7 @@ impl Store for CassandraStore {
         for p in profiles {
             let json = serde_json::to_string(p).map_err(decode)?;
             let values = (
-                &p.figures.region,
+                p.figures.region.as_str(),
                 &p.run_id,
                 p.window_from,
                 p.window_to,
@@ -801,8 +811,8 @@ impl Store for CassandraStore {
     async fn put_run(&self, run: &Run) -> Result<(), StoreError> {
         let values = (
             &run.run_id,
-            run.status.as_str(),
-            &run.trigger,
+            run.status.as_ref(),
+            run.trigger.as_ref(),
             run.created_at,
             run.started_at,
             run.finished_at,
@@ -834,7 +844,7 @@ impl Store for CassandraStore {
         rows::<RunRow>(result)?
             .into_iter()
             .next()
-            .map(run_from_row)
+            .map(Run::try_from)
             .transpose()
     }
 
@@ -860,18 +870,18 @@ impl Store for CassandraStore {
         Ok(runs.into_iter().flatten().collect())
     }
 
-    async fn revoke_meter(&self, meter_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn revoke_meter(&self, meter_id: &MeterId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.client
             .execute(
                 "revoke meter",
                 &self.st.revocation_put,
-                (REVOCATIONS_SHARD, meter_id, at),
+                (REVOCATIONS_SHARD, meter_id.as_str(), at),
             )
             .await?;
         Ok(())
     }
 
-    async fn revocations(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+    async fn revocations(&self) -> Result<Vec<(MeterId, DateTime<Utc>)>, StoreError> {
         let pager = self
             .client
             .session
@@ -884,15 +894,17 @@ impl Store for CassandraStore {
             .map_err(|e| StoreError::Unavailable(e.to_string()))
             .try_collect()
             .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, at)| (id, at.unwrap_or(DateTime::<Utc>::MAX_UTC)))
-            .collect())
+        rows.into_iter()
+            .map(|(id, at)| {
+                let id = MeterId::parse(id).map_err(decode)?;
+                Ok((id, at.unwrap_or(DateTime::<Utc>::MAX_UTC)))
+            })
+            .collect()
     }
 
     async fn summary(&self) -> Result<StoreSummary, StoreError> {
         let meters = self.meters().await?;
-        let mut by_region: BTreeMap<Option<String>, u64> = BTreeMap::new();
+        let mut by_region: BTreeMap<Option<RegionCode>, u64> = BTreeMap::new();
         for m in &meters {
             *by_region.entry(m.region.clone()).or_default() += 1;
         }
@@ -911,7 +923,7 @@ impl Store for CassandraStore {
         }
         let registered_with_readings = meters
             .iter()
-            .filter(|m| with_readings.contains(&m.meter_id))
+            .filter(|m| with_readings.contains(m.meter_id.as_str()))
             .count() as u64;
         Ok(StoreSummary {
             meters: meters.len() as u64,
@@ -955,7 +967,10 @@ mod tests {
     fn slice_parts_round_trip_and_bad_ones_are_refused() {
         let day = "2026-11-21".parse::<NaiveDate>().unwrap();
         let part = slice_part("E09000001", day);
-        assert_eq!(parse_part(&part).unwrap(), ("E09000001".to_owned(), day));
+        assert_eq!(
+            parse_part(&part).unwrap(),
+            (RegionCode::parse("E09000001").unwrap(), day)
+        );
         for bad in ["", "E09000001", "2026-13-01/E0900", "x/y"] {
             assert!(
                 matches!(parse_part(bad), Err(StoreError::Corrupt(_))),

@@ -13,7 +13,7 @@ use chrono::Utc;
 use subtle::ConstantTimeEq;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::is_valid_meter_id;
+use crate::domain::MeterId;
 use crate::store::{Store, StoreError};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -88,9 +88,9 @@ impl Key {
 }
 
 /// What a verified token says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Claims<'t> {
-    pub meter_id: &'t str,
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    pub meter_id: MeterId,
     /// When the token was issued, ms since the epoch: a revocation voids the tokens issued
     /// up to it, and a token issued after it works.
     pub issued_ms: i64,
@@ -132,11 +132,11 @@ impl MeterTokens {
     }
 
     /// A new token for a meter, signed with the current secret.
-    pub fn issue(&self, meter_id: &str) -> String {
+    pub fn issue(&self, meter_id: &MeterId) -> String {
         self.issue_at(meter_id, Utc::now().timestamp_millis())
     }
 
-    pub fn issue_at(&self, meter_id: &str, issued_ms: i64) -> String {
+    pub fn issue_at(&self, meter_id: &MeterId, issued_ms: i64) -> String {
         let key = &self.current;
         let tag = key.mac(meter_id, issued_ms).finalize().into_bytes();
         format!(
@@ -147,16 +147,14 @@ impl MeterTokens {
     }
 
     /// Checks a token's signature and returns what it says.
-    pub fn verify<'t>(&self, token: &'t str) -> Result<Claims<'t>, AuthError> {
+    pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
         let mut parts = token.rsplitn(4, '.');
         let (Some(tag), Some(issued), Some(key_id), Some(meter_id)) =
             (parts.next(), parts.next(), parts.next(), parts.next())
         else {
             return Err(AuthError::Malformed);
         };
-        if !is_valid_meter_id(meter_id) {
-            return Err(AuthError::Malformed);
-        }
+        let meter_id = MeterId::parse(meter_id).map_err(|_| AuthError::Malformed)?;
         let issued_ms: i64 = issued.parse().map_err(|_| AuthError::Malformed)?;
         let tag = URL_SAFE_NO_PAD
             .decode(tag)
@@ -165,7 +163,7 @@ impl MeterTokens {
             .chain(&self.previous)
             .find(|k| k.id == key_id)
             .ok_or(AuthError::UnknownKey)?;
-        key.mac(meter_id, issued_ms)
+        key.mac(&meter_id, issued_ms)
             .verify_slice(&tag)
             .map_err(|_| AuthError::BadSignature)?;
         Ok(Claims {
@@ -180,25 +178,25 @@ impl MeterTokens {
 /// ([`Revocations::keep_fresh`]), so a revocation reaches all of them within one refresh.
 #[derive(Debug, Default)]
 pub struct Revocations {
-    revoked: RwLock<HashMap<String, i64>>,
+    revoked: RwLock<HashMap<MeterId, i64>>,
 }
 
 impl Revocations {
     /// Whether the token was issued at or before its meter's revocation.
-    pub fn is_revoked(&self, claims: &Claims<'_>) -> bool {
+    pub fn is_revoked(&self, claims: &Claims) -> bool {
         self.revoked
             .read()
             .map(|m| {
-                m.get(claims.meter_id)
+                m.get(&claims.meter_id)
                     .is_some_and(|at| claims.issued_ms <= *at)
             })
             .unwrap_or(false)
     }
 
     /// Takes in a revocation made here, without waiting for the next refresh.
-    pub fn insert(&self, meter_id: &str, revoked_at_ms: i64) {
+    pub fn insert(&self, meter_id: &MeterId, revoked_at_ms: i64) {
         if let Ok(mut m) = self.revoked.write() {
-            m.insert(meter_id.to_owned(), revoked_at_ms);
+            m.insert(meter_id.clone(), revoked_at_ms);
         }
     }
 
@@ -206,7 +204,7 @@ impl Revocations {
     pub async fn refresh(&self, store: &dyn Store) -> Result<usize, StoreError> {
         let list = store.revocations().await?;
         let n = list.len();
-        let fresh: HashMap<String, i64> = list
+        let fresh: HashMap<MeterId, i64> = list
             .into_iter()
             .map(|(id, at)| (id, at.timestamp_millis()))
             .collect();
@@ -263,7 +261,7 @@ impl MeterAuth {
     }
 
     /// The meter a token belongs to, if it verifies and is not revoked.
-    pub fn check<'t>(&self, token: &'t str) -> Result<&'t str, AuthError> {
+    pub fn check(&self, token: &str) -> Result<MeterId, AuthError> {
         let claims = self.tokens.verify(token)?;
         if self.revocations.is_revoked(&claims) {
             return Err(AuthError::Revoked);
@@ -324,6 +322,10 @@ mod tests {
     const A: &str = "a-meter-secret-of-thirty-two-bytes-or-more";
     const B: &str = "another-meter-secret-of-thirty-two-bytes";
 
+    fn id(s: &str) -> MeterId {
+        MeterId::parse(s).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn tokens(s: &str) -> MeterTokens {
         MeterTokens::new(s).unwrap_or_else(|e| panic!("{e}"))
     }
@@ -331,11 +333,11 @@ mod tests {
     #[test]
     fn issued_tokens_verify_and_name_their_meter() {
         let t = tokens(A);
-        let tok = t.issue_at("MAC000123", 1_000);
+        let tok = t.issue_at(&id("MAC000123"), 1_000);
         let claims = t.verify(&tok).map_err(|e| e.to_string());
         assert_eq!(
             claims.map(|c| (c.meter_id, c.issued_ms)),
-            Ok(("MAC000123", 1_000))
+            Ok((id("MAC000123"), 1_000))
         );
     }
 
@@ -343,8 +345,11 @@ mod tests {
     fn forged_and_foreign_tokens_fail() {
         let t = tokens(A);
         let other = tokens(B);
-        assert_eq!(t.verify(&other.issue("m1")), Err(AuthError::UnknownKey));
-        let tok = t.issue_at("m1", 5);
+        assert_eq!(
+            t.verify(&other.issue(&id("m1"))),
+            Err(AuthError::UnknownKey)
+        );
+        let tok = t.issue_at(&id("m1"), 5);
         let rest = tok.split_once('.').map(|(_, r)| r).unwrap_or_default();
         assert_eq!(
             t.verify(&format!("m2.{rest}")),
@@ -368,10 +373,10 @@ mod tests {
 
     #[test]
     fn previous_secret_works_while_configured() -> Result<(), SecretError> {
-        let old = tokens(A).issue("m1");
+        let old = tokens(A).issue(&id("m1"));
         let rotating = tokens(B).with_previous(Some(A))?;
         assert!(rotating.verify(&old).is_ok());
-        assert!(rotating.verify(&rotating.issue("m1")).is_ok());
+        assert!(rotating.verify(&rotating.issue(&id("m1"))).is_ok());
         let rotated = tokens(B).with_previous(None)?;
         assert_eq!(rotated.verify(&old), Err(AuthError::UnknownKey));
         Ok(())
@@ -380,12 +385,15 @@ mod tests {
     #[test]
     fn revocation_voids_tokens_issued_up_to_it() {
         let auth = MeterAuth::new(tokens(A));
-        let before = auth.tokens.issue_at("m1", 100);
-        let after = auth.tokens.issue_at("m1", 201);
-        auth.revocations.insert("m1", 200);
+        let before = auth.tokens.issue_at(&id("m1"), 100);
+        let after = auth.tokens.issue_at(&id("m1"), 201);
+        auth.revocations.insert(&id("m1"), 200);
         assert_eq!(auth.check(&before), Err(AuthError::Revoked));
-        assert_eq!(auth.check(&after), Ok("m1"));
-        assert_eq!(auth.check(&auth.tokens.issue_at("m2", 100)), Ok("m2"));
+        assert_eq!(auth.check(&after), Ok(id("m1")));
+        assert_eq!(
+            auth.check(&auth.tokens.issue_at(&id("m2"), 100)),
+            Ok(id("m2"))
+        );
     }
 
     #[test]

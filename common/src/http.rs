@@ -1,6 +1,7 @@
-//! HTTP plumbing every service shares: problem+json errors with request ids, bearer
-//! authentication, the internal listener's health and metrics routes, and the shutdown signal.
-//! Serving itself (timeouts) is `server`.
+//! HTTP plumbing every service shares: request ids and the middleware that answers every
+//! error as a problem document ([`crate::problem`]), bearer authentication, the internal
+//! listener's health and metrics routes, and the shutdown signal. Serving itself (timeouts)
+//! is `server`.
 
 use std::sync::Arc;
 
@@ -11,132 +12,16 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde::Serialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 use crate::auth::{AuthError, MeterAuth, StaticToken, bearer};
 use crate::bus::Bus;
+use crate::domain::MeterId;
 use crate::metrics::Metrics;
+pub use crate::problem::{ApiError, ErrorCode, PROBLEM_JSON, Query};
 use crate::store::Store;
-
-/// Media type of every error body: RFC 9457 problem details.
-pub const PROBLEM_JSON: &str = "application/problem+json";
-
-/// What a 5xx tells the client: the detail (a store or bus error) stays in the log line that
-/// carries the same request id.
-const SERVER_DETAIL: &str =
-    "the service could not handle this request; retry later, or quote the request id";
-
-/// An error answered as an RFC 9457 problem document: `type` (`urn:iot-demo:problem:<code>`),
-/// `title`, `status`, `detail`, and the extensions `field` (the request field at fault),
-/// `index` (the reading's position in a batch) and `request_id`. A 5xx never shows its detail
-/// to the client; [`problem_responses`] logs it with the request id.
-#[derive(Debug, Clone)]
-pub struct ApiError {
-    pub status: StatusCode,
-    pub code: &'static str,
-    pub message: String,
-    /// The request field at fault, when there is one.
-    pub field: Option<String>,
-    /// The position of the offending reading in a batch.
-    pub index: Option<usize>,
-    pub retry_after_s: Option<u64>,
-}
-
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    index: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    request_id: Option<&'a str>,
-}
-
-impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            code,
-            message: message.into(),
-            field: None,
-            index: None,
-            retry_after_s: None,
-        }
-    }
-
-    pub fn field(mut self, field: impl Into<String>) -> Self {
-        self.field = Some(field.into());
-        self
-    }
-
-    pub fn index(mut self, index: usize) -> Self {
-        self.index = Some(index);
-        self
-    }
-
-    pub fn retry_after(mut self, seconds: u64) -> Self {
-        self.retry_after_s = Some(seconds);
-        self
-    }
-
-    pub fn not_found() -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", "no such resource")
-    }
-
-    pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message).retry_after(5)
-    }
-
-    /// What the client is told: the detail, unless the fault is the server's.
-    fn client_detail(&self) -> &str {
-        if self.status.is_server_error() {
-            SERVER_DETAIL
-        } else {
-            &self.message
-        }
-    }
-
-    fn render(&self, request_id: Option<&str>) -> Response {
-        let problem = Problem {
-            kind: format!("urn:iot-demo:problem:{}", self.code),
-            title: self.status.canonical_reason().unwrap_or("Error"),
-            status: self.status.as_u16(),
-            detail: self.client_detail(),
-            field: self.field.as_deref(),
-            index: self.index,
-            request_id,
-        };
-        let body = serde_json::to_vec(&problem).unwrap_or_default();
-        let mut res = (
-            self.status,
-            [(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON))],
-            body,
-        )
-            .into_response();
-        if let Some(s) = self.retry_after_s {
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(s));
-        }
-        res
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let mut res = self.render(None);
-        // Kept for `problem_responses`, which adds the request id and logs the detail.
-        res.extensions_mut().insert(self);
-        res
-    }
-}
 
 /// The id of a request: the client's `X-Request-Id` when it is a sane token, else a fresh
 /// one. Echoed in the response header and in every error body and log line of the request.
@@ -188,10 +73,10 @@ pub async fn problem_responses(mut req: Request, next: Next) -> Response {
         None => None,
     };
     if let Some((e, headers)) = error {
-        if e.status.is_server_error() {
-            tracing::warn!(request_id = %id, status = %e.status, code = e.code, detail = %e.message, "request failed");
+        if e.status().is_server_error() {
+            tracing::warn!(request_id = %id, status = %e.status(), code = e.code.as_str(), detail = %e.message, "request failed");
         } else {
-            tracing::debug!(request_id = %id, status = %e.status, code = e.code, detail = %e.message, field = ?e.field, "request refused");
+            tracing::debug!(request_id = %id, status = %e.status(), code = e.code.as_str(), detail = %e.message, field = ?e.field, "request refused");
         }
         res = e.render(Some(&id));
         for (name, value) in &headers {
@@ -230,16 +115,10 @@ async fn adopt(res: Response) -> Result<(ApiError, axum::http::HeaderMap), Respo
     } else {
         text
     };
-    let code = match status {
-        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
-        StatusCode::NOT_FOUND => "not_found",
-        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
-        StatusCode::UNPROCESSABLE_ENTITY => "invalid_request",
-        s if s.is_server_error() => "internal",
-        _ => "bad_request",
-    };
-    Ok((ApiError::new(status, code, message), parts.headers))
+    Ok((
+        ApiError::new(ErrorCode::for_status(status), message),
+        parts.headers,
+    ))
 }
 
 /// The request's `Authorization: Bearer` token, or why there is none.
@@ -251,17 +130,17 @@ pub fn bearer_token(headers: &axum::http::HeaderMap) -> Result<&str, AuthError> 
 }
 
 fn unauthorized(message: impl Into<String>) -> ApiError {
-    ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).field("authorization")
+    ApiError::new(ErrorCode::Unauthorized, message).field("authorization")
 }
 
 /// The meter whose valid, unrevoked token the request carries; 401 otherwise.
-pub fn authenticate_meter<'h>(
+pub fn authenticate_meter(
     auth: &MeterAuth,
-    headers: &'h axum::http::HeaderMap,
-) -> Result<&'h str, ApiError> {
+    headers: &axum::http::HeaderMap,
+) -> Result<MeterId, ApiError> {
     bearer_token(headers)
         .and_then(|t| auth.check(t))
-        .map_err(|e| unauthorized(e.to_string()))
+        .map_err(ApiError::from)
 }
 
 /// 401 unless the request carries the analyst token.

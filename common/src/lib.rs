@@ -10,6 +10,7 @@ pub mod domain;
 pub mod flags;
 pub mod http;
 pub mod metrics;
+pub mod problem;
 pub mod reading_json;
 pub mod regions;
 pub mod server;

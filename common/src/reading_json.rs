@@ -13,7 +13,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use crate::domain::{DEFAULT_INTERVAL_S, FieldError, Reading};
+use crate::domain::{DEFAULT_INTERVAL_S, FieldError, MeterId, Reading};
 
 /// Why a body is not a set of readings.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -294,7 +294,9 @@ impl Fields<'_> {
     fn reading(self) -> Result<Reading, FieldError> {
         let meter_id = match self.meter_id {
             None | Some(Loose::Null) => return Err(FieldError::new("meter_id", "is required")),
-            Some(Loose::Str(s)) => s.into_owned(),
+            Some(Loose::Str(s)) => {
+                MeterId::parse(s).map_err(|e| FieldError::new("meter_id", e.to_string()))?
+            }
             Some(_) => return Err(FieldError::new("meter_id", "must be a string")),
         };
         let ts = match self.ts {

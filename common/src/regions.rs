@@ -1,6 +1,7 @@
 //! Region boundaries: loaded from a GeoJSON FeatureCollection, used to place meters in a
 //! region by point-in-polygon. The default set is London's 33 boroughs, embedded in the binary.
 
+use crate::domain::RegionCode;
 use std::path::Path;
 
 use geo::{BoundingRect, Contains, MultiPolygon, Point, Rect};
@@ -29,7 +30,7 @@ pub enum RegionError {
 /// One region: its code (a GSS code such as `E09000001` for London), name and boundary.
 #[derive(Debug, Clone)]
 pub struct Region {
-    pub code: String,
+    pub code: RegionCode,
     pub name: String,
     pub boundary: MultiPolygon<f64>,
     pub bbox: Rect<f64>,
@@ -97,11 +98,7 @@ impl Regions {
                     None => None,
                 })
                 .ok_or_else(|| bad("has no `code` property or id"))?;
-            if !crate::domain::is_valid_meter_id(&code) {
-                return Err(bad(
-                    "code must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
-                ));
-            }
+            let code = RegionCode::parse(code).map_err(|e| bad(&format!("code {e}")))?;
             let name = f
                 .property("name")
                 .and_then(|v| v.as_str())
@@ -118,7 +115,7 @@ impl Regions {
                 .bounding_rect()
                 .ok_or_else(|| bad("geometry is empty"))?;
             if regions.iter().any(|r| r.code == code) {
-                return Err(RegionError::Duplicate(code));
+                return Err(RegionError::Duplicate(code.to_string()));
             }
             regions.push(Region {
                 code,

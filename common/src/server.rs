@@ -14,7 +14,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -25,7 +25,8 @@ use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
 
-use crate::http::{ApiError, problem_responses};
+use crate::http::problem_responses;
+use crate::problem::{ApiError, ErrorCode};
 
 /// How long a client may take, on every listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -271,8 +272,7 @@ async fn limit_request(
     let mut res = match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
         Ok(res) => res,
         Err(_) if !received.load(Ordering::Acquire) => ApiError::new(
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
+            ErrorCode::RequestTimeout,
             format!(
                 "the request body did not arrive within {} ms",
                 limits.request_timeout.as_millis()
@@ -280,14 +280,12 @@ async fn limit_request(
         )
         .into_response(),
         Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "request_timeout",
+            ErrorCode::ServiceTimeout,
             format!(
                 "the request was not answered within {} ms",
                 limits.request_timeout.as_millis()
             ),
         )
-        .retry_after(1)
         .into_response(),
     };
     if !received.load(Ordering::Acquire) {

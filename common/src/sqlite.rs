@@ -149,3 +149,30 @@ mod tests {
         assert!(err.is_some_and(|e| e.contains("newer")));
     }
 }
+
+/// Identifiers go into SQLite as text and come out parsed: a row that breaks the rules reads
+/// as a conversion error (the store's `Corrupt`), never as an id that is not one.
+macro_rules! sql_text {
+    ($($name:ty),*) => {$(
+        impl rusqlite::types::ToSql for $name {
+            fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+                Ok(AsRef::<str>::as_ref(self).into())
+            }
+        }
+
+        impl rusqlite::types::FromSql for $name {
+            fn column_result(v: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+                let s = v.as_str()?;
+                s.parse().map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+            }
+        }
+    )*};
+}
+
+sql_text!(
+    crate::domain::MeterId,
+    crate::domain::RegionCode,
+    crate::domain::Dwelling,
+    crate::domain::RunStatus,
+    crate::domain::Trigger
+);

@@ -86,7 +86,7 @@ async fn a_slow_handler_is_answered_503_in_time() {
     assert!(started.elapsed() < Duration::from_secs(2));
     assert_eq!(res.headers()["content-type"], "application/problem+json");
     let body = res.text().await.unwrap_or_default();
-    assert!(body.contains("request_timeout"), "{body}");
+    assert!(body.contains("problem:service_timeout"), "{body}");
     stop.cancel();
 }
 

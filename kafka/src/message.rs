@@ -83,7 +83,7 @@ mod tests {
 
     fn reading() -> Reading {
         Reading {
-            meter_id: "MAC000123".into(),
+            meter_id: "MAC000123".parse().unwrap(),
             ts: Utc.with_ymd_and_hms(2026, 11, 20, 10, 0, 0).unwrap(),
             kwh: 0.123,
             interval_s: 1800,

@@ -147,7 +147,8 @@ pub fn sample_readings(meters: usize, per_meter: usize) -> Vec<Reading> {
     (0..per_meter)
         .flat_map(|i| {
             (0..meters).map(move |m| Reading {
-                meter_id: format!("M{m:03}"),
+                meter_id: iot_common::domain::MeterId::parse(format!("M{m:03}"))
+                    .unwrap_or_else(|e| panic!("{e}")),
                 ts: start + chrono::Duration::minutes(30 * i as i64),
                 kwh: m as f64 * 0.01 + i as f64 * 0.0001,
                 interval_s: 1800,

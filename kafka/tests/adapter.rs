@@ -71,7 +71,7 @@ async fn readings_round_trip_in_order_per_meter_and_commits_stick() {
 
     // A new member of the group resumes after the commit: only new readings arrive.
     let later = vec![Reading {
-        meter_id: "LATE".into(),
+        meter_id: "LATE".parse().unwrap(),
         ..sent[0].clone()
     }];
     bus.publish(&later).await.unwrap();
@@ -170,7 +170,7 @@ async fn two_members_of_a_group_split_the_partitions() {
     let (bus, _) = bus(&broker, 4);
     bus.ensure_topics().await.unwrap();
     let sent = sample_readings(40, 25);
-    let seen: Arc<Mutex<HashSet<(String, i64)>>> = Arc::default();
+    let seen: Arc<Mutex<HashSet<(iot_common::domain::MeterId, i64)>>> = Arc::default();
     let mut members = Vec::new();
     for _ in 0..2 {
         let mut consumer = bus.subscribe("split").await.unwrap();

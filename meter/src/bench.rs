@@ -15,6 +15,7 @@ use chrono::{DurationRound, TimeDelta, Utc};
 use iot_common::Reading;
 use iot_common::auth::MeterTokens;
 use iot_common::bus::BusError;
+use iot_common::domain::{IdError, MeterId};
 use iot_kafka::KafkaConfig;
 use iot_kafka::bus::{produce_readings, producer_config};
 use iot_kafka::message::encode;
@@ -42,6 +43,8 @@ pub enum BenchError {
     Args(&'static str),
     #[error(transparent)]
     Secret(#[from] iot_common::auth::SecretError),
+    #[error("bench meter id: {0}")]
+    MeterId(#[from] IdError),
 }
 
 /// One phase's figures.
@@ -112,24 +115,25 @@ impl fmt::Display for Report {
 }
 
 /// A message key (the meter id) and its encoded value.
-type Keyed = (String, Vec<u8>);
+type Keyed = (MeterId, Vec<u8>);
 
 /// Rounds of readings, one per meter: the same data for both phases.
-fn rounds(args: &BenchArgs) -> Vec<Vec<Reading>> {
+fn rounds(args: &BenchArgs) -> Result<Vec<Vec<Reading>>, IdError> {
     let base = Utc::now()
         .duration_trunc(TimeDelta::minutes(30))
         .unwrap_or_else(|_| Utc::now())
         - TimeDelta::days(1);
     (0..args.meters)
         .map(|m| {
-            (0..args.batch)
+            let meter_id = MeterId::parse(format!("BENCH{m:05}"))?;
+            Ok((0..args.batch)
                 .map(|i| Reading {
-                    meter_id: format!("BENCH{m:05}"),
+                    meter_id: meter_id.clone(),
                     ts: base - TimeDelta::minutes(30 * i as i64),
                     kwh: 0.1 + (m % 17) as f64 * 0.01 + (i % 48) as f64 * 0.005,
                     interval_s: 1800,
                 })
-                .collect()
+                .collect())
         })
         .collect()
 }
@@ -166,7 +170,7 @@ pub async fn run(kafka: KafkaConfig, args: BenchArgs) -> Result<Report, BenchErr
     })
     .await?;
     meter.bus.ensure_topics().await?;
-    let data = Arc::new(rounds(&args));
+    let data = Arc::new(rounds(&args)?);
     let duration = Duration::from_secs(args.seconds);
 
     tracing::info!(topic = %kafka.topic, "benchmark: meter over HTTP");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use iot_cassandra::StoreArgs;
 use iot_common::auth::{MeterTokens, SecretError};
-use iot_common::domain::{AcceptWindow, DEFAULT_MAX_READING_AGE_DAYS, is_valid_meter_id};
+use iot_common::domain::{AcceptWindow, DEFAULT_MAX_READING_AGE_DAYS, MeterId};
 use iot_common::server::HttpArgs;
 use iot_kafka::KafkaArgs;
 
@@ -67,7 +67,7 @@ pub enum Command {
     /// Print the bearer token of a meter (derived from the meter secret).
     Token {
         /// Meter id, 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'.
-        meter_id: String,
+        meter_id: MeterId,
     },
     /// Measure ingest throughput over HTTP into Kafka against the raw producer's.
     Bench(BenchArgs),
@@ -98,8 +98,6 @@ pub enum CliError {
          and the web service must use the same one"
     )]
     NoSecret,
-    #[error("meter id must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'")]
-    MeterId,
     #[error(transparent)]
     Secret(#[from] SecretError),
 }
@@ -116,10 +114,7 @@ impl Cli {
     }
 
     /// The token a meter presents.
-    pub fn token(&self, meter_id: &str) -> Result<String, CliError> {
-        if !is_valid_meter_id(meter_id) {
-            return Err(CliError::MeterId);
-        }
+    pub fn token(&self, meter_id: &MeterId) -> Result<String, CliError> {
         Ok(self.tokens()?.issue(meter_id))
     }
 

@@ -18,9 +18,10 @@ use futures::StreamExt as _;
 use iot_common::Reading;
 use iot_common::auth::MeterAuth;
 use iot_common::bus::{Bus, BusError};
-use iot_common::domain::{AcceptWindow, FieldError};
-use iot_common::http::{ApiError, authenticate_meter};
+use iot_common::domain::{AcceptWindow, FieldError, MeterId};
+use iot_common::http::authenticate_meter;
 use iot_common::metrics::Metrics;
+use iot_common::problem::{ApiError, ErrorCode};
 use iot_common::reading_json::{JsonError, parse_readings};
 use serde_json::json;
 use tokio::sync::Semaphore;
@@ -100,7 +101,7 @@ async fn ingest(State(state): State<MeterState>, req: Request) -> Response {
             (StatusCode::ACCEPTED, axum::Json(json!({ "accepted": n }))).into_response()
         }
         Err(e) => {
-            state.metrics.reject(e.status.as_u16());
+            state.metrics.reject(e.status().as_u16());
             e.into_response()
         }
     }
@@ -117,13 +118,11 @@ async fn accept(state: &MeterState, req: Request) -> Result<usize, ApiError> {
     let _permit = state.admission.try_acquire().map_err(|_| {
         state.metrics.ingest_shed.inc();
         ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            ErrorCode::Overloaded,
             "the meter is at capacity; retry shortly",
         )
-        .retry_after(1)
     })?;
-    let readings = readings_of(&body, token_meter, state.config.window)?;
+    let readings = readings_of(&body, &token_meter, state.config.window)?;
     drop(body);
     publish(state, &readings).await?;
     Ok(readings.len())
@@ -134,8 +133,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
         return Ok(());
     }
     Err(ApiError::new(
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "unsupported_media_type",
+        ErrorCode::UnsupportedMediaType,
         "Content-Type must be application/json",
     )
     .field("content-type"))
@@ -143,8 +141,7 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 fn too_large() -> ApiError {
     ApiError::new(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
+        ErrorCode::PayloadTooLarge,
         format!("request body exceeds {MAX_BODY_BYTES} bytes"),
     )
 }
@@ -163,11 +160,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError>
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("cannot read the body: {e}"),
-            )
+            ApiError::new(ErrorCode::BadRequest, format!("cannot read the body: {e}"))
         })?;
         if buf.len() + chunk.len() > MAX_BODY_BYTES {
             return Err(too_large());
@@ -180,7 +173,7 @@ async fn read_body(headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError>
 /// The body's readings, each judged by the format and the time window, all the token's.
 fn readings_of(
     body: &[u8],
-    token_meter: &str,
+    token_meter: &MeterId,
     window: AcceptWindow,
 ) -> Result<Vec<Reading>, ApiError> {
     let (readings, batch) = parse_readings(body, MAX_BATCH).map_err(body_error)?;
@@ -190,11 +183,10 @@ fn readings_of(
         window
             .check(reading, now)
             .map_err(|e| at_index(invalid(&e)))?;
-        if reading.meter_id != token_meter {
+        if reading.meter_id != *token_meter {
             return Err(at_index(
                 ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
+                    ErrorCode::Forbidden,
                     format!(
                         "the token belongs to meter `{token_meter}`, not `{}`",
                         reading.meter_id
@@ -208,60 +200,33 @@ fn readings_of(
 }
 
 fn invalid(e: &FieldError) -> ApiError {
-    ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_reading",
-        e.to_string(),
-    )
-    .field(e.field)
+    ApiError::new(ErrorCode::InvalidReading, e.to_string()).field(e.field)
 }
 
 fn body_error(e: JsonError) -> ApiError {
-    match e {
-        JsonError::Syntax(_) => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", e.to_string()).field("body")
-        }
-        JsonError::Shape => {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_body", e.to_string()).field("body")
-        }
-        JsonError::Empty => ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "empty_batch",
-            e.to_string(),
-        )
-        .field("body"),
-        JsonError::TooMany { .. } => ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "batch_too_large",
-            e.to_string(),
-        )
-        .field("body"),
+    let code = match &e {
+        JsonError::Syntax(_) => ErrorCode::MalformedJson,
+        JsonError::Shape => ErrorCode::MalformedBody,
+        JsonError::Empty => ErrorCode::EmptyBatch,
+        JsonError::TooMany { .. } => ErrorCode::BatchTooLarge,
         JsonError::Reading { index, error } => {
-            let e = invalid(&error);
-            match index {
-                Some(i) => e.index(i),
+            let e = invalid(error);
+            return match index {
+                Some(i) => e.index(*i),
                 None => e,
-            }
+            };
         }
-    }
+    };
+    ApiError::new(code, e.to_string()).field("body")
 }
 
+#[tracing::instrument(skip_all, fields(readings = readings.len()))]
 async fn publish(state: &MeterState, readings: &[Reading]) -> Result<(), ApiError> {
     let deadline = state.config.publish_timeout;
     match tokio::time::timeout(deadline, state.bus.publish(readings)).await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(unavailable(&e)),
-        Err(_) => Err(unavailable(&BusError::Timeout(deadline))),
+        Ok(result) => Ok(result?),
+        Err(_) => Err(BusError::Timeout(deadline).into()),
     }
-}
-
-fn unavailable(e: &BusError) -> ApiError {
-    let retry = if matches!(e, BusError::Overloaded) {
-        1
-    } else {
-        5
-    };
-    ApiError::unavailable(format!("readings not accepted: {e}")).retry_after(retry)
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

@@ -64,7 +64,7 @@ async fn post_to(bus: Arc<dyn Bus>) -> (StatusCode, Option<String>, Duration) {
         .header(header::CONTENT_TYPE, "application/json")
         .header(
             header::AUTHORIZATION,
-            format!("Bearer {}", tokens.issue("m1")),
+            format!("Bearer {}", tokens.issue(&"m1".parse().unwrap())),
         )
         .body(Body::from(body))
         .unwrap_or_else(|e| panic!("{e}"));
@@ -107,7 +107,7 @@ fn request(tokens: &MeterTokens, meter: &str) -> Request<Body> {
         .header(header::CONTENT_TYPE, "application/json")
         .header(
             header::AUTHORIZATION,
-            format!("Bearer {}", tokens.issue(meter)),
+            format!("Bearer {}", tokens.issue(&meter.parse().unwrap())),
         )
         .body(Body::from(body))
         .unwrap_or_else(|e| panic!("{e}"))

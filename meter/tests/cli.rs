@@ -54,8 +54,8 @@ fn prints_a_token_that_the_meter_accepts() {
     let token = String::from_utf8(out.stdout).unwrap();
     let tokens = iot_common::auth::MeterTokens::new(SECRET).unwrap();
     assert_eq!(
-        tokens.verify(token.trim()).map(|c| c.meter_id),
-        Ok("MAC000001")
+        tokens.verify(token.trim()).map(|c| c.meter_id.to_string()),
+        Ok("MAC000001".to_owned())
     );
 }
 

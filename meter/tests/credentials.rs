@@ -113,7 +113,10 @@ async fn a_revocation_reaches_every_meter_replica_within_5_s() {
     ];
     let tokens = MeterTokens::new(CURRENT).unwrap_or_else(|e| panic!("{e}"));
     let client = reqwest::Client::new();
-    let (stolen, other) = (tokens.issue("REV-1"), tokens.issue("REV-2"));
+    let (stolen, other) = (
+        tokens.issue(&"REV-1".parse().unwrap()),
+        tokens.issue(&"REV-2".parse().unwrap()),
+    );
     for r in &replicas {
         assert_eq!(settled(&client, &r.url, "REV-1", &stolen).await, 202);
     }
@@ -121,7 +124,7 @@ async fn a_revocation_reaches_every_meter_replica_within_5_s() {
     // What `meters revoke` and `DELETE /internal/v1/meters/{id}` write.
     tokio::time::sleep(Duration::from_millis(5)).await;
     store
-        .revoke_meter("REV-1", Utc::now())
+        .revoke_meter(&"REV-1".parse().unwrap(), Utc::now())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let revoked = Instant::now();
@@ -150,7 +153,7 @@ async fn a_revocation_reaches_every_meter_replica_within_5_s() {
     }
     // Another meter is untouched, and a token issued after the revocation works again.
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let reissued = tokens.issue("REV-1");
+    let reissued = tokens.issue(&"REV-1".parse().unwrap());
     for r in &replicas {
         assert_eq!(post(&client, &r.url, "REV-2", &other).await, 202);
         assert_eq!(post(&client, &r.url, "REV-1", &reissued).await, 202);
@@ -165,10 +168,10 @@ async fn the_previous_secret_works_while_it_is_configured_and_not_after() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let old = MeterTokens::new(PREVIOUS)
         .unwrap_or_else(|e| panic!("{e}"))
-        .issue("ROT-1");
+        .issue(&"ROT-1".parse().unwrap());
     let new = MeterTokens::new(CURRENT)
         .unwrap_or_else(|e| panic!("{e}"))
-        .issue("ROT-1");
+        .issue(&"ROT-1".parse().unwrap());
     let client = reqwest::Client::new();
 
     let rotating = meter(&broker, dir.path(), Some(PREVIOUS));

@@ -28,7 +28,7 @@ const DEADLINE: Duration = Duration::from_secs(2);
 /// Reading `i` of the test's meter, half-hourly from `base`.
 fn reading(base: DateTime<Utc>, i: i64) -> Reading {
     Reading {
-        meter_id: "MAC000001".into(),
+        meter_id: "MAC000001".parse().unwrap(),
         ts: base + TimeDelta::minutes(30 * i),
         kwh: i as f64 / 100.0,
         interval_s: 1800,
@@ -62,7 +62,12 @@ async fn wait_stored(store: &dyn Store, base: DateTime<Utc>, expected: &[Reading
     let until = Instant::now() + Duration::from_secs(90);
     loop {
         let stored = store
-            .meter_readings("MAC000001", base, base + TimeDelta::days(365), 10_000)
+            .meter_readings(
+                &"MAC000001".parse().unwrap(),
+                base,
+                base + TimeDelta::days(365),
+                10_000,
+            )
             .await
             .unwrap();
         let missing: Vec<&Reading> = expected.iter().filter(|r| !stored.contains(r)).collect();
@@ -110,7 +115,9 @@ async fn meter_answers_503_while_the_broker_is_down_and_loses_nothing_it_accepte
     let base = Utc::now().duration_trunc(TimeDelta::minutes(30)).unwrap() - TimeDelta::days(30);
     let client = reqwest::Client::new();
     let url = format!("http://{}/api/v1/readings", meter.external);
-    let token = MeterTokens::new(SECRET).unwrap().issue("MAC000001");
+    let token = MeterTokens::new(SECRET)
+        .unwrap()
+        .issue(&"MAC000001".parse().unwrap());
     let post = |i: i64| {
         client
             .post(&url)

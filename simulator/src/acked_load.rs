@@ -11,6 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use iot_common::Reading;
 use iot_common::auth::MeterTokens;
+use iot_common::domain::MeterId;
 use iot_common::store::{Store, StoreError};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -71,7 +72,8 @@ impl AckedLoad {
             .unwrap_or_default();
         let mut tasks = JoinSet::new();
         for m in 0..meters {
-            let id = format!("{prefix}{m:03}");
+            let id = MeterId::parse(format!("{prefix}{m:03}"))
+                .unwrap_or_else(|e| panic!("test meter prefix `{prefix}`: {e}"));
             let token = tokens.issue(&id);
             let (target, client) = (target.clone(), client.clone());
             let (accepted, stop) = (accepted.clone(), stop.clone());
@@ -128,10 +130,10 @@ impl AckedLoad {
     }
 }
 
-fn meter_batch(id: &str, m: usize, start: DateTime<Utc>, from: i64, n: usize) -> Vec<Reading> {
+fn meter_batch(id: &MeterId, m: usize, start: DateTime<Utc>, from: i64, n: usize) -> Vec<Reading> {
     (from..from + n as i64)
         .map(|slot| Reading {
-            meter_id: id.to_owned(),
+            meter_id: id.clone(),
             ts: start + TimeDelta::minutes(30 * slot),
             kwh: kwh(m, slot),
             interval_s: 1800,
@@ -163,14 +165,14 @@ pub async fn assert_all_stored(store: &dyn Store, accepted: &[Reading], patience
 
 /// The readings of `accepted` that `store` lacks or holds with another value.
 async fn missing_from(store: &dyn Store, accepted: &[Reading]) -> Result<Vec<Reading>, StoreError> {
-    let meters: BTreeSet<&str> = accepted.iter().map(|r| r.meter_id.as_str()).collect();
+    let meters: BTreeSet<&MeterId> = accepted.iter().map(|r| &r.meter_id).collect();
     let (Some(from), Some(to)) = (
         accepted.iter().map(|r| r.ts).min(),
         accepted.iter().map(|r| r.ts).max(),
     ) else {
         return Ok(Vec::new());
     };
-    let mut stored: HashMap<(String, DateTime<Utc>), f64> = HashMap::new();
+    let mut stored: HashMap<(MeterId, DateTime<Utc>), f64> = HashMap::new();
     for meter in meters {
         let readings = store
             .meter_readings(meter, from, to + TimeDelta::seconds(1), usize::MAX)

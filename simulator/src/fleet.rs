@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use iot_common::Reading;
 use iot_common::auth::MeterTokens;
-use iot_common::domain::{DEFAULT_INTERVAL_S, Meter, from_epoch};
+use iot_common::domain::{DEFAULT_INTERVAL_S, IdError, Meter, MeterId, RegionCode, from_epoch};
 use iot_common::metrics::Metrics;
 use iot_common::regions::Regions;
 use iot_common::store::{Store, StoreError};
@@ -63,14 +63,16 @@ impl Default for FleetConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum FleetError {
     #[error("region {0} has no point that can be sampled")]
-    Placement(String),
+    Placement(RegionCode),
+    #[error("fleet meter id (check IOT_FLEET_PREFIX): {0}")]
+    MeterId(#[from] IdError),
     #[error("cannot register meters: {0}")]
     Store(#[from] StoreError),
     #[error("cannot build the HTTP client: {0}")]
     Client(String),
     #[error("the meter refused readings of {meter} with {status}: {body}")]
     Refused {
-        meter: String,
+        meter: MeterId,
         status: u16,
         body: String,
     },
@@ -95,7 +97,7 @@ impl Fleet {
             let (lat, lon) = regions
                 .sample_point(region, &mut rng)
                 .ok_or_else(|| FleetError::Placement(region.code.clone()))?;
-            let id = format!("{}{:06}", config.id_prefix, i + 1);
+            let id = MeterId::parse(format!("{}{:06}", config.id_prefix, i + 1))?;
             households.push(draw_household(&mut rng, id, &region.code, lat, lon));
         }
         Ok(Self {

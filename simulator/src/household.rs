@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Datelike, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
-use iot_common::domain::{Dwelling, household_factor};
+use iot_common::domain::{Dwelling, MeterId, RegionCode, household_factor};
 use rand::rngs::Xoshiro256PlusPlus as SeededRng;
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, Gamma, LogNormal};
@@ -23,8 +23,8 @@ const SPREAD_SIGMA: f64 = 0.35;
 /// What makes one household's use its own.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Household {
-    pub meter_id: String,
-    pub region: String,
+    pub meter_id: MeterId,
+    pub region: RegionCode,
     pub lat: f64,
     pub lon: f64,
     pub size: u8,
@@ -47,8 +47,8 @@ pub fn region_factor(code: &str) -> f64 {
 /// Draws a household's size and dwelling (a London-like mix) and its annual use.
 pub fn draw_household(
     rng: &mut SeededRng,
-    meter_id: String,
-    region: &str,
+    meter_id: MeterId,
+    region: &RegionCode,
     lat: f64,
     lon: f64,
 ) -> Household {
@@ -72,7 +72,7 @@ pub fn draw_household(
         TYPICAL_ANNUAL_KWH * household_factor(size, dwelling) * region_factor(region) * spread;
     Household {
         meter_id,
-        region: region.to_owned(),
+        region: region.clone(),
         lat,
         lon,
         size,
@@ -154,8 +154,8 @@ mod tests {
             .map(|i| {
                 draw_household(
                     &mut rng,
-                    format!("M{i}"),
-                    &format!("R{}", i % 33),
+                    format!("M{i}").parse().unwrap(),
+                    &format!("R{}", i % 33).parse().unwrap(),
                     51.5,
                     -0.1,
                 )

@@ -115,7 +115,7 @@ async fn a_sink_killed_mid_load_loses_nothing_and_duplicates_nothing() {
             .collect();
         let got = store
             .meter_readings(
-                meter,
+                &meter.parse().unwrap(),
                 expected[0].ts,
                 expected[expected.len() - 1].ts + chrono::Duration::hours(1),
                 10_000,
@@ -276,7 +276,12 @@ async fn a_dead_letter_outage_mid_batch_stops_the_sink_on_the_poison_and_skips_n
     );
     assert_eq!(stored(&store).await, 20);
     let got = store
-        .meter_readings("M000", sent[0].ts, sent[19].ts + TimeDelta::hours(1), 100)
+        .meter_readings(
+            &"M000".parse().unwrap(),
+            sent[0].ts,
+            sent[19].ts + TimeDelta::hours(1),
+            100,
+        )
         .await
         .unwrap();
     assert_eq!(got, sent, "every reading with its value");
@@ -299,7 +304,7 @@ async fn a_reading_dated_ahead_of_the_sinks_clock_is_stored_not_judged_again() {
     let readings: Vec<Reading> = [TimeDelta::zero(), TimeDelta::days(1)]
         .into_iter()
         .map(|d| Reading {
-            meter_id: "AHEAD".into(),
+            meter_id: "AHEAD".parse().unwrap(),
             ts: ahead + d,
             kwh: 0.3,
             interval_s: 1800,
@@ -315,7 +320,12 @@ async fn a_reading_dated_ahead_of_the_sinks_clock_is_stored_not_judged_again() {
         .unwrap();
     assert_eq!(metrics.dead_letters.get(), 0, "nothing dead-lettered");
     let got = store
-        .meter_readings("AHEAD", ahead, ahead + TimeDelta::days(2), 10)
+        .meter_readings(
+            &"AHEAD".parse().unwrap(),
+            ahead,
+            ahead + TimeDelta::days(2),
+            10,
+        )
         .await
         .unwrap();
     assert_eq!(got, readings);

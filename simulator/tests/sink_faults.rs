@@ -32,7 +32,7 @@ async fn rig() -> Rig {
     let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
     let sent: Vec<Reading> = (0..1000)
         .map(|i| Reading {
-            meter_id: format!("m{}", i % 10),
+            meter_id: format!("m{}", i % 10).parse().unwrap(),
             ts: t0 + chrono::Duration::minutes(30 * (i / 10)),
             kwh: i as f64 / 1000.0,
             interval_s: 1800,
@@ -71,7 +71,7 @@ impl Rig {
         for m in 0..10 {
             all.extend(
                 self.store
-                    .meter_readings(&format!("m{m}"), from, to, 10_000)
+                    .meter_readings(&format!("m{m}").parse().unwrap(), from, to, 10_000)
                     .await
                     .unwrap(),
             );

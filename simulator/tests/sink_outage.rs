@@ -30,7 +30,7 @@ async fn a_store_outage_delays_but_loses_nothing() {
         .unwrap_or_default();
     let readings: Vec<Reading> = (0..1000)
         .map(|i| Reading {
-            meter_id: format!("m{}", i % 10),
+            meter_id: format!("m{}", i % 10).parse().unwrap(),
             ts: t0 + chrono::Duration::minutes(30 * (i / 10)),
             kwh: 0.1,
             interval_s: 1800,

@@ -32,8 +32,10 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         let store = store.clone();
         async move {
             store.runs(10).await.is_ok_and(|runs| {
-                runs.iter()
-                    .any(|r| r.trigger == "startup" && r.status == iot_common::RunStatus::Succeeded)
+                runs.iter().any(|r| {
+                    r.trigger == iot_common::domain::Trigger::Startup
+                        && r.status == iot_common::RunStatus::Succeeded
+                })
             })
         }
     })
@@ -45,7 +47,7 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
     );
     let startup = runs
         .iter()
-        .find(|r| r.trigger == "startup")
+        .find(|r| r.trigger == iot_common::domain::Trigger::Startup)
         .unwrap_or_else(|| panic!("{runs:?}"));
     assert_eq!(startup.regions_written, 33);
     assert!(startup.rows_scanned >= 66 * 2 * 48, "{startup:?}");
@@ -72,7 +74,7 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         .await;
     assert_eq!(
         res.status(),
-        StatusCode::UNPROCESSABLE_ENTITY,
+        StatusCode::BAD_REQUEST,
         "a caller names itself only as api or console"
     );
     let res = app.client.post(&url).bearer_auth(ANALYST).go().await;

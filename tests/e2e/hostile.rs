@@ -156,7 +156,7 @@ async fn slowloris_and_slow_uploads_are_cut_off_while_honest_meters_get_202s() {
     for i in 0..50 {
         body_attackers.spawn(trickle_body(
             addr.clone(),
-            tokens.issue(&format!("SLOW{i:02}")),
+            tokens.issue(&format!("SLOW{i:02}").parse().unwrap()),
         ));
     }
     // The honest meters post while the attack is at its worst (all attackers connected).
@@ -167,7 +167,7 @@ async fn slowloris_and_slow_uploads_are_cut_off_while_honest_meters_get_202s() {
         honest.spawn(honest_meter(
             format!("http://{addr}"),
             meter.clone(),
-            tokens.issue(&meter),
+            tokens.issue(&meter.parse().unwrap()),
             until,
         ));
     }
@@ -272,7 +272,7 @@ async fn four_mib_of_zeros_costs_less_than_16_mb() {
     let (proc, addr, tokens) = start(dir.path());
     let url = format!("http://{addr}/api/v1/readings");
     let client = reqwest::Client::new();
-    let token = tokens.issue("ZEROS");
+    let token = tokens.issue(&"ZEROS".parse().unwrap());
     // Warm up: a small refused request, and time for the start-up recompute to finish.
     let res = client
         .post(&url)

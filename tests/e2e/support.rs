@@ -68,7 +68,7 @@ pub fn tokens() -> iot_common::auth::MeterTokens {
 }
 
 pub fn token(meter: &str) -> String {
-    tokens().issue(meter)
+    tokens().issue(&meter.parse().unwrap())
 }
 
 /// Polls `check` every 50 ms until it is true or `limit` passes.

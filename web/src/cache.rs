@@ -8,10 +8,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use iot_common::RegionProfile;
+use iot_common::domain::RegionCode;
 use iot_common::store::{Store, StoreError, StoreSummary};
 use tokio::sync::Mutex;
 
-pub type Profiles = Arc<HashMap<String, RegionProfile>>;
+pub type Profiles = Arc<HashMap<RegionCode, RegionProfile>>;
 
 const FRESH_FOR: Duration = Duration::from_secs(1);
 

@@ -4,6 +4,7 @@
 //! which regions border which.
 
 use geo::Intersects;
+use iot_common::domain::RegionCode;
 use iot_common::regions::Regions;
 use serde_json::{Value, json};
 
@@ -12,12 +13,12 @@ pub const MAP_WIDTH: f64 = 800.0;
 
 #[derive(Debug, Clone)]
 pub struct Shape {
-    pub code: String,
+    pub code: RegionCode,
     pub name: String,
     /// SVG path data.
     pub d: String,
     /// Neighbouring region codes, by name.
-    pub neighbours: Vec<String>,
+    pub neighbours: Vec<RegionCode>,
 }
 
 #[derive(Debug, Clone)]
@@ -57,7 +58,7 @@ impl MapGeometry {
                         d.push('Z');
                     }
                 }
-                let mut neighbours: Vec<(String, String)> = all
+                let mut neighbours: Vec<(String, RegionCode)> = all
                     .iter()
                     .filter(|o| o.code != r.code && touches(r, o))
                     .map(|o| (o.name.clone(), o.code.clone()))
@@ -147,13 +148,13 @@ mod tests {
             "E09000030",
         ] {
             assert!(
-                city.neighbours.contains(&n.to_string()),
+                city.neighbours.iter().any(|c| c == n),
                 "{n} in {:?}",
                 city.neighbours
             );
         }
         assert!(
-            !city.neighbours.contains(&"E09000016".to_string()),
+            !city.neighbours.iter().any(|c| c == "E09000016"),
             "not Havering"
         );
         let total: usize = g.shapes.iter().map(|s| s.d.len()).sum();

@@ -2,18 +2,25 @@
 //! residents — the regional energy map, region pages, the estimator, the JSON API and their
 //! own meter's readings; internal routes serve operators and analysts — meter provisioning
 //! and the analyst console.
+//!
+//! Where things live: [`state`] (what handlers share, and the `Recompute` port), [`routes`]
+//! (wiring, and one module per page family), [`respond`] and [`present`] (rendering and
+//! formatting helpers), [`metric`] (what the map shows), [`cache`], [`sessions`],
+//! [`provisioning`]; [`cli`] runs it as its own process.
 
-pub mod api;
 pub mod cache;
 #[cfg(feature = "distributed")]
 pub mod cli;
-pub mod console;
 pub mod geometry;
-pub mod pages;
+pub mod metric;
+pub mod present;
 pub mod provisioning;
 pub mod remote;
+pub mod respond;
 pub mod routes;
 pub mod sessions;
+pub mod state;
 
 pub use provisioning::{NewMeter, ProvisionError, provision};
-pub use routes::{Recompute, WebState, external_router, internal_router};
+pub use routes::{external_router, internal_router};
+pub use state::{Recompute, RecomputeError, WebState};

@@ -4,16 +4,16 @@
 use chrono::Utc;
 use iot_common::Meter;
 use iot_common::auth::MeterTokens;
-use iot_common::domain::{Dwelling, is_valid_meter_id};
+use iot_common::domain::{Dwelling, MeterId, RegionCode};
 use iot_common::regions::Regions;
 use iot_common::store::{Store, StoreError};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewMeter {
-    pub meter_id: String,
-    pub region: Option<String>,
+    pub meter_id: MeterId,
+    pub region: Option<RegionCode>,
     pub lat: Option<f64>,
     pub lon: Option<f64>,
     pub household_size: Option<u8>,
@@ -42,12 +42,6 @@ pub async fn provision(
     tokens: &MeterTokens,
     req: NewMeter,
 ) -> Result<(Meter, String), ProvisionError> {
-    if !is_valid_meter_id(&req.meter_id) {
-        return Err(invalid(
-            "meter_id",
-            "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
-        ));
-    }
     let located = match (req.lat, req.lon) {
         (Some(lat), Some(lon)) => {
             if !(-90.0..=90.0).contains(&lat) {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use iot_common::Run;
 
-use crate::Recompute;
+use crate::state::{Recompute, RecomputeError};
 
 pub struct RemoteAnalytics {
     client: reqwest::Client,
@@ -36,23 +36,37 @@ struct Started {
 
 #[async_trait::async_trait]
 impl Recompute for RemoteAnalytics {
-    async fn recompute(&self) -> Result<Run, String> {
+    async fn recompute(&self) -> Result<Run, RecomputeError> {
         let response = self
             .client
             .post(&self.runs_url)
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| format!("the analytics service is unreachable: {e}"))?;
+            .map_err(|e| {
+                RecomputeError::Unavailable(format!("the analytics service is unreachable: {e}"))
+            })?;
         let status = response.status();
+        if status == reqwest::StatusCode::CONFLICT {
+            let body = response.text().await.unwrap_or_default();
+            return Err(RecomputeError::Refused(format!(
+                "the analytics service answered {status}: {body}"
+            )));
+        }
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
-            return Err(format!("the analytics service answered {status}: {body}"));
+            return Err(RecomputeError::Unavailable(format!(
+                "the analytics service answered {status}: {body}"
+            )));
         }
         response
             .json::<Started>()
             .await
             .map(|s| s.run)
-            .map_err(|e| format!("the analytics service answered something unreadable: {e}"))
+            .map_err(|e| {
+                RecomputeError::Unavailable(format!(
+                    "the analytics service answered something unreadable: {e}"
+                ))
+            })
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use chrono::{TimeZone, Utc};
 
 use super::{Bus, Consumer};
-use crate::domain::Reading;
+use crate::domain::{MeterId, Reading};
 
 /// Generates one `#[tokio::test]` per contract check; `$make` is an async expression giving
 /// something that derefs to a fresh, empty bus (a guard may also hold its broker or files),
@@ -51,7 +51,7 @@ fn readings(meters: usize, per_meter: usize) -> Vec<Reading> {
     (0..per_meter)
         .flat_map(|i| {
             (0..meters).map(move |m| Reading {
-                meter_id: format!("C{m:03}"),
+                meter_id: MeterId::parse(format!("C{m:03}")).unwrap_or_else(|e| panic!("{e}")),
                 ts: start + chrono::Duration::minutes(30 * i as i64),
                 kwh: (m * 1000 + i) as f64 / 10_000.0,
                 interval_s: 1800,
@@ -60,7 +60,7 @@ fn readings(meters: usize, per_meter: usize) -> Vec<Reading> {
         .collect()
 }
 
-fn key(r: &Reading) -> (String, i64) {
+fn key(r: &Reading) -> (MeterId, i64) {
     (r.meter_id.clone(), r.ts.timestamp())
 }
 
@@ -83,7 +83,7 @@ async fn take(consumer: &mut dyn Consumer, n: usize) -> Vec<Reading> {
 /// (or [`PATIENCE`] passed), then until nothing came for a while, to catch any beyond. Delivery
 /// is at least once: a rebalance may hand a reading out again, so repeats are kept.
 async fn drain(consumer: &mut dyn Consumer, expected: &[Reading]) -> Vec<Reading> {
-    let mut pending: HashSet<(String, i64)> = expected.iter().map(key).collect();
+    let mut pending: HashSet<(MeterId, i64)> = expected.iter().map(key).collect();
     let until = tokio::time::Instant::now() + PATIENCE;
     let mut got = Vec::new();
     while !pending.is_empty() && tokio::time::Instant::now() < until {
@@ -114,7 +114,7 @@ async fn drain(consumer: &mut dyn Consumer, expected: &[Reading]) -> Vec<Reading
 /// Checks that `got` holds every reading of `expected`, with its value, and nothing else
 /// (repeats allowed: delivery is at least once), naming what differs.
 fn covers(got: &[Reading], expected: &[Reading], what: &str) {
-    let want: HashMap<(String, i64), f64> = expected.iter().map(|r| (key(r), r.kwh)).collect();
+    let want: HashMap<(MeterId, i64), f64> = expected.iter().map(|r| (key(r), r.kwh)).collect();
     for r in got {
         assert_eq!(
             want.get(&key(r)),
@@ -122,8 +122,8 @@ fn covers(got: &[Reading], expected: &[Reading], what: &str) {
             "{what}: a reading that should not come: {r:?}"
         );
     }
-    let seen: HashSet<(String, i64)> = got.iter().map(key).collect();
-    let missing: Vec<&(String, i64)> = want.keys().filter(|k| !seen.contains(*k)).collect();
+    let seen: HashSet<(MeterId, i64)> = got.iter().map(key).collect();
+    let missing: Vec<&(MeterId, i64)> = want.keys().filter(|k| !seen.contains(*k)).collect();
     assert!(
         missing.is_empty(),
         "{what}: {} of {} readings never came, e.g. {:?}",
@@ -134,7 +134,7 @@ fn covers(got: &[Reading], expected: &[Reading], what: &str) {
 }
 
 fn without(all: &[Reading], taken: &[Reading]) -> Vec<Reading> {
-    let taken: HashSet<(String, i64)> = taken.iter().map(key).collect();
+    let taken: HashSet<(MeterId, i64)> = taken.iter().map(key).collect();
     all.iter()
         .filter(|r| !taken.contains(&key(r)))
         .cloned()

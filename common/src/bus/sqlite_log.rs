@@ -315,7 +315,8 @@ mod tests {
 
     fn reading(i: i64) -> Reading {
         Reading {
-            meter_id: format!("m{}", i % 3),
+            meter_id: crate::domain::MeterId::parse(format!("m{}", i % 3))
+                .unwrap_or_else(|e| panic!("{e}")),
             ts: Utc
                 .timestamp_opt(1_790_000_000 - 1_790_000_000 % 1800 + i * 1800, 0)
                 .single()

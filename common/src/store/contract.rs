@@ -5,7 +5,10 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::{MAX_READBACK, RegionReading, Store};
-use crate::domain::{Dwelling, Meter, ProfileFigures, Reading, RegionProfile, Run, RunStatus};
+use crate::domain::{
+    Dwelling, Meter, MeterId, ProfileFigures, Reading, RegionCode, RegionProfile, Run, RunStatus,
+    Trigger,
+};
 
 /// Generates one `#[tokio::test]` per contract check; `$make` is an async expression giving
 /// something that derefs to a fresh store (a `Box`, an `Arc`, or a guard that also holds its
@@ -39,9 +42,22 @@ macro_rules! store_contract_tests {
     };
 }
 
+/// A fresh id, so checks on a shared store see only their own rows.
 fn unique(prefix: &str) -> String {
     let n: u64 = rand::random();
     format!("{prefix}-{n:016x}")
+}
+
+fn meter_id(s: &str) -> MeterId {
+    ok(MeterId::parse(s), "meter id")
+}
+
+fn unique_meter(prefix: &str) -> MeterId {
+    meter_id(&unique(prefix))
+}
+
+fn code(s: &str) -> RegionCode {
+    ok(RegionCode::parse(s), "region code")
 }
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -53,7 +69,7 @@ const T0: i64 = 1_767_225_600;
 
 fn reading(meter: &str, slot: i64, kwh: f64) -> Reading {
     Reading {
-        meter_id: meter.to_owned(),
+        meter_id: meter_id(meter),
         ts: at(T0 + slot * 1800),
         kwh,
         interval_s: 1800,
@@ -61,10 +77,10 @@ fn reading(meter: &str, slot: i64, kwh: f64) -> Reading {
 }
 
 /// A meter registered in `region`, with no location or household details.
-fn placed_meter(id: &str, region: &str) -> Meter {
+fn placed_meter(meter: &str, region: &str) -> Meter {
     Meter {
-        meter_id: id.to_owned(),
-        region: Some(region.to_owned()),
+        meter_id: meter_id(meter),
+        region: Some(code(region)),
         lat: None,
         lon: None,
         household_size: None,
@@ -78,10 +94,10 @@ fn ok<T, E: std::fmt::Display>(r: Result<T, E>, what: &str) -> T {
 }
 
 pub async fn meters_round_trip(store: &dyn Store) {
-    let id = unique("m");
+    let id = unique_meter("m");
     let mut m = Meter {
         meter_id: id.clone(),
-        region: Some("E09000001".into()),
+        region: Some(code("E09000001")),
         lat: Some(51.5138),
         lon: Some(-0.0984),
         household_size: Some(3),
@@ -104,7 +120,10 @@ pub async fn meters_round_trip(store: &dyn Store) {
         Some(m.clone()),
         "upsert replaces"
     );
-    assert_eq!(ok(store.meter(&unique("absent")).await, "get absent"), None);
+    assert_eq!(
+        ok(store.meter(&unique_meter("absent")).await, "get absent"),
+        None
+    );
     let all = ok(store.meters().await, "list meters");
     assert_eq!(all.iter().filter(|x| x.meter_id == id).count(), 1);
     assert!(
@@ -114,7 +133,7 @@ pub async fn meters_round_trip(store: &dyn Store) {
 }
 
 pub async fn readings_upsert_once_per_meter_and_ts(store: &dyn Store) {
-    let id = unique("m");
+    let id = unique_meter("m");
     let batch: Vec<Reading> = (0..48)
         .map(|s| reading(&id, s, 0.1 + s as f64 / 100.0))
         .collect();
@@ -142,7 +161,7 @@ pub async fn readings_upsert_once_per_meter_and_ts(store: &dyn Store) {
     assert_eq!(got[5], corrected, "the later write wins");
     let other = ok(
         store
-            .meter_readings(&unique("m"), at(T0), at(T0 + 86_400), 100)
+            .meter_readings(&unique_meter("m"), at(T0), at(T0 + 86_400), 100)
             .await,
         "read",
     );
@@ -150,7 +169,7 @@ pub async fn readings_upsert_once_per_meter_and_ts(store: &dyn Store) {
 }
 
 pub async fn readings_window_is_half_open_ordered_and_limited(store: &dyn Store) {
-    let id = unique("m");
+    let id = unique_meter("m");
     let mut batch: Vec<Reading> = (0..10).map(|s| reading(&id, s, 0.5)).collect();
     batch.reverse();
     ok(store.write_readings(&batch).await, "write");
@@ -190,7 +209,7 @@ fn profile(region: &str, run: &str, avg: f64) -> RegionProfile {
         window_to: at(T0 + 7 * 86_400),
         computed_at: at(T0 + 8 * 86_400),
         figures: ProfileFigures {
-            region: region.to_owned(),
+            region: code(region),
             meters: 12,
             readings: 12 * 7 * 48,
             avg_daily_kwh: avg,
@@ -254,7 +273,11 @@ pub async fn runs_round_trip_newest_first(store: &dyn Store) {
     let base = DateTime::from_timestamp_millis(base.timestamp_millis()).unwrap_or(base);
     let ids: Vec<String> = (0..3).map(|_| unique("run")).collect();
     for (i, id) in ids.iter().enumerate() {
-        let run = Run::queued(id.clone(), "api", base + Duration::seconds(i as i64));
+        let run = Run::queued(
+            id.to_string(),
+            Trigger::Api,
+            base + Duration::seconds(i as i64),
+        );
         ok(store.put_run(&run).await, "put run");
     }
     let mut done = ok(store.run(&ids[1]).await, "get run").unwrap_or_else(|| panic!("run lost"));
@@ -281,7 +304,7 @@ pub async fn runs_round_trip_newest_first(store: &dyn Store) {
 pub async fn summary_counts_what_was_written(store: &dyn Store) {
     let before = ok(store.summary().await, "summary");
     let region = unique("R");
-    let (m1, m2) = (unique("m"), unique("m"));
+    let (m1, m2) = (unique_meter("m"), unique_meter("m"));
     let meters: Vec<Meter> = [&m1, &m2]
         .iter()
         .map(|id| placed_meter(id, &region))
@@ -313,8 +336,8 @@ pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
     // A window of its own, far from the other checks', so a shared store does not interfere.
     let base = T0 + 3_000 * 86_400;
     let region = unique("R");
-    let placed: Vec<String> = (0..3).map(|_| unique("m")).collect();
-    let stray = unique("m");
+    let placed: Vec<MeterId> = (0..3).map(|_| unique_meter("m")).collect();
+    let stray = unique_meter("m");
     let meters: Vec<Meter> = placed.iter().map(|id| placed_meter(id, &region)).collect();
     ok(store.upsert_meters(&meters).await, "meters");
     let mut readings = Vec::new();
@@ -338,7 +361,7 @@ pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
         .iter()
         .flat_map(|id| {
             (2..8).map(|s| RegionReading {
-                region: region.clone(),
+                region: code(&region),
                 meter_id: id.clone(),
                 ts: at(base + s * 1800),
                 kwh: 0.01 * s as f64,
@@ -386,7 +409,13 @@ async fn scanned_as(store: &dyn Store, meter: &str, base: i64) -> Vec<(String, i
         .await
         .into_iter()
         .filter(|r| r.meter_id == meter)
-        .map(|r| (r.region, (r.ts.timestamp() - base) / 1800, r.kwh))
+        .map(|r| {
+            (
+                r.region.to_string(),
+                (r.ts.timestamp() - base) / 1800,
+                r.kwh,
+            )
+        })
         .collect();
     mine.sort_by_key(|r| r.1);
     mine
@@ -396,7 +425,7 @@ async fn scanned_as(store: &dyn Store, meter: &str, base: i64) -> Vec<(String, i
 fn two_days(meter: &str, base: i64, slots: std::ops::Range<i64>) -> Vec<Reading> {
     slots
         .map(|s| Reading {
-            meter_id: meter.to_owned(),
+            meter_id: meter_id(meter),
             ts: at(base + s * 1800),
             kwh: 0.001 * s as f64,
             interval_s: 1800,
@@ -408,7 +437,7 @@ fn two_days(meter: &str, base: i64, slots: std::ops::Range<i64>) -> Vec<Reading>
 /// they would had they come after: the same history gives the same profiles on every store.
 pub async fn readings_from_before_registration_are_scanned_after_it(store: &dyn Store) {
     let base = T0 + 3_100 * 86_400;
-    let (meter, region) = (unique("m"), unique("R"));
+    let (meter, region) = (unique_meter("m"), unique("R"));
     ok(
         store.write_readings(&two_days(&meter, base, 0..60)).await,
         "readings of a meter not registered yet",
@@ -439,7 +468,7 @@ pub async fn readings_from_before_registration_are_scanned_after_it(store: &dyn 
 /// only, as a join with the meter's current region does.
 pub async fn a_meter_that_moves_is_scanned_in_its_new_region_only(store: &dyn Store) {
     let base = T0 + 3_200 * 86_400;
-    let (meter, from, to) = (unique("m"), unique("RA"), unique("RB"));
+    let (meter, from, to) = (unique_meter("m"), unique("RA"), unique("RB"));
     ok(
         store.upsert_meters(&[placed_meter(&meter, &from)]).await,
         "register",
@@ -464,7 +493,7 @@ pub async fn a_meter_that_moves_is_scanned_in_its_new_region_only(store: &dyn St
 
 /// Any meter id may be revoked, registered or not; revoking again moves the instant.
 pub async fn revocations_are_listed_and_a_later_one_moves_the_instant(store: &dyn Store) {
-    let (a, b) = (unique("revoked"), unique("never-registered"));
+    let (a, b) = (unique_meter("revoked"), unique_meter("never-registered"));
     store
         .upsert_meters(&[placed_meter(&a, "E09000001")])
         .await

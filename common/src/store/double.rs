@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
 use super::{ScanPage, ScanSlice, Store, StoreError, StoreSummary};
-use crate::domain::{Meter, Reading, RegionProfile, Run};
+use crate::domain::{Meter, MeterId, Reading, RegionProfile, Run};
 
 pub struct FaultyStoreDouble<S> {
     pub inner: S,
@@ -51,7 +51,7 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
     async fn upsert_meters(&self, m: &[Meter]) -> Result<(), StoreError> {
         self.inner.upsert_meters(m).await
     }
-    async fn meter(&self, id: &str) -> Result<Option<Meter>, StoreError> {
+    async fn meter(&self, id: &MeterId) -> Result<Option<Meter>, StoreError> {
         self.inner.meter(id).await
     }
     async fn meters(&self) -> Result<Vec<Meter>, StoreError> {
@@ -68,7 +68,7 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
     }
     async fn meter_readings(
         &self,
-        id: &str,
+        id: &MeterId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: usize,
@@ -126,11 +126,11 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
         self.inner.summary().await
     }
 
-    async fn revoke_meter(&self, meter_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn revoke_meter(&self, meter_id: &MeterId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.inner.revoke_meter(meter_id, at).await
     }
 
-    async fn revocations(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+    async fn revocations(&self) -> Result<Vec<(MeterId, DateTime<Utc>)>, StoreError> {
         self.inner.revocations().await
     }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::domain::{Meter, Reading, RegionProfile, Run};
+use crate::domain::{Meter, MeterId, Reading, RegionCode, RegionProfile, Run};
 
 pub mod sqlite;
 
@@ -34,7 +34,7 @@ pub struct StoreSummary {
     pub meters: u64,
     pub readings: u64,
     /// Meters per region code, with `None` for meters in no known region.
-    pub meters_by_region: Vec<(Option<String>, u64)>,
+    pub meters_by_region: Vec<(Option<RegionCode>, u64)>,
     /// Registered meters that have at least one reading.
     pub meters_with_readings: u64,
     pub latest_reading: Option<DateTime<Utc>>,
@@ -46,8 +46,8 @@ pub const MAX_READBACK: usize = 20_000;
 /// A reading with the region of its meter, as the batch job scans them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RegionReading {
-    pub region: String,
-    pub meter_id: String,
+    pub region: RegionCode,
+    pub meter_id: MeterId,
     pub ts: DateTime<Utc>,
     pub kwh: f64,
 }
@@ -87,7 +87,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Registers meters or updates their registration (keyed by `meter_id`).
     async fn upsert_meters(&self, meters: &[Meter]) -> Result<(), StoreError>;
-    async fn meter(&self, meter_id: &str) -> Result<Option<Meter>, StoreError>;
+    async fn meter(&self, meter_id: &MeterId) -> Result<Option<Meter>, StoreError>;
     /// All registered meters, ordered by id.
     async fn meters(&self) -> Result<Vec<Meter>, StoreError>;
 
@@ -97,7 +97,7 @@ pub trait Store: Send + Sync + 'static {
     /// One meter's readings with `from <= ts < to`, oldest first, at most `limit`.
     async fn meter_readings(
         &self,
-        meter_id: &str,
+        meter_id: &MeterId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: usize,
@@ -139,7 +139,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// Voids the meter's tokens issued up to `at` (a later revocation moves the instant).
     /// Works for any meter id, registered or not: tokens do not depend on registration.
-    async fn revoke_meter(&self, meter_id: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    async fn revoke_meter(&self, meter_id: &MeterId, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Every revocation, as (meter id, instant), in no particular order.
-    async fn revocations(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError>;
+    async fn revocations(&self) -> Result<Vec<(MeterId, DateTime<Utc>)>, StoreError>;
 }

@@ -10,9 +10,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
-use crate::domain::{
-    Dwelling, Meter, Reading, RegionProfile, Run, RunStatus, from_epoch, from_epoch_ms,
-};
+use crate::domain::{Meter, MeterId, Reading, RegionProfile, Run, from_epoch, from_epoch_ms};
 use crate::sqlite::{self as db, SqliteError};
 
 impl From<SqliteError> for StoreError {
@@ -83,13 +81,6 @@ impl From<db::BlockingError> for StoreError {
 }
 
 fn meter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Meter> {
-    let dwelling: Option<String> = row.get(5)?;
-    let dwelling = match dwelling {
-        None => None,
-        Some(s) => Some(s.parse::<Dwelling>().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, e.into())
-        })?),
-    };
     let size: Option<i64> = row.get(4)?;
     Ok(Meter {
         meter_id: row.get(0)?,
@@ -97,7 +88,7 @@ fn meter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Meter> {
         lat: row.get(2)?,
         lon: row.get(3)?,
         household_size: size.and_then(|s| u8::try_from(s).ok()),
-        dwelling,
+        dwelling: row.get(5)?,
         registered_at: from_epoch(row.get(6)?),
     })
 }
@@ -105,18 +96,10 @@ fn meter_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Meter> {
 const METER_COLUMNS: &str = "meter_id, region, lat, lon, household_size, dwelling, registered_at";
 
 fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
-    let status: String = row.get(1)?;
-    let status = RunStatus::parse(&status).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            1,
-            rusqlite::types::Type::Text,
-            format!("unknown run status `{status}`").into(),
-        )
-    })?;
     let ms = |v: i64| DateTime::from_timestamp_millis(v).unwrap_or(DateTime::<Utc>::MIN_UTC);
     Ok(Run {
         run_id: row.get(0)?,
-        status,
+        status: row.get(1)?,
         trigger: row.get(2)?,
         created_at: ms(row.get(3)?),
         started_at: row.get::<_, Option<i64>>(4)?.map(ms),
@@ -167,7 +150,7 @@ impl Store for SqliteStore {
                         m.lat,
                         m.lon,
                         m.household_size.map(i64::from),
-                        m.dwelling.map(Dwelling::as_str),
+                        m.dwelling,
                         epoch(m.registered_at)
                     ])?;
                 }
@@ -178,8 +161,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn meter(&self, meter_id: &str) -> Result<Option<Meter>, StoreError> {
-        let id = meter_id.to_owned();
+    async fn meter(&self, meter_id: &MeterId) -> Result<Option<Meter>, StoreError> {
+        let id = meter_id.clone();
         self.read(move |c| {
             Ok(c.query_row(
                 &format!("SELECT {METER_COLUMNS} FROM meters WHERE meter_id = ?1"),
@@ -227,12 +210,12 @@ impl Store for SqliteStore {
 
     async fn meter_readings(
         &self,
-        meter_id: &str,
+        meter_id: &MeterId,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<Reading>, StoreError> {
-        let id = meter_id.to_owned();
+        let id = meter_id.clone();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
             let mut st = c.prepare_cached(
@@ -365,7 +348,7 @@ impl Store for SqliteStore {
             ))?
             .execute(params![
                 r.run_id,
-                r.status.as_str(),
+                r.status,
                 r.trigger,
                 r.created_at.timestamp_millis(),
                 r.started_at.map(|t| t.timestamp_millis()),
@@ -421,12 +404,7 @@ impl Store for SqliteStore {
             let mut st =
                 c.prepare("SELECT region, count(*) FROM meters GROUP BY region ORDER BY region")?;
             let by_region = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, Option<String>>(0)?,
-                        r.get::<_, i64>(1)?.max(0) as u64,
-                    ))
-                })?
+                .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(StoreSummary {
                 meters: meters.max(0) as u64,
@@ -439,8 +417,8 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revoke_meter(&self, meter_id: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let (meter_id, at) = (meter_id.to_owned(), at.timestamp_millis());
+    async fn revoke_meter(&self, meter_id: &MeterId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let (meter_id, at) = (meter_id.clone(), at.timestamp_millis());
         self.write(move |c| {
             c.execute(
                 "INSERT INTO meter_revocations (meter_id, revoked_at) VALUES (?1, ?2)
@@ -452,12 +430,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn revocations(&self) -> Result<Vec<(String, DateTime<Utc>)>, StoreError> {
+    async fn revocations(&self) -> Result<Vec<(MeterId, DateTime<Utc>)>, StoreError> {
         self.read(|c| {
             let mut st = c.prepare_cached("SELECT meter_id, revoked_at FROM meter_revocations")?;
             let rows = st.query_map([], |r| {
                 let at: i64 = r.get(1)?;
-                Ok((r.get::<_, String>(0)?, from_epoch_ms(at)))
+                Ok((r.get(0)?, from_epoch_ms(at)))
             })?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })

@@ -2,6 +2,11 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
+use strum::VariantArray;
+
+mod ids;
+
+pub use ids::{IdError, MeterId, RegionCode};
 
 /// Interval lengths a meter may report, in seconds.
 pub const KNOWN_INTERVALS_S: [u32; 3] = [900, 1800, 3600];
@@ -16,19 +21,10 @@ pub const MAX_FUTURE_SKEW_S: i64 = 300;
 /// one would be expired by the store at once, and one request could rewrite years of history.
 pub const DEFAULT_MAX_READING_AGE_DAYS: u32 = 730;
 
-/// A meter identifier: 1 to 64 characters of `[A-Za-z0-9_-]`.
-pub fn is_valid_meter_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 64
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
 /// Energy used by one meter in one interval. Identified by `(meter_id, ts)`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reading {
-    pub meter_id: String,
+    pub meter_id: MeterId,
     /// Start of the interval, UTC.
     pub ts: DateTime<Utc>,
     pub kwh: f64,
@@ -56,12 +52,6 @@ impl Reading {
     /// The physical and protocol rules every stored reading obeys, whenever it is looked at:
     /// they do not depend on a clock, so the sink checks a message by exactly these.
     pub fn check_format(&self) -> Result<(), FieldError> {
-        if !is_valid_meter_id(&self.meter_id) {
-            return Err(FieldError::new(
-                "meter_id",
-                "must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'",
-            ));
-        }
         if !KNOWN_INTERVALS_S.contains(&self.interval_s) {
             return Err(FieldError::new(
                 "interval_s",
@@ -154,9 +144,62 @@ pub fn from_epoch(secs: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
+/// A name from a closed set that was not one of them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{given}` ({expected})")]
+pub struct UnknownName {
+    what: &'static str,
+    given: String,
+    expected: String,
+}
+
+/// The variant of a closed set spelled `s`, the way serde and the stores spell it (strum's
+/// `AsRefStr`, in snake case like serde); the error lists the names there are.
+fn parse_name<T>(what: &'static str, s: &str) -> Result<T, UnknownName>
+where
+    T: VariantArray + AsRef<str> + Clone,
+{
+    T::VARIANTS
+        .iter()
+        .find(|v| v.as_ref() == s)
+        .cloned()
+        .ok_or_else(|| UnknownName {
+            what,
+            given: s.to_owned(),
+            expected: T::VARIANTS
+                .iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+macro_rules! named_enum {
+    ($name:ident, $what:literal) => {
+        impl std::str::FromStr for $name {
+            type Err = UnknownName;
+            fn from_str(s: &str) -> Result<Self, UnknownName> {
+                parse_name($what, s)
+            }
+        }
+    };
+}
+
 /// Kind of dwelling, which the load model and the estimator use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::AsRefStr,
+    strum::Display,
+    VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Dwelling {
     Flat,
     Terraced,
@@ -164,35 +207,7 @@ pub enum Dwelling {
     Detached,
 }
 
-impl Dwelling {
-    pub const ALL: [Dwelling; 4] = [
-        Dwelling::Flat,
-        Dwelling::Terraced,
-        Dwelling::SemiDetached,
-        Dwelling::Detached,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dwelling::Flat => "flat",
-            Dwelling::Terraced => "terraced",
-            Dwelling::SemiDetached => "semi_detached",
-            Dwelling::Detached => "detached",
-        }
-    }
-}
-
-impl std::str::FromStr for Dwelling {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Dwelling::ALL
-            .into_iter()
-            .find(|d| d.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown dwelling `{s}` (flat, terraced, semi_detached, detached)")
-            })
-    }
-}
+named_enum!(Dwelling, "dwelling");
 
 /// Relative electricity use by household size (1 to 5+ people).
 fn size_factor(size: u8) -> f64 {
@@ -225,9 +240,9 @@ pub fn household_factor(size: u8, dwelling: Dwelling) -> f64 {
 /// A registered meter: where it is and the household behind it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Meter {
-    pub meter_id: String,
-    /// Region code; `None` until the meter's location falls in a known region.
-    pub region: Option<String>,
+    pub meter_id: MeterId,
+    /// `None` until the meter's location falls in a known region.
+    pub region: Option<RegionCode>,
     pub lat: Option<f64>,
     pub lon: Option<f64>,
     pub household_size: Option<u8>,
@@ -235,10 +250,10 @@ pub struct Meter {
     pub registered_at: DateTime<Utc>,
 }
 
-/// What the batch job computes for one region (DESIGN.md, "The regional profile").
+/// What the batch job computes for one region (README, "The regional profile").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileFigures {
-    pub region: String,
+    pub region: RegionCode,
     pub meters: u64,
     pub readings: u64,
     pub avg_daily_kwh: f64,
@@ -263,8 +278,20 @@ pub struct RegionProfile {
 }
 
 /// Where a recompute run is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::AsRefStr,
+    strum::Display,
+    VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum RunStatus {
     Queued,
     Running,
@@ -272,35 +299,45 @@ pub enum RunStatus {
     Failed,
 }
 
-impl RunStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RunStatus::Queued => "queued",
-            RunStatus::Running => "running",
-            RunStatus::Succeeded => "succeeded",
-            RunStatus::Failed => "failed",
-        }
-    }
+named_enum!(RunStatus, "run status");
 
-    pub fn parse(s: &str) -> Option<Self> {
-        [
-            RunStatus::Queued,
-            RunStatus::Running,
-            RunStatus::Succeeded,
-            RunStatus::Failed,
-        ]
-        .into_iter()
-        .find(|r| r.as_str() == s)
-    }
+/// What started a run, as recorded on it: a closed set, so no caller writes free text into
+/// the run history.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::AsRefStr,
+    strum::Display,
+    VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Trigger {
+    /// The analytics service's timer.
+    Schedule,
+    /// The all-in-one's first run, once the fleet's backfill is stored.
+    Startup,
+    /// `analytics run`.
+    Cli,
+    /// `POST /internal/v1/runs`.
+    Api,
+    /// The analyst console's "recompute now".
+    Console,
 }
+
+named_enum!(Trigger, "trigger");
 
 /// One recompute of the regional profiles. Times are kept to the millisecond.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Run {
     pub run_id: String,
     pub status: RunStatus,
-    /// What started it: `schedule`, `api`, `cli`, `startup`.
-    pub trigger: String,
+    pub trigger: Trigger,
     pub created_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -313,11 +350,11 @@ pub struct Run {
 
 impl Run {
     /// A run just asked for: nothing started, nothing scanned.
-    pub fn queued(run_id: String, trigger: &str, created_at: DateTime<Utc>) -> Self {
+    pub fn queued(run_id: String, trigger: Trigger, created_at: DateTime<Utc>) -> Self {
         Self {
             run_id,
             status: RunStatus::Queued,
-            trigger: trigger.to_owned(),
+            trigger,
             created_at,
             started_at: None,
             finished_at: None,
@@ -416,7 +453,7 @@ mod tests {
     fn readings_older_than_the_retention_are_refused() {
         let window = AcceptWindow { max_age_days: 730 };
         let at = |s: &str| Reading {
-            meter_id: "m".into(),
+            meter_id: MeterId::parse("m").unwrap_or_else(|e| panic!("{e}")),
             ts: s.parse().unwrap_or_default(),
             kwh: 0.1,
             interval_s: 1800,
@@ -439,6 +476,22 @@ mod tests {
     }
 
     #[test]
+    fn closed_sets_parse_as_serde_spells_them_and_list_the_names() {
+        for d in Dwelling::VARIANTS {
+            let json = serde_json::to_string(d).unwrap_or_default();
+            assert_eq!(json, format!("\"{}\"", d.as_ref()));
+            assert_eq!(d.as_ref().parse::<Dwelling>().ok(), Some(*d));
+        }
+        let e = "bungalow".parse::<Dwelling>().err().map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("unknown dwelling `bungalow` (flat, terraced, semi_detached, detached)")
+        );
+        assert_eq!("console".parse::<Trigger>().ok(), Some(Trigger::Console));
+        assert_eq!(RunStatus::Succeeded.as_ref(), "succeeded");
+    }
+
+    #[test]
     fn unknown_fields_are_refused() {
         let r = parse(json!({"meter_id": "m", "ts": "2026-11-21T10:00:00Z", "kwh": 0.1, "kw": 3}));
         assert_eq!(r.err().map(|e| e.field), Some("reading"));
@@ -447,7 +500,7 @@ mod tests {
     proptest::proptest! {
         #[test]
         fn kwh_outside_the_physical_range_is_always_refused(kwh in proptest::num::f64::ANY) {
-            let r = Reading { meter_id: "m".into(), ts: now() - chrono::Duration::hours(1), kwh, interval_s: 1800 };
+            let r = Reading { meter_id: MeterId::parse("m").unwrap_or_else(|e| panic!("{e}")), ts: now() - chrono::Duration::hours(1), kwh, interval_s: 1800 };
             let ok = kwh.is_finite() && (0.0..=max_kwh(1800)).contains(&kwh);
             proptest::prop_assert_eq!(r.check_format().is_ok(), ok);
         }

@@ -8,17 +8,20 @@ use askama::Template;
 use axum::Form;
 use axum::extract::State;
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use iot_common::http::{ApiError, bearer_token};
+use axum::response::{IntoResponse, Redirect, Response};
+use iot_common::Run;
+use iot_common::http::bearer_token;
+use iot_common::problem::{ApiError, ErrorCode};
 use serde::Deserialize;
 
-use crate::routes::{WebState, store_error};
+use crate::respond;
 use crate::sessions::same_origin;
+use crate::state::{RecomputeError, WebState};
 
 struct RunRow {
     id: String,
     trigger: String,
-    status: &'static str,
+    status: String,
     created: String,
     duration: String,
     rows: u64,
@@ -35,6 +38,16 @@ struct ConsolePage {
     runs: Vec<RunRow>,
 }
 
+impl From<RecomputeError> for ApiError {
+    fn from(e: RecomputeError) -> Self {
+        let code = match e {
+            RecomputeError::Refused(_) => ErrorCode::NotStarted,
+            RecomputeError::Unavailable(_) => ErrorCode::Unavailable,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
 fn authorized(s: &WebState, headers: &HeaderMap) -> bool {
     bearer_token(headers).is_ok_and(|t| s.operator_token.matches(t))
         || s.sessions.is_signed_in(headers)
@@ -42,68 +55,13 @@ fn authorized(s: &WebState, headers: &HeaderMap) -> bool {
 
 fn cross_site() -> ApiError {
     ApiError::new(
-        StatusCode::FORBIDDEN,
-        "cross_site",
+        ErrorCode::CrossSite,
         "this form must be sent from the console's own page",
     )
     .field("origin")
 }
 
-fn html(status: StatusCode, page: &ConsolePage) -> Result<Response, ApiError> {
-    let body = page.render().map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "render_failed",
-            e.to_string(),
-        )
-    })?;
-    Ok((status, Html(body)).into_response())
-}
-
-pub async fn page(State(s): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    if !authorized(&s, &headers) {
-        let page = ConsolePage {
-            authorized: false,
-            message: Some("Sign in with the analyst token (IOT_ANALYST_TOKEN).".into()),
-            latest_error: None,
-            runs: Vec::new(),
-        };
-        return html(StatusCode::UNAUTHORIZED, &page);
-    }
-    let runs = s.store.runs(50).await.map_err(store_error)?;
-    let latest_error = runs.first().and_then(|r| r.error.clone());
-    let rows = runs
-        .into_iter()
-        .map(|r| RunRow {
-            duration: match (r.started_at, r.finished_at) {
-                (Some(a), Some(b)) => {
-                    format!("{:.3} s", (b - a).num_milliseconds() as f64 / 1000.0)
-                }
-                _ => "–".into(),
-            },
-            created: r.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-            status: r.status.as_str(),
-            id: r.run_id,
-            trigger: r.trigger,
-            rows: r.rows_scanned,
-            regions: r.regions_written,
-            error: r.error.unwrap_or_default(),
-        })
-        .collect();
-    let page = ConsolePage {
-        authorized: true,
-        message: None,
-        latest_error,
-        runs: rows,
-    };
-    html(StatusCode::OK, &page)
-}
-
-#[derive(Deserialize)]
-pub struct Login {
-    token: String,
-}
-
+/// The sign-in form with a message, answered with `status`.
 fn sign_in_page(status: StatusCode, message: &str) -> Response {
     let page = ConsolePage {
         authorized: false,
@@ -111,7 +69,45 @@ fn sign_in_page(status: StatusCode, message: &str) -> Response {
         latest_error: None,
         runs: Vec::new(),
     };
-    html(status, &page).unwrap_or_else(IntoResponse::into_response)
+    respond::page_with(status, &page).unwrap_or_else(IntoResponse::into_response)
+}
+
+pub async fn page(State(s): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if !authorized(&s, &headers) {
+        return Ok(sign_in_page(
+            StatusCode::UNAUTHORIZED,
+            "Sign in with the analyst token (IOT_ANALYST_TOKEN).",
+        ));
+    }
+    let runs = s.store.runs(50).await?;
+    let latest_error = runs.first().and_then(|r| r.error.clone());
+    respond::page(&ConsolePage {
+        authorized: true,
+        message: None,
+        latest_error,
+        runs: runs.into_iter().map(run_row).collect(),
+    })
+}
+
+fn run_row(r: Run) -> RunRow {
+    RunRow {
+        duration: match (r.started_at, r.finished_at) {
+            (Some(a), Some(b)) => format!("{:.3} s", (b - a).num_milliseconds() as f64 / 1000.0),
+            _ => "–".into(),
+        },
+        created: r.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        status: r.status.to_string(),
+        trigger: r.trigger.to_string(),
+        id: r.run_id,
+        rows: r.rows_scanned,
+        regions: r.regions_written,
+        error: r.error.unwrap_or_default(),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Login {
+    token: String,
 }
 
 pub async fn login(
@@ -158,6 +154,7 @@ pub async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
+#[tracing::instrument(skip_all)]
 pub async fn recompute(
     State(s): State<WebState>,
     headers: HeaderMap,
@@ -166,19 +163,12 @@ pub async fn recompute(
         return Err(cross_site());
     }
     if !authorized(&s, &headers) {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "sign in first",
-        ));
+        return Err(ApiError::new(ErrorCode::Unauthorized, "sign in first"));
     }
-    let Some(job) = &s.recompute else {
-        return Err(ApiError::unavailable(
-            "no analytics job is connected to this service",
-        ));
-    };
-    match job.recompute().await {
-        Ok(_) => Ok(Redirect::to("/internal/console").into_response()),
-        Err(e) => Err(ApiError::new(StatusCode::CONFLICT, "not_started", e)),
-    }
+    let job = s
+        .recompute
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("no analytics job is connected to this service"))?;
+    job.recompute().await?;
+    Ok(Redirect::to("/internal/console").into_response())
 }

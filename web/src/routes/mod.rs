@@ -1,0 +1,81 @@
+//! The web service's routes, external and internal: this module only wires paths to the
+//! handlers of one module per page family (which never import each other) and puts the
+//! security headers on every response.
+
+use axum::Router;
+use axum::http::{HeaderName, HeaderValue};
+use axum::routing::{delete, get, post};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::state::WebState;
+
+mod assets;
+mod console;
+mod estimate;
+mod map;
+mod meters;
+mod readings;
+mod region;
+mod regions_api;
+mod status;
+
+pub use estimate::{Estimate, estimate};
+
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// Security headers on every response, and a cache policy: static files for a day, pages
+/// and API answers revalidated every time.
+fn secured(router: Router) -> Router {
+    let header = |name: &'static str, value: &'static str| {
+        SetResponseHeaderLayer::if_not_present(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        )
+    };
+    router
+        .layer(header("content-security-policy", CSP))
+        .layer(header("x-content-type-options", "nosniff"))
+        .layer(header("referrer-policy", "no-referrer"))
+        .layer(header("x-frame-options", "DENY"))
+        .layer(header("cache-control", "no-cache"))
+}
+
+/// Routes residents reach through the edge.
+pub fn external_router(state: WebState) -> Router {
+    secured(
+        Router::new()
+            .route("/", get(map::map))
+            .route("/regions/{code}", get(region::region))
+            .route("/estimate", get(estimate::estimator))
+            .route("/status", get(status::status))
+            .route("/static/app.css", get(assets::css))
+            .route("/static/map.js", get(assets::map_js))
+            .route("/api/v1/openapi.json", get(assets::openapi))
+            .route("/api/v1/regions", get(regions_api::regions_geojson))
+            .route("/api/v1/regions/{code}", get(regions_api::region_profile))
+            .route(
+                "/api/v1/meters/{id}/readings",
+                get(readings::meter_readings),
+            )
+            .with_state(state),
+    )
+}
+
+/// Routes only reachable inside the deployment.
+pub fn internal_router(state: WebState) -> Router {
+    secured(
+        Router::new()
+            .route(
+                "/internal/v1/meters",
+                get(meters::list_meters).post(meters::register_meter),
+            )
+            .route("/internal/v1/meters/{id}", delete(meters::revoke_meter))
+            .route("/internal/console", get(console::page))
+            .route("/internal/console/login", post(console::login))
+            .route("/internal/console/logout", post(console::logout))
+            .route("/internal/console/recompute", post(console::recompute))
+            .route("/internal/static/app.css", get(assets::css))
+            .with_state(state),
+    )
+}

@@ -1,0 +1,108 @@
+//! `GET /api/v1/meters/{id}/readings`: a meter's own readings, for the holder of that
+//! meter's token.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use iot_common::domain::{MeterId, Reading};
+use iot_common::http::authenticate_meter;
+use iot_common::problem::{ApiError, ErrorCode, Query};
+use iot_common::store::MAX_READBACK;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::state::WebState;
+
+/// The window asked for, as RFC 3339 text: each bound is judged on its own, so an error
+/// names it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadingsQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// `from <= ts < to` (default: the last 7 days), oldest first, at most [`MAX_READBACK`];
+/// `next_from` says where to continue when there are more.
+pub async fn meter_readings(
+    State(s): State<WebState>,
+    Path(id): Path<String>,
+    Query(q): Query<ReadingsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let meter = owned_meter(&s, &id, &headers)?;
+    let (from, to) = window(&q)?;
+    let readings = s
+        .store
+        .meter_readings(&meter, from, to, MAX_READBACK + 1)
+        .await?;
+    Ok(Json(page(&meter, from, to, &readings)).into_response())
+}
+
+/// The meter of the path, if the request's token is that meter's: 401 without a valid
+/// token, 404 for an id that cannot exist, 403 for another meter's.
+fn owned_meter(s: &WebState, id: &str, headers: &HeaderMap) -> Result<MeterId, ApiError> {
+    let owner = authenticate_meter(&s.auth, headers)?;
+    let meter = MeterId::parse(id).map_err(|_| ApiError::not_found())?;
+    if owner != meter {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("the token belongs to meter `{owner}`"),
+        )
+        .field("authorization"));
+    }
+    Ok(meter)
+}
+
+fn window(q: &ReadingsQuery) -> Result<(DateTime<Utc>, DateTime<Utc>), ApiError> {
+    let to = parse_time(q.to.as_deref(), "to")?.unwrap_or_else(Utc::now);
+    let from = parse_time(q.from.as_deref(), "from")?.unwrap_or(to - Duration::days(7));
+    if from >= to {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "from must be before to").field("from"));
+    }
+    Ok((from, to))
+}
+
+fn parse_time(v: Option<&str>, key: &'static str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    v.map(|v| {
+        DateTime::parse_from_rfc3339(v)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("must be an RFC 3339 timestamp ({e})"),
+                )
+                .field(key)
+            })
+    })
+    .transpose()
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+/// The answer: up to [`MAX_READBACK`] of `readings` (which holds one more when there are).
+fn page(
+    meter: &MeterId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    readings: &[Reading],
+) -> serde_json::Value {
+    let shown = &readings[..readings.len().min(MAX_READBACK)];
+    let next_from = readings.get(MAX_READBACK).map(|r| rfc3339(r.ts));
+    let items: Vec<_> = shown
+        .iter()
+        .map(|r| json!({"ts": rfc3339(r.ts), "kwh": r.kwh, "interval_s": r.interval_s}))
+        .collect();
+    json!({
+        "meter_id": meter,
+        "from": rfc3339(from),
+        "to": rfc3339(to),
+        "count": items.len(),
+        "readings": items,
+        "next_from": next_from,
+    })
+}

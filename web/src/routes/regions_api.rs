@@ -1,0 +1,80 @@
+//! The read-only JSON API: regions as GeoJSON with profile summaries, one region's profile.
+//! Documented in `static/openapi.json`, served at `/api/v1/openapi.json`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use iot_common::RegionProfile;
+use iot_common::problem::ApiError;
+use iot_common::regions::Region;
+use serde_json::json;
+
+use crate::metric::evening_share;
+use crate::state::WebState;
+
+pub async fn regions_geojson(State(s): State<WebState>) -> Result<Response, ApiError> {
+    let profiles = s.current_profiles().await?;
+    let mut body = String::with_capacity(96 * 1024);
+    body.push_str(r#"{"type":"FeatureCollection","attribution":"#);
+    body.push_str(&json!(s.regions.attribution()).to_string());
+    body.push_str(r#","features":["#);
+    for (i, (r, geometry)) in s.regions.iter().zip(&s.geometry.geojson).enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        push_feature(&mut body, r, profiles.get(r.code.as_str()), geometry);
+    }
+    body.push_str("]}");
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
+}
+
+/// One region as a GeoJSON feature: its code, name and profile summary, then its geometry
+/// (cached as text, so it is copied rather than serialized again).
+fn push_feature(body: &mut String, r: &Region, p: Option<&RegionProfile>, geometry: &str) {
+    let summary = p.map(|p| {
+        json!({
+            "meters": p.figures.meters,
+            "avg_daily_kwh": p.figures.avg_daily_kwh,
+            "p50_daily_kwh": p.figures.p50_daily_kwh,
+            "p90_daily_kwh": p.figures.p90_daily_kwh,
+            "evening_peak_share": evening_share(&p.figures),
+            "peak_hour": p.figures.peak_hour,
+            "computed_at": p.computed_at,
+        })
+    });
+    let head = json!({
+        "type": "Feature",
+        "id": r.code,
+        "properties": {"code": r.code, "name": r.name, "profile": summary},
+    })
+    .to_string();
+    // The feature object without its closing brace, then the cached geometry.
+    body.push_str(&head[..head.len() - 1]);
+    body.push_str(r#","geometry":"#);
+    body.push_str(geometry);
+    body.push('}');
+}
+
+pub async fn region_profile(
+    State(s): State<WebState>,
+    Path(code): Path<String>,
+) -> Result<Response, ApiError> {
+    let region = s.regions.get(&code).ok_or_else(ApiError::not_found)?;
+    let profile = s.current_profiles().await?.get(code.as_str()).cloned();
+    let neighbours = s
+        .geometry
+        .shape(&code)
+        .map(|g| g.neighbours.clone())
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "code": region.code,
+        "name": region.name,
+        "neighbours": neighbours,
+        "profile": profile,
+    }))
+    .into_response())
+}
