@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod problem;
 pub mod reading_json;
 pub mod regions;
+pub mod retry;
 pub mod server;
 pub mod service;
 pub mod store;

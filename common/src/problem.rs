@@ -166,6 +166,9 @@ impl ErrorCode {
     /// refusals).
     pub fn for_status(status: StatusCode) -> Self {
         match status {
+            StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+            StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+            StatusCode::CONFLICT => ErrorCode::NotStarted,
             StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
             StatusCode::NOT_FOUND => ErrorCode::NotFound,
             StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,

@@ -2,13 +2,14 @@
 //! (`acks=all`, idempotent producer) of every reading; subscribing joins a consumer group.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use iot_common::Reading;
 use iot_common::bus::{Bus, BusError, Consumer};
 use iot_common::metrics::Metrics;
+use iot_common::retry::Backoff;
 use rdkafka::ClientConfig;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
@@ -20,7 +21,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::KafkaConfig;
 use crate::consumer::KafkaConsumer;
+use crate::dead_letters::DeadLetters;
+use crate::error::kafka_error;
 use crate::message::{SCHEMA_HEADER, SCHEMA_V1, encode};
+use crate::producer::SharedProducer;
+pub use crate::producer::producer_config;
 
 /// How long topic checks and metadata requests may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,45 +43,12 @@ pub struct KafkaBus {
 struct Inner {
     config: KafkaConfig,
     /// Replaced when it wedges (see [`KafkaBus::recover`]); clones share one client.
-    producer: RwLock<FutureProducer>,
+    producer: SharedProducer,
     admin: AdminClient<DefaultClientContext>,
     metrics: Arc<Metrics>,
     /// Set while [`KafkaBus::recover`] runs, so a burst of failures starts only one.
     recovering: AtomicBool,
     renewed: Mutex<Option<std::time::Instant>>,
-}
-
-pub(crate) fn kafka_error(e: &KafkaError) -> BusError {
-    match e {
-        KafkaError::ClientConfig(..) => BusError::Config(e.to_string()),
-        _ => BusError::Unavailable(e.to_string()),
-    }
-}
-
-/// The producer settings readings are published with; the benchmark's raw producer uses
-/// them too, so the comparison is like for like.
-pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    c.set("bootstrap.servers", &config.brokers)
-        .set("client.id", format!("{}-producer", config.client_id))
-        // A 202 means durable: every in-sync replica has it, written once, in order.
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        // Throughput: wait up to 5 ms to fill batches of up to 10,000 messages / 1 MB.
-        .set("linger.ms", "5")
-        .set(
-            "batch.num.messages",
-            config.batch_messages.max(1).to_string(),
-        )
-        .set("batch.size", "1000000")
-        .set("queue.buffering.max.messages", "1000000")
-        .set(
-            "message.timeout.ms",
-            config.message_timeout.as_millis().to_string(),
-        )
-        .set("topic.metadata.refresh.interval.ms", "10000");
-    c
 }
 
 impl KafkaBus {
@@ -93,7 +65,7 @@ impl KafkaBus {
         Ok(Self {
             inner: Arc::new(Inner {
                 config,
-                producer: RwLock::new(producer),
+                producer: SharedProducer::new(producer),
                 admin,
                 metrics,
                 recovering: AtomicBool::new(false),
@@ -158,7 +130,9 @@ impl KafkaBus {
     async fn metadata(&self, topic: Option<&str>, timeout: Duration) -> Result<Metadata, BusError> {
         let (bus, topic) = (self.clone(), topic.map(str::to_owned));
         tokio::task::spawn_blocking(move || {
-            bus.producer()
+            bus.inner
+                .producer
+                .current()
                 .client()
                 .fetch_metadata(topic.as_deref(), timeout)
         })
@@ -170,7 +144,7 @@ impl KafkaBus {
     /// Retries [`KafkaBus::ensure_topics`] with backoff until it succeeds or `shutdown`:
     /// a service may come up before its broker. Returns whether the topics are there.
     pub async fn ensure_topics_until_ready(&self, shutdown: &CancellationToken) -> bool {
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
             match self.ensure_topics().await {
                 Ok(()) => {
@@ -178,14 +152,12 @@ impl KafkaBus {
                     return true;
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, brokers = %self.inner.config.brokers, retry_in = ?backoff, "cannot reach Kafka to set up topics");
+                    tracing::warn!(error = %e, brokers = %self.inner.config.brokers, "cannot reach Kafka to set up topics; retrying");
                 }
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return false,
-                () = tokio::time::sleep(backoff) => {}
+            if !backoff.pause(shutdown).await {
+                return false;
             }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
 
@@ -240,13 +212,6 @@ impl KafkaBus {
         });
     }
 
-    pub(crate) fn producer(&self) -> FutureProducer {
-        match self.inner.producer.read() {
-            Ok(p) => p.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
-    }
-
     /// A publish failed although the broker answers and the topics exist: the producer may
     /// be stuck on state the broker no longer has (an idempotent producer's id after the
     /// broker lost it, seen with an in-memory broker's restart). A fresh producer starts
@@ -254,19 +219,11 @@ impl KafkaBus {
     fn renew_producer(&self) {
         match producer_config(&self.inner.config).create::<FutureProducer>() {
             Ok(fresh) => {
-                let mut slot = match self.inner.producer.write() {
-                    Ok(slot) => slot,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
-                *slot = fresh;
+                self.inner.producer.replace(fresh);
                 tracing::warn!("publishing failed while the broker answers: producer renewed");
             }
             Err(e) => tracing::warn!(error = %e, "cannot renew the producer"),
         }
-    }
-
-    pub(crate) fn metrics(&self) -> &Arc<Metrics> {
-        &self.inner.metrics
     }
 
     async fn publish_all(&self, readings: &[Reading]) -> Result<(), BusError> {
@@ -276,9 +233,13 @@ impl KafkaBus {
             .zip(&payloads)
             .map(|(r, p)| (r.meter_id.as_str(), p.as_slice()))
             .collect();
-        produce_readings(&self.producer(), &self.inner.config.topic, messages)
-            .await
-            .map_err(|e| kafka_error(&e))
+        produce_readings(
+            &self.inner.producer.current(),
+            &self.inner.config.topic,
+            messages,
+        )
+        .await
+        .map_err(|e| kafka_error(&e))
     }
 }
 
@@ -353,7 +314,14 @@ impl Bus for KafkaBus {
     }
 
     async fn subscribe(&self, group: &str) -> Result<Box<dyn Consumer>, BusError> {
-        Ok(Box::new(KafkaConsumer::new(self.clone(), group)?))
+        let config = &self.inner.config;
+        let dead_letters = DeadLetters {
+            producer: self.inner.producer.clone(),
+            source_topic: config.topic.clone(),
+            topic: config.dlq_topic.clone(),
+            metrics: self.inner.metrics.clone(),
+        };
+        Ok(Box::new(KafkaConsumer::new(config, dead_letters, group)?))
     }
 
     async fn ping(&self) -> Result<(), BusError> {

@@ -25,16 +25,14 @@ use rdkafka::client::ClientContext;
 use rdkafka::consumer::{
     BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer,
 };
-use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
-use rdkafka::producer::FutureRecord;
+use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::time::Instant;
 
-use crate::bus::{KafkaBus, kafka_error};
-use crate::message::{DLQ_REASON_HEADER, DLQ_SOURCE_HEADER, Poison, decode_message};
-
-/// How long a dead letter may take to be acknowledged before the consumer stops to retry.
-const DLQ_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::config::KafkaConfig;
+use crate::dead_letters::{DeadLetter, DeadLetters};
+use crate::error::kafka_error;
+use crate::message::decode_message;
 
 /// Logs partition moves, so an operator can see who consumes what.
 pub struct GroupContext {
@@ -67,36 +65,6 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
 }
 
-/// A poison message waiting for the dead-letter topic.
-struct DeadLetter {
-    key: Option<Vec<u8>>,
-    payload: Option<Vec<u8>>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
-    partition: i32,
-    offset: i64,
-    reason: Poison,
-}
-
-impl DeadLetter {
-    fn new(msg: &BorrowedMessage<'_>, reason: Poison) -> Self {
-        Self {
-            key: msg.key().map(<[u8]>::to_vec),
-            payload: msg.payload().map(<[u8]>::to_vec),
-            headers: msg
-                .headers()
-                .map(|h| {
-                    h.iter()
-                        .map(|h| (h.key.to_string(), h.value.map(<[u8]>::to_vec)))
-                        .collect()
-                })
-                .unwrap_or_default(),
-            partition: msg.partition(),
-            offset: msg.offset(),
-            reason,
-        }
-    }
-}
-
 /// A message taken from the client and not yet handed out: a reading, or a dead letter the
 /// dead-letter topic already has (`None`), whose offset counts once what comes before it on
 /// its partition is handed out.
@@ -108,8 +76,10 @@ struct Taken {
 }
 
 pub struct KafkaConsumer {
-    bus: KafkaBus,
     consumer: Arc<StreamConsumer<GroupContext>>,
+    /// The readings topic, whose offsets it commits.
+    topic: String,
+    dead_letters: DeadLetters,
     group: String,
     /// Per partition, the offset after the last message handed out (or settled before one
     /// that was): what a commit records.
@@ -123,8 +93,11 @@ pub struct KafkaConsumer {
 }
 
 impl KafkaConsumer {
-    pub(crate) fn new(bus: KafkaBus, group: &str) -> Result<Self, BusError> {
-        let config = bus.config();
+    pub(crate) fn new(
+        config: &KafkaConfig,
+        dead_letters: DeadLetters,
+        group: &str,
+    ) -> Result<Self, BusError> {
         let session_ms = config.session_timeout.as_millis().max(1000);
         let consumer: StreamConsumer<GroupContext> = ClientConfig::new()
             .set("bootstrap.servers", &config.brokers)
@@ -146,8 +119,9 @@ impl KafkaConsumer {
             .subscribe(&[config.topic.as_str()])
             .map_err(|e| kafka_error(&e))?;
         Ok(Self {
-            bus,
             consumer: Arc::new(consumer),
+            topic: config.topic.clone(),
+            dead_letters,
             group: group.to_string(),
             positions: HashMap::new(),
             taken: VecDeque::new(),
@@ -156,55 +130,17 @@ impl KafkaConsumer {
         })
     }
 
-    async fn dead_letter(&self, letter: &DeadLetter) -> Result<(), BusError> {
-        let config = self.bus.config();
-        let source = format!("{}/{}/{}", config.topic, letter.partition, letter.offset);
-        let mut headers = OwnedHeaders::new_with_capacity(letter.headers.len() + 2);
-        for (key, value) in &letter.headers {
-            headers = headers.insert(Header {
-                key,
-                value: value.as_deref(),
-            });
-        }
-        headers = headers
-            .insert(Header {
-                key: DLQ_REASON_HEADER,
-                value: Some(letter.reason.0.as_str()),
-            })
-            .insert(Header {
-                key: DLQ_SOURCE_HEADER,
-                value: Some(source.as_str()),
-            });
-        let mut record: FutureRecord<'_, [u8], [u8]> =
-            FutureRecord::to(&config.dlq_topic).headers(headers);
-        if let Some(key) = &letter.key {
-            record = record.key(key.as_slice());
-        }
-        if let Some(payload) = &letter.payload {
-            record = record.payload(payload.as_slice());
-        }
-        let producer = self.bus.producer();
-        match tokio::time::timeout(DLQ_TIMEOUT, producer.send(record, DLQ_TIMEOUT)).await {
-            Ok(Ok(_)) => {
-                self.bus.metrics().dead_letters.inc();
-                tracing::warn!(group = %self.group, source = %source, reason = %letter.reason, "message sent to the dead-letter topic");
-                Ok(())
-            }
-            Ok(Err((e, _))) => Err(kafka_error(&e)),
-            Err(_) => Err(BusError::Timeout(DLQ_TIMEOUT)),
-        }
-    }
-
     /// Sends the stalled letter to the dead-letter topic. Until the topic has it, the letter
     /// stays stalled (also if this future is dropped), to be sent before anything else.
     async fn settle_stalled(&mut self) -> Result<(), BusError> {
         if let Some(letter) = &self.stalled {
-            self.dead_letter(letter).await?;
+            self.dead_letters.send(letter, &self.group).await?;
         }
         if let Some(letter) = self.stalled.take() {
+            let (partition, next) = letter.next_position();
             self.taken.push_back(Taken {
-                partition: letter.partition,
-                next: letter.offset + 1,
+                partition,
+                next,
                 reading: None,
             });
         }
@@ -294,7 +230,7 @@ impl Consumer for KafkaConsumer {
         if self.positions.is_empty() {
             return Ok(());
         }
-        let topic = self.bus.config().topic.clone();
+        let topic = self.topic.clone();
         let assigned = self.consumer.assignment().map_err(|e| kafka_error(&e))?;
         let mut tpl = TopicPartitionList::new();
         for (&partition, &next) in &self.positions {

@@ -13,6 +13,7 @@ use iot_common::auth::MeterTokens;
 use iot_common::domain::{DEFAULT_INTERVAL_S, IdError, Meter, MeterId, RegionCode, from_epoch};
 use iot_common::metrics::Metrics;
 use iot_common::regions::Regions;
+use iot_common::retry::{Backoff, sleep_unless};
 use iot_common::store::{Store, StoreError};
 use rand::rngs::Xoshiro256PlusPlus as SeededRng;
 use rand::{RngExt, SeedableRng};
@@ -334,6 +335,8 @@ impl Poster {
         })
     }
 
+    /// Posts one meter's readings until the meter takes them: a busy or unreachable meter
+    /// is retried with backoff (or after its `Retry-After`), a refusal is an error.
     async fn post(
         &self,
         readings: &[Reading],
@@ -343,54 +346,70 @@ impl Poster {
             return Ok(());
         };
         let token = self.tokens.issue(&first.meter_id);
-        let mut backoff = Duration::from_millis(200);
+        let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
         loop {
-            let sent = self
-                .client
-                .post(&self.url)
-                .bearer_auth(&token)
-                .json(readings)
-                .send()
-                .await;
-            let retry_after = match sent {
-                Ok(res) if res.status().is_success() => {
+            let retry_after = match self.send_once(readings, &token).await? {
+                Sent::Taken => {
                     self.metrics.fleet_posted.inc_by(readings.len() as u64);
                     return Ok(());
                 }
-                Ok(res) if res.status().as_u16() == 429 || res.status().is_server_error() => {
-                    let hinted = res
-                        .headers()
-                        .get(reqwest::header::RETRY_AFTER)
-                        .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .map(Duration::from_secs);
-                    tracing::debug!(status = %res.status(), meter = %first.meter_id, "meter busy, retrying");
-                    hinted
-                }
-                Ok(res) => {
-                    let status = res.status().as_u16();
-                    let body = res.text().await.unwrap_or_default();
-                    return Err(FleetError::Refused {
-                        meter: first.meter_id.clone(),
-                        status,
-                        body,
-                    });
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "meter unreachable, retrying");
-                    None
-                }
+                Sent::Busy(hinted) => hinted,
             };
             self.metrics.fleet_retries.inc();
             let jitter = 0.8 + 0.4 * rand::rng().random::<f64>();
-            let wait = retry_after.unwrap_or(backoff).mul_f64(jitter);
-            tokio::select! {
-                () = shutdown.cancelled() => return Err(FleetError::Cancelled),
-                () = tokio::time::sleep(wait) => {}
+            let wait = retry_after.unwrap_or(backoff.next_wait()).mul_f64(jitter);
+            if !sleep_unless(shutdown, wait).await {
+                return Err(FleetError::Cancelled);
             }
-            backoff = (backoff * 2).min(Duration::from_secs(10));
         }
     }
+
+    /// One attempt: taken, busy (with the meter's hint of when to retry), or refused.
+    async fn send_once(&self, readings: &[Reading], token: &str) -> Result<Sent, FleetError> {
+        let meter = &readings[0].meter_id;
+        let sent = self
+            .client
+            .post(&self.url)
+            .bearer_auth(token)
+            .json(readings)
+            .send()
+            .await;
+        match sent {
+            Ok(res) if res.status().is_success() => Ok(Sent::Taken),
+            Ok(res) if res.status().as_u16() == 429 || res.status().is_server_error() => {
+                tracing::debug!(status = %res.status(), meter = %meter, "meter busy, retrying");
+                Ok(Sent::Busy(retry_after(&res)))
+            }
+            Ok(res) => {
+                let status = res.status().as_u16();
+                let body = res.text().await.unwrap_or_default();
+                Err(FleetError::Refused {
+                    meter: meter.clone(),
+                    status,
+                    body,
+                })
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "meter unreachable, retrying");
+                Ok(Sent::Busy(None))
+            }
+        }
+    }
+}
+
+/// What one post came to, short of a refusal.
+enum Sent {
+    Taken,
+    /// Busy or unreachable; retry, after the `Retry-After` the meter gave if it did.
+    Busy(Option<Duration>),
+}
+
+fn retry_after(res: &reqwest::Response) -> Option<Duration> {
+    res.headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use iot_common::bus::{Bus, BusError, Consumer};
 use iot_common::metrics::Metrics;
+use iot_common::retry::{Backoff, sleep_unless};
 use iot_common::store::Store;
 use tokio_util::sync::CancellationToken;
 
@@ -29,13 +30,9 @@ impl Default for SinkConfig {
     }
 }
 
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
-async fn pause(shutdown: &CancellationToken, d: Duration) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => false,
-        () = tokio::time::sleep(d) => true,
-    }
+/// How the sink waits between attempts at the bus or the store.
+fn backoff() -> Backoff {
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
 }
 
 /// Runs until `shutdown`. Never loses what it was handed: a poll error keeps what earlier
@@ -49,19 +46,8 @@ pub async fn run_sink(
     config: SinkConfig,
     shutdown: CancellationToken,
 ) -> Result<(), BusError> {
-    let mut backoff = Duration::from_millis(100);
-    let mut consumer = loop {
-        match bus.subscribe(&config.group).await {
-            Ok(c) => break c,
-            Err(e @ BusError::Config(_)) => return Err(e),
-            Err(e) => {
-                tracing::warn!(error = %e, "sink cannot subscribe, retrying");
-                if !pause(&shutdown, backoff).await {
-                    return Ok(());
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
+    let Some(mut consumer) = subscribe(bus.as_ref(), &config.group, &shutdown).await? else {
+        return Ok(());
     };
     tracing::info!(group = %config.group, "sink consuming");
     loop {
@@ -70,7 +56,7 @@ pub async fn run_sink(
                 Ok(filled) => filled,
                 Err(e) => {
                     tracing::warn!(error = %e, "sink poll failed, retrying");
-                    if pause(&shutdown, Duration::from_secs(1)).await {
+                    if sleep_unless(&shutdown, Duration::from_secs(1)).await {
                         continue;
                     }
                     break;
@@ -144,14 +130,37 @@ async fn fill_batch(
     })
 }
 
+/// Joins the consumer group, retrying while the bus is away; `None` if the shutdown came
+/// first. A configuration error is final.
+async fn subscribe(
+    bus: &dyn Bus,
+    group: &str,
+    shutdown: &CancellationToken,
+) -> Result<Option<Box<dyn Consumer>>, BusError> {
+    let mut backoff = backoff();
+    loop {
+        match bus.subscribe(group).await {
+            Ok(c) => return Ok(Some(c)),
+            Err(e @ BusError::Config(_)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "sink cannot subscribe, retrying");
+                if !backoff.pause(shutdown).await {
+                    return Ok(None);
+                }
+            }
+        }
+    }
+}
+
 /// Writes `batch` until it sticks, with backoff; false if the shutdown came first.
+#[tracing::instrument(skip_all, fields(readings = batch.len()))]
 async fn write_batch(
     store: &dyn Store,
     batch: &[iot_common::Reading],
     metrics: &Metrics,
     shutdown: &CancellationToken,
 ) -> bool {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = backoff();
     loop {
         match store.write_readings(batch).await {
             Ok(()) => {
@@ -160,11 +169,10 @@ async fn write_batch(
             }
             Err(e) => {
                 metrics.sink_errors.inc();
-                tracing::warn!(error = %e, readings = batch.len(), retry_in = ?backoff, "sink store write failed");
-                if !pause(shutdown, backoff).await {
+                tracing::warn!(error = %e, readings = batch.len(), "sink store write failed; retrying");
+                if !backoff.pause(shutdown).await {
                     return false;
                 }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
