@@ -87,110 +87,152 @@ impl RunningApp {
     }
 }
 
+/// The embedded adapters and what the services share, opened once.
+struct Parts {
+    regions: Arc<Regions>,
+    store: Arc<dyn Store>,
+    log: SqliteLog,
+    bus: Arc<dyn Bus>,
+    analytics: Arc<Analytics>,
+    metrics: Arc<Metrics>,
+    /// One revocation list for ingest and the web: a revocation made here takes effect at
+    /// once; one made by the `meters revoke` command arrives with the next refresh.
+    auth: MeterAuth,
+}
+
 /// Opens the stores, binds both listeners and starts every service.
 pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
-    let regions = Arc::new(Regions::load(config.regions.as_deref())?);
-    let store: Arc<dyn Store> =
-        Arc::new(SqliteStore::open(&SqliteStore::path_in(&config.data_dir))?);
-    let log = SqliteLog::open(&config.data_dir.join("bus.sqlite"))?;
-    let bus: Arc<dyn Bus> = Arc::new(log.clone());
-    let analytics = Analytics::new(store.clone(), config.analytics.clone());
-    let metrics = Arc::new(Metrics::new());
-    let tokens = config.tokens.clone();
-    let auth = MeterAuth::new(tokens.clone());
-    auth.revocations.refresh(store.as_ref()).await?;
+    let parts = open(&config).await?;
     let mut service = Service::with_limits(config.http);
     let shutdown = service.shutdown_token();
-
-    let web = WebState::new(
-        store.clone(),
-        regions.clone(),
-        auth.clone(),
-        StaticToken::new(&config.analyst_token),
-        config.unit_price_pence,
-        Some(Arc::new(ConsoleTrigger(analytics.clone()))),
-    )
-    .secure_cookies(config.cookie_secure);
-    // One revocation list for ingest and the web: a revocation here takes effect at once; one
-    // made by the `meters revoke` command arrives with the next refresh.
-    let meter = MeterState::new(bus.clone(), auth.clone(), metrics.clone(), config.ingest);
-    let refresh =
-        auth.revocations
-            .clone()
-            .keep_fresh(store.clone(), REVOCATION_REFRESH, shutdown.clone());
+    let refresh = parts.auth.revocations.clone().keep_fresh(
+        parts.store.clone(),
+        REVOCATION_REFRESH,
+        shutdown.clone(),
+    );
     service.spawn("revocations", refresh);
-    let external = iot_meter::router(meter)
-        .merge(iot_web::external_router(web.clone()))
-        .fallback(fallback);
-    let internal = Router::new()
-        .merge(health_routes(Health {
-            metrics: metrics.clone(),
-            store: Some(store.clone()),
-            bus: Some(bus.clone()),
-        }))
-        .merge(iot_web::internal_router(web))
-        .merge(runs_router(RunsState {
-            analytics: analytics.clone(),
-            analyst_token: StaticToken::new(&config.analyst_token),
-        }))
-        .fallback(fallback);
-
+    let (external, internal) = routers(&parts, &config);
     let ext_addr = service
         .listen("external", config.external_addr, external)
         .await?;
     let int_addr = service
         .listen("internal", config.internal_addr, internal)
         .await?;
-    service.spawn(
-        "sink",
-        run_sink(
-            bus.clone(),
-            store.clone(),
-            metrics.clone(),
-            SinkConfig::default(),
-            shutdown.clone(),
-        ),
+    let sink = run_sink(
+        parts.bus.clone(),
+        parts.store.clone(),
+        parts.metrics.clone(),
+        SinkConfig::default(),
+        shutdown.clone(),
     );
-
-    let (backfilled_tx, backfilled) = tokio::sync::oneshot::channel();
-    let mut backfilled_tx = Some(backfilled_tx);
-    if let Some(mut fleet_config) = config.fleet.filter(|f| f.meters > 0) {
-        fleet_config.meter_url = format!("http://{ext_addr}");
-        let fleet = Fleet::build(&regions, fleet_config)?;
-        fleet.register(store.as_ref()).await?;
-        tracing::info!(
-            meters = fleet.households().len(),
-            regions = regions.len(),
-            "fleet registered"
-        );
-        let (metrics, stop) = (metrics.clone(), shutdown.clone());
-        let fleet_tx = backfilled_tx.take();
-        service.spawn("fleet", async move {
-            match fleet.run(tokens, metrics, stop, fleet_tx).await {
-                Ok(()) | Err(iot_simulator::fleet::FleetError::Cancelled) => {}
-                // The rest of the platform keeps serving real meters.
-                Err(e) => tracing::error!(error = %e, "fleet stopped"),
-            }
-            Ok::<(), std::convert::Infallible>(())
-        });
-    }
-
-    // Without a fleet there is nothing to wait for.
-    if let Some(tx) = backfilled_tx {
-        let _ = tx.send(());
-    }
+    service.spawn("sink", sink);
+    let fleet = config.fleet.clone().filter(|f| f.meters > 0);
+    let backfilled = start_fleet(&mut service, &parts, &config.tokens, fleet, ext_addr).await?;
+    let (analytics, log) = (parts.analytics.clone(), parts.log.clone());
     service.spawn("recompute", async move {
         recompute(analytics, log, backfilled, config.recompute_every, shutdown).await;
         Ok::<(), std::convert::Infallible>(())
     });
-
     Ok(RunningApp {
         external: ext_addr,
         internal: int_addr,
-        store,
-        metrics,
+        store: parts.store,
+        metrics: parts.metrics,
         service,
     })
+}
+
+#[tracing::instrument(skip_all, fields(data_dir = %config.data_dir.display()))]
+async fn open(config: &AppConfig) -> Result<Parts, AppError> {
+    let regions = Arc::new(Regions::load(config.regions.as_deref())?);
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&SqliteStore::path_in(&config.data_dir))?);
+    let log = SqliteLog::open(&config.data_dir.join("bus.sqlite"))?;
+    let auth = MeterAuth::new(config.tokens.clone());
+    auth.revocations.refresh(store.as_ref()).await?;
+    Ok(Parts {
+        bus: Arc::new(log.clone()),
+        analytics: Analytics::new(store.clone(), config.analytics.clone()),
+        metrics: Arc::new(Metrics::new()),
+        regions,
+        store,
+        log,
+        auth,
+    })
+}
+
+/// The external listener's routes (ingest and the residents' web) and the internal one's
+/// (health, the operators' web, the runs API).
+fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router) {
+    let web = WebState::new(
+        parts.store.clone(),
+        parts.regions.clone(),
+        parts.auth.clone(),
+        StaticToken::new(&config.analyst_token),
+        config.unit_price_pence,
+        Some(Arc::new(ConsoleTrigger(parts.analytics.clone()))),
+    )
+    .secure_cookies(config.cookie_secure);
+    let meter = MeterState::new(
+        parts.bus.clone(),
+        parts.auth.clone(),
+        parts.metrics.clone(),
+        config.ingest.clone(),
+    );
+    let external = iot_meter::router(meter)
+        .merge(iot_web::external_router(web.clone()))
+        .fallback(fallback);
+    let internal = Router::new()
+        .merge(health_routes(Health {
+            metrics: parts.metrics.clone(),
+            store: Some(parts.store.clone()),
+            bus: Some(parts.bus.clone()),
+        }))
+        .merge(iot_web::internal_router(web))
+        .merge(runs_router(RunsState {
+            analytics: parts.analytics.clone(),
+            analyst_token: StaticToken::new(&config.analyst_token),
+        }))
+        .fallback(fallback);
+    (external, internal)
+}
+
+/// Registers the fleet's meters and starts it posting to the external listener. The
+/// receiver hears when its backfill is acknowledged (at once without a fleet).
+async fn start_fleet(
+    service: &mut Service,
+    parts: &Parts,
+    tokens: &MeterTokens,
+    fleet: Option<FleetConfig>,
+    ext_addr: SocketAddr,
+) -> Result<tokio::sync::oneshot::Receiver<()>, AppError> {
+    let (backfilled_tx, backfilled) = tokio::sync::oneshot::channel();
+    let Some(mut fleet_config) = fleet else {
+        let _ = backfilled_tx.send(());
+        return Ok(backfilled);
+    };
+    fleet_config.meter_url = format!("http://{ext_addr}");
+    let fleet = Fleet::build(&parts.regions, fleet_config)?;
+    fleet.register(parts.store.as_ref()).await?;
+    tracing::info!(
+        meters = fleet.households().len(),
+        regions = parts.regions.len(),
+        "fleet registered"
+    );
+    let (tokens, metrics, stop) = (
+        tokens.clone(),
+        parts.metrics.clone(),
+        service.shutdown_token(),
+    );
+    service.spawn("fleet", async move {
+        match fleet.run(tokens, metrics, stop, Some(backfilled_tx)).await {
+            Ok(()) | Err(iot_simulator::fleet::FleetError::Cancelled) => {}
+            // The rest of the platform keeps serving real meters.
+            Err(e) => tracing::error!(error = %e, "fleet stopped"),
+        }
+        Ok::<(), std::convert::Infallible>(())
+    });
+    Ok(backfilled)
 }
 
 /// Computes the profiles once the backfill is stored, so the first map is never empty, then

@@ -25,12 +25,7 @@ pub use iot_common::ProfileFigures;
 use iot_common::domain::RegionCode;
 
 use crate::local_time::{LocalClock, LocalDay, iso_weekday};
-
-/// The columns a readings batch must have.
-pub const REGION_COL: &str = "region_id";
-pub const METER_COL: &str = "meter_id";
-pub const TS_COL: &str = "ts";
-pub const KWH_COL: &str = "kwh";
+use crate::schema::{KWH_COL, METER_COL, REGION_COL, TS_COL};
 
 #[derive(Debug, Clone, Copy, Default)]
 struct DayAcc {
@@ -451,7 +446,7 @@ mod tests {
     use iot_common::store::RegionReading;
 
     use super::*;
-    use crate::source::{readings_schema, rows_to_batch};
+    use crate::schema::{readings_schema, rows_to_batch};
 
     fn batch(rows: &[(&str, &str, &str, f64)]) -> RecordBatch {
         let rows: Vec<RegionReading> = rows

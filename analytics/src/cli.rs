@@ -22,7 +22,8 @@ use crate::api::{RunsState, runs_router};
 use crate::job::{Analytics, JobConfig, window};
 use crate::local_time::LocalClock;
 use crate::output::{parquet_writer, write_profiles};
-use crate::source::{aggregate, readings_schema, register_parquet, session};
+use crate::schema::{readings_schema, rows_to_batch};
+use crate::source::{aggregate, register_parquet, session};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -259,7 +260,7 @@ async fn export(
     while let Some(page) = futures::StreamExt::next(&mut pages).await {
         let page = page?;
         rows += page.len();
-        writer.write(&crate::source::rows_to_batch(&schema, &page)?)?;
+        writer.write(&rows_to_batch(&schema, &page)?)?;
         eprintln!("exported {rows} readings");
     }
     writer.close()?;

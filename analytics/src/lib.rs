@@ -11,6 +11,7 @@ pub mod cli;
 pub mod job;
 pub mod local_time;
 pub mod output;
+pub mod schema;
 pub mod source;
 
 pub use job::{Analytics, JobConfig, JobError};

@@ -8,8 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
-use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::ScalarValue;
 use datafusion::error::DataFusionError;
@@ -20,25 +19,12 @@ use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext, col
 use futures::StreamExt;
 use iot_common::store::{RegionReading, ScanSlice, Store, StoreError};
 
-use crate::aggregate::{KWH_COL, METER_COL, ProfileAccumulator, REGION_COL, TS_COL};
+use crate::aggregate::ProfileAccumulator;
 use crate::local_time::LocalClock;
+use crate::schema::{KWH_COL, METER_COL, REGION_COL, TS_COL, readings_schema, rows_to_batch};
 
 /// The table name readings are registered under.
 pub const TABLE: &str = "readings";
-
-/// The schema readings have as Arrow batches.
-pub fn readings_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new(METER_COL, DataType::Utf8, false),
-        Field::new(REGION_COL, DataType::Utf8, false),
-        Field::new(
-            TS_COL,
-            DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into())),
-            false,
-        ),
-        Field::new(KWH_COL, DataType::Float64, false),
-    ]))
-}
 
 /// A session with `threads` partitions.
 pub fn session(threads: usize) -> SessionContext {
@@ -119,28 +105,6 @@ impl fmt::Debug for StoreScan {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "StoreScan({} slices)", self.slices.len())
     }
-}
-
-/// Store rows as one Arrow batch of [`readings_schema`].
-pub fn rows_to_batch(
-    schema: &SchemaRef,
-    rows: &[RegionReading],
-) -> Result<RecordBatch, DataFusionError> {
-    let meters = StringArray::from_iter_values(rows.iter().map(|r| r.meter_id.as_str()));
-    let regions = StringArray::from_iter_values(rows.iter().map(|r| r.region.as_str()));
-    let ts =
-        TimestampMillisecondArray::from_iter_values(rows.iter().map(|r| r.ts.timestamp_millis()))
-            .with_timezone("UTC");
-    let kwh = Float64Array::from_iter_values(rows.iter().map(|r| r.kwh));
-    Ok(RecordBatch::try_new(
-        schema.clone(),
-        vec![
-            Arc::new(meters),
-            Arc::new(regions),
-            Arc::new(ts),
-            Arc::new(kwh),
-        ],
-    )?)
 }
 
 impl PartitionStream for StoreScan {

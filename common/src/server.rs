@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Request};
+use axum::extract::{ConnectInfo, MatchedPath, Request};
 use axum::http::{HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -24,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt as _;
+use tower_http::trace::TraceLayer;
 
 use crate::http::problem_responses;
 use crate::problem::{ApiError, ErrorCode};
@@ -77,6 +78,26 @@ impl HttpArgs {
     }
 }
 
+/// The span every log line of a request is in: its method and the route it matched (the
+/// route's pattern, so ids in paths do not flood the logs), and its status once answered.
+fn request_span(req: &Request) -> tracing::Span {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("<unmatched>", MatchedPath::as_str);
+    tracing::info_span!(
+        "http",
+        method = %req.method(),
+        route = %route,
+        status = tracing::field::Empty,
+    )
+}
+
+fn record_status(res: &Response, latency: Duration, span: &tracing::Span) {
+    span.record("status", res.status().as_u16());
+    tracing::debug!(latency_ms = latency.as_millis() as u64, "answered");
+}
+
 /// Serves `router` on `listener` until `shutdown` fires, then lets in-flight requests finish.
 /// Handlers see the peer's address as `ConnectInfo<SocketAddr>`.
 pub async fn serve(
@@ -87,7 +108,14 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let router = router
         .layer(middleware::from_fn_with_state(limits, limit_request))
-        .layer(middleware::from_fn(problem_responses));
+        .layer(middleware::from_fn(problem_responses))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(record_status)
+                // A failed request is logged once, with its detail, by `problem_responses`.
+                .on_failure(()),
+        );
     let graceful = GracefulShutdown::new();
     loop {
         let (stream, peer) = tokio::select! {

@@ -1,11 +1,13 @@
 //! What every listener bounds, on a real socket: an idle kept-alive connection is closed, a
 //! slow handler is answered 503 with a problem document, a request's headers must arrive in
-//! time, and each response carries a request id.
+//! time, each response carries a request id, and a request's log lines say its method,
+//! route and status.
 
 use std::time::Duration;
 
 use axum::Router;
 use axum::routing::get;
+use iot_common::problem::ApiError;
 use iot_common::server::{HttpLimits, serve};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -13,13 +15,22 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 async fn start(limits: HttpLimits) -> (String, CancellationToken) {
-    let router = Router::new().route("/fast", get(|| async { "ok" })).route(
-        "/slow",
-        get(|| async {
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            "late"
-        }),
-    );
+    let router = Router::new()
+        .route("/fast", get(|| async { "ok" }))
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/items/{id}",
+            get(|| async {
+                tracing::info!("looking the item up");
+                ApiError::not_found()
+            }),
+        );
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
@@ -105,4 +116,56 @@ async fn headers_that_never_end_are_cut_off() {
         "a connection without a complete request stayed open"
     );
     stop.cancel();
+}
+
+/// What a test's log lines say, kept in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_requests_log_lines_carry_its_method_route_and_status() {
+    let logs = Captured::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    // The test's runtime has one thread: the server's tasks log through this subscriber.
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let (addr, stop) = start(LIMITS).await;
+    let res = reqwest::get(format!("http://{addr}/items/42"))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(res.status().as_u16(), 404);
+    stop.cancel();
+    let text = logs
+        .0
+        .lock()
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default();
+    let handler = text
+        .lines()
+        .find(|l| l.contains("looking the item up"))
+        .unwrap_or_else(|| panic!("no handler line in:\n{text}"));
+    assert!(handler.contains("method=GET"), "{handler}");
+    assert!(handler.contains("route=/items/{id}"), "{handler}");
+    let answered = text
+        .lines()
+        .find(|l| l.contains("answered"))
+        .unwrap_or_else(|| panic!("no closing line in:\n{text}"));
+    assert!(answered.contains("status=404"), "{answered}");
+    assert!(answered.contains("route=/items/{id}"), "{answered}");
 }

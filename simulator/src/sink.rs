@@ -50,31 +50,22 @@ pub async fn run_sink(
         return Ok(());
     };
     tracing::info!(group = %config.group, "sink consuming");
-    loop {
-        let Filled { batch, stopping } =
-            match fill_batch(consumer.as_mut(), &config, &shutdown).await {
-                Ok(filled) => filled,
-                Err(e) => {
-                    tracing::warn!(error = %e, "sink poll failed, retrying");
-                    if sleep_unless(&shutdown, Duration::from_secs(1)).await {
-                        continue;
-                    }
-                    break;
-                }
-            };
-        if !batch.is_empty() {
-            if !write_batch(store.as_ref(), &batch, &metrics, &shutdown).await {
-                tracing::info!(
-                    readings = batch.len(),
-                    "sink stopped during a store outage; the batch stays uncommitted"
-                );
-                return Ok(());
-            }
-            if let Err(e) = consumer.commit().await {
-                // The batch is stored; it will be delivered again and the upsert absorbs it.
-                tracing::warn!(error = %e, "sink commit failed");
-            }
-            tracing::debug!(readings = batch.len(), "sink wrote batch");
+    while let Some(Filled { batch, stopping }) =
+        next_batch(consumer.as_mut(), &config, &shutdown).await
+    {
+        let stored = store_and_commit(
+            consumer.as_mut(),
+            store.as_ref(),
+            &batch,
+            &metrics,
+            &shutdown,
+        );
+        if !stored.await {
+            tracing::info!(
+                readings = batch.len(),
+                "sink stopped during a store outage; the batch stays uncommitted"
+            );
+            return Ok(());
         }
         if stopping || shutdown.is_cancelled() {
             break;
@@ -128,6 +119,48 @@ async fn fill_batch(
         batch,
         stopping: false,
     })
+}
+
+/// The next batch, polling again a second after a failed poll; `None` once the shutdown
+/// came during such a pause.
+async fn next_batch(
+    consumer: &mut dyn Consumer,
+    config: &SinkConfig,
+    shutdown: &CancellationToken,
+) -> Option<Filled> {
+    loop {
+        match fill_batch(consumer, config, shutdown).await {
+            Ok(filled) => return Some(filled),
+            Err(e) => {
+                tracing::warn!(error = %e, "sink poll failed, retrying");
+                if !sleep_unless(shutdown, Duration::from_secs(1)).await {
+                    return None;
+                }
+            }
+        }
+    }
+}
+
+/// Writes a batch and then commits it; false if the shutdown came before the write stuck.
+async fn store_and_commit(
+    consumer: &mut dyn Consumer,
+    store: &dyn Store,
+    batch: &[iot_common::Reading],
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+) -> bool {
+    if batch.is_empty() {
+        return true;
+    }
+    if !write_batch(store, batch, metrics, shutdown).await {
+        return false;
+    }
+    if let Err(e) = consumer.commit().await {
+        // The batch is stored; it will be delivered again and the upsert absorbs it.
+        tracing::warn!(error = %e, "sink commit failed");
+    }
+    tracing::debug!(readings = batch.len(), "sink wrote batch");
+    true
 }
 
 /// Joins the consumer group, retrying while the bus is away; `None` if the shutdown came

@@ -3,6 +3,7 @@
 //! per file: `cargo test --test e2e [filter]`.
 
 mod analytics;
+mod architecture;
 mod browser;
 mod deploy;
 mod fleet;

@@ -366,8 +366,11 @@ mod tests {
         for publish in waiting.iter_mut() {
             publish.await?;
         }
-        // The writer holds one publish, the queue the next MAX_WAITING; the rest are shed.
-        assert!((39..=40).contains(&shed), "{shed} publishes shed");
+        // The queue holds MAX_WAITING; the writer took the first publishes into its group
+        // commit before it stalled (how many depends on when its thread woke); the rest are
+        // shed.
+        assert!(waiting.len() >= MAX_WAITING, "{} waited", waiting.len());
+        assert!((20..=40).contains(&shed), "{shed} publishes shed");
         assert_eq!(bus.backlog().await?, waiting.len() as u64);
         Ok(())
     }

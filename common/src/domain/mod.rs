@@ -370,109 +370,9 @@ impl Run {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     fn now() -> DateTime<Utc> {
         "2026-11-21T12:00:00Z".parse().unwrap_or_default()
-    }
-
-    /// As the meter judges a request: the format, then the time rules at `now()`.
-    fn format(v: &serde_json::Value) -> Result<Reading, FieldError> {
-        crate::reading_json::parse_reading(v.to_string().as_bytes()).map_err(|e| match e {
-            crate::reading_json::JsonError::Reading { error, .. } => error,
-            other => FieldError::new("body", other.to_string()),
-        })
-    }
-
-    fn parse(v: serde_json::Value) -> Result<Reading, FieldError> {
-        let r = format(&v)?;
-        AcceptWindow::default().check(&r, now())?;
-        Ok(r)
-    }
-
-    #[test]
-    fn accepts_a_good_reading_and_defaults_the_interval() {
-        let r = parse(json!({"meter_id": "MAC000123", "ts": "2026-11-21T10:00:00Z", "kwh": 0.123}));
-        let r = r.unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(r.interval_s, 1800);
-        assert_eq!(r.kwh, 0.123);
-    }
-
-    #[test]
-    fn names_the_field_that_is_wrong() {
-        let base = json!({"meter_id": "MAC1", "ts": "2026-11-21T10:00:00Z", "kwh": 0.5});
-        let cases: Vec<(&str, serde_json::Value, &str)> = vec![
-            ("meter_id", json!(null), "meter_id"),
-            ("meter_id", json!("bad id!"), "meter_id"),
-            ("meter_id", json!("x".repeat(65)), "meter_id"),
-            ("ts", json!("yesterday"), "ts"),
-            ("ts", json!("2026-11-21T10:10:00Z"), "ts"),
-            ("ts", json!("2026-11-22T10:00:00Z"), "ts"),
-            ("ts", json!(12345), "ts"),
-            ("kwh", json!(-0.1), "kwh"),
-            ("kwh", json!(13.0), "kwh"),
-            ("kwh", json!("NaN"), "kwh"),
-            ("interval_s", json!(1234), "interval_s"),
-            ("interval_s", json!(-1800), "interval_s"),
-        ];
-        for (key, value, field) in cases {
-            let mut v = base.clone();
-            if value.is_null() {
-                v.as_object_mut().map(|o| o.remove(key));
-            } else {
-                v[key] = value.clone();
-            }
-            let err = parse(v)
-                .err()
-                .unwrap_or_else(|| panic!("{key}={value} accepted"));
-            assert_eq!(err.field, field, "{key}={value}: {err}");
-        }
-    }
-
-    #[test]
-    fn interval_changes_alignment_and_limit() {
-        let r = parse(
-            json!({"meter_id": "m", "ts": "2026-11-21T10:15:00Z", "kwh": 7.0, "interval_s": 900}),
-        );
-        assert_eq!(r.err().map(|e| e.field), Some("kwh"));
-        let r = parse(
-            json!({"meter_id": "m", "ts": "2026-11-21T10:15:00Z", "kwh": 6.0, "interval_s": 3600}),
-        );
-        assert_eq!(r.err().map(|e| e.field), Some("ts"));
-    }
-
-    #[test]
-    fn small_clock_skew_is_tolerated() {
-        let ok = parse(json!({"meter_id": "m", "ts": "2026-11-21T12:00:00Z", "kwh": 0.1}));
-        assert!(ok.is_ok());
-        let late = parse(json!({"meter_id": "m", "ts": "2026-11-21T12:30:00Z", "kwh": 0.1}));
-        assert!(late.is_err());
-    }
-
-    #[test]
-    fn readings_older_than_the_retention_are_refused() {
-        let window = AcceptWindow { max_age_days: 730 };
-        let at = |s: &str| Reading {
-            meter_id: MeterId::parse("m").unwrap_or_else(|e| panic!("{e}")),
-            ts: s.parse().unwrap_or_default(),
-            kwh: 0.1,
-            interval_s: 1800,
-        };
-        // now() is 2026-11-21T12:00:00Z; 730 days before is 2024-11-21T12:00:00Z.
-        assert!(window.check(&at("2024-11-21T12:00:00Z"), now()).is_ok());
-        let old = window.check(&at("2024-11-21T11:30:00Z"), now());
-        assert_eq!(old.map_err(|e| e.field), Err("ts"));
-        let year_one = parse(json!({"meter_id": "m", "ts": "0001-01-01T00:00:00Z", "kwh": 0.1}));
-        assert_eq!(year_one.err().map(|e| e.field), Some("ts"));
-    }
-
-    #[test]
-    fn the_format_needs_no_clock() {
-        // What a meter accepted is well-formed whenever and wherever it is read again.
-        let ahead = json!({"meter_id": "m", "ts": "2030-01-01T00:00:00Z", "kwh": 0.1});
-        assert!(format(&ahead).is_ok());
-        let old = json!({"meter_id": "m", "ts": "2001-01-01T00:00:00Z", "kwh": 0.1});
-        assert!(format(&old).is_ok());
     }
 
     #[test]
@@ -489,12 +389,6 @@ mod tests {
         );
         assert_eq!("console".parse::<Trigger>().ok(), Some(Trigger::Console));
         assert_eq!(RunStatus::Succeeded.as_ref(), "succeeded");
-    }
-
-    #[test]
-    fn unknown_fields_are_refused() {
-        let r = parse(json!({"meter_id": "m", "ts": "2026-11-21T10:00:00Z", "kwh": 0.1, "kw": 3}));
-        assert_eq!(r.err().map(|e| e.field), Some("reading"));
     }
 
     proptest::proptest! {

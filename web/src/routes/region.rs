@@ -179,6 +179,16 @@ fn load_curve(f: &ProfileFigures) -> Chart {
             }
         })
         .collect();
+    Chart {
+        width,
+        height,
+        bars,
+        ticks: ticks(left, slot, height, top),
+    }
+}
+
+/// Every third hour along the bottom, and the top of the scale at the left.
+fn ticks(left: f64, slot: f64, height: u32, top: f64) -> Vec<Tick> {
     let mut ticks: Vec<Tick> = (0..24)
         .step_by(3)
         .map(|h| Tick {
@@ -192,10 +202,5 @@ fn load_curve(f: &ProfileFigures) -> Chart {
         y: "20".into(),
         label: format!("{top:.2}"),
     });
-    Chart {
-        width,
-        height,
-        bars,
-        ticks,
-    }
+    ticks
 }
