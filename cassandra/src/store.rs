@@ -36,14 +36,14 @@ use crate::statements as cql;
 impl From<ClientError> for StoreError {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::Decode(m) => StoreError::Corrupt(m),
-            other => StoreError::Unavailable(other.to_string()),
+            ClientError::Decode(m) => StoreError::Corrupt(m.into()),
+            other => StoreError::Unavailable(other.into()),
         }
     }
 }
 
 fn decode(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(e.to_string())
+    StoreError::Corrupt(e.to_string().into())
 }
 
 /// Statements per unlogged batch: a day of 15-minute readings is 96, and Cassandra warns
@@ -102,7 +102,7 @@ async fn prepare(client: &Client, text: &str) -> Result<PreparedStatement, Store
         .session
         .prepare(text)
         .await
-        .map_err(|e| StoreError::Schema(format!("cannot prepare `{text}`: {e}")))?;
+        .map_err(|e| StoreError::Schema(format!("cannot prepare `{text}`: {e}").into()))?;
     // Every statement here is an upsert or a read: safe to retry and to speculate.
     p.set_is_idempotent(true);
     Ok(p)
@@ -223,7 +223,7 @@ fn slice_part(region: &str, day: NaiveDate) -> String {
 }
 
 fn parse_part(part: &str) -> Result<(RegionCode, NaiveDate), StoreError> {
-    let bad = || StoreError::Corrupt(format!("bad scan slice `{part}`"));
+    let bad = || StoreError::Corrupt(format!("bad scan slice `{part}`").into());
     let (day, region) = part.split_once('/').ok_or_else(bad)?;
     let day = day.parse::<NaiveDate>().map_err(|_| bad())?;
     Ok((RegionCode::parse(region).map_err(|_| bad())?, day))
@@ -235,14 +235,17 @@ impl CassandraStore {
     pub async fn connect(config: &CassandraConfig) -> Result<Self, StoreError> {
         let client = Client::connect(config).await?;
         client.use_keyspace(&config.keyspace).await.map_err(|e| {
-            StoreError::Schema(format!(
-                "keyspace `{}` is not usable ({e}): run `migrate` first",
-                config.keyspace
-            ))
+            StoreError::Schema(
+                format!(
+                    "keyspace `{}` is not usable ({e}): run `migrate` first",
+                    config.keyspace
+                )
+                .into(),
+            )
         })?;
         crate::migrate::verify(&client, iot_migrations::CQL)
             .await
-            .map_err(|e| StoreError::Schema(e.to_string()))?;
+            .map_err(|e| StoreError::Schema(e.into()))?;
         let st = Prepared {
             ping: prepare(&client, cql::PING).await?,
             meter_upsert: prepare(&client, cql::METER_UPSERT).await?,
@@ -489,7 +492,7 @@ impl CassandraStore {
         pager
             .rows_stream::<T>()
             .map_err(decode)?
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .map_err(|e| StoreError::Unavailable(e.into()))
             .try_collect()
             .await
     }
@@ -742,7 +745,7 @@ impl Store for CassandraStore {
             Some(c) => PagingState::new_from_raw_bytes(
                 base64::engine::general_purpose::URL_SAFE_NO_PAD
                     .decode(c)
-                    .map_err(|_| StoreError::Corrupt(format!("bad scan cursor `{c}`")))?,
+                    .map_err(|_| StoreError::Corrupt(format!("bad scan cursor `{c}`").into()))?,
             ),
         };
         let mut statement = self.st.region_day_scan.clone();
@@ -891,7 +894,7 @@ impl Store for CassandraStore {
         let rows: Vec<(String, Option<DateTime<Utc>>)> = pager
             .rows_stream()
             .map_err(decode)?
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+            .map_err(|e| StoreError::Unavailable(e.into()))
             .try_collect()
             .await?;
         rows.into_iter()

@@ -116,7 +116,7 @@ mod tests {
     #[tokio::test]
     async fn many_requests_cost_one_summary_and_a_stale_one_refreshes_in_the_background()
     -> Result<(), StoreError> {
-        let dir = tempfile::tempdir().map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let dir = tempfile::tempdir().map_err(|e| StoreError::Unavailable(e.into()))?;
         let double = Arc::new(FaultyStoreDouble::new(SqliteStore::open(
             &SqliteStore::path_in(dir.path()),
         )?));

@@ -15,17 +15,21 @@ pub mod contract;
 #[cfg(any(test, feature = "contract"))]
 pub mod double;
 
+/// What caused a store error: the adapter's own error (a driver's, SQLite's, serde's) or a
+/// message, kept so a caller can walk the chain (`Error::source`).
+pub type Source = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store cannot be reached or is busy: the caller should retry later.
     #[error("store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Source),
     /// The store answered with data this version cannot read.
     #[error("store data is corrupt: {0}")]
-    Corrupt(String),
+    Corrupt(#[source] Source),
     /// The schema on disk does not match the migrations this binary carries.
     #[error("store schema mismatch: {0}")]
-    Schema(String),
+    Schema(#[source] Source),
 }
 
 /// Counts an operator looks at to see that data flows.

@@ -16,9 +16,9 @@ use crate::sqlite::{self as db, SqliteError};
 impl From<SqliteError> for StoreError {
     fn from(e: SqliteError) -> Self {
         match e {
-            SqliteError::Schema(m) => StoreError::Schema(m),
-            SqliteError::Sqlite(e) => StoreError::Unavailable(e.to_string()),
-            SqliteError::Io(m) => StoreError::Unavailable(m),
+            SqliteError::Schema(m) => StoreError::Schema(m.into()),
+            SqliteError::Sqlite(e) => StoreError::Unavailable(e.into()),
+            SqliteError::Io(m) => StoreError::Unavailable(m.into()),
         }
     }
 }
@@ -28,8 +28,8 @@ impl From<rusqlite::Error> for StoreError {
         match e {
             rusqlite::Error::FromSqlConversionFailure(..)
             | rusqlite::Error::InvalidColumnType(..)
-            | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.to_string()),
-            other => StoreError::Unavailable(other.to_string()),
+            | rusqlite::Error::IntegralValueOutOfRange(..) => StoreError::Corrupt(e.into()),
+            other => StoreError::Unavailable(other.into()),
         }
     }
 }
@@ -76,7 +76,7 @@ impl SqliteStore {
 
 impl From<db::BlockingError> for StoreError {
     fn from(e: db::BlockingError) -> Self {
-        StoreError::Unavailable(e.to_string())
+        StoreError::Unavailable(e.into())
     }
 }
 
@@ -242,10 +242,13 @@ impl Store for SqliteStore {
         limit: usize,
     ) -> Result<ScanPage, StoreError> {
         if !slice.part.is_empty() {
-            return Err(StoreError::Corrupt(format!(
-                "unknown scan slice `{}`: this store scans whole windows",
-                slice.part
-            )));
+            return Err(StoreError::Corrupt(
+                format!(
+                    "unknown scan slice `{}`: this store scans whole windows",
+                    slice.part
+                )
+                .into(),
+            ));
         }
         let (from, to) = (slice.from, slice.to);
         // The cursor is the last (meter_id, ts) handed out, as "<ts>:<meter_id>".
@@ -254,10 +257,10 @@ impl Store for SqliteStore {
             Some(c) => {
                 let (ts, meter) = c
                     .split_once(':')
-                    .ok_or_else(|| StoreError::Corrupt(format!("bad scan cursor `{c}`")))?;
+                    .ok_or_else(|| StoreError::Corrupt(format!("bad scan cursor `{c}`").into()))?;
                 let ts = ts
                     .parse::<i64>()
-                    .map_err(|_| StoreError::Corrupt(format!("bad scan cursor `{c}`")))?;
+                    .map_err(|_| StoreError::Corrupt(format!("bad scan cursor `{c}`").into()))?;
                 (meter.to_owned(), ts)
             }
         };
@@ -296,7 +299,7 @@ impl Store for SqliteStore {
     async fn put_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError> {
         let mut rows = Vec::with_capacity(profiles.len());
         for p in profiles {
-            let json = serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let json = serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.into()))?;
             rows.push((p.clone(), json));
         }
         self.write(move |c| {
@@ -330,9 +333,7 @@ impl Store for SqliteStore {
             let rows = st.query_map([], |r| r.get::<_, String>(0))?;
             let mut out = Vec::new();
             for json in rows {
-                out.push(
-                    serde_json::from_str(&json?).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                );
+                out.push(serde_json::from_str(&json?).map_err(|e| StoreError::Corrupt(e.into()))?);
             }
             Ok(out)
         })
