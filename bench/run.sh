@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Times the regional-profile computation side by side on one Parquet file with the same
 # number of threads: this project's DataFusion job, DuckDB, and Spark local mode (the
-# reference scripts in ../shared/bench), and checks that our figures equal DuckDB's.
+# reference scripts in bench/reference), and checks that our figures equal DuckDB's.
 #
 #   bench/run.sh [READINGS.parquet]      (default: /tmp/r10m.parquet, generated if missing)
 #   THREADS=2 SKIP_SPARK=1 bench/run.sh  (environment knobs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-shared=${SHARED:-../shared/bench}
+shared=${SHARED:-bench/reference}
 venv=${VENV:-/tmp/bench-venv}
 file=${1:-/tmp/r10m.parquet}
 threads=${THREADS:-2}

@@ -1,5 +1,5 @@
 //! Writing results for analysts' own tools: profiles as CSV (the columns the reference
-//! scripts in `shared/bench` write, so the files compare line by line) or Parquet, and stored
+//! scripts in `bench/reference` write, so the files compare line by line) or Parquet, and stored
 //! readings as Parquet.
 
 use std::fs::File;

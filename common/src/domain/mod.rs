@@ -250,7 +250,7 @@ pub struct Meter {
     pub registered_at: DateTime<Utc>,
 }
 
-/// What the batch job computes for one region (README, "The regional profile").
+/// What the batch job computes for one region (README, "Regional energy profiles").
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileFigures {
     pub region: RegionCode,
