@@ -174,8 +174,29 @@ where
         })
 }
 
+/// A closed set of names, spelled in snake case the same way everywhere: serde on the wire,
+/// `AsRef<str>`/`Display` and `FromStr` in stores and forms.
 macro_rules! named_enum {
-    ($name:ident, $what:literal) => {
+    ($(#[$meta:meta])* $name:ident ($what:literal) { $($(#[$vmeta:meta])* $variant:ident,)* }) => {
+        $(#[$meta])*
+        #[derive(
+            Debug,
+            Clone,
+            Copy,
+            PartialEq,
+            Eq,
+            Serialize,
+            Deserialize,
+            strum::AsRefStr,
+            strum::Display,
+            VariantArray,
+        )]
+        #[serde(rename_all = "snake_case")]
+        #[strum(serialize_all = "snake_case")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)*
+        }
+
         impl std::str::FromStr for $name {
             type Err = UnknownName;
             fn from_str(s: &str) -> Result<Self, UnknownName> {
@@ -185,29 +206,15 @@ macro_rules! named_enum {
     };
 }
 
-/// Kind of dwelling, which the load model and the estimator use.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::AsRefStr,
-    strum::Display,
-    VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Dwelling {
-    Flat,
-    Terraced,
-    SemiDetached,
-    Detached,
+named_enum! {
+    /// Kind of dwelling, which the load model and the estimator use.
+    Dwelling("dwelling") {
+        Flat,
+        Terraced,
+        SemiDetached,
+        Detached,
+    }
 }
-
-named_enum!(Dwelling, "dwelling");
 
 /// Relative electricity use by household size (1 to 5+ people).
 fn size_factor(size: u8) -> f64 {
@@ -277,60 +284,32 @@ pub struct RegionProfile {
     pub figures: ProfileFigures,
 }
 
-/// Where a recompute run is in its life.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::AsRefStr,
-    strum::Display,
-    VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum RunStatus {
-    Queued,
-    Running,
-    Succeeded,
-    Failed,
+named_enum! {
+    /// Where a recompute run is in its life.
+    RunStatus("run status") {
+        Queued,
+        Running,
+        Succeeded,
+        Failed,
+    }
 }
 
-named_enum!(RunStatus, "run status");
-
-/// What started a run, as recorded on it: a closed set, so no caller writes free text into
-/// the run history.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    Deserialize,
-    strum::AsRefStr,
-    strum::Display,
-    VariantArray,
-)]
-#[serde(rename_all = "snake_case")]
-#[strum(serialize_all = "snake_case")]
-pub enum Trigger {
-    /// The analytics service's timer.
-    Schedule,
-    /// The all-in-one's first run, once the fleet's backfill is stored.
-    Startup,
-    /// `analytics run`.
-    Cli,
-    /// `POST /internal/v1/runs`.
-    Api,
-    /// The analyst console's "recompute now".
-    Console,
+named_enum! {
+    /// What started a run, as recorded on it: a closed set, so no caller writes free text into
+    /// the run history.
+    Trigger("trigger") {
+        /// The analytics service's timer.
+        Schedule,
+        /// The all-in-one's first run, once the fleet's backfill is stored.
+        Startup,
+        /// `analytics run`.
+        Cli,
+        /// `POST /internal/v1/runs`.
+        Api,
+        /// The analyst console's "recompute now".
+        Console,
+    }
 }
-
-named_enum!(Trigger, "trigger");
 
 /// One recompute of the regional profiles. Times are kept to the millisecond.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
