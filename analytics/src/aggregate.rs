@@ -88,19 +88,19 @@ pub struct ProfileAccumulator {
     ts_range: Option<(i64, i64)>,
 }
 
-enum Strs<'a> {
+enum StringColumn<'a> {
     Utf8(&'a StringArray),
     Large(&'a LargeStringArray),
     View(&'a StringViewArray),
 }
 
-impl Strs<'_> {
+impl StringColumn<'_> {
     #[inline]
     fn value(&self, i: usize) -> &str {
         match self {
-            Strs::Utf8(a) => a.value(i),
-            Strs::Large(a) => a.value(i),
-            Strs::View(a) => a.value(i),
+            StringColumn::Utf8(a) => a.value(i),
+            StringColumn::Large(a) => a.value(i),
+            StringColumn::View(a) => a.value(i),
         }
     }
 }
@@ -112,11 +112,11 @@ fn column(batch: &RecordBatch, name: &str) -> Result<std::sync::Arc<dyn Array>, 
         .ok_or_else(|| ArrowError::SchemaError(format!("readings have no `{name}` column")))
 }
 
-fn strings<'a>(a: &'a dyn Array, name: &str) -> Result<Strs<'a>, ArrowError> {
+fn strings<'a>(a: &'a dyn Array, name: &str) -> Result<StringColumn<'a>, ArrowError> {
     match a.data_type() {
-        DataType::Utf8 => Ok(Strs::Utf8(a.as_string::<i32>())),
-        DataType::LargeUtf8 => Ok(Strs::Large(a.as_string::<i64>())),
-        DataType::Utf8View => Ok(Strs::View(a.as_string_view())),
+        DataType::Utf8 => Ok(StringColumn::Utf8(a.as_string::<i32>())),
+        DataType::LargeUtf8 => Ok(StringColumn::Large(a.as_string::<i64>())),
+        DataType::Utf8View => Ok(StringColumn::View(a.as_string_view())),
         other => Err(ArrowError::SchemaError(format!(
             "`{name}` must be a string column, not {other}"
         ))),
@@ -338,7 +338,7 @@ impl ProfileAccumulator {
 
     /// The profile of every region seen, ordered by region code.
     pub fn finish(&self) -> Vec<ProfileFigures> {
-        struct Work {
+        struct RegionTotals {
             meters: u64,
             readings: u64,
             daily: Vec<f64>,
@@ -346,8 +346,8 @@ impl ProfileAccumulator {
             weekend: (f64, u64),
             hour_days: [u64; 24],
         }
-        let mut work: Vec<Work> = (0..self.regions.len())
-            .map(|_| Work {
+        let mut work: Vec<RegionTotals> = (0..self.regions.len())
+            .map(|_| RegionTotals {
                 meters: 0,
                 readings: 0,
                 daily: Vec::new(),

@@ -56,9 +56,9 @@ pub struct Analytics {
 }
 
 /// Releases the single-flight slot however a run ends.
-struct Slot(Arc<Mutex<Option<String>>>);
+struct SingleFlightGuard(Arc<Mutex<Option<String>>>);
 
-impl Drop for Slot {
+impl Drop for SingleFlightGuard {
     fn drop(&mut self) {
         if let Ok(mut c) = self.0.lock() {
             *c = None;
@@ -121,7 +121,7 @@ impl Analytics {
     }
 
     /// Takes the single-flight slot and records a queued run.
-    async fn claim(&self, trigger: Trigger) -> Result<(Run, Slot), JobError> {
+    async fn claim(&self, trigger: Trigger) -> Result<(Run, SingleFlightGuard), JobError> {
         let now = now_ms();
         let run_id = new_run_id(now);
         {
@@ -134,7 +134,7 @@ impl Analytics {
             }
             *current = Some(run_id.clone());
         }
-        let slot = Slot(self.current.clone());
+        let slot = SingleFlightGuard(self.current.clone());
         let run = Run::queued(run_id, trigger, now);
         self.store.put_run(&run).await?;
         Ok((run, slot))

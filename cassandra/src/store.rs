@@ -93,7 +93,7 @@ type RegionCache = HashMap<String, (String, Instant)>;
 #[derive(Clone)]
 pub struct CassandraStore {
     client: Client,
-    st: Arc<Prepared>,
+    statements: Arc<Prepared>,
     regions: Arc<Mutex<RegionCache>>,
 }
 
@@ -246,7 +246,7 @@ impl CassandraStore {
         crate::migrate::verify(&client, iot_migrations::CQL)
             .await
             .map_err(|e| StoreError::Schema(e.into()))?;
-        let st = Prepared {
+        let statements = Prepared {
             ping: prepare(&client, cql::PING).await?,
             meter_upsert: prepare(&client, cql::METER_UPSERT).await?,
             meter_get: prepare(&client, cql::METER_GET).await?,
@@ -273,7 +273,7 @@ impl CassandraStore {
         };
         Ok(Self {
             client,
-            st: Arc::new(st),
+            statements: Arc::new(statements),
             regions: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -307,7 +307,7 @@ impl CassandraStore {
             lookups.push(async move {
                 let result = self
                     .client
-                    .execute("meter region", &self.st.meter_region, (&id,))
+                    .execute("meter region", &self.statements.meter_region, (&id,))
                     .await?;
                 let rows = rows::<(Option<String>,)>(result)?;
                 Ok::<_, StoreError>((id, rows.into_iter().next().and_then(|r| r.0)))
@@ -350,7 +350,7 @@ impl CassandraStore {
         fan_out(
             by_region
                 .into_values()
-                .map(|rows| self.batch(&self.st.by_region_upsert, rows))
+                .map(|rows| self.batch(&self.statements.by_region_upsert, rows))
                 .collect(),
         )
         .await?;
@@ -368,7 +368,7 @@ impl CassandraStore {
             m.registered_at,
         );
         self.client
-            .execute("upsert meter", &self.st.meter_upsert, values)
+            .execute("upsert meter", &self.statements.meter_upsert, values)
             .await?;
         Ok(())
     }
@@ -377,7 +377,11 @@ impl CassandraStore {
     async fn all_readings_of(&self, meter_id: &MeterId) -> Result<Vec<Reading>, StoreError> {
         let result = self
             .client
-            .execute("meter days", &self.st.meter_days_of, (meter_id.as_str(),))
+            .execute(
+                "meter days",
+                &self.statements.meter_days_of,
+                (meter_id.as_str(),),
+            )
             .await?;
         let days: Vec<NaiveDate> = rows::<(NaiveDate,)>(result)?
             .into_iter()
@@ -421,7 +425,7 @@ impl CassandraStore {
             fan_out(
                 by_day
                     .into_values()
-                    .map(|rows| self.batch(&self.st.by_region_delete, rows))
+                    .map(|rows| self.batch(&self.statements.by_region_delete, rows))
                     .collect(),
             )
             .await?;
@@ -461,7 +465,11 @@ impl CassandraStore {
     async fn refresh_meter_day(&self, meter: &str, day: NaiveDate) -> Result<(), StoreError> {
         let result = self
             .client
-            .execute("count meter day", &self.st.meter_day_count, (meter, day))
+            .execute(
+                "count meter day",
+                &self.statements.meter_day_count,
+                (meter, day),
+            )
             .await?;
         let row = rows::<(i64, Option<DateTime<Utc>>)>(result)?
             .into_iter()
@@ -471,7 +479,7 @@ impl CassandraStore {
         self.client
             .execute(
                 "put meter day",
-                &self.st.meter_day_put,
+                &self.statements.meter_day_put,
                 (meter, day, n, latest),
             )
             .await?;
@@ -501,7 +509,9 @@ impl CassandraStore {
 #[async_trait]
 impl Store for CassandraStore {
     async fn ping(&self) -> Result<(), StoreError> {
-        self.client.execute("ping", &self.st.ping, ()).await?;
+        self.client
+            .execute("ping", &self.statements.ping, ())
+            .await?;
         Ok(())
     }
 
@@ -515,7 +525,7 @@ impl Store for CassandraStore {
                         .client
                         .execute(
                             "meter region",
-                            &self.st.meter_region,
+                            &self.statements.meter_region,
                             (m.meter_id.as_str(),),
                         )
                         .await?;
@@ -573,7 +583,11 @@ impl Store for CassandraStore {
     async fn meter(&self, meter_id: &MeterId) -> Result<Option<Meter>, StoreError> {
         let result = self
             .client
-            .execute("get meter", &self.st.meter_get, (meter_id.as_str(),))
+            .execute(
+                "get meter",
+                &self.statements.meter_get,
+                (meter_id.as_str(),),
+            )
             .await?;
         rows::<MeterRow>(result)?
             .into_iter()
@@ -583,7 +597,7 @@ impl Store for CassandraStore {
     }
 
     async fn meters(&self) -> Result<Vec<Meter>, StoreError> {
-        let rows: Vec<MeterRow> = self.all_rows(&self.st.meters_all).await?;
+        let rows: Vec<MeterRow> = self.all_rows(&self.statements.meters_all).await?;
         let mut meters = rows
             .into_iter()
             .map(Meter::try_from)
@@ -624,7 +638,7 @@ impl Store for CassandraStore {
             fan_out(
                 by_meter
                     .into_values()
-                    .map(|rows| self.batch(&self.st.by_meter_upsert, rows))
+                    .map(|rows| self.batch(&self.statements.by_meter_upsert, rows))
                     .collect(),
             ),
             self.write_by_region(&readings, &regions),
@@ -668,7 +682,7 @@ impl Store for CassandraStore {
             .client
             .execute(
                 "meter days",
-                &self.st.meter_days_in,
+                &self.statements.meter_days_in,
                 (meter_id.as_str(), first, last),
             )
             .await?;
@@ -686,7 +700,7 @@ impl Store for CassandraStore {
                     .client
                     .execute(
                         "meter readings",
-                        &self.st.meter_readings,
+                        &self.statements.meter_readings,
                         (meter_id.as_str(), day, from, to, most),
                     )
                     .await?;
@@ -714,7 +728,7 @@ impl Store for CassandraStore {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> Result<Vec<ScanSlice>, StoreError> {
-        let meters: Vec<MeterRow> = self.all_rows(&self.st.meters_all).await?;
+        let meters: Vec<MeterRow> = self.all_rows(&self.statements.meters_all).await?;
         let mut regions: Vec<String> = meters.into_iter().filter_map(|m| m.region).collect();
         regions.sort();
         regions.dedup();
@@ -748,7 +762,7 @@ impl Store for CassandraStore {
                     .map_err(|_| StoreError::Corrupt(format!("bad scan cursor `{c}`").into()))?,
             ),
         };
-        let mut statement = self.st.region_day_scan.clone();
+        let mut statement = self.statements.region_day_scan.clone();
         statement.set_page_size(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
         let values = (region.as_str(), day, slice.from, slice.to);
         let (result, next) = self
@@ -793,7 +807,7 @@ impl Store for CassandraStore {
             );
             writes.push(
                 self.client
-                    .execute("put profile", &self.st.profile_put, values),
+                    .execute("put profile", &self.statements.profile_put, values),
             );
         }
         fan_out(writes).await?;
@@ -801,7 +815,7 @@ impl Store for CassandraStore {
     }
 
     async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError> {
-        let rows: Vec<(Option<String>,)> = self.all_rows(&self.st.profiles_all).await?;
+        let rows: Vec<(Option<String>,)> = self.all_rows(&self.statements.profiles_all).await?;
         let mut out: Vec<RegionProfile> = rows
             .into_iter()
             .filter_map(|r| r.0)
@@ -826,13 +840,13 @@ impl Store for CassandraStore {
             &run.error,
         );
         self.client
-            .execute("put run", &self.st.run_put, values)
+            .execute("put run", &self.statements.run_put, values)
             .await?;
         // The index row after the run row, so a listed run can always be read.
         self.client
             .execute(
                 "index run",
-                &self.st.run_index_put,
+                &self.statements.run_index_put,
                 (RUNS_BUCKET, run.created_at, &run.run_id),
             )
             .await?;
@@ -842,7 +856,7 @@ impl Store for CassandraStore {
     async fn run(&self, run_id: &str) -> Result<Option<Run>, StoreError> {
         let result = self
             .client
-            .execute("get run", &self.st.run_get, (run_id,))
+            .execute("get run", &self.statements.run_get, (run_id,))
             .await?;
         rows::<RunRow>(result)?
             .into_iter()
@@ -858,7 +872,11 @@ impl Store for CassandraStore {
         }
         let result = self
             .client
-            .execute("list runs", &self.st.run_index_newest, (RUNS_BUCKET, n))
+            .execute(
+                "list runs",
+                &self.statements.run_index_newest,
+                (RUNS_BUCKET, n),
+            )
             .await?;
         let ids: Vec<String> = rows::<(String,)>(result)?
             .into_iter()
@@ -877,7 +895,7 @@ impl Store for CassandraStore {
         self.client
             .execute(
                 "revoke meter",
-                &self.st.revocation_put,
+                &self.statements.revocation_put,
                 (REVOCATIONS_SHARD, meter_id.as_str(), at),
             )
             .await?;
@@ -888,7 +906,10 @@ impl Store for CassandraStore {
         let pager = self
             .client
             .session
-            .execute_iter(self.st.revocations_all.clone(), (REVOCATIONS_SHARD,))
+            .execute_iter(
+                self.statements.revocations_all.clone(),
+                (REVOCATIONS_SHARD,),
+            )
             .await
             .map_err(ClientError::from)?;
         let rows: Vec<(String, Option<DateTime<Utc>>)> = pager
@@ -912,7 +933,7 @@ impl Store for CassandraStore {
             *by_region.entry(m.region.clone()).or_default() += 1;
         }
         let days: Vec<(String, Option<i32>, Option<DateTime<Utc>>)> =
-            self.all_rows(&self.st.meter_days_all).await?;
+            self.all_rows(&self.statements.meter_days_all).await?;
         let mut readings = 0u64;
         let mut latest: Option<DateTime<Utc>> = None;
         let mut with_readings = std::collections::HashSet::new();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{ANALYST, Go, eventually, start_app};
+use crate::support::{ANALYST, SendOrPanic, eventually, start_app};
 use iot_simulator::FleetConfig;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -53,13 +53,13 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
     assert!(startup.rows_scanned >= 66 * 2 * 48, "{startup:?}");
 
     let url = app.int("/internal/v1/runs");
-    let res = app.client.post(&url).go().await;
+    let res = app.client.post(&url).send_or_panic().await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = app
         .client
         .post(app.ext("/internal/v1/runs"))
         .bearer_auth(ANALYST)
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(
         res.status(),
@@ -70,14 +70,19 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         .client
         .post(format!("{url}?trigger=startup"))
         .bearer_auth(ANALYST)
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(
         res.status(),
         StatusCode::BAD_REQUEST,
         "a caller names itself only as api or console"
     );
-    let res = app.client.post(&url).bearer_auth(ANALYST).go().await;
+    let res = app
+        .client
+        .post(&url)
+        .bearer_auth(ANALYST)
+        .send_or_panic()
+        .await;
     assert_eq!(res.status(), StatusCode::ACCEPTED);
     let started: Value = res.json().await.unwrap_or(Value::Null);
     let id = started["run"]["run_id"]
@@ -101,7 +106,7 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         .client
         .get(format!("{url}?limit=1"))
         .bearer_auth(ANALYST)
-        .go()
+        .send_or_panic()
         .await
         .json()
         .await
@@ -112,7 +117,7 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         .client
         .get(app.int("/internal/v1/runs/run-nope"))
         .bearer_auth(ANALYST)
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.status(), StatusCode::NOT_FOUND);
     app.app.stop(Duration::from_secs(10)).await;

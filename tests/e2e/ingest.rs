@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{ANALYST, Go, TestApp, eventually, start_app, token, tokens};
+use crate::support::{ANALYST, SendOrPanic, TestApp, eventually, start_app, token, tokens};
 use chrono::{DateTime, Duration as Span, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -211,13 +211,13 @@ async fn a_full_batch_is_accepted_and_one_more_is_too_many() {
 async fn read_back_is_for_the_meter_owner_only() {
     let app = start_app(None).await;
     let url = app.ext("/api/v1/meters/MAC000001/readings");
-    let res = app.client.get(&url).go().await;
+    let res = app.client.get(&url).send_or_panic().await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = app
         .client
         .get(&url)
         .bearer_auth(token("MAC000002"))
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
     let res = app
@@ -225,7 +225,7 @@ async fn read_back_is_for_the_meter_owner_only() {
         .get(&url)
         .query(&[("from", "yesterday")])
         .bearer_auth(token("MAC000001"))
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(
         res.status(),
@@ -241,18 +241,18 @@ async fn read_back_is_for_the_meter_owner_only() {
 async fn internal_routes_live_only_on_the_internal_listener() {
     let app = start_app(None).await;
     for path in ["/healthz", "/readyz", "/metrics", "/internal/v1/meters"] {
-        let res = app.client.get(app.ext(path)).go().await;
+        let res = app.client.get(app.ext(path)).send_or_panic().await;
         assert_eq!(
             res.status(),
             StatusCode::NOT_FOUND,
             "{path} on the external listener"
         );
     }
-    let res = app.client.get(app.int("/healthz")).go().await;
+    let res = app.client.get(app.int("/healthz")).send_or_panic().await;
     assert_eq!(res.status(), StatusCode::OK);
-    let res = app.client.get(app.int("/readyz")).go().await;
+    let res = app.client.get(app.int("/readyz")).send_or_panic().await;
     assert_eq!(res.status(), StatusCode::OK);
-    let metrics = app.client.get(app.int("/metrics")).go().await;
+    let metrics = app.client.get(app.int("/metrics")).send_or_panic().await;
     let text = metrics.text().await.unwrap_or_default();
     assert!(text.contains("iot_meter_readings_accepted_total"), "{text}");
     assert!(text.trim_end().ends_with("# EOF"));
@@ -264,14 +264,14 @@ async fn operators_register_meters_on_the_internal_listener() {
     let app = start_app(None).await;
     let url = app.int("/internal/v1/meters");
     let body = json!({"meter_id": "HOME-1", "lat": 51.5138, "lon": -0.0984, "household_size": 2, "dwelling": "flat"});
-    let res = app.client.post(&url).json(&body).go().await;
+    let res = app.client.post(&url).json(&body).send_or_panic().await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = app
         .client
         .post(&url)
         .bearer_auth(ANALYST)
         .json(&body)
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let created: Value = res.json().await.unwrap_or(Value::Null);
@@ -288,7 +288,7 @@ async fn operators_register_meters_on_the_internal_listener() {
         .post(&url)
         .bearer_auth(ANALYST)
         .json(&bad)
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let err: Value = res.json().await.unwrap_or(Value::Null);
@@ -299,14 +299,14 @@ async fn operators_register_meters_on_the_internal_listener() {
         .post(&url)
         .bearer_auth(ANALYST)
         .json(&paris)
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let listed: Value = app
         .client
         .get(&url)
         .bearer_auth(ANALYST)
-        .go()
+        .send_or_panic()
         .await
         .json()
         .await
@@ -348,13 +348,18 @@ async fn a_revoked_meter_is_refused_at_once_and_a_token_issued_after_works() {
     let body = || reading("REVOKE-1", slot(3), 0.3).to_string();
     assert_eq!(post(&app, Some(&old), body()).await.0, StatusCode::ACCEPTED);
     let url = app.int("/internal/v1/meters/REVOKE-1");
-    let res = app.client.delete(&url).go().await;
+    let res = app.client.delete(&url).send_or_panic().await;
     assert_eq!(
         res.status(),
         StatusCode::UNAUTHORIZED,
         "revoking needs the analyst token"
     );
-    let res = app.client.delete(&url).bearer_auth(ANALYST).go().await;
+    let res = app
+        .client
+        .delete(&url)
+        .bearer_auth(ANALYST)
+        .send_or_panic()
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let (status, problem) = post(&app, Some(&old), body()).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{problem}");
@@ -368,7 +373,7 @@ async fn a_revoked_meter_is_refused_at_once_and_a_token_issued_after_works() {
         .client
         .get(app.ext("/api/v1/meters/REVOKE-1/readings"))
         .bearer_auth(&old)
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(
         res.status(),
@@ -382,7 +387,7 @@ async fn a_revoked_meter_is_refused_at_once_and_a_token_issued_after_works() {
         .client
         .delete(app.int("/internal/v1/meters/bad%20id"))
         .bearer_auth(ANALYST)
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     app.app.stop(Duration::from_secs(5)).await;

@@ -90,12 +90,12 @@ where
 }
 
 /// Sends a request a test expects to reach the server; a transport error fails the test.
-pub trait Go {
-    fn go(self) -> impl std::future::Future<Output = reqwest::Response>;
+pub trait SendOrPanic {
+    fn send_or_panic(self) -> impl std::future::Future<Output = reqwest::Response>;
 }
 
-impl Go for reqwest::RequestBuilder {
-    async fn go(self) -> reqwest::Response {
+impl SendOrPanic for reqwest::RequestBuilder {
+    async fn send_or_panic(self) -> reqwest::Response {
         self.send()
             .await
             .unwrap_or_else(|e| panic!("request failed: {e}"))

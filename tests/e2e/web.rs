@@ -3,12 +3,12 @@
 
 use std::time::Duration;
 
-use crate::support::{ANALYST, Go, MISSING, TestApp, with_profiles};
+use crate::support::{ANALYST, MISSING, SendOrPanic, TestApp, with_profiles};
 use reqwest::StatusCode;
 use serde_json::Value;
 
 async fn text(app: &TestApp, url: String) -> (StatusCode, reqwest::header::HeaderMap, String) {
-    let res = app.client.get(url).go().await;
+    let res = app.client.get(url).send_or_panic().await;
     let (status, headers) = (res.status(), res.headers().clone());
     (status, headers, res.text().await.unwrap_or_default())
 }
@@ -166,13 +166,13 @@ async fn the_console_is_internal_and_needs_the_analyst_token() {
     let res = no_redirects
         .post(app.int("/internal/console/login"))
         .form(&[("token", "wrong")])
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     let res = no_redirects
         .post(app.int("/internal/console/login"))
         .form(&[("token", ANALYST)])
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     let cookie = set_cookie(&res);
@@ -183,7 +183,7 @@ async fn the_console_is_internal_and_needs_the_analyst_token() {
     let pair = cookie.split(';').next().unwrap_or_default().to_owned();
     let res = no_redirects
         .post(app.int("/internal/console/recompute"))
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(
         res.status(),
@@ -196,7 +196,7 @@ async fn the_console_is_internal_and_needs_the_analyst_token() {
         let res = no_redirects
             .post(app.int("/internal/console/recompute"))
             .header("cookie", &pair)
-            .go()
+            .send_or_panic()
             .await;
         status = res.status();
         if status != StatusCode::CONFLICT {
@@ -208,7 +208,7 @@ async fn the_console_is_internal_and_needs_the_analyst_token() {
     let res = no_redirects
         .get(app.int("/internal/console"))
         .header("cookie", &pair)
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.status(), StatusCode::OK);
     let html = res.text().await.unwrap_or_default();
@@ -269,7 +269,7 @@ async fn console_sessions_hold_no_token_refuse_other_sites_and_throttle_guessing
             .post(&login)
             .header(header, value)
             .form(&[("token", ANALYST)])
-            .go()
+            .send_or_panic()
     };
     // A form posted from another site is refused, even with the right token.
     let res = sign_in("origin", "https://evil.example".into()).await;
@@ -297,7 +297,14 @@ async fn console_sessions_hold_no_token_refuse_other_sites_and_throttle_guessing
     let page = |pair: String| {
         let client = client.clone();
         let url = app.int("/internal/console");
-        async move { client.get(url).header("cookie", pair).go().await.status() }
+        async move {
+            client
+                .get(url)
+                .header("cookie", pair)
+                .send_or_panic()
+                .await
+                .status()
+        }
     };
     assert_eq!(page(pair.clone()).await, StatusCode::OK);
     assert_eq!(
@@ -310,7 +317,7 @@ async fn console_sessions_hold_no_token_refuse_other_sites_and_throttle_guessing
         .post(app.int("/internal/console/recompute"))
         .header("cookie", &pair)
         .header("origin", "https://evil.example")
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.status(), StatusCode::FORBIDDEN);
 
@@ -318,17 +325,25 @@ async fn console_sessions_hold_no_token_refuse_other_sites_and_throttle_guessing
     let res = client
         .post(app.int("/internal/console/logout"))
         .header("cookie", &pair)
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.status(), StatusCode::SEE_OTHER);
     assert_eq!(page(pair).await, StatusCode::UNAUTHORIZED);
 
     // Five wrong tokens in a minute, then the sixth try is refused before it is checked.
     for _ in 0..5 {
-        let res = client.post(&login).form(&[("token", "guess")]).go().await;
+        let res = client
+            .post(&login)
+            .form(&[("token", "guess")])
+            .send_or_panic()
+            .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
-    let res = client.post(&login).form(&[("token", ANALYST)]).go().await;
+    let res = client
+        .post(&login)
+        .form(&[("token", ANALYST)])
+        .send_or_panic()
+        .await;
     assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(res.headers().contains_key("retry-after"));
     app.app.stop(Duration::from_secs(5)).await;
@@ -344,7 +359,11 @@ async fn every_error_is_a_problem_document_with_the_request_id() {
         (reqwest::Method::GET, app.ext("/no/such/page")),
         (reqwest::Method::PUT, app.int("/internal/v1/meters")),
     ] {
-        let res = app.client.request(method.clone(), &url).go().await;
+        let res = app
+            .client
+            .request(method.clone(), &url)
+            .send_or_panic()
+            .await;
         assert!(res.status().is_client_error(), "{method} {url}");
         assert_eq!(
             res.headers()["content-type"],
@@ -369,7 +388,7 @@ async fn every_error_is_a_problem_document_with_the_request_id() {
         .client
         .get(app.ext("/regions/NOPE"))
         .header("x-request-id", "client-chosen-id-123")
-        .go()
+        .send_or_panic()
         .await;
     assert_eq!(res.headers()["x-request-id"], "client-chosen-id-123");
     app.app.stop(Duration::from_secs(5)).await;

@@ -136,7 +136,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let tx = c.transaction()?;
             {
-                let mut st = tx.prepare_cached(
+                let mut statement = tx.prepare_cached(
                     "INSERT INTO meters (meter_id, region, lat, lon, household_size, dwelling, registered_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (meter_id) DO UPDATE SET region = excluded.region, lat = excluded.lat,
@@ -144,7 +144,7 @@ impl Store for SqliteStore {
                        dwelling = excluded.dwelling, registered_at = excluded.registered_at",
                 )?;
                 for m in &meters {
-                    st.execute(params![
+                    statement.execute(params![
                         m.meter_id,
                         m.region,
                         m.lat,
@@ -176,10 +176,10 @@ impl Store for SqliteStore {
 
     async fn meters(&self) -> Result<Vec<Meter>, StoreError> {
         self.read(|c| {
-            let mut st = c.prepare(&format!(
+            let mut statement = c.prepare(&format!(
                 "SELECT {METER_COLUMNS} FROM meters ORDER BY meter_id"
             ))?;
-            let rows = st.query_map([], meter_from_row)?;
+            let rows = statement.query_map([], meter_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -193,13 +193,13 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let tx = c.transaction()?;
             {
-                let mut st = tx.prepare_cached(
+                let mut statement = tx.prepare_cached(
                     "INSERT INTO readings (meter_id, ts, kwh, interval_s) VALUES (?1, ?2, ?3, ?4)
                      ON CONFLICT (meter_id, ts) DO UPDATE SET kwh = excluded.kwh,
                        interval_s = excluded.interval_s",
                 )?;
                 for r in &readings {
-                    st.execute(params![r.meter_id, epoch(r.ts), r.kwh, r.interval_s])?;
+                    statement.execute(params![r.meter_id, epoch(r.ts), r.kwh, r.interval_s])?;
                 }
             }
             tx.commit()?;
@@ -218,11 +218,11 @@ impl Store for SqliteStore {
         let id = meter_id.clone();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
-            let mut st = c.prepare_cached(
+            let mut statement = c.prepare_cached(
                 "SELECT meter_id, ts, kwh, interval_s FROM readings
                  WHERE meter_id = ?1 AND ts >= ?2 AND ts < ?3 ORDER BY ts LIMIT ?4",
             )?;
-            let rows = st.query_map(params![id, epoch(from), epoch(to), limit], |r| {
+            let rows = statement.query_map(params![id, epoch(from), epoch(to), limit], |r| {
                 Ok(Reading {
                     meter_id: r.get(0)?,
                     ts: from_epoch(r.get(1)?),
@@ -268,14 +268,14 @@ impl Store for SqliteStore {
         let sql_limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let (from, to) = (epoch(from), epoch(to));
         self.read(move |c| {
-            let mut st = c.prepare_cached(
+            let mut statement = c.prepare_cached(
                 "SELECT m.region, r.meter_id, r.ts, r.kwh
                  FROM readings r JOIN meters m ON m.meter_id = r.meter_id
                  WHERE m.region IS NOT NULL AND r.ts >= ?1 AND r.ts < ?2
                    AND (r.meter_id, r.ts) > (?3, ?4)
                  ORDER BY r.meter_id, r.ts LIMIT ?5",
             )?;
-            let rows = st
+            let rows = statement
                 .query_map(params![from, to, after_meter, after_ts, sql_limit], |r| {
                     Ok(RegionReading {
                         region: r.get(0)?,
@@ -305,13 +305,13 @@ impl Store for SqliteStore {
         self.write(move |c| {
             let tx = c.transaction()?;
             {
-                let mut st = tx.prepare_cached(
+                let mut statement = tx.prepare_cached(
                     "INSERT OR REPLACE INTO regional_profiles
                      (region, run_id, window_from, window_to, computed_at, profile_json)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                 )?;
                 for (p, json) in &rows {
-                    st.execute(params![
+                    statement.execute(params![
                         p.figures.region,
                         p.run_id,
                         epoch(p.window_from),
@@ -329,8 +329,9 @@ impl Store for SqliteStore {
 
     async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError> {
         self.read(|c| {
-            let mut st = c.prepare("SELECT profile_json FROM regional_profiles ORDER BY region")?;
-            let rows = st.query_map([], |r| r.get::<_, String>(0))?;
+            let mut statement =
+                c.prepare("SELECT profile_json FROM regional_profiles ORDER BY region")?;
+            let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
             let mut out = Vec::new();
             for json in rows {
                 out.push(serde_json::from_str(&json?).map_err(|e| StoreError::Corrupt(e.into()))?);
@@ -381,10 +382,10 @@ impl Store for SqliteStore {
     async fn runs(&self, limit: usize) -> Result<Vec<Run>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(move |c| {
-            let mut st = c.prepare(&format!(
+            let mut statement = c.prepare(&format!(
                 "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_ms DESC, run_id DESC LIMIT ?1"
             ))?;
-            let rows = st.query_map([limit], run_from_row)?;
+            let rows = statement.query_map([limit], run_from_row)?;
             Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
         })
         .await
@@ -402,9 +403,9 @@ impl Store for SqliteStore {
                 [],
                 |r| r.get(0),
             )?;
-            let mut st =
+            let mut statement =
                 c.prepare("SELECT region, count(*) FROM meters GROUP BY region ORDER BY region")?;
-            let by_region = st
+            let by_region = statement
                 .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             Ok(StoreSummary {
@@ -433,8 +434,9 @@ impl Store for SqliteStore {
 
     async fn revocations(&self) -> Result<Vec<(MeterId, DateTime<Utc>)>, StoreError> {
         self.read(|c| {
-            let mut st = c.prepare_cached("SELECT meter_id, revoked_at FROM meter_revocations")?;
-            let rows = st.query_map([], |r| {
+            let mut statement =
+                c.prepare_cached("SELECT meter_id, revoked_at FROM meter_revocations")?;
+            let rows = statement.query_map([], |r| {
                 let at: i64 = r.get(1)?;
                 Ok((r.get(0)?, from_epoch_ms(at)))
             })?;
