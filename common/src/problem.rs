@@ -195,7 +195,6 @@ pub struct ApiError {
     pub field: Option<String>,
     /// The position of the offending reading in a batch.
     pub index: Option<usize>,
-    pub retry_after_s: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -220,7 +219,6 @@ impl ApiError {
             message: message.into(),
             field: None,
             index: None,
-            retry_after_s: code.retry_after_s(),
         }
     }
 
@@ -273,7 +271,7 @@ impl ApiError {
             body,
         )
             .into_response();
-        if let Some(s) = self.retry_after_s {
+        if let Some(s) = self.code.retry_after_s() {
             res.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
