@@ -20,6 +20,7 @@ use iot_common::service::{ListenError, Service};
 use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_meter::{IngestConfig, MeterState};
+use iot_simulator::backfill::Backfill;
 use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
 use iot_web::{Recompute, RecomputeError, WebState};
 use tokio_util::sync::CancellationToken;
@@ -205,10 +206,11 @@ async fn start_fleet(
     tokens: &MeterTokens,
     fleet: Option<FleetConfig>,
     ext_addr: SocketAddr,
-) -> Result<tokio::sync::oneshot::Receiver<()>, AppError> {
+) -> Result<tokio::sync::oneshot::Receiver<Backfill>, AppError> {
     let (backfilled_tx, backfilled) = tokio::sync::oneshot::channel();
     let Some(mut fleet_config) = fleet else {
-        let _ = backfilled_tx.send(());
+        // Nothing to wait for: the receiver hears the sender go.
+        drop(backfilled_tx);
         return Ok(backfilled);
     };
     fleet_config.meter_url = format!("http://{ext_addr}");
@@ -240,7 +242,7 @@ async fn start_fleet(
 async fn recompute(
     analytics: Arc<Analytics>,
     log: SqliteLog,
-    backfilled: tokio::sync::oneshot::Receiver<()>,
+    backfilled: tokio::sync::oneshot::Receiver<Backfill>,
     every: Duration,
     shutdown: CancellationToken,
 ) {

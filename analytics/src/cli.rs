@@ -18,6 +18,7 @@ use iot_common::service::Service;
 use iot_common::store::Store;
 
 use crate::aggregate::ProfileFigures;
+use crate::first_run::FirstRun;
 use crate::api::{RunsState, runs_router};
 use crate::job::{Analytics, JobConfig, window};
 use crate::local_time::LocalClock;
@@ -103,6 +104,13 @@ pub enum Command {
         /// Seconds from start-up to the first run, so a fresh stack has readings to profile.
         #[arg(long, env = "IOT_ANALYTICS_FIRST_RUN_S", default_value_t = 120)]
         first_run_s: u64,
+        /// Instead of the fixed delay: the first run waits until this URL answers 2xx (the
+        /// fleet's `/backfill`, which does once its history is stored).
+        #[arg(long, env = "IOT_ANALYTICS_FIRST_RUN_AFTER")]
+        first_run_after: Option<reqwest::Url>,
+        /// Longest wait for --first-run-after, in seconds; then the first run goes ahead.
+        #[arg(long, env = "IOT_ANALYTICS_FIRST_RUN_WAIT_S", default_value_t = 1800)]
+        first_run_wait_s: u64,
         #[command(flatten)]
         http: iot_common::server::HttpArgs,
     },
@@ -176,13 +184,19 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             analyst_token,
             every_minutes,
             first_run_s,
+            first_run_after,
+            first_run_wait_s,
             http,
         } => {
+            let first_run = match first_run_after {
+                Some(url) => FirstRun::After(url, Duration::from_secs(first_run_wait_s)),
+                None => FirstRun::In(Duration::from_secs(first_run_s)),
+            };
             serve_api(
                 job,
                 internal_addr,
                 analyst_token,
-                Duration::from_secs(first_run_s),
+                first_run,
                 every_minutes,
                 http.limits(),
             )
@@ -275,7 +289,7 @@ async fn serve_api(
     job: JobArgs,
     addr: SocketAddr,
     token: String,
-    first_run: Duration,
+    first_run: FirstRun,
     every_minutes: u64,
     limits: iot_common::server::HttpLimits,
 ) -> Result<(), CliError> {
@@ -297,7 +311,8 @@ async fn serve_api(
     let stop = service.shutdown_token();
     let every = Duration::from_secs(every_minutes.max(1) * 60);
     service.spawn("schedule", async move {
-        analytics.schedule(first_run, every, stop).await;
+        let first = first_run.wait(&stop).await;
+        analytics.schedule(first, every, stop).await;
         Ok::<(), std::convert::Infallible>(())
     });
     eprintln!(

@@ -8,6 +8,8 @@ pub mod aggregate;
 pub mod api;
 #[cfg(feature = "distributed")]
 pub mod cli;
+#[cfg(feature = "distributed")]
+pub mod first_run;
 pub mod job;
 pub mod local_time;
 pub mod output;

@@ -1,12 +1,15 @@
 //! The `migrate` command: brings keyspace `iot_demo` up to the migrations this binary
-//! carries, or with `--check` only says whether it is.
+//! carries, or with `--check` only says whether it is. With no Cassandra nodes named it
+//! brings the embedded SQLite store in the data directory up to date instead, so a stack
+//! run on the embedded store has the same start-up order.
 
 use std::time::Duration;
 
 use clap::Parser;
 
 use crate::client::Client;
-use crate::config::{CassandraArgs, ConfigError, ReplicationArgs};
+use crate::config::{ConfigError, ReplicationArgs};
+use crate::select::{SelectError, StoreArgs};
 use crate::migrate::{MigrateError, migrate, verify};
 
 #[derive(Debug, Parser)]
@@ -17,7 +20,7 @@ use crate::migrate::{MigrateError, migrate, verify};
 )]
 pub struct Cli {
     #[command(flatten)]
-    pub cassandra: CassandraArgs,
+    pub store: StoreArgs,
     #[command(flatten)]
     pub replication: ReplicationArgs,
     /// Longest wait for another migrator's lock, in seconds.
@@ -36,10 +39,25 @@ pub enum CliError {
     Client(#[from] crate::client::ClientError),
     #[error(transparent)]
     Migrate(#[from] MigrateError),
+    #[error(transparent)]
+    Embedded(#[from] SelectError),
+    #[error("--check compares a Cassandra keyspace with the migrations: name the nodes")]
+    CheckNeedsNodes,
 }
 
 pub async fn execute(cli: Cli) -> Result<(), CliError> {
-    let config = cli.cassandra.resolve()?.ok_or(ConfigError::NoNodes)?;
+    let Some(config) = cli.store.cassandra.resolve()? else {
+        if cli.check {
+            return Err(CliError::CheckNeedsNodes);
+        }
+        // Opening the embedded store applies its schema.
+        cli.store.open().await?;
+        println!(
+            "no Cassandra nodes named: the embedded store in {} is up to date",
+            cli.store.data_dir.display()
+        );
+        return Ok(());
+    };
     let client = Client::connect(&config).await?;
     let files = iot_migrations::CQL;
     if cli.check {

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::backfill::Backfill;
 use crate::household::{Household, draw_household};
 
 const DAY_S: i64 = 86_400;
@@ -140,7 +141,7 @@ impl Fleet {
         tokens: MeterTokens,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
-        backfilled: Option<tokio::sync::oneshot::Sender<()>>,
+        backfilled: Option<tokio::sync::oneshot::Sender<Backfill>>,
     ) -> Result<(), FleetError> {
         let poster = Arc::new(Poster::new(
             &self.config.meter_url,
@@ -184,7 +185,11 @@ impl Fleet {
             );
         }
         if let Some(tx) = backfilled {
-            let _ = tx.send(());
+            let _ = tx.send(Backfill {
+                from: from_epoch(backfill_start),
+                to: from_epoch(replay_start),
+                readings: posted,
+            });
         }
 
         let clock = Clock::new(replay_start, self.config.speed);

@@ -5,6 +5,7 @@
 
 #[cfg(feature = "test-support")]
 pub mod acked_load;
+pub mod backfill;
 #[cfg(feature = "distributed")]
 pub mod cli;
 pub mod fleet;

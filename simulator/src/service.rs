@@ -14,6 +14,7 @@ use iot_common::service::{ListenError, Service};
 use iot_common::store::Store;
 use iot_kafka::{KafkaBus, KafkaConfig};
 
+use crate::backfill::{BackfillStatus, wait_until_stored};
 use crate::{SinkConfig, run_sink};
 
 /// How long a service waits at start-up for a store that is not answering yet.
@@ -113,12 +114,27 @@ pub async fn start_fleet(
     tracing::info!(meters = fleet.households().len(), "fleet registered");
     let metrics = Arc::new(Metrics::new());
     let mut service = Service::new();
+    let status = BackfillStatus::new(fleet.households().len());
+    let meters = fleet
+        .households()
+        .iter()
+        .map(|h| h.meter_id.clone())
+        .collect();
+    let (backfilled_tx, backfilled) = tokio::sync::oneshot::channel();
     let (m, stop) = (metrics.clone(), service.shutdown_token());
     service.spawn("fleet", async move {
-        match fleet.run(tokens, m, stop, None).await {
+        match fleet.run(tokens, m, stop, Some(backfilled_tx)).await {
             Ok(()) | Err(crate::fleet::FleetError::Cancelled) => Ok(()),
             Err(e) => Err(e),
         }
+    });
+    let (s, st, stop) = (store.clone(), status.clone(), service.shutdown_token());
+    service.spawn("backfill check", async move {
+        // An error means the fleet stopped before its backfill was acknowledged; it says why.
+        if let Ok(backfill) = backfilled.await {
+            wait_until_stored(s.as_ref(), meters, backfill, &st, &stop).await;
+        }
+        Ok::<(), std::convert::Infallible>(())
     });
     let internal = Router::new()
         .merge(health_routes(Health {
@@ -126,6 +142,7 @@ pub async fn start_fleet(
             store: Some(store),
             bus: None,
         }))
+        .merge(status.router())
         .fallback(fallback);
     let internal = service.listen("internal", internal_addr, internal).await?;
     Ok(RunningFleet { internal, service })

@@ -24,21 +24,23 @@ fn validate(program: &str, args: &[&str], package: &str) {
         .output()
     {
         Ok(out) => out,
-        Err(e) => {
-            let why = format!("`{program}` cannot run ({e}); install Debian's `{package}`");
-            assert!(std::env::var_os("CI").is_none(), "{why}");
-            let _ = writeln!(
-                std::io::stderr(),
-                "!!! SKIPPED {program} validation: {why} !!!"
-            );
-            return;
-        }
+        Err(e) => return validate_missing(program, e, package),
     };
     assert!(
         out.status.success(),
         "{program} {args:?} refused the file:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A validator that cannot run: a failure under CI, a loud skip elsewhere.
+fn validate_missing(program: &str, e: std::io::Error, package: &str) {
+    let why = format!("`{program}` cannot run ({e}); install Debian's `{package}`");
+    assert!(std::env::var_os("CI").is_none(), "{why}");
+    let _ = writeln!(
+        std::io::stderr(),
+        "!!! SKIPPED {program} validation: {why} !!!"
     );
 }
 
@@ -52,19 +54,21 @@ fn docker_compose_accepts_the_compose_file() {
 }
 
 #[test]
-fn docker_compose_accepts_the_test_override() {
-    validate(
-        "docker-compose",
-        &[
-            "-f",
-            "docker-compose.yml",
-            "-f",
-            "compose.test.yml",
-            "config",
-            "-q",
-        ],
-        "docker-compose",
-    );
+fn docker_compose_accepts_the_test_cassandra_file_without_secrets() {
+    let out = Command::new("docker-compose")
+        .args(["-f", "compose.test.yml", "config", "-q"])
+        .current_dir(ROOT)
+        .env_remove("IOT_METER_SECRET")
+        .env_remove("IOT_ANALYST_TOKEN")
+        .output();
+    match out {
+        Ok(out) => assert!(
+            out.status.success(),
+            "compose.test.yml needs more than it should:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => validate_missing("docker-compose", e, "docker-compose"),
+    }
 }
 
 #[test]

@@ -1,0 +1,155 @@
+//! Whether the fleet's backfill is in the store yet. The meter's 202 only says a reading is
+//! on the bus; a batch job that must profile the whole history waits until the sink has
+//! written it. The fleet checks its own meters' readings in the store and says what it found
+//! on `GET /backfill` (200 once stored, 503 before), which `analytics serve` can wait on.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use iot_common::domain::{DEFAULT_INTERVAL_S, MeterId};
+use iot_common::store::{MAX_READBACK, Store, StoreError};
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+/// The history the fleet posted before going live: `[from, to)` for every one of its meters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backfill {
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    /// Readings acknowledged by the meter.
+    pub readings: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Posting to the meter.
+    Posting,
+    /// Acknowledged; waiting for the sink to store it.
+    Storing,
+    Stored,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillReport {
+    pub phase: Phase,
+    pub meters: usize,
+    /// Meters whose whole backfill is in the store.
+    pub meters_stored: usize,
+    pub readings_posted: usize,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Shared between the fleet's tasks and its internal listener.
+#[derive(Clone)]
+pub struct BackfillStatus(Arc<Mutex<BackfillReport>>);
+
+impl BackfillStatus {
+    pub fn new(meters: usize) -> Self {
+        Self(Arc::new(Mutex::new(BackfillReport {
+            phase: Phase::Posting,
+            meters,
+            meters_stored: 0,
+            readings_posted: 0,
+            from: None,
+            to: None,
+        })))
+    }
+
+    pub fn report(&self) -> BackfillReport {
+        match self.0.lock() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut BackfillReport)) {
+        match self.0.lock() {
+            Ok(mut r) => f(&mut r),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    /// `GET /backfill`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/backfill", get(report))
+            .with_state(self.clone())
+    }
+}
+
+async fn report(State(status): State<BackfillStatus>) -> Response {
+    let report = status.report();
+    let code = if report.phase == Phase::Stored {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(report)).into_response()
+}
+
+/// Polls the store until every meter holds all its backfill readings, or `shutdown`. A
+/// store error is logged and the check tried again: it says nothing about the readings.
+pub async fn wait_until_stored(
+    store: &dyn Store,
+    meters: Vec<MeterId>,
+    backfill: Backfill,
+    status: &BackfillStatus,
+    shutdown: &CancellationToken,
+) {
+    status.update(|r| {
+        r.phase = Phase::Storing;
+        r.readings_posted = backfill.readings;
+        r.from = Some(backfill.from);
+        r.to = Some(backfill.to);
+    });
+    let slots = (backfill.to - backfill.from).num_seconds() / i64::from(DEFAULT_INTERVAL_S);
+    let expected = usize::try_from(slots).unwrap_or(0).min(MAX_READBACK);
+    let mut pending = meters;
+    loop {
+        match still_missing(store, &pending, backfill, expected).await {
+            Ok(still) => pending = still,
+            Err(e) => tracing::warn!(error = %e, "cannot check the fleet backfill in the store"),
+        }
+        let left = pending.len();
+        status.update(|r| r.meters_stored = r.meters - left);
+        if pending.is_empty() {
+            status.update(|r| r.phase = Phase::Stored);
+            tracing::info!(readings = backfill.readings, "fleet backfill stored");
+            return;
+        }
+        tracing::info!(meters_waiting = left, "fleet backfill not all stored yet");
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+        }
+    }
+}
+
+/// The meters that do not hold `expected` readings in the backfill window yet.
+async fn still_missing(
+    store: &dyn Store,
+    meters: &[MeterId],
+    backfill: Backfill,
+    expected: usize,
+) -> Result<Vec<MeterId>, StoreError> {
+    let mut still = Vec::new();
+    for meter in meters {
+        let held = store
+            .meter_readings(meter, backfill.from, backfill.to, MAX_READBACK)
+            .await?
+            .len();
+        if held < expected {
+            still.push(meter.clone());
+        }
+    }
+    Ok(still)
+}
