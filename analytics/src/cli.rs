@@ -18,8 +18,8 @@ use iot_common::service::Service;
 use iot_common::store::Store;
 
 use crate::aggregate::ProfileFigures;
-use crate::first_run::FirstRun;
 use crate::api::{RunsState, runs_router};
+use crate::first_run::FirstRun;
 use crate::job::{Analytics, JobConfig, window};
 use crate::local_time::LocalClock;
 use crate::output::{parquet_writer, write_profiles};

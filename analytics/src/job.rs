@@ -1,6 +1,9 @@
 //! Recompute runs: each is recorded in the store (queued, running, succeeded or failed, with
 //! timings, rows scanned, regions written and the error), at most one runs at a time, and a
 //! failed run leaves the previous profiles in place (they are replaced in one write at the end).
+//! "One at a time" holds across replicas too: a run holds a lease in the store (renewed while
+//! it runs, released when it ends, expiring if its process dies), so of several `analytics
+//! serve` processes on one store only one recomputes; the others answer busy.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -66,18 +69,28 @@ impl Drop for SingleFlightGuard {
     }
 }
 
+/// The store lease a run holds; its holder is the run id.
+pub const RUN_LEASE: &str = "analytics-run";
+/// How long a lease outlives its last renewal: a dead replica's lease frees this soon.
+const LEASE_TTL: Duration = Duration::from_secs(60);
+/// A running job renews its lease this often.
+const LEASE_RENEW: Duration = Duration::from_secs(15);
+
 /// Now, to the millisecond: what the store keeps of run times.
 fn now_ms() -> DateTime<Utc> {
     let now = Utc::now();
     DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
 }
 
-/// Sortable by time; the sub-second part tells apart runs created in the same second.
+/// Sortable by time; the sub-second part tells apart runs created in the same second, and a
+/// random tail those of replicas created in the same millisecond (the id is also the holder
+/// of the run lease, so it must be unique across processes).
 fn new_run_id(now: DateTime<Utc>) -> String {
     format!(
-        "run-{}-{:06}",
+        "run-{}-{:06}-{:04x}",
         now.format("%Y%m%dT%H%M%SZ"),
-        now.timestamp_subsec_micros()
+        now.timestamp_subsec_micros(),
+        rand::random::<u16>()
     )
 }
 
@@ -135,8 +148,19 @@ impl Analytics {
             *current = Some(run_id.clone());
         }
         let slot = SingleFlightGuard(self.current.clone());
+        // Across replicas: the store's lease. Refused, the local slot is freed on return.
+        if let Some(holder) = self
+            .store
+            .acquire_lease(RUN_LEASE, &run_id, LEASE_TTL)
+            .await?
+        {
+            return Err(JobError::Busy(holder));
+        }
         let run = Run::queued(run_id, trigger, now);
-        self.store.put_run(&run).await?;
+        if let Err(e) = self.store.put_run(&run).await {
+            self.release(&run.run_id).await;
+            return Err(e.into());
+        }
         Ok((run, slot))
     }
 
@@ -167,16 +191,21 @@ impl Analytics {
         run.started_at = Some(now_ms());
         run.window_from = Some(window.0);
         run.window_to = Some(window.1);
-        self.store.put_run(&run).await?;
+        if let Err(e) = self.store.put_run(&run).await {
+            self.release(&run.run_id).await;
+            return Err(e.into());
+        }
         tracing::info!(run = %run.run_id, trigger = %run.trigger, from = %window.0, to = %window.1, "run started");
 
         let scanned = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
         let progress = self.report_progress(run.clone(), scanned.clone(), stop.clone());
+        let lease = self.keep_lease(run.run_id.clone(), stop.clone());
         let outcome = self.compute(&run.run_id, window, scanned.clone()).await;
         stop.cancel();
         // Its last write must not land after the final record.
         let _ = progress.await;
+        let _ = lease.await;
 
         run.finished_at = Some(now_ms());
         run.rows_scanned = scanned.load(Ordering::Relaxed);
@@ -198,8 +227,37 @@ impl Analytics {
                 tracing::error!(run = %run.run_id, error = %e, "run failed; previous profiles kept");
             }
         }
-        self.store.put_run(&run).await?;
+        let recorded = self.store.put_run(&run).await;
+        self.release(&run.run_id).await;
+        recorded?;
         Ok(run)
+    }
+
+    /// Gives the lease up; if that fails it expires by itself.
+    async fn release(&self, run_id: &str) {
+        if let Err(e) = self.store.release_lease(RUN_LEASE, run_id).await {
+            tracing::warn!(error = %e, "cannot release the run lease; it expires in {} s", LEASE_TTL.as_secs());
+        }
+    }
+
+    /// Renews the run's lease until `stop`, so a long run keeps it.
+    fn keep_lease(&self, run_id: String, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(LEASE_RENEW) => {}
+                }
+                match store.acquire_lease(RUN_LEASE, &run_id, LEASE_TTL).await {
+                    Ok(None) => {}
+                    Ok(Some(other)) => {
+                        tracing::error!(run = %run_id, holder = %other, "the run lease was lost to another replica");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew the run lease"),
+                }
+            }
+        })
     }
 
     async fn compute(

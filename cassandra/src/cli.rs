@@ -9,8 +9,8 @@ use clap::Parser;
 
 use crate::client::Client;
 use crate::config::{ConfigError, ReplicationArgs};
-use crate::select::{SelectError, StoreArgs};
 use crate::migrate::{MigrateError, migrate, verify};
+use crate::select::{SelectError, StoreArgs};
 
 #[derive(Debug, Parser)]
 #[command(

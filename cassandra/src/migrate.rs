@@ -277,7 +277,8 @@ async fn ddl(client: &Client, statement: &str) -> Result<(), ClientError> {
 }
 
 /// `[applied]` of a lightweight transaction's answer.
-fn lwt_applied(result: QueryResult) -> Result<bool, ClientError> {
+/// Whether a lightweight transaction applied (its first column, `[applied]`).
+pub(crate) fn lwt_applied(result: QueryResult) -> Result<bool, ClientError> {
     let first = rows::<Row>(result)?.into_iter().next();
     Ok(matches!(
         first.and_then(|r| r.columns.into_iter().next().flatten()),

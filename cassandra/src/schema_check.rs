@@ -183,6 +183,7 @@ impl Schema {
             Some(Tok::Word(w)) if w == "select" => self.check_select(&mut c),
             Some(Tok::Word(w)) if w == "insert" => self.check_insert(&mut c),
             Some(Tok::Word(w)) if w == "delete" => self.check_delete(&mut c),
+            Some(Tok::Word(w)) if w == "update" => self.check_update(&mut c),
             other => Err(format!("unsupported statement start {other:?}")),
         }
     }
@@ -280,26 +281,55 @@ impl Schema {
         let table = self.table(&c.ident()?)?;
         c.word("where")?;
         check_where(table, c, true)?;
-        if c.skip_word("if") {
-            loop {
-                let col = c.ident()?;
-                if !table.has(&col) || table.is_key(&col) {
-                    return Err(format!(
-                        "condition on `{col}`, which is not a regular column"
-                    ));
-                }
-                c.sym("=")?;
-                value(c)?;
-                if !c.skip_word("and") {
-                    break;
-                }
+        check_conditions(table, c)
+    }
+
+    fn check_update(&self, c: &mut Cursor) -> Result<(), String> {
+        let table = self.table(&c.ident()?)?;
+        if c.skip_word("using") {
+            c.word("ttl")?;
+            value(c)?;
+        }
+        c.word("set")?;
+        loop {
+            let col = c.ident()?;
+            if !table.has(&col) || table.is_key(&col) {
+                return Err(format!("SET of `{col}`, which is not a regular column"));
+            }
+            c.sym("=")?;
+            value(c)?;
+            if !c.is_sym(",") {
+                break;
+            }
+            c.at += 1;
+        }
+        c.word("where")?;
+        check_where(table, c, true)?;
+        check_conditions(table, c)
+    }
+}
+
+/// An optional `IF col = v AND ...` on regular columns, then the end of the statement.
+fn check_conditions(table: &Table, c: &mut Cursor) -> Result<(), String> {
+    if c.skip_word("if") {
+        loop {
+            let col = c.ident()?;
+            if !table.has(&col) || table.is_key(&col) {
+                return Err(format!(
+                    "condition on `{col}`, which is not a regular column"
+                ));
+            }
+            c.sym("=")?;
+            value(c)?;
+            if !c.skip_word("and") {
+                break;
             }
         }
-        if !c.done() {
-            return Err(format!("unexpected {:?}", c.peek()));
-        }
-        Ok(())
     }
+    if !c.done() {
+        return Err(format!("unexpected {:?}", c.peek()));
+    }
+    Ok(())
 }
 
 fn value(c: &mut Cursor) -> Result<(), String> {
@@ -544,6 +574,15 @@ mod tests {
                 "`ts`",
             ),
             ("INSERT INTO meters (meter_id, region) VALUES (?)", "values"),
+            // An update that sets a key column, or one without the whole key.
+            (
+                "UPDATE leases SET name = ? WHERE name = ? IF holder = ?",
+                "not a regular column",
+            ),
+            (
+                "UPDATE leases SET holder = ? WHERE holder = ?",
+                "partition key",
+            ),
         ];
         for (st, why) in bad {
             let e = s.check(st).expect_err(st);

@@ -75,6 +75,15 @@ pub const REVOCATION_PUT: &str =
 pub const REVOCATIONS_ALL: &str =
     "SELECT meter_id, revoked_at FROM meter_revocations WHERE shard = ?";
 
+/// Named leases (`leases`): taken with `IF NOT EXISTS`, renewed and released only by their
+/// holder, kept alive by a TTL so a dead holder's lease runs out.
+pub const LEASE_TAKE: &str =
+    "INSERT INTO leases (name, holder) VALUES (?, ?) IF NOT EXISTS USING TTL ?";
+pub const LEASE_RENEW: &str =
+    "UPDATE leases USING TTL ? SET holder = ? WHERE name = ? IF holder = ?";
+pub const LEASE_HOLDER: &str = "SELECT holder FROM leases WHERE name = ?";
+pub const LEASE_RELEASE: &str = "DELETE FROM leases WHERE name = ? IF holder = ?";
+
 /// Every statement above that runs against the numbered files' tables or the bootstrap
 /// tables, for the schema check.
 pub const ALL: &[&str] = &[
@@ -106,4 +115,8 @@ pub const ALL: &[&str] = &[
     RUN_INDEX_NEWEST,
     REVOCATION_PUT,
     REVOCATIONS_ALL,
+    LEASE_TAKE,
+    LEASE_RENEW,
+    LEASE_HOLDER,
+    LEASE_RELEASE,
 ];

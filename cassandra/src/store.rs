@@ -78,6 +78,10 @@ struct Prepared {
     run_index_put: PreparedStatement,
     run_index_newest: PreparedStatement,
     revocation_put: PreparedStatement,
+    lease_take: PreparedStatement,
+    lease_renew: PreparedStatement,
+    lease_holder: PreparedStatement,
+    lease_release: PreparedStatement,
     revocations_all: PreparedStatement,
 }
 
@@ -270,6 +274,10 @@ impl CassandraStore {
             run_index_newest: prepare(&client, cql::RUN_INDEX_NEWEST).await?,
             revocation_put: prepare(&client, cql::REVOCATION_PUT).await?,
             revocations_all: prepare(&client, cql::REVOCATIONS_ALL).await?,
+            lease_take: prepare(&client, cql::LEASE_TAKE).await?,
+            lease_renew: prepare(&client, cql::LEASE_RENEW).await?,
+            lease_holder: prepare(&client, cql::LEASE_HOLDER).await?,
+            lease_release: prepare(&client, cql::LEASE_RELEASE).await?,
         };
         Ok(Self {
             client,
@@ -924,6 +932,59 @@ impl Store for CassandraStore {
                 Ok((id, at.unwrap_or(DateTime::<Utc>::MAX_UTC)))
             })
             .collect()
+    }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let ttl = i32::try_from(ttl.as_secs().max(1)).unwrap_or(i32::MAX);
+        let taken = self
+            .client
+            .execute(
+                "take lease",
+                &self.statements.lease_take,
+                (name, holder, ttl),
+            )
+            .await?;
+        if crate::migrate::lwt_applied(taken)? {
+            return Ok(None);
+        }
+        // Held: by us (a renewal, or a retried insert whose first attempt landed) or not.
+        let renewed = self
+            .client
+            .execute(
+                "renew lease",
+                &self.statements.lease_renew,
+                (ttl, holder, name, holder),
+            )
+            .await?;
+        if crate::migrate::lwt_applied(renewed)? {
+            return Ok(None);
+        }
+        let result = self
+            .client
+            .execute("lease holder", &self.statements.lease_holder, (name,))
+            .await?;
+        let current = rows::<(Option<String>,)>(result)?
+            .into_iter()
+            .next()
+            .and_then(|r| r.0);
+        // Expired between the two statements: say so as held; the caller asks again later.
+        Ok(Some(current.unwrap_or_else(|| "(just released)".into())))
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.client
+            .execute(
+                "release lease",
+                &self.statements.lease_release,
+                (name, holder),
+            )
+            .await?;
+        Ok(())
     }
 
     async fn summary(&self) -> Result<StoreSummary, StoreError> {

@@ -22,6 +22,11 @@ pub const SQLITE: &[Migration] = &[
         name: "revocations",
         sql: include_str!("../sqlite/0002_revocations.sql"),
     },
+    Migration {
+        version: 3,
+        name: "leases",
+        sql: include_str!("../sqlite/0003_leases.sql"),
+    },
 ];
 
 /// The embedded bus log's schema (`migrations/sqlite_bus/*.sql`).
@@ -49,6 +54,11 @@ pub const CQL: &[Migration] = &[
         version: 3,
         name: "revocations",
         sql: include_str!("../cql/0003_revocations.cql"),
+    },
+    Migration {
+        version: 4,
+        name: "leases",
+        sql: include_str!("../cql/0004_leases.cql"),
     },
 ];
 

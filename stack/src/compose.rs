@@ -145,10 +145,7 @@ fn service(name: String, s: RawService) -> Result<Service, StackError> {
             })
             .collect(),
     };
-    let healthcheck = s
-        .healthcheck
-        .map(|h| healthcheck(&name, h))
-        .transpose()?;
+    let healthcheck = s.healthcheck.map(|h| healthcheck(&name, h)).transpose()?;
     let depends_on = match s.depends_on {
         None => Vec::new(),
         Some(DependsOn::List(l)) => l
@@ -219,7 +216,9 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
         let digits = rest.find(|c: char| !c.is_ascii_digit())?;
         let n: u64 = rest[..digits].parse().ok()?;
         rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
             "ms" => Duration::from_millis(n),
             "s" => Duration::from_secs(n),

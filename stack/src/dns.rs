@@ -44,8 +44,7 @@ impl Dns {
 /// The reply to one query: A records for a known name, an empty answer for its other types,
 /// NXDOMAIN for an unknown name. `None` for what is not a one-question query.
 pub fn answer(query: &[u8], names: &BTreeMap<String, Vec<Ipv4Addr>>) -> Option<Vec<u8>> {
-    if query.len() < 12 || query[2] & 0x80 != 0 || u16::from_be_bytes([query[4], query[5]]) != 1
-    {
+    if query.len() < 12 || query[2] & 0x80 != 0 || u16::from_be_bytes([query[4], query[5]]) != 1 {
         return None;
     }
     let mut labels = Vec::new();

@@ -59,9 +59,14 @@ pub async fn check(
     let edge = stack.addresses.of("edge")[0];
     let coloured_regions = map_is_coloured(&http, &format!("http://{edge}:8080/"), regions).await?;
     internal_routes_hidden(&http, &format!("http://{edge}:8080")).await?;
-    let console_run =
-        console_recomputes(stack, &store, &http, &format!("http://{edge}:9090"), analyst_token)
-            .await?;
+    let console_run = console_recomputes(
+        stack,
+        &store,
+        &http,
+        &format!("http://{edge}:9090"),
+        analyst_token,
+    )
+    .await?;
     Ok(FlowReport {
         per_replica,
         backfill_posted,
@@ -98,14 +103,22 @@ where
 }
 
 async fn backfill_stored(stack: &mut Stack, http: &reqwest::Client) -> Result<Value, StackError> {
-    let url = format!("http://{}/backfill", stack.env("fleet", "IOT_INTERNAL_ADDR")?);
-    until(stack, Duration::from_secs(600), "the fleet's backfill stored", || async {
-        let res = http.get(&url).send().await.ok()?;
-        if !res.status().is_success() {
-            return None;
-        }
-        res.json::<Value>().await.ok()
-    })
+    let url = format!(
+        "http://{}/backfill",
+        stack.env("fleet", "IOT_INTERNAL_ADDR")?
+    );
+    until(
+        stack,
+        Duration::from_secs(600),
+        "the fleet's backfill stored",
+        || async {
+            let res = http.get(&url).send().await.ok()?;
+            if !res.status().is_success() {
+                return None;
+            }
+            res.json::<Value>().await.ok()
+        },
+    )
     .await
 }
 
@@ -141,7 +154,10 @@ async fn replicas_served(
         out.push((p.name.clone(), accepted));
     }
     if out.len() < 2 {
-        return Err(flow(format!("expected two meter replicas or more, ran {}", out.len())));
+        return Err(flow(format!(
+            "expected two meter replicas or more, ran {}",
+            out.len()
+        )));
     }
     Ok(out)
 }
@@ -150,11 +166,16 @@ async fn first_run_profiles_the_backfill(
     stack: &mut Stack,
     store: &SqliteStore,
 ) -> Result<Run, StackError> {
-    let run = until(stack, Duration::from_secs(300), "the first analytics run", || async {
-        let runs = store.runs(50).await.ok()?;
-        let first = runs.into_iter().min_by_key(|r| r.created_at)?;
-        matches!(first.status, RunStatus::Succeeded | RunStatus::Failed).then_some(first)
-    })
+    let run = until(
+        stack,
+        Duration::from_secs(300),
+        "the first analytics run",
+        || async {
+            let runs = store.runs(50).await.ok()?;
+            let first = runs.into_iter().min_by_key(|r| r.created_at)?;
+            matches!(first.status, RunStatus::Succeeded | RunStatus::Failed).then_some(first)
+        },
+    )
     .await?;
     if run.status != RunStatus::Succeeded || run.trigger != Trigger::Schedule {
         return Err(StackError::service(
@@ -196,7 +217,10 @@ async fn map_is_coloured(
         .await
         .map_err(|e| StackError::service("edge", format!("GET {url}: {e}")))?;
     if !res.status().is_success() {
-        return Err(StackError::service("edge", format!("GET {url}: {}", res.status())));
+        return Err(StackError::service(
+            "edge",
+            format!("GET {url}: {}", res.status()),
+        ));
     }
     let html = res.text().await.unwrap_or_default();
     let coloured = html
@@ -274,15 +298,30 @@ async fn console_recomputes(
         .ok_or_else(|| StackError::service("web", "console login set no cookie"))?;
     let url = format!("{analyst}/internal/console/recompute");
     // A run still going answers 409 until it ends.
-    until(stack, Duration::from_secs(120), "the console's recompute", || async {
-        let res = http.post(&url).header("cookie", &cookie).send().await.ok()?;
-        (res.status() == reqwest::StatusCode::SEE_OTHER).then_some(())
-    })
+    until(
+        stack,
+        Duration::from_secs(120),
+        "the console's recompute",
+        || async {
+            let res = http
+                .post(&url)
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .ok()?;
+            (res.status() == reqwest::StatusCode::SEE_OTHER).then_some(())
+        },
+    )
     .await?;
-    until(stack, Duration::from_secs(300), "the console's run to succeed", || async {
-        let runs = store.runs(50).await.ok()?;
-        runs.into_iter()
-            .find(|r| r.trigger == Trigger::Console && r.status == RunStatus::Succeeded)
-    })
+    until(
+        stack,
+        Duration::from_secs(300),
+        "the console's run to succeed",
+        || async {
+            let runs = store.runs(50).await.ok()?;
+            runs.into_iter()
+                .find(|r| r.trigger == Trigger::Console && r.status == RunStatus::Succeeded)
+        },
+    )
     .await
 }

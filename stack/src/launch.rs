@@ -126,8 +126,7 @@ impl Stack {
     pub async fn up(config: &StackConfig) -> Result<Self, StackError> {
         // Each process runs in a directory of its own: relative paths would break.
         let absolute = |p: &Path| {
-            std::path::absolute(p)
-                .map_err(|e| StackError::Setup(format!("{}: {e}", p.display())))
+            std::path::absolute(p).map_err(|e| StackError::Setup(format!("{}: {e}", p.display())))
         };
         let config = &StackConfig {
             root: absolute(&config.root)?,
@@ -136,9 +135,8 @@ impl Stack {
             work_dir: absolute(&config.work_dir)?,
             ..config.clone()
         };
-        let text = std::fs::read_to_string(&config.compose_file).map_err(|e| {
-            StackError::Setup(format!("{}: {e}", config.compose_file.display()))
-        })?;
+        let text = std::fs::read_to_string(&config.compose_file)
+            .map_err(|e| StackError::Setup(format!("{}: {e}", config.compose_file.display())))?;
         let services = crate::compose::parse(&text, &config.vars)?;
         let image_env = image_env(&config.root)?;
         let binaries = image_binaries(&config.root)?;
@@ -475,9 +473,7 @@ pub fn start_order(services: &[Service]) -> Result<Vec<String>, StackError> {
         match next {
             Some(s) => order.push(s.name.clone()),
             None => {
-                return Err(StackError::Compose(
-                    "depends_on has a cycle".into(),
-                ));
+                return Err(StackError::Compose("depends_on has a cycle".into()));
             }
         }
     }
@@ -602,7 +598,8 @@ mod tests {
 
     #[test]
     fn haproxy_binds_and_dns_are_mapped() {
-        let cfg = "resolvers docker\n    nameserver dns 127.0.0.11:53\nfrontend x\n    bind :8080\n";
+        let cfg =
+            "resolvers docker\n    nameserver dns 127.0.0.11:53\nfrontend x\n    bind :8080\n";
         let out = map_haproxy(cfg, Ipv4Addr::new(127, 3, 1, 1), "127.0.0.1:5353");
         assert!(out.contains("nameserver dns 127.0.0.1:5353"), "{out}");
         assert!(out.contains("bind 127.3.1.1:8080"), "{out}");

@@ -47,7 +47,10 @@ async fn main() -> anyhow::Result<()> {
         ),
         ("IOT_ANALYST_TOKEN".to_owned(), token.clone()),
         ("IOT_METERS".to_owned(), cli.meters.to_string()),
-        ("IOT_BACKFILL_DAYS".to_owned(), cli.backfill_days.to_string()),
+        (
+            "IOT_BACKFILL_DAYS".to_owned(),
+            cli.backfill_days.to_string(),
+        ),
     ]);
     let config = StackConfig {
         compose_file: cli.root.join("docker-compose.yml"),
@@ -59,7 +62,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let outcome = match Stack::up(&config).await {
         Ok(mut stack) => {
-            println!("every healthcheck passed; logs in {}", work.path().join("logs").display());
+            println!(
+                "every healthcheck passed; logs in {}",
+                work.path().join("logs").display()
+            );
             iot_stack::flow::check(&mut stack, &token, 33)
                 .await
                 .map(|report| (stack, report))
@@ -77,7 +83,9 @@ async fn main() -> anyhow::Result<()> {
     };
     println!("{report:#?}");
     let edge = stack.addresses.of("edge")[0];
-    println!("map: http://{edge}:8080/   console: http://{edge}:9090/internal/console (token {token})");
+    println!(
+        "map: http://{edge}:8080/   console: http://{edge}:9090/internal/console (token {token})"
+    );
     if !cli.check_only {
         println!("serving until Ctrl-C");
         tokio::signal::ctrl_c().await?;

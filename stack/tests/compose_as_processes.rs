@@ -111,7 +111,10 @@ async fn a_misspelt_variable_fails_naming_its_service() {
 #[tokio::test]
 async fn a_command_that_is_not_a_subcommand_fails_naming_its_service() {
     fails_naming(
-        mutated(r#"command: ["simulator", "sink"]"#, r#"command: ["simulator", "sinc"]"#),
+        mutated(
+            r#"command: ["simulator", "sink"]"#,
+            r#"command: ["simulator", "sinc"]"#,
+        ),
         "sink",
         "is not a command",
     )

@@ -26,6 +26,8 @@ macro_rules! store_contract_tests {
             readings_from_before_registration_are_scanned_after_it,
             a_meter_that_moves_is_scanned_in_its_new_region_only,
             revocations_are_listed_and_a_later_one_moves_the_instant,
+            a_lease_has_one_holder_until_released_or_expired,
+            of_many_asking_at_once_one_gets_the_lease,
             empty_writes_are_harmless);
     };
     (@each $make:expr; $($check:ident),*) => {
@@ -528,4 +530,69 @@ pub async fn revocations_are_listed_and_a_later_one_moves_the_instant(store: &dy
             .is_some(),
         "revoking keeps the registration"
     );
+}
+
+/// A lease name no other check (or earlier run on a shared node) uses.
+fn unique_lease(tag: &str) -> String {
+    format!("{tag}-{}", unique_meter("lease").as_str())
+}
+
+pub async fn a_lease_has_one_holder_until_released_or_expired(store: &dyn Store) {
+    let name = unique_lease("single");
+    let long = std::time::Duration::from_secs(60);
+    let take = |holder: &'static str, ttl| {
+        let name = name.clone();
+        async move {
+            store
+                .acquire_lease(&name, holder, ttl)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        }
+    };
+    assert_eq!(take("a", long).await, None, "a free lease is taken");
+    assert_eq!(take("b", long).await.as_deref(), Some("a"), "held: refused");
+    assert_eq!(take("a", long).await, None, "the holder renews it");
+    store
+        .release_lease(&name, "b")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        take("b", long).await.as_deref(),
+        Some("a"),
+        "only the holder releases it"
+    );
+    store
+        .release_lease(&name, "a")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(take("b", std::time::Duration::from_secs(1)).await, None);
+    // A holder that dies frees the lease when its time runs out.
+    tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
+    assert_eq!(take("c", long).await, None, "an expired lease is free");
+}
+
+pub async fn of_many_asking_at_once_one_gets_the_lease(store: &dyn Store) {
+    let name = unique_lease("race");
+    let holders: Vec<String> = (0..8).map(|i| format!("holder-{i}")).collect();
+    let outcomes = futures::future::join_all(
+        holders
+            .iter()
+            .map(|h| store.acquire_lease(&name, h, std::time::Duration::from_secs(60))),
+    )
+    .await;
+    let winners: Vec<&String> = holders
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, Ok(None)))
+        .map(|(h, _)| h)
+        .collect();
+    assert_eq!(winners.len(), 1, "{outcomes:?}");
+    for (h, o) in holders.iter().zip(&outcomes) {
+        if h != winners[0] {
+            assert_eq!(
+                o.as_ref().ok().cloned().flatten().as_ref(),
+                Some(winners[0])
+            );
+        }
+    }
 }

@@ -133,4 +133,15 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
     async fn revocations(&self) -> Result<Vec<(MeterId, DateTime<Utc>)>, StoreError> {
         self.inner.revocations().await
     }
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        self.inner.acquire_lease(name, holder, ttl).await
+    }
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        self.inner.release_lease(name, holder).await
+    }
 }

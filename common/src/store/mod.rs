@@ -146,4 +146,16 @@ pub trait Store: Send + Sync + 'static {
     async fn revoke_meter(&self, meter_id: &MeterId, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Every revocation, as (meter id, instant), in no particular order.
     async fn revocations(&self) -> Result<Vec<(MeterId, DateTime<Utc>)>, StoreError>;
+
+    /// Takes the named lease for `holder` until `ttl` from now, or renews it when `holder`
+    /// has it already. `Some(other)` when another holder has it (nothing changed): the
+    /// store decides atomically, so of several processes asking at once exactly one gets it.
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, StoreError>;
+    /// Gives the lease up if `holder` has it; a lease someone else holds is left alone.
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }

@@ -444,4 +444,44 @@ impl Store for SqliteStore {
         })
         .await
     }
+
+    async fn acquire_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<Option<String>, StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        let now = Utc::now().timestamp_millis();
+        let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
+        self.write(move |c| {
+            // One statement: SQLite's write lock makes it atomic across processes.
+            c.execute(
+                "INSERT INTO leases (name, holder, expires_at) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,
+                     expires_at = excluded.expires_at
+                 WHERE leases.holder = excluded.holder OR leases.expires_at <= ?4",
+                params![name, holder, until, now],
+            )?;
+            let current: String = c.query_row(
+                "SELECT holder FROM leases WHERE name = ?1",
+                params![name],
+                |r| r.get(0),
+            )?;
+            Ok((current != holder).then_some(current))
+        })
+        .await
+    }
+
+    async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
+        let (name, holder) = (name.to_owned(), holder.to_owned());
+        self.write(move |c| {
+            c.execute(
+                "DELETE FROM leases WHERE name = ?1 AND holder = ?2",
+                params![name, holder],
+            )?;
+            Ok(())
+        })
+        .await
+    }
 }
