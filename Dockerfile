@@ -23,19 +23,20 @@ COPY simulator/Cargo.toml simulator/
 COPY analytics/Cargo.toml analytics/
 COPY web/Cargo.toml web/
 COPY migrations/Cargo.toml migrations/
-RUN for crate in . common kafka cassandra meter simulator analytics web migrations; do \
+COPY stack/Cargo.toml stack/
+RUN for crate in . common kafka cassandra meter simulator analytics web migrations stack; do \
         mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; \
     done \
- && for crate in . cassandra meter simulator analytics web; do \
+ && for crate in . cassandra meter simulator analytics web stack; do \
         echo 'fn main() {}' > "$crate/src/main.rs"; \
     done \
- && cargo build --release --locked --workspace --bins \
+ && cargo build --release --locked --workspace --exclude iot-stack --bins \
  && rm -rf target/release/.fingerprint/iot-* target/release/deps/iot_* target/release/deps/libiot_*
 
 # The sources. Their timestamps may be older than the stubs', so touch them for cargo.
 COPY . .
 RUN find . -path ./target -prune -o -type f \( -name '*.rs' -o -name '*.html' \) -exec touch {} + \
- && cargo build --release --locked --workspace --bins \
+ && cargo build --release --locked --workspace --exclude iot-stack --bins \
  && mkdir /out \
  && cp target/release/meter target/release/simulator target/release/analytics \
        target/release/web target/release/migrate target/release/iot-demo /out/

@@ -98,7 +98,8 @@ pub enum Command {
         /// Bearer token for the runs API.
         #[arg(long, env = "IOT_ANALYST_TOKEN", hide_env_values = true)]
         analyst_token: String,
-        /// Minutes between scheduled runs.
+        /// Minutes between scheduled runs; 0: no schedule (the runs API only, e.g. when a
+        /// Kubernetes CronJob runs `analytics run` instead).
         #[arg(long, env = "IOT_ANALYTICS_EVERY_MIN", default_value_t = 60)]
         every_minutes: u64,
         /// Seconds from start-up to the first run, so a fresh stack has readings to profile.
@@ -230,7 +231,15 @@ async fn run(
         None => {
             let store = open_store(&job).await?;
             let analytics = Analytics::new(store.clone(), job.job_config());
-            let run = analytics.run_now(iot_common::domain::Trigger::Cli).await?;
+            let run = match analytics.run_now(iot_common::domain::Trigger::Cli).await {
+                Ok(run) => run,
+                // Another replica (or the CronJob's previous run) is computing: nothing to do.
+                Err(crate::job::JobError::Busy(holder)) => {
+                    eprintln!("run {holder} is in progress; this one is skipped");
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            };
             if let Ok(json) = serde_json::to_string(&run) {
                 println!("{json}");
             }
@@ -309,14 +318,16 @@ async fn serve_api(
     let mut service = Service::with_limits(limits);
     let addr = service.listen("internal", addr, router).await?;
     let stop = service.shutdown_token();
-    let every = Duration::from_secs(every_minutes.max(1) * 60);
-    service.spawn("schedule", async move {
-        let first = first_run.wait(&stop).await;
-        analytics.schedule(first, every, stop).await;
-        Ok::<(), std::convert::Infallible>(())
-    });
+    if every_minutes > 0 {
+        let every = Duration::from_secs(every_minutes * 60);
+        service.spawn("schedule", async move {
+            let first = first_run.wait(&stop).await;
+            analytics.schedule(first, every, stop).await;
+            Ok::<(), std::convert::Infallible>(())
+        });
+    }
     eprintln!(
-        "analytics serving runs on http://{addr}/internal/v1/runs, every {every_minutes} min"
+        "analytics serving runs on http://{addr}/internal/v1/runs, every {every_minutes} min (0: no schedule)"
     );
     service.run_until_signal(Duration::from_secs(30)).await;
     Ok(())

@@ -204,6 +204,26 @@ impl Stack {
             .ok_or_else(|| StackError::service(service, format!("has no {var}")))
     }
 
+    /// Each process's peak resident memory so far (`VmHWM`), in MiB: the figures the
+    /// Kubernetes requests and limits start from.
+    pub fn peak_rss_mib(&self) -> Vec<(String, f64)> {
+        self.procs
+            .iter()
+            .filter_map(|p| {
+                let status =
+                    std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).ok()?;
+                let kib: f64 = status
+                    .lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((p.name.clone(), kib / 1024.0))
+            })
+            .collect()
+    }
+
     /// Fails, naming it, if a long-running process has exited.
     pub fn check_alive(&mut self) -> Result<(), StackError> {
         for p in &mut self.procs {

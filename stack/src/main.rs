@@ -82,6 +82,9 @@ async fn main() -> anyhow::Result<()> {
         }
     };
     println!("{report:#?}");
+    for (name, mib) in stack.peak_rss_mib() {
+        println!("peak RSS {name}: {mib:.1} MiB");
+    }
     let edge = stack.addresses.of("edge")[0];
     println!(
         "map: http://{edge}:8080/   console: http://{edge}:9090/internal/console (token {token})"

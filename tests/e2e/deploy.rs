@@ -1,9 +1,13 @@
-//! The compose stack's files: `docker-compose.yml` is accepted by docker-compose, the edge's
+//! The deployment files: `docker-compose.yml` is accepted by docker-compose, the edge's
 //! `deploy/haproxy.cfg` by haproxy, and the edge routes only external paths to external
 //! listeners. The routing checks read the HAProxy config and evaluate its rules for sample
-//! requests, so they need no Docker engine.
+//! requests, so they need no Docker engine. The Kubernetes manifests (`deploy/k8s`) render
+//! with `kubectl kustomize`, validate against the Kubernetes schemas (`kubernetes-validate
+//! --strict`, offline), and their Ingress routes exactly the edge's external allowlist.
 
 use std::collections::HashMap;
+
+use serde::Deserialize as _;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -405,7 +409,9 @@ fn the_image_builds_every_crate_and_ships_every_binary_compose_runs() {
             "the stub loop misses {m}"
         );
     }
-    for b in &bins {
+    // A developers' tool: it runs the compose file as processes, outside any image.
+    let not_shipped = ["compose-as-processes"];
+    for b in bins.iter().filter(|b| !not_shipped.contains(&b.as_str())) {
         assert!(
             dockerfile.contains(&format!("target/release/{b} ")),
             "the image does not ship the `{b}` binary"
@@ -421,4 +427,113 @@ fn the_image_builds_every_crate_and_ships_every_binary_compose_runs() {
             );
         }
     }
+}
+
+/// `kubectl kustomize deploy/k8s`, or `None` (a failure under CI) without kubectl.
+fn rendered_k8s() -> Option<String> {
+    let out = match Command::new("kubectl")
+        .args(["kustomize", "deploy/k8s"])
+        .current_dir(ROOT)
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => {
+            validate_missing("kubectl", e, "kubectl");
+            return None;
+        }
+    };
+    assert!(
+        out.status.success(),
+        "kubectl kustomize deploy/k8s failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn the_kubernetes_manifests_render_and_validate_against_the_schemas() {
+    let Some(yaml) = rendered_k8s() else { return };
+    let file = tempfile::NamedTempFile::new().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(file.path(), &yaml).unwrap_or_else(|e| panic!("{e}"));
+    let path = file.path().to_string_lossy().into_owned();
+    // Strict: a misspelt field is an error, not ignored.
+    validate(
+        "kubernetes-validate",
+        &["--strict", "--quiet", "-k", "1.33.0", &path],
+        "kubernetes-validate (pip)",
+    );
+    for kind in [
+        "Namespace",
+        "ConfigMap",
+        "Secret",
+        "Job",
+        "Deployment",
+        "HorizontalPodAutoscaler",
+        "CronJob",
+        "Service",
+        "Ingress",
+        "NetworkPolicy",
+    ] {
+        assert!(yaml.contains(&format!("kind: {kind}\n")), "no {kind}");
+    }
+}
+
+/// The rendered objects, as YAML values.
+fn k8s_objects(yaml: &str) -> Vec<serde_norway::Value> {
+    serde_norway::Deserializer::from_str(yaml)
+        .map(|doc| {
+            serde_norway::Value::deserialize(doc).unwrap_or_else(|e| panic!("rendered YAML: {e}"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_ingress_routes_exactly_the_edges_external_allowlist() {
+    let Some(yaml) = rendered_k8s() else { return };
+    let objects = k8s_objects(&yaml);
+    let ingress = objects
+        .iter()
+        .find(|o| o["kind"] == "Ingress")
+        .unwrap_or_else(|| panic!("no Ingress"));
+    let mut paths = Vec::new();
+    for rule in ingress["spec"]["rules"]
+        .as_sequence()
+        .unwrap_or_else(|| panic!("no rules"))
+    {
+        for p in rule["http"]["paths"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("no paths"))
+        {
+            let path = p["path"].as_str().unwrap_or_default().to_owned();
+            let service = p["backend"]["service"]["name"].as_str().unwrap_or_default();
+            let port = p["backend"]["service"]["port"]["name"]
+                .as_str()
+                .unwrap_or_default();
+            assert_eq!(port, "external", "{path} goes to {service}'s {port} port");
+            let exact = p["pathType"] == "Exact";
+            assert_eq!(
+                exact,
+                !path.ends_with('/') || path == "/",
+                "{path}: pathType"
+            );
+            // The edge's own routing of the same path names the same service.
+            let cfg = sections(&read("deploy/haproxy.cfg"));
+            let method = if path == "/api/v1/readings" {
+                "POST"
+            } else {
+                "GET"
+            };
+            let probe = if exact {
+                path.clone()
+            } else {
+                format!("{path}x")
+            };
+            let edge = frontend(&cfg, "external").route(method, &probe);
+            assert_eq!(edge, format!("{service}_external"), "{method} {probe}");
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    let cfg = sections(&read("deploy/haproxy.cfg"));
+    assert_eq!(paths, frontend(&cfg, "external").paths());
 }
