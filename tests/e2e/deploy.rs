@@ -537,3 +537,49 @@ fn the_ingress_routes_exactly_the_edges_external_allowlist() {
     let cfg = sections(&read("deploy/haproxy.cfg"));
     assert_eq!(paths, frontend(&cfg, "external").paths());
 }
+
+#[test]
+fn the_example_overlay_fills_the_secrets() {
+    // A copy of the layout, so the secrets file never lands in the source tree.
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let copy = |from: &str, to: &Path| {
+        std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{e}"));
+        for entry in std::fs::read_dir(Path::new(ROOT).join(from)).unwrap_or_else(|e| panic!("{e}"))
+        {
+            let path = entry.unwrap_or_else(|e| panic!("{e}")).path();
+            if path.is_file() {
+                let name = path.file_name().unwrap_or_default();
+                std::fs::copy(&path, to.join(name)).unwrap_or_else(|e| panic!("{e}"));
+            }
+        }
+    };
+    copy("deploy/k8s/base", &dir.path().join("base"));
+    let overlay = dir.path().join("overlays/example");
+    copy("deploy/k8s/overlays/example", &overlay);
+    std::fs::write(
+        overlay.join("secrets.env"),
+        "IOT_METER_SECRET=0123456789abcdef0123456789abcdef\nIOT_ANALYST_TOKEN=analyst\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let out = match Command::new("kubectl")
+        .args(["kustomize", &overlay.to_string_lossy()])
+        .output()
+    {
+        Ok(out) => out,
+        Err(e) => return validate_missing("kubectl", e, "kubectl"),
+    };
+    assert!(
+        out.status.success(),
+        "the example overlay does not render:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let objects = k8s_objects(&String::from_utf8_lossy(&out.stdout));
+    let secrets: Vec<_> = objects.iter().filter(|o| o["kind"] == "Secret").collect();
+    assert_eq!(secrets.len(), 1, "one Secret, replaced, not a second one");
+    let s = secrets[0];
+    assert_eq!(s["metadata"]["name"], "iot-secrets");
+    for key in ["IOT_METER_SECRET", "IOT_ANALYST_TOKEN"] {
+        let v = s["data"][key].as_str().unwrap_or_default();
+        assert!(!v.is_empty(), "{key} is empty in the overlay's Secret");
+    }
+}
