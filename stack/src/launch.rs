@@ -138,8 +138,10 @@ impl Stack {
         let text = std::fs::read_to_string(&config.compose_file)
             .map_err(|e| StackError::Setup(format!("{}: {e}", config.compose_file.display())))?;
         let services = crate::compose::parse(&text, &config.vars)?;
-        let image_env = image_env(&config.root)?;
-        let binaries = image_binaries(&config.root)?;
+        let dockerfile = std::fs::read_to_string(config.root.join("Dockerfile"))
+            .map_err(|e| StackError::Setup(format!("Dockerfile: {e}")))?;
+        let image_env = image_env(&dockerfile);
+        let binaries = image_binaries(&dockerfile);
         for s in &services {
             if let Kind::Platform = kind(s)? {
                 check_command(s, &config.bin_dir, &binaries)?;
@@ -353,25 +355,25 @@ impl Stack {
                 let check = self.service(dep).healthcheck.clone().ok_or_else(|| {
                     StackError::service(dep, "is depended on as healthy but has no healthcheck")
                 })?;
-                let replicas: Vec<usize> = (0..self.procs.len())
-                    .filter(|i| self.procs[*i].service == dep)
-                    .collect();
-                for i in replicas {
+                for i in self.replica_indices(dep) {
                     self.wait_healthy(i, &check).await?;
                 }
                 self.healthy.insert(dep.to_owned());
                 Ok(())
             }
             Condition::ServiceCompletedSuccessfully => {
-                let replicas: Vec<usize> = (0..self.procs.len())
-                    .filter(|i| self.procs[*i].service == dep)
-                    .collect();
-                for i in replicas {
+                for i in self.replica_indices(dep) {
                     self.wait_exit_zero(i).await?;
                 }
                 Ok(())
             }
         }
+    }
+
+    fn replica_indices(&self, service: &str) -> Vec<usize> {
+        (0..self.procs.len())
+            .filter(|i| self.procs[*i].service == service)
+            .collect()
     }
 
     async fn wait_exit_zero(&mut self, i: usize) -> Result<(), StackError> {
@@ -501,29 +503,25 @@ pub fn start_order(services: &[Service]) -> Result<Vec<String>, StackError> {
 }
 
 /// The runtime image's `ENV` (the last stage of the Dockerfile).
-pub fn image_env(root: &Path) -> Result<BTreeMap<String, String>, StackError> {
-    let text = std::fs::read_to_string(root.join("Dockerfile"))
-        .map_err(|e| StackError::Setup(format!("Dockerfile: {e}")))?;
-    let last_stage = text.rsplit("\nFROM ").next().unwrap_or("");
-    Ok(last_stage
+pub fn image_env(dockerfile: &str) -> BTreeMap<String, String> {
+    let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap_or("");
+    last_stage
         .lines()
         .filter_map(|l| l.strip_prefix("ENV "))
         .flat_map(|l| l.split_whitespace())
         .filter_map(|kv| kv.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect())
+        .collect()
 }
 
 /// The binaries the Dockerfile copies into the image.
-pub fn image_binaries(root: &Path) -> Result<BTreeSet<String>, StackError> {
-    let text = std::fs::read_to_string(root.join("Dockerfile"))
-        .map_err(|e| StackError::Setup(format!("Dockerfile: {e}")))?;
-    Ok(text
+pub fn image_binaries(dockerfile: &str) -> BTreeSet<String> {
+    dockerfile
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("target/release/"))
         .filter(|w| !w.is_empty() && !w.contains('/') && !w.contains('*'))
         .map(str::to_owned)
-        .collect())
+        .collect()
 }
 
 /// The command names a binary of the image and one of its subcommands, and every variable

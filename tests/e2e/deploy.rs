@@ -491,6 +491,8 @@ fn k8s_objects(yaml: &str) -> Vec<serde_norway::Value> {
 fn the_ingress_routes_exactly_the_edges_external_allowlist() {
     let Some(yaml) = rendered_k8s() else { return };
     let objects = k8s_objects(&yaml);
+    let cfg = sections(&read("deploy/haproxy.cfg"));
+    let edge = frontend(&cfg, "external");
     let ingress = objects
         .iter()
         .find(|o| o["kind"] == "Ingress")
@@ -517,7 +519,6 @@ fn the_ingress_routes_exactly_the_edges_external_allowlist() {
                 "{path}: pathType"
             );
             // The edge's own routing of the same path names the same service.
-            let cfg = sections(&read("deploy/haproxy.cfg"));
             let method = if path == "/api/v1/readings" {
                 "POST"
             } else {
@@ -528,14 +529,16 @@ fn the_ingress_routes_exactly_the_edges_external_allowlist() {
             } else {
                 format!("{path}x")
             };
-            let edge = frontend(&cfg, "external").route(method, &probe);
-            assert_eq!(edge, format!("{service}_external"), "{method} {probe}");
+            assert_eq!(
+                edge.route(method, &probe),
+                format!("{service}_external"),
+                "{method} {probe}"
+            );
             paths.push(path);
         }
     }
     paths.sort();
-    let cfg = sections(&read("deploy/haproxy.cfg"));
-    assert_eq!(paths, frontend(&cfg, "external").paths());
+    assert_eq!(paths, edge.paths());
 }
 
 #[test]
