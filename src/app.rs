@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use axum::Router;
 use iot_analytics::api::{RunsState, runs_router};
+use iot_analytics::output::{AnswerFormat, answer_bytes};
+use iot_analytics::sql::{SqlEngine, SqlLimits, SqlSource};
 use iot_analytics::{Analytics, JobConfig, JobError};
 use iot_common::auth::{MeterAuth, MeterTokens, StaticToken};
 use iot_common::bus::Bus;
@@ -22,7 +24,7 @@ use iot_common::store::sqlite::SqliteStore;
 use iot_meter::{IngestConfig, MeterState};
 use iot_simulator::backfill::Backfill;
 use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
-use iot_web::{Recompute, RecomputeError, WebState};
+use iot_web::{AnalyticsError, AnalyticsPort, QueryAnswer, WebState};
 use tokio_util::sync::CancellationToken;
 
 /// How often the revocation list is read again (a `meters revoke` run by another process).
@@ -61,6 +63,8 @@ pub struct AppConfig {
     /// The fleet to run; `meter_url` is filled in from the external listener.
     pub fleet: Option<FleetConfig>,
     pub analytics: JobConfig,
+    /// What one analyst's SQL query may use.
+    pub sql: SqlLimits,
     /// Electricity price for the estimator, pence per kWh.
     pub unit_price_pence: f64,
     /// Time between scheduled recomputes.
@@ -95,6 +99,7 @@ struct Parts {
     log: SqliteLog,
     bus: Arc<dyn Bus>,
     analytics: Arc<Analytics>,
+    sql: Arc<SqlEngine>,
     metrics: Arc<Metrics>,
     /// One revocation list for ingest and the web: a revocation made here takes effect at
     /// once; one made by the `meters revoke` command arrives with the next refresh.
@@ -154,6 +159,11 @@ async fn open(config: &AppConfig) -> Result<Parts, AppError> {
     Ok(Parts {
         bus: Arc::new(log.clone()),
         analytics: Analytics::new(store.clone(), config.analytics.clone()),
+        sql: Arc::new(SqlEngine::new(
+            SqlSource::Store(store.clone()),
+            config.sql,
+            config.analytics.threads,
+        )),
         metrics: Arc::new(Metrics::new()),
         regions,
         store,
@@ -171,7 +181,10 @@ fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router) {
         parts.auth.clone(),
         StaticToken::new(&config.analyst_token),
         config.unit_price_pence,
-        Some(Arc::new(ConsoleTrigger(parts.analytics.clone()))),
+        Some(Arc::new(InProcessAnalytics {
+            job: parts.analytics.clone(),
+            sql: parts.sql.clone(),
+        })),
     )
     .secure_cookies(config.cookie_secure);
     let meter = MeterState::new(
@@ -193,6 +206,7 @@ fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router) {
         .merge(runs_router(RunsState {
             analytics: parts.analytics.clone(),
             analyst_token: StaticToken::new(&config.analyst_token),
+            sql: parts.sql.clone(),
         }))
         .fallback(fallback);
     (external, internal)
@@ -266,15 +280,40 @@ async fn recompute(
     analytics.schedule(every, every, shutdown).await;
 }
 
-/// The analyst console's "recompute now", served by the in-process job.
-struct ConsoleTrigger(Arc<Analytics>);
+/// The analyst console's "recompute now" and SQL, served by the in-process job.
+struct InProcessAnalytics {
+    job: Arc<Analytics>,
+    sql: Arc<SqlEngine>,
+}
 
 #[async_trait::async_trait]
-impl Recompute for ConsoleTrigger {
-    async fn recompute(&self) -> Result<iot_common::Run, RecomputeError> {
-        self.0.trigger(Trigger::Console).await.map_err(|e| match e {
-            JobError::Busy(_) => RecomputeError::Refused(e.to_string()),
-            other => RecomputeError::Unavailable(other.to_string()),
+impl AnalyticsPort for InProcessAnalytics {
+    async fn recompute(&self) -> Result<iot_common::Run, AnalyticsError> {
+        self.job
+            .trigger(Trigger::Console)
+            .await
+            .map_err(|e| match e {
+                JobError::Busy(_) => AnalyticsError::Refused(e.to_string()),
+                other => AnalyticsError::Unavailable(other.to_string()),
+            })
+    }
+
+    async fn query(&self, sql: &str, format: &str) -> Result<QueryAnswer, AnalyticsError> {
+        let format = AnswerFormat::parse(format)
+            .ok_or_else(|| AnalyticsError::Refused(format!("unknown format `{format}`")))?;
+        let answer = self.sql.run(sql).await.map_err(|e| {
+            if e.is_analysts() {
+                AnalyticsError::Refused(e.to_string())
+            } else {
+                AnalyticsError::Unavailable(e.to_string())
+            }
+        })?;
+        let body = answer_bytes(&answer, format)
+            .map_err(|e| AnalyticsError::Unavailable(e.to_string()))?;
+        Ok(QueryAnswer {
+            content_type: format.content_type().to_owned(),
+            body,
+            truncated: answer.truncated,
         })
     }
 }

@@ -88,6 +88,8 @@ pub struct RunArgs {
     pub cookie_secure: bool,
     #[command(flatten)]
     pub http: iot_common::server::HttpArgs,
+    #[command(flatten)]
+    pub sql: iot_analytics::sql::SqlArgs,
 }
 
 #[derive(Debug, Subcommand)]

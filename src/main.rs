@@ -59,6 +59,7 @@ async fn run(cli: Cli, tokens: MeterTokens) -> anyhow::Result<()> {
             window_days: run.window_days,
             ..iot_analytics::JobConfig::default()
         },
+        sql: run.sql.limits(),
         recompute_every: Duration::from_secs(run.recompute_every_min.max(1) * 60),
         unit_price_pence: run.unit_price_pence,
     };

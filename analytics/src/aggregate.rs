@@ -456,6 +456,7 @@ mod tests {
                 meter_id: meter.parse().unwrap_or_else(|e| panic!("{e}")),
                 ts: ts.parse().unwrap_or_default(),
                 kwh: *kwh,
+                interval_s: None,
             })
             .collect();
         rows_to_batch(&readings_schema(), &rows).unwrap_or_else(|e| panic!("{e}"))

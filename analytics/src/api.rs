@@ -1,4 +1,5 @@
-//! The analysts' internal HTTP API: start a recompute, list runs, read one. Every route needs
+//! The analysts' internal HTTP API: start a recompute, list runs, read one, and ask a SQL
+//! query (`POST /internal/v1/query`). Every route needs
 //! `Authorization: Bearer <IOT_ANALYST_TOKEN>`.
 
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use iot_common::auth::StaticToken;
 use iot_common::domain::Trigger;
 use iot_common::http::require_analyst;
@@ -17,18 +18,87 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::job::{Analytics, JobError};
+use crate::output::{AnswerFormat, OutputError, answer_bytes};
+use crate::sql::{SqlEngine, SqlError};
 
 #[derive(Clone)]
 pub struct RunsState {
     pub analytics: Arc<Analytics>,
     pub analyst_token: StaticToken,
+    pub sql: Arc<SqlEngine>,
 }
 
 pub fn runs_router(state: RunsState) -> Router {
     Router::new()
         .route("/internal/v1/runs", get(list).post(start))
         .route("/internal/v1/runs/{id}", get(one))
+        .route("/internal/v1/query", post(query))
         .with_state(state)
+}
+
+impl From<SqlError> for ApiError {
+    fn from(e: SqlError) -> Self {
+        let code = match e {
+            SqlError::Refused(_) | SqlError::Several(_) => ErrorCode::QueryRefused,
+            SqlError::Empty | SqlError::Invalid(_) => ErrorCode::QueryInvalid,
+            SqlError::Memory { .. } | SqlError::Timeout(_) => ErrorCode::QueryOverLimit,
+            SqlError::Busy(_) => ErrorCode::Overloaded,
+            SqlError::Store(_) => ErrorCode::Unavailable,
+            SqlError::Internal(_) => ErrorCode::Internal,
+        };
+        ApiError::new(code, e.to_string()).field("sql")
+    }
+}
+
+impl From<OutputError> for ApiError {
+    fn from(e: OutputError) -> Self {
+        ApiError::new(ErrorCode::Internal, e.to_string())
+    }
+}
+
+#[derive(Deserialize)]
+struct QueryBody {
+    sql: String,
+    #[serde(default)]
+    format: AnswerFormat,
+}
+
+/// Says in a header that a file answer was cut at the row limit (a JSON answer says so in
+/// its body).
+pub const TRUNCATED_HEADER: &str = "x-iot-truncated";
+
+async fn query(
+    State(s): State<RunsState>,
+    headers: HeaderMap,
+    body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    require_analyst(&s.analyst_token, &headers)?;
+    let Json(q) = body.map_err(|e| {
+        ApiError::new(
+            ErrorCode::MalformedBody,
+            format!("send {{\"sql\": \"…\", \"format\": \"json|csv|parquet\"}}: {e}"),
+        )
+    })?;
+    let answer = s.sql.run(&q.sql).await?;
+    tracing::info!(
+        rows = answer.rows,
+        truncated = answer.truncated,
+        ms = answer.elapsed.as_millis() as u64,
+        "query answered"
+    );
+    let bytes = answer_bytes(&answer, q.format)?;
+    let mut res = ([(header::CONTENT_TYPE, q.format.content_type())], bytes).into_response();
+    if q.format != AnswerFormat::Json {
+        let disposition = format!("attachment; filename=\"query.{}\"", q.format.extension());
+        if let Ok(v) = header::HeaderValue::from_str(&disposition) {
+            res.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+        }
+        res.headers_mut().insert(
+            TRUNCATED_HEADER,
+            header::HeaderValue::from_static(if answer.truncated { "true" } else { "false" }),
+        );
+    }
+    Ok(res)
 }
 
 impl From<JobError> for ApiError {

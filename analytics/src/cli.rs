@@ -22,9 +22,10 @@ use crate::api::{RunsState, runs_router};
 use crate::first_run::FirstRun;
 use crate::job::{Analytics, JobConfig, window};
 use crate::local_time::LocalClock;
-use crate::output::{parquet_writer, write_profiles};
+use crate::output::{AnswerFormat, answer_bytes, parquet_writer, write_profiles};
 use crate::schema::{readings_schema, rows_to_batch};
 use crate::source::{aggregate, register_parquet, session};
+use crate::sql::{SqlArgs, SqlEngine, SqlError, SqlLimits, SqlSource};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -64,6 +65,24 @@ impl JobArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run one read-only SQL query over `readings`, `meters`, `profiles` and `runs` (from the
+    /// store), or over `readings` of a Parquet file with --input; print it or write a file.
+    Sql {
+        /// The query, e.g. "SELECT region, count(*) FROM readings WHERE ts >= now() -
+        /// interval '1 day' GROUP BY region".
+        query: String,
+        #[command(flatten)]
+        job: JobArgs,
+        /// Parquet readings (`meter_id`, `region_id`, `ts`, `kwh`) as the `readings` table,
+        /// instead of the store.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Write the answer here (.csv, .parquet or .json) instead of printing a table.
+        #[arg(long)]
+        output: Option<PathBuf>,
+        #[command(flatten)]
+        limits: SqlArgs,
+    },
     /// Compute the profiles once: from the store (recorded as a run, profiles written back),
     /// or with --input from a Parquet file (nothing stored).
     Run {
@@ -114,6 +133,8 @@ pub enum Command {
         first_run_wait_s: u64,
         #[command(flatten)]
         http: iot_common::server::HttpArgs,
+        #[command(flatten)]
+        sql: SqlArgs,
     },
     /// Time the profile computation on a Parquet file and print rows per second and memory.
     Bench {
@@ -149,6 +170,8 @@ pub enum CliError {
     Usage(String),
     #[error("the run failed: {0}")]
     RunFailed(String),
+    #[error(transparent)]
+    Sql(#[from] SqlError),
 }
 
 async fn open_store(job: &JobArgs) -> Result<Arc<dyn Store>, CliError> {
@@ -172,6 +195,13 @@ pub async fn profile_parquet(
 
 pub async fn execute(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Sql {
+            query,
+            job,
+            input,
+            output,
+            limits,
+        } => sql(query, job, input, output, limits).await,
         Command::Run { job, input, output } => run(job, input, output).await,
         Command::Export {
             job,
@@ -188,6 +218,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             first_run_after,
             first_run_wait_s,
             http,
+            sql,
         } => {
             let first_run = match first_run_after {
                 Some(url) => FirstRun::After(url, Duration::from_secs(first_run_wait_s)),
@@ -200,6 +231,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
                 first_run,
                 every_minutes,
                 http.limits(),
+                sql.limits(),
             )
             .await
         }
@@ -263,6 +295,51 @@ async fn run(
     Ok(())
 }
 
+async fn sql(
+    query: String,
+    job: JobArgs,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    limits: SqlArgs,
+) -> Result<(), CliError> {
+    let format = output.as_deref().map(AnswerFormat::of_path).transpose()?;
+    let source = match input {
+        Some(path) => SqlSource::Parquet(path),
+        None => SqlSource::Store(open_store(&job).await?),
+    };
+    let engine = SqlEngine::new(source, limits.limits(), job.threads);
+    let answer = engine.run(&query).await?;
+    let cut = if answer.truncated {
+        format!(
+            " (cut at the row limit of {}: raise --sql-max-rows for more)",
+            answer.row_limit
+        )
+    } else {
+        String::new()
+    };
+    match (output, format) {
+        (Some(path), Some(format)) => {
+            let bytes = answer_bytes(&answer, format)?;
+            std::fs::write(&path, bytes).map_err(|source| crate::output::OutputError::Io {
+                path: path.display().to_string(),
+                source,
+            })?;
+            eprintln!("wrote {} rows to {}{cut}", answer.rows, path.display());
+        }
+        _ => {
+            let table = datafusion::arrow::util::pretty::pretty_format_batches(&answer.batches)
+                .map_err(crate::output::OutputError::from)?;
+            println!("{table}");
+        }
+    }
+    eprintln!(
+        "{} rows in {:.3} s{cut}",
+        answer.rows,
+        answer.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
 async fn export(
     job: JobArgs,
     output: PathBuf,
@@ -277,7 +354,7 @@ async fn export(
     let store = open_store(&job).await?;
     let schema = readings_schema();
     let mut writer = parquet_writer(&output, schema.clone())?;
-    let slices = store.scan_slices(from, to).await?;
+    let slices = store.scan_slices(from, to, None).await?;
     let mut pages = std::pin::pin!(crate::source::scan_pages(store, slices, 50_000));
     let mut rows = 0usize;
     while let Some(page) = futures::StreamExt::next(&mut pages).await {
@@ -301,9 +378,15 @@ async fn serve_api(
     first_run: FirstRun,
     every_minutes: u64,
     limits: iot_common::server::HttpLimits,
+    sql_limits: SqlLimits,
 ) -> Result<(), CliError> {
     let store = open_store(&job).await?;
     let analytics = Analytics::new(store.clone(), job.job_config());
+    let sql = Arc::new(SqlEngine::new(
+        SqlSource::Store(store.clone()),
+        sql_limits,
+        job.threads,
+    ));
     let router = Router::new()
         .merge(health_routes(Health {
             metrics: Arc::new(Metrics::new()),
@@ -313,6 +396,7 @@ async fn serve_api(
         .merge(runs_router(RunsState {
             analytics: analytics.clone(),
             analyst_token: StaticToken::new(&token),
+            sql,
         }))
         .fallback(fallback);
     let mut service = Service::with_limits(limits);

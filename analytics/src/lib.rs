@@ -15,5 +15,7 @@ pub mod local_time;
 pub mod output;
 pub mod schema;
 pub mod source;
+pub mod sql;
+pub mod sql_tables;
 
 pub use job::{Analytics, JobConfig, JobError};

@@ -6,9 +6,10 @@ fn main() -> anyhow::Result<()> {
     iot_common::telemetry::init("info");
     let threads = match &cli.command {
         Command::Bench { threads, .. } => *threads,
-        Command::Run { job, .. } | Command::Export { job, .. } | Command::Serve { job, .. } => {
-            job.threads
-        }
+        Command::Run { job, .. }
+        | Command::Export { job, .. }
+        | Command::Serve { job, .. }
+        | Command::Sql { job, .. } => job.threads,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))

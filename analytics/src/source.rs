@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::common::ScalarValue;
@@ -93,12 +94,16 @@ pub fn scan_pages(
     })
 }
 
+/// Store rows as one Arrow batch of a table's schema.
+pub type ToBatch = fn(&SchemaRef, &[RegionReading]) -> Result<RecordBatch, DataFusionError>;
+
 /// Some slices of the store's readings of one window, as one partition's stream of Arrow
 /// batches.
 pub struct StoreScan {
     store: Arc<dyn Store>,
     slices: Vec<ScanSlice>,
     schema: SchemaRef,
+    to_batch: ToBatch,
 }
 
 impl fmt::Debug for StoreScan {
@@ -115,18 +120,17 @@ impl PartitionStream for StoreScan {
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let schema = self.schema.clone();
         let batch_schema = schema.clone();
+        let to_batch = self.to_batch;
         let batches = scan_pages(self.store.clone(), self.slices.clone(), PAGE).map(move |page| {
             page.map_err(|e| DataFusionError::External(Box::new(e)))
-                .and_then(|rows| rows_to_batch(&batch_schema, &rows))
+                .and_then(|rows| to_batch(&batch_schema, &rows))
         });
         Box::pin(RecordBatchStreamAdapter::new(schema, batches))
     }
 }
 
-/// Registers the store's readings of `from <= ts < to` as the readings table: the store's
-/// scan slices dealt round-robin over at most `partitions` DataFusion partitions, each
-/// reading its slices in turn, so that many slices (Cassandra's region-days) are read
-/// `partitions` at a time.
+/// Registers the store's readings of `from <= ts < to` as the readings table, its scan slices
+/// read `partitions` at a time.
 pub async fn register_store(
     ctx: &SessionContext,
     store: Arc<dyn Store>,
@@ -135,28 +139,42 @@ pub async fn register_store(
     partitions: usize,
 ) -> Result<usize, DataFusionError> {
     let slices = store
-        .scan_slices(from, to)
+        .scan_slices(from, to, None)
         .await
         .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let schema = readings_schema();
+    let parts = deal_slices(&store, slices, partitions, &schema, rows_to_batch);
+    let n = parts.len();
+    let table = StreamingTable::try_new(schema, parts)?;
+    ctx.register_table(TABLE, Arc::new(table))?;
+    Ok(n)
+}
+
+/// `slices` dealt round-robin over at most `partitions` partitions, each reading its slices in
+/// turn, so that many slices (Cassandra's region-days) are read `partitions` at a time.
+pub fn deal_slices(
+    store: &Arc<dyn Store>,
+    slices: Vec<ScanSlice>,
+    partitions: usize,
+    schema: &SchemaRef,
+    to_batch: ToBatch,
+) -> Vec<Arc<dyn PartitionStream>> {
     let n = partitions.clamp(1, slices.len().max(1));
     let mut dealt: Vec<Vec<ScanSlice>> = vec![Vec::new(); n];
     for (i, slice) in slices.into_iter().enumerate() {
         dealt[i % n].push(slice);
     }
-    let schema = readings_schema();
-    let parts: Vec<Arc<dyn PartitionStream>> = dealt
+    dealt
         .into_iter()
         .map(|slices| {
             Arc::new(StoreScan {
                 store: store.clone(),
                 slices,
                 schema: schema.clone(),
+                to_batch,
             }) as Arc<dyn PartitionStream>
         })
-        .collect();
-    let table = StreamingTable::try_new(schema, parts)?;
-    ctx.register_table(TABLE, Arc::new(table))?;
-    Ok(n)
+        .collect()
 }
 
 /// Aggregates the registered readings with `from <= ts < to` (all of them without a window),

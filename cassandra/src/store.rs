@@ -735,9 +735,14 @@ impl Store for CassandraStore {
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        only: Option<&[RegionCode]>,
     ) -> Result<Vec<ScanSlice>, StoreError> {
         let meters: Vec<MeterRow> = self.all_rows(&self.statements.meters_all).await?;
-        let mut regions: Vec<String> = meters.into_iter().filter_map(|m| m.region).collect();
+        let mut regions: Vec<String> = meters
+            .into_iter()
+            .filter_map(|m| m.region)
+            .filter(|r| only.is_none_or(|only| only.iter().any(|o| o.as_str() == r)))
+            .collect();
         regions.sort();
         regions.dedup();
         let mut slices = Vec::new();
@@ -789,6 +794,8 @@ impl Store for CassandraStore {
                     meter_id: MeterId::parse(meter_id).map_err(decode)?,
                     ts,
                     kwh,
+                    // readings_by_region does not keep the interval (yet).
+                    interval_s: None,
                 })
             })
             .collect::<Result<_, StoreError>>()?;

@@ -70,10 +70,16 @@ pub enum ErrorCode {
     Unavailable,
     /// The service did not answer within the request timeout.
     ServiceTimeout,
+    /// An analyst's SQL is not one read-only query (DDL, DML, COPY, several statements).
+    QueryRefused,
+    /// An analyst's SQL does not parse or plan (an unknown column, no time bound on readings).
+    QueryInvalid,
+    /// An analyst's SQL went over its memory or time limit.
+    QueryOverLimit,
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadRequest,
         ErrorCode::MalformedJson,
         ErrorCode::MalformedBody,
@@ -98,13 +104,17 @@ impl ErrorCode {
         ErrorCode::Overloaded,
         ErrorCode::Unavailable,
         ErrorCode::ServiceTimeout,
+        ErrorCode::QueryRefused,
+        ErrorCode::QueryInvalid,
+        ErrorCode::QueryOverLimit,
     ];
 
     /// The one status this code is answered with.
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
         match self {
-            BadRequest | MalformedJson | MalformedBody | InvalidQuery => StatusCode::BAD_REQUEST,
+            BadRequest | MalformedJson | MalformedBody | InvalidQuery | QueryRefused
+            | QueryInvalid => StatusCode::BAD_REQUEST,
             Unauthorized => StatusCode::UNAUTHORIZED,
             Forbidden | CrossSite => StatusCode::FORBIDDEN,
             NotFound => StatusCode::NOT_FOUND,
@@ -113,7 +123,7 @@ impl ErrorCode {
             RunInProgress | NotStarted => StatusCode::CONFLICT,
             PayloadTooLarge | BatchTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            InvalidReading | InvalidMeter | EmptyBatch | InvalidRequest => {
+            InvalidReading | InvalidMeter | EmptyBatch | InvalidRequest | QueryOverLimit => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
@@ -150,6 +160,9 @@ impl ErrorCode {
             Overloaded => "overloaded",
             Unavailable => "unavailable",
             ServiceTimeout => "service_timeout",
+            QueryRefused => "query_refused",
+            QueryInvalid => "query_invalid",
+            QueryOverLimit => "query_over_limit",
         }
     }
 

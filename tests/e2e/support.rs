@@ -52,6 +52,7 @@ async fn launch(fleet: Option<FleetConfig>, regions: Option<std::path::PathBuf>)
         },
         fleet,
         analytics: iot_analytics::JobConfig::default(),
+        sql: iot_analytics::sql::SqlLimits::default(),
         recompute_every: Duration::from_secs(3600),
         unit_price_pence: 24.5,
     };

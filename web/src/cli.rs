@@ -19,7 +19,7 @@ use iot_common::server::HttpArgs;
 use iot_common::service::{ListenError, Service};
 
 use crate::remote::RemoteAnalytics;
-use crate::{Recompute, WebState, external_router, internal_router};
+use crate::{AnalyticsPort, WebState, external_router, internal_router};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -98,7 +98,7 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
     let store = cli.store.open_patiently(Duration::from_secs(120)).await?;
     let recompute = match &cli.analytics_url {
         Some(url) if !url.trim().is_empty() => {
-            Some(Arc::new(RemoteAnalytics::new(url, &cli.analyst_token)?) as Arc<dyn Recompute>)
+            Some(Arc::new(RemoteAnalytics::new(url, &cli.analyst_token)?) as Arc<dyn AnalyticsPort>)
         }
         _ => None,
     };

@@ -3,7 +3,7 @@
 //! own meter's readings; internal routes serve operators and analysts — meter provisioning
 //! and the analyst console.
 //!
-//! Where things live: [`state`] (what handlers share, and the `Recompute` port), [`routes`]
+//! Where things live: [`state`] (what handlers share, and the `AnalyticsPort` port), [`routes`]
 //! (wiring, and one module per page family), [`respond`] and [`present`] (rendering and
 //! formatting helpers), [`metric`] (what the map shows), [`cache`], [`sessions`],
 //! [`provisioning`]; [`cli`] runs it as its own process.
@@ -23,4 +23,4 @@ pub mod state;
 
 pub use provisioning::{NewMeter, ProvisionError, provision};
 pub use routes::{external_router, internal_router};
-pub use state::{Recompute, RecomputeError, WebState};
+pub use state::{AnalyticsError, AnalyticsPort, QueryAnswer, WebState};

@@ -1,29 +1,33 @@
-//! "Recompute now" for a web service whose batch job runs elsewhere: a POST to the
-//! analytics service's internal runs API, with the analyst token.
+//! The analytics job for a web service whose batch job runs elsewhere: "recompute now" and
+//! SQL queries sent to the analytics service's internal API, with the analyst token.
 
 use std::time::Duration;
 
 use iot_common::Run;
 
-use crate::state::{Recompute, RecomputeError};
+use crate::state::{AnalyticsError, AnalyticsPort, QueryAnswer};
+
+/// A query may run for as long as the analytics service lets it (20 s by default), under the
+/// HTTP request timeout of both services.
+const QUERY_TIMEOUT: Duration = Duration::from_secs(35);
 
 pub struct RemoteAnalytics {
     client: reqwest::Client,
     runs_url: String,
+    query_url: String,
     token: String,
 }
 
 impl RemoteAnalytics {
     /// `base` is the analytics service's internal listener, e.g. `http://analytics:9083`.
     pub fn new(base: &str, token: &str) -> Result<Self, reqwest::Error> {
+        let base = base.trim_end_matches('/');
         Ok(Self {
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
                 .build()?,
-            runs_url: format!(
-                "{}/internal/v1/runs?trigger=console",
-                base.trim_end_matches('/')
-            ),
+            runs_url: format!("{base}/internal/v1/runs?trigger=console"),
+            query_url: format!("{base}/internal/v1/query"),
             token: token.to_owned(),
         })
     }
@@ -34,39 +38,79 @@ struct Started {
     run: Run,
 }
 
+fn unreachable(e: reqwest::Error) -> AnalyticsError {
+    AnalyticsError::Unavailable(format!("the analytics service is unreachable: {e}"))
+}
+
+/// A refusal's own words: the problem document's `detail`, else the body.
+async fn refusal(response: reqwest::Response) -> String {
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let detail = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned));
+    detail.unwrap_or_else(|| format!("the analytics service answered {status}: {body}"))
+}
+
 #[async_trait::async_trait]
-impl Recompute for RemoteAnalytics {
-    async fn recompute(&self) -> Result<Run, RecomputeError> {
+impl AnalyticsPort for RemoteAnalytics {
+    async fn recompute(&self) -> Result<Run, AnalyticsError> {
         let response = self
             .client
             .post(&self.runs_url)
             .bearer_auth(&self.token)
             .send()
             .await
-            .map_err(|e| {
-                RecomputeError::Unavailable(format!("the analytics service is unreachable: {e}"))
-            })?;
+            .map_err(unreachable)?;
         let status = response.status();
         if status == reqwest::StatusCode::CONFLICT {
-            let body = response.text().await.unwrap_or_default();
-            return Err(RecomputeError::Refused(format!(
-                "the analytics service answered {status}: {body}"
-            )));
+            return Err(AnalyticsError::Refused(refusal(response).await));
         }
         if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            return Err(RecomputeError::Unavailable(format!(
-                "the analytics service answered {status}: {body}"
-            )));
+            return Err(AnalyticsError::Unavailable(refusal(response).await));
         }
         response
             .json::<Started>()
             .await
             .map(|s| s.run)
             .map_err(|e| {
-                RecomputeError::Unavailable(format!(
+                AnalyticsError::Unavailable(format!(
                     "the analytics service answered something unreadable: {e}"
                 ))
             })
+    }
+
+    async fn query(&self, sql: &str, format: &str) -> Result<QueryAnswer, AnalyticsError> {
+        let response = self
+            .client
+            .post(&self.query_url)
+            .timeout(QUERY_TIMEOUT)
+            .bearer_auth(&self.token)
+            .json(&serde_json::json!({ "sql": sql, "format": format }))
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if status.is_client_error() {
+            return Err(AnalyticsError::Refused(refusal(response).await));
+        }
+        if !status.is_success() {
+            return Err(AnalyticsError::Unavailable(refusal(response).await));
+        }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = header("content-type").unwrap_or_default();
+        let truncated = header("x-iot-truncated").is_some_and(|v| v == "true");
+        let body = response.bytes().await.map_err(unreachable)?.to_vec();
+        Ok(QueryAnswer {
+            content_type,
+            body,
+            truncated,
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! What every web handler shares: the store, the regions and their map geometry, meter
-//! authentication, the analyst token and sessions, the caches, and the [`Recompute`] port
-//! through which the console starts the analytics job (in process or remote).
+//! authentication, the analyst token and sessions, the caches, and the [`AnalyticsPort`]
+//! through which the console starts the analytics job and asks it SQL (in process or remote).
 
 use std::sync::Arc;
 
@@ -13,10 +13,10 @@ use crate::cache::{ProfileCache, Profiles, SummaryCache};
 use crate::geometry::MapGeometry;
 use crate::sessions::Sessions;
 
-/// Why a recompute did not start.
+/// Why a recompute did not start or a query has no answer.
 #[derive(Debug, thiserror::Error)]
-pub enum RecomputeError {
-    /// One is running already (or the job refused for another reason of its own).
+pub enum AnalyticsError {
+    /// A run is going already, or the query is the analyst's to fix (the message says how).
     #[error("{0}")]
     Refused(String),
     /// The job or its store does not answer (or the analytics service is unreachable).
@@ -24,10 +24,22 @@ pub enum RecomputeError {
     Unavailable(String),
 }
 
-/// Starts a recompute of the regional profiles (the analytics job, in process or remote).
+/// A SQL query's answer as the analytics job encodes it.
+#[derive(Debug, Clone)]
+pub struct QueryAnswer {
+    pub content_type: String,
+    pub body: Vec<u8>,
+    /// Cut at the row limit.
+    pub truncated: bool,
+}
+
+/// The analytics job, in process or remote: recomputes the regional profiles and answers
+/// analysts' SQL.
 #[async_trait::async_trait]
-pub trait Recompute: Send + Sync {
-    async fn recompute(&self) -> Result<Run, RecomputeError>;
+pub trait AnalyticsPort: Send + Sync {
+    async fn recompute(&self) -> Result<Run, AnalyticsError>;
+    /// One read-only query; `format` is `json`, `csv` or `parquet`.
+    async fn query(&self, sql: &str, format: &str) -> Result<QueryAnswer, AnalyticsError>;
 }
 
 #[derive(Clone)]
@@ -41,7 +53,7 @@ pub struct WebState {
     pub operator_token: StaticToken,
     /// Electricity unit price for the estimator, pence per kWh.
     pub unit_price_pence: f64,
-    pub recompute: Option<Arc<dyn Recompute>>,
+    pub analytics: Option<Arc<dyn AnalyticsPort>>,
     pub profiles: Arc<ProfileCache>,
     pub summary: Arc<SummaryCache>,
     /// Signed-in analysts' console sessions.
@@ -55,7 +67,7 @@ impl WebState {
         auth: MeterAuth,
         operator_token: StaticToken,
         unit_price_pence: f64,
-        recompute: Option<Arc<dyn Recompute>>,
+        analytics: Option<Arc<dyn AnalyticsPort>>,
     ) -> Self {
         Self {
             store,
@@ -64,7 +76,7 @@ impl WebState {
             auth,
             operator_token,
             unit_price_pence,
-            recompute,
+            analytics,
             profiles: Arc::default(),
             summary: Arc::default(),
             sessions: Arc::new(Sessions::new(false)),

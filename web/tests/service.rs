@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use iot_analytics::api::{RunsState, runs_router};
+use iot_analytics::sql::{SqlEngine, SqlLimits, SqlSource};
 use iot_analytics::{Analytics, JobConfig};
 use iot_common::auth::StaticToken;
 use iot_common::store::Store;
@@ -28,8 +29,13 @@ async fn analytics(dir: &std::path::Path) -> SocketAddr {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&SqliteStore::path_in(dir)).unwrap_or_else(|e| panic!("{e}")));
     let router = runs_router(RunsState {
-        analytics: Analytics::new(store, JobConfig::default()),
+        analytics: Analytics::new(store.clone(), JobConfig::default()),
         analyst_token: StaticToken::new(TOKEN),
+        sql: Arc::new(SqlEngine::new(
+            SqlSource::Store(store),
+            SqlLimits::default(),
+            2,
+        )),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

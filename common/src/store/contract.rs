@@ -25,6 +25,7 @@ macro_rules! store_contract_tests {
             window_scan_pages_through_region_readings_once,
             readings_from_before_registration_are_scanned_after_it,
             a_meter_that_moves_is_scanned_in_its_new_region_only,
+            a_scan_of_some_regions_gives_their_readings_only,
             revocations_are_listed_and_a_later_one_moves_the_instant,
             a_lease_has_one_holder_until_released_or_expired,
             of_many_asking_at_once_one_gets_the_lease,
@@ -356,9 +357,14 @@ pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
     ok(store.write_readings(&readings).await, "readings");
     // [slot 2, slot 8): six readings per placed meter.
     let (from, to) = (at(base + 2 * 1800), at(base + 8 * 1800));
-    let seen = scan(store, from, to).await;
+    let seen = scan(store, from, to, None).await;
     let mut mine: Vec<RegionReading> = seen.into_iter().filter(|r| r.region == region).collect();
     mine.sort_by(|a, b| (&a.meter_id, a.ts).cmp(&(&b.meter_id, b.ts)));
+    for r in &mut mine {
+        // A store that keeps the interval next to the region gives the reading's own.
+        assert!(r.interval_s.is_none_or(|i| i == 1800), "{r:?}");
+        r.interval_s = None;
+    }
     let mut expected: Vec<RegionReading> = placed
         .iter()
         .flat_map(|id| {
@@ -367,6 +373,7 @@ pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
                 meter_id: id.clone(),
                 ts: at(base + s * 1800),
                 kwh: 0.01 * s as f64,
+                interval_s: None,
             })
         })
         .collect();
@@ -377,11 +384,43 @@ pub async fn window_scan_pages_through_region_readings_once(store: &dyn Store) {
     );
 }
 
+pub async fn a_scan_of_some_regions_gives_their_readings_only(store: &dyn Store) {
+    let base = T0 + 3_100 * 86_400;
+    let (asked, other) = (unique("R"), unique("R"));
+    let (a, b) = (unique_meter("m"), unique_meter("m"));
+    let meters = [placed_meter(&a, &asked), placed_meter(&b, &other)];
+    ok(store.upsert_meters(&meters).await, "meters");
+    let readings: Vec<Reading> = [&a, &b]
+        .iter()
+        .flat_map(|id| two_days(id.as_str(), base, 0..4))
+        .collect();
+    ok(store.write_readings(&readings).await, "readings");
+    let only = [code(&asked)];
+    let seen = scan(store, at(base), at(base + 2 * 86_400), Some(&only)).await;
+    assert_eq!(
+        seen.len(),
+        8,
+        "the asked region's readings, each once: {seen:?}"
+    );
+    assert!(
+        seen.iter().all(|r| r.region == asked && r.meter_id == a),
+        "nothing of another region: {seen:?}"
+    );
+}
+
 /// Every reading a scan of `[from, to)` gives, through all its slices and pages (of 4).
-async fn scan(store: &dyn Store, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<RegionReading> {
+async fn scan(
+    store: &dyn Store,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    regions: Option<&[RegionCode]>,
+) -> Vec<RegionReading> {
     let mut seen: Vec<RegionReading> = Vec::new();
-    let slices = ok(store.scan_slices(from, to).await, "slices");
-    assert!(!slices.is_empty(), "a window has at least one slice");
+    let slices = ok(store.scan_slices(from, to, regions).await, "slices");
+    assert!(
+        !slices.is_empty() || regions.is_some_and(<[_]>::is_empty),
+        "a window has at least one slice"
+    );
     for slice in &slices {
         assert!(
             slice.from >= from && slice.to <= to,
@@ -407,7 +446,7 @@ async fn scan(store: &dyn Store, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<
 
 /// The (region, slot) of each of `meter`'s readings a scan of two days from `base` gives.
 async fn scanned_as(store: &dyn Store, meter: &str, base: i64) -> Vec<(String, i64, f64)> {
-    let mut mine: Vec<(String, i64, f64)> = scan(store, at(base), at(base + 2 * 86_400))
+    let mut mine: Vec<(String, i64, f64)> = scan(store, at(base), at(base + 2 * 86_400), None)
         .await
         .into_iter()
         .filter(|r| r.meter_id == meter)

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
 use super::{ScanPage, ScanSlice, Store, StoreError, StoreSummary};
+use crate::domain::RegionCode;
 use crate::domain::{Meter, MeterId, Reading, RegionProfile, Run};
 
 pub struct FaultyStoreDouble<S> {
@@ -79,9 +80,10 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
+        regions: Option<&[RegionCode]>,
     ) -> Result<Vec<ScanSlice>, StoreError> {
-        let Some(hours) = self.slice_hours.filter(|h| *h > 0) else {
-            return self.inner.scan_slices(from, to).await;
+        let Some(hours) = self.slice_hours.filter(|h| *h > 0 && regions.is_none()) else {
+            return self.inner.scan_slices(from, to, regions).await;
         };
         let mut slices = Vec::new();
         let mut start = from;

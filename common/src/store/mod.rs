@@ -54,6 +54,8 @@ pub struct RegionReading {
     pub meter_id: MeterId,
     pub ts: DateTime<Utc>,
     pub kwh: f64,
+    /// The reading's interval, where the store keeps it next to the region.
+    pub interval_s: Option<u32>,
 }
 
 /// A part of a window scan that can be read on its own, in parallel with the other parts.
@@ -108,14 +110,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<Reading>, StoreError>;
 
     /// The slices a scan of `from <= ts < to` splits into: together they hold every reading
-    /// of the window once. An adapter that cannot split returns the whole window.
+    /// of the window once (of the meters in `regions` only, when given).
     async fn scan_slices(
         &self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> Result<Vec<ScanSlice>, StoreError> {
-        Ok(vec![ScanSlice::whole(from, to)])
-    }
+        regions: Option<&[RegionCode]>,
+    ) -> Result<Vec<ScanSlice>, StoreError>;
 
     /// Readings of one slice of meters registered in a region, tagged with that region, in
     /// pages of at most `limit`: pass each page's `next` to get the following one. Every such

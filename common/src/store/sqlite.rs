@@ -10,7 +10,9 @@ use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
-use crate::domain::{Meter, MeterId, Reading, RegionProfile, Run, from_epoch, from_epoch_ms};
+use crate::domain::{
+    Meter, MeterId, Reading, RegionCode, RegionProfile, Run, from_epoch, from_epoch_ms,
+};
 use crate::sqlite::{self as db, SqliteError};
 
 impl From<SqliteError> for StoreError {
@@ -235,21 +237,35 @@ impl Store for SqliteStore {
         .await
     }
 
+    /// The whole window as one slice (the index on `ts` serves it), or one slice per region
+    /// asked for, named by its code.
+    async fn scan_slices(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        regions: Option<&[RegionCode]>,
+    ) -> Result<Vec<ScanSlice>, StoreError> {
+        Ok(match regions {
+            None => vec![ScanSlice::whole(from, to)],
+            Some(regions) => regions
+                .iter()
+                .map(|r| ScanSlice {
+                    from,
+                    to,
+                    part: r.to_string(),
+                })
+                .collect(),
+        })
+    }
+
     async fn scan_readings(
         &self,
         slice: &ScanSlice,
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ScanPage, StoreError> {
-        if !slice.part.is_empty() {
-            return Err(StoreError::Corrupt(
-                format!(
-                    "unknown scan slice `{}`: this store scans whole windows",
-                    slice.part
-                )
-                .into(),
-            ));
-        }
+        // A slice's part is empty (every region) or one region's code.
+        let region = slice.part.clone();
         let (from, to) = (slice.from, slice.to);
         // The cursor is the last (meter_id, ts) handed out, as "<ts>:<meter_id>".
         let (after_meter, after_ts) = match cursor {
@@ -269,21 +285,25 @@ impl Store for SqliteStore {
         let (from, to) = (epoch(from), epoch(to));
         self.read(move |c| {
             let mut statement = c.prepare_cached(
-                "SELECT m.region, r.meter_id, r.ts, r.kwh
+                "SELECT m.region, r.meter_id, r.ts, r.kwh, r.interval_s
                  FROM readings r JOIN meters m ON m.meter_id = r.meter_id
                  WHERE m.region IS NOT NULL AND r.ts >= ?1 AND r.ts < ?2
-                   AND (r.meter_id, r.ts) > (?3, ?4)
+                   AND (r.meter_id, r.ts) > (?3, ?4) AND (?6 = '' OR m.region = ?6)
                  ORDER BY r.meter_id, r.ts LIMIT ?5",
             )?;
             let rows = statement
-                .query_map(params![from, to, after_meter, after_ts, sql_limit], |r| {
-                    Ok(RegionReading {
-                        region: r.get(0)?,
-                        meter_id: r.get(1)?,
-                        ts: from_epoch(r.get(2)?),
-                        kwh: r.get(3)?,
-                    })
-                })?
+                .query_map(
+                    params![from, to, after_meter, after_ts, sql_limit, region],
+                    |r| {
+                        Ok(RegionReading {
+                            region: r.get(0)?,
+                            meter_id: r.get(1)?,
+                            ts: from_epoch(r.get(2)?),
+                            kwh: r.get(3)?,
+                            interval_s: r.get(4)?,
+                        })
+                    },
+                )?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             let next = (rows.len() == limit)
                 .then(|| {

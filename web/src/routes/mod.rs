@@ -75,6 +75,10 @@ pub fn internal_router(state: WebState) -> Router {
             .route("/internal/console/login", post(console::login))
             .route("/internal/console/logout", post(console::logout))
             .route("/internal/console/recompute", post(console::recompute))
+            .route(
+                "/internal/console/query",
+                get(console::query_page).post(console::query),
+            )
             .route("/internal/static/app.css", get(assets::css))
             .with_state(state),
     )

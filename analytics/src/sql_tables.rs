@@ -1,0 +1,510 @@
+//! The tables analysts query by SQL: `readings` served from the store with the time range
+//! and regions of the query's filters pushed into the store's scan, and the small tables
+//! (`meters`, `profiles`, `runs`) read whole from the store for each query.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt8Array,
+    UInt32Array, UInt64Array,
+};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::MemTable;
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{
+    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::prelude::SessionContext;
+use iot_common::domain::RegionCode;
+use iot_common::store::{RegionReading, Store};
+use iot_common::{RegionProfile, Run};
+
+use crate::source::deal_slices;
+
+/// The columns of the SQL `readings` table.
+pub fn sql_readings_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("meter_id", DataType::Utf8, false),
+        Field::new("region", DataType::Utf8, false),
+        Field::new("ts", utc_ms(), false),
+        Field::new("kwh", DataType::Float64, false),
+        Field::new("interval_s", DataType::UInt32, true),
+    ]))
+}
+
+fn utc_ms() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+fn sql_rows_to_batch(
+    schema: &SchemaRef,
+    rows: &[RegionReading],
+) -> Result<RecordBatch, DataFusionError> {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.meter_id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.region.as_str()),
+        )),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.ts.timestamp_millis()),
+            )
+            .with_timezone("UTC"),
+        ),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.kwh))),
+        Arc::new(UInt32Array::from(
+            rows.iter().map(|r| r.interval_s).collect::<Vec<_>>(),
+        )),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
+}
+
+/// A query over `readings` that does not say from when: refused, since on Cassandra it would
+/// read every region-day the store keeps.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the query reads `readings` without a lower bound on `ts`: add one, e.g. \
+     WHERE ts >= TIMESTAMP '2026-11-01T00:00:00Z' AND ts < TIMESTAMP '2026-11-08T00:00:00Z'"
+)]
+pub struct NoTimeBound;
+
+/// What a query's filters say about the readings it needs.
+#[derive(Debug, Default, PartialEq)]
+struct Pushed {
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    /// `None`: every region.
+    regions: Option<BTreeSet<String>>,
+}
+
+fn timestamp_of(v: &ScalarValue) -> Option<DateTime<Utc>> {
+    let ms = match v {
+        ScalarValue::TimestampSecond(Some(s), _) => s.checked_mul(1000)?,
+        ScalarValue::TimestampMillisecond(Some(ms), _) => *ms,
+        ScalarValue::TimestampMicrosecond(Some(us), _) => us.div_euclid(1000),
+        ScalarValue::TimestampNanosecond(Some(ns), _) => ns.div_euclid(1_000_000),
+        ScalarValue::Date32(Some(d)) => i64::from(*d) * 86_400_000,
+        _ => return None,
+    };
+    DateTime::from_timestamp_millis(ms)
+}
+
+/// The column a side of a comparison names, through casts the planner put on it.
+fn column_name(e: &Expr) -> Option<&str> {
+    match e {
+        Expr::Column(c) => Some(c.name.as_str()),
+        Expr::Cast(c) => column_name(&c.expr),
+        Expr::TryCast(c) => column_name(&c.expr),
+        _ => None,
+    }
+}
+
+fn literal(e: &Expr) -> Option<&ScalarValue> {
+    match e {
+        Expr::Literal(v, _) => Some(v),
+        Expr::Cast(c) => literal(&c.expr),
+        _ => None,
+    }
+}
+
+fn text(v: &ScalarValue) -> Option<String> {
+    match v {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+const MS: TimeDelta = TimeDelta::milliseconds(1);
+
+impl Pushed {
+    fn later_from(&mut self, t: DateTime<Utc>) {
+        self.from = Some(self.from.map_or(t, |f| f.max(t)));
+    }
+    fn earlier_to(&mut self, t: DateTime<Utc>) {
+        self.to = Some(self.to.map_or(t, |x| x.min(t)));
+    }
+    fn only_regions(&mut self, r: BTreeSet<String>) {
+        self.regions = Some(match self.regions.take() {
+            None => r,
+            Some(have) => have.intersection(&r).cloned().collect(),
+        });
+    }
+
+    /// Folds in one filter if it is one the scan uses; false if it is not.
+    fn take(&mut self, e: &Expr) -> bool {
+        match e {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                let (col, value, op) = match (column_name(left), literal(right)) {
+                    (Some(c), Some(v)) => (c, v, *op),
+                    _ => match (literal(left), column_name(right), op.swap()) {
+                        (Some(v), Some(c), Some(op)) => (c, v, op),
+                        _ => return false,
+                    },
+                };
+                match (col, op) {
+                    ("ts", _) => {
+                        let Some(t) = timestamp_of(value) else {
+                            return false;
+                        };
+                        match op {
+                            Operator::GtEq | Operator::Gt => self.later_from(t),
+                            Operator::Lt => self.earlier_to(t),
+                            Operator::LtEq => self.earlier_to(t + MS),
+                            Operator::Eq => {
+                                self.later_from(t);
+                                self.earlier_to(t + MS);
+                            }
+                            _ => return false,
+                        }
+                        true
+                    }
+                    ("region", Operator::Eq) => match text(value) {
+                        Some(r) => {
+                            self.only_regions(BTreeSet::from([r]));
+                            true
+                        }
+                        None => false,
+                    },
+                    _ => false,
+                }
+            }
+            Expr::Between(b) if !b.negated && column_name(&b.expr) == Some("ts") => {
+                match (
+                    literal(&b.low).and_then(timestamp_of),
+                    literal(&b.high).and_then(timestamp_of),
+                ) {
+                    (Some(low), Some(high)) => {
+                        self.later_from(low);
+                        self.earlier_to(high + MS);
+                        true
+                    }
+                    _ => false,
+                }
+            }
+            Expr::InList(l) if !l.negated && column_name(&l.expr) == Some("region") => {
+                let names: Option<BTreeSet<String>> =
+                    l.list.iter().map(|e| literal(e).and_then(text)).collect();
+                match names {
+                    Some(names) => {
+                        self.only_regions(names);
+                        true
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The store's readings as a table whose scans read only the window and regions the query's
+/// filters name. The filters stay in the plan too (pushed down as inexact), so the answer
+/// never depends on how finely the store can cut.
+pub struct ReadingsTable {
+    store: Arc<dyn Store>,
+    schema: SchemaRef,
+    partitions: usize,
+}
+
+impl fmt::Debug for ReadingsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ReadingsTable")
+    }
+}
+
+impl ReadingsTable {
+    pub fn new(store: Arc<dyn Store>, partitions: usize) -> Self {
+        Self {
+            store,
+            schema: sql_readings_schema(),
+            partitions,
+        }
+    }
+}
+
+#[async_trait]
+impl TableProvider for ReadingsTable {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
+        Ok(filters
+            .iter()
+            .map(|f| {
+                if Pushed::default().take(f) {
+                    TableProviderFilterPushDown::Inexact
+                } else {
+                    TableProviderFilterPushDown::Unsupported
+                }
+            })
+            .collect())
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        let mut pushed = Pushed::default();
+        for f in filters {
+            pushed.take(f);
+        }
+        let from = pushed
+            .from
+            .ok_or_else(|| DataFusionError::External(Box::new(NoTimeBound)))?;
+        // Nothing is dated much after now (the meter refuses it), so an open end is now.
+        let to = pushed.to.unwrap_or_else(|| Utc::now() + TimeDelta::days(1));
+        let regions: Option<Vec<RegionCode>> = pushed.regions.map(|names| {
+            names
+                .iter()
+                .filter_map(|n| RegionCode::parse(n.as_str()).ok())
+                .collect()
+        });
+        let slices = if from < to {
+            self.store
+                .scan_slices(from, to, regions.as_deref())
+                .await
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+        } else {
+            Vec::new()
+        };
+        let parts = deal_slices(
+            &self.store,
+            slices,
+            self.partitions,
+            &self.schema,
+            sql_rows_to_batch,
+        );
+        StreamingTable::try_new(self.schema.clone(), parts)?
+            .scan(state, projection, &[], limit)
+            .await
+    }
+}
+
+fn meters_batch(meters: &[iot_common::Meter]) -> Result<RecordBatch, DataFusionError> {
+    let schema = Schema::new(vec![
+        Field::new("meter_id", DataType::Utf8, false),
+        Field::new("region", DataType::Utf8, true),
+        Field::new("lat", DataType::Float64, true),
+        Field::new("lon", DataType::Float64, true),
+        Field::new("household_size", DataType::UInt8, true),
+        Field::new("dwelling", DataType::Utf8, true),
+        Field::new("registered_at", utc_ms(), false),
+    ]);
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            meters.iter().map(|m| m.meter_id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter(
+            meters.iter().map(|m| m.region.as_ref().map(|r| r.as_str())),
+        )),
+        Arc::new(Float64Array::from_iter(meters.iter().map(|m| m.lat))),
+        Arc::new(Float64Array::from_iter(meters.iter().map(|m| m.lon))),
+        Arc::new(UInt8Array::from_iter(
+            meters.iter().map(|m| m.household_size),
+        )),
+        Arc::new(StringArray::from_iter(
+            meters
+                .iter()
+                .map(|m| m.dwelling.map(|d| d.as_ref().to_owned())),
+        )),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(
+                meters.iter().map(|m| m.registered_at.timestamp_millis()),
+            )
+            .with_timezone("UTC"),
+        ),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(schema), cols)?)
+}
+
+fn times<'a>(values: impl Iterator<Item = Option<DateTime<Utc>>> + 'a) -> ArrayRef {
+    Arc::new(
+        TimestampMillisecondArray::from_iter(values.map(|t| t.map(|t| t.timestamp_millis())))
+            .with_timezone("UTC"),
+    )
+}
+
+/// Profiles with their run and window, then the figures as the CSV output writes them
+/// (`region`, `meters`, …, `h00` … `h23`).
+fn profiles_batch(profiles: &[RegionProfile]) -> Result<RecordBatch, DataFusionError> {
+    let figures: Vec<_> = profiles.iter().map(|p| p.figures.clone()).collect();
+    let figures = crate::output::profiles_batch(&figures)
+        .map_err(|e| DataFusionError::External(Box::new(e)))?;
+    let mut fields = vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("window_from", utc_ms(), false),
+        Field::new("window_to", utc_ms(), false),
+        Field::new("computed_at", utc_ms(), false),
+    ];
+    let mut cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            profiles.iter().map(|p| p.run_id.as_str()),
+        )),
+        times(profiles.iter().map(|p| Some(p.window_from))),
+        times(profiles.iter().map(|p| Some(p.window_to))),
+        times(profiles.iter().map(|p| Some(p.computed_at))),
+    ];
+    for (field, col) in figures.schema().fields().iter().zip(figures.columns()) {
+        // The files say `region_id` (the reference scripts' column); SQL says `region`.
+        let name = match field.name().as_str() {
+            "region_id" => "region",
+            other => other,
+        };
+        fields.push(field.as_ref().clone().with_name(name));
+        cols.push(col.clone());
+    }
+    Ok(RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)?)
+}
+
+fn runs_batch(runs: &[Run]) -> Result<RecordBatch, DataFusionError> {
+    let schema = Schema::new(vec![
+        Field::new("run_id", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("trigger", DataType::Utf8, false),
+        Field::new("created_at", utc_ms(), false),
+        Field::new("started_at", utc_ms(), true),
+        Field::new("finished_at", utc_ms(), true),
+        Field::new("window_from", utc_ms(), true),
+        Field::new("window_to", utc_ms(), true),
+        Field::new("rows_scanned", DataType::UInt64, false),
+        Field::new("regions_written", DataType::UInt64, false),
+        Field::new("error", DataType::Utf8, true),
+    ]);
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            runs.iter().map(|r| r.run_id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            runs.iter().map(|r| r.status.as_ref()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            runs.iter().map(|r| r.trigger.as_ref()),
+        )),
+        times(runs.iter().map(|r| Some(r.created_at))),
+        times(runs.iter().map(|r| r.started_at)),
+        times(runs.iter().map(|r| r.finished_at)),
+        times(runs.iter().map(|r| r.window_from)),
+        times(runs.iter().map(|r| r.window_to)),
+        Arc::new(UInt64Array::from_iter_values(
+            runs.iter().map(|r| r.rows_scanned),
+        )),
+        Arc::new(UInt64Array::from_iter_values(
+            runs.iter().map(|r| r.regions_written),
+        )),
+        Arc::new(StringArray::from_iter(
+            runs.iter().map(|r| r.error.as_deref()),
+        )),
+    ];
+    Ok(RecordBatch::try_new(Arc::new(schema), cols)?)
+}
+
+/// Most runs the `runs` table holds (the newest).
+const RUNS_TABLE: usize = 1_000;
+
+fn mem_table(batch: RecordBatch) -> Result<Arc<MemTable>, DataFusionError> {
+    Ok(Arc::new(MemTable::try_new(
+        batch.schema(),
+        vec![vec![batch]],
+    )?))
+}
+
+/// Registers `readings`, `meters`, `profiles` and `runs` from the store.
+pub async fn register_store_tables(
+    ctx: &SessionContext,
+    store: Arc<dyn Store>,
+    partitions: usize,
+) -> Result<(), DataFusionError> {
+    let external = |e: iot_common::store::StoreError| DataFusionError::External(Box::new(e));
+    let (meters, profiles, runs) =
+        futures::try_join!(store.meters(), store.profiles(), store.runs(RUNS_TABLE))
+            .map_err(external)?;
+    ctx.register_table("meters", mem_table(meters_batch(&meters)?)?)?;
+    ctx.register_table("profiles", mem_table(profiles_batch(&profiles)?)?)?;
+    ctx.register_table("runs", mem_table(runs_batch(&runs)?)?)?;
+    ctx.register_table("readings", Arc::new(ReadingsTable::new(store, partitions)))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{col, lit};
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn ts(s: &str) -> Expr {
+        lit(ScalarValue::TimestampMillisecond(
+            Some(at(s).timestamp_millis()),
+            Some("UTC".into()),
+        ))
+    }
+
+    fn pushed(filters: &[Expr]) -> Pushed {
+        let mut p = Pushed::default();
+        for f in filters {
+            p.take(f);
+        }
+        p
+    }
+
+    #[test]
+    fn time_bounds_and_regions_are_read_from_filters() {
+        let p = pushed(&[
+            col("ts").gt_eq(ts("2026-11-01T00:00:00Z")),
+            col("ts").lt(ts("2026-11-08T00:00:00Z")),
+            col("region").eq(lit("E09000001")),
+        ]);
+        assert_eq!(p.from, Some(at("2026-11-01T00:00:00Z")));
+        assert_eq!(p.to, Some(at("2026-11-08T00:00:00Z")));
+        assert_eq!(p.regions, Some(BTreeSet::from(["E09000001".to_owned()])));
+    }
+
+    #[test]
+    fn the_tightest_bounds_win_and_a_flipped_comparison_counts() {
+        let p = pushed(&[
+            ts("2026-11-02T00:00:00Z").lt_eq(col("ts")),
+            col("ts").gt(ts("2026-11-01T00:00:00Z")),
+            col("ts").lt_eq(ts("2026-11-05T00:00:00Z")),
+            col("ts").lt(ts("2026-11-09T00:00:00Z")),
+            col("region").in_list(vec![lit("A"), lit("B")], false),
+            col("region").eq(lit("B")),
+        ]);
+        assert_eq!(p.from, Some(at("2026-11-02T00:00:00Z")));
+        assert_eq!(p.to, Some(at("2026-11-05T00:00:00.001Z")));
+        assert_eq!(p.regions, Some(BTreeSet::from(["B".to_owned()])));
+    }
+
+    #[test]
+    fn other_filters_are_not_taken() {
+        let mut p = Pushed::default();
+        assert!(!p.take(&col("kwh").gt(lit(1.0))));
+        assert!(!p.take(&col("ts").not_eq(ts("2026-11-01T00:00:00Z"))));
+        assert!(!p.take(&col("region").in_list(vec![lit("A")], true)));
+        assert_eq!(p, Pushed::default());
+    }
+}
