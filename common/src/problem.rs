@@ -372,6 +372,9 @@ mod tests {
             ("overloaded", 503),
             ("unavailable", 503),
             ("service_timeout", 503),
+            ("query_refused", 400),
+            ("query_invalid", 400),
+            ("query_over_limit", 422),
         ];
         assert_eq!(ErrorCode::ALL.len(), expected.len());
         for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(expected) {
