@@ -40,6 +40,8 @@ pub enum AppError {
     Bus(#[from] iot_common::bus::BusError),
     #[error(transparent)]
     Listen(#[from] ListenError),
+    #[error("cannot start the query runtime")]
+    QueryRuntime(#[source] std::io::Error),
     #[error("cannot start the fleet")]
     Fleet(#[from] iot_simulator::fleet::FleetError),
 }
@@ -159,11 +161,14 @@ async fn open(config: &AppConfig) -> Result<Parts, AppError> {
     Ok(Parts {
         bus: Arc::new(log.clone()),
         analytics: Analytics::new(store.clone(), config.analytics.clone()),
-        sql: Arc::new(SqlEngine::new(
-            SqlSource::Store(store.clone()),
-            config.sql,
-            config.analytics.threads,
-        )),
+        sql: Arc::new(
+            SqlEngine::new(
+                SqlSource::Store(store.clone()),
+                config.sql,
+                config.analytics.threads,
+            )
+            .map_err(AppError::QueryRuntime)?,
+        ),
         metrics: Arc::new(Metrics::new()),
         regions,
         store,

@@ -172,6 +172,8 @@ pub enum CliError {
     RunFailed(String),
     #[error(transparent)]
     Sql(#[from] SqlError),
+    #[error("cannot start the query runtime: {0}")]
+    Runtime(std::io::Error),
 }
 
 async fn open_store(job: &JobArgs) -> Result<Arc<dyn Store>, CliError> {
@@ -307,7 +309,7 @@ async fn sql(
         Some(path) => SqlSource::Parquet(path),
         None => SqlSource::Store(open_store(&job).await?),
     };
-    let engine = SqlEngine::new(source, limits.limits(), job.threads);
+    let engine = SqlEngine::new(source, limits.limits(), job.threads).map_err(CliError::Runtime)?;
     let answer = engine.run(&query).await?;
     let cut = if answer.truncated {
         format!(
@@ -382,11 +384,10 @@ async fn serve_api(
 ) -> Result<(), CliError> {
     let store = open_store(&job).await?;
     let analytics = Analytics::new(store.clone(), job.job_config());
-    let sql = Arc::new(SqlEngine::new(
-        SqlSource::Store(store.clone()),
-        sql_limits,
-        job.threads,
-    ));
+    let sql = Arc::new(
+        SqlEngine::new(SqlSource::Store(store.clone()), sql_limits, job.threads)
+            .map_err(CliError::Runtime)?,
+    );
     let router = Router::new()
         .merge(health_routes(Health {
             metrics: Arc::new(Metrics::new()),

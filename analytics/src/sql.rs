@@ -203,27 +203,97 @@ const CONCURRENT: usize = 2;
 /// How long a query waits for another to finish before it is refused.
 const QUEUE_WAIT: Duration = Duration::from_secs(5);
 
+/// The query runtime's threads: CPU-bound query work runs there, so a heavy query neither
+/// starves the service's own tasks nor keeps its wall-clock limit from firing.
+struct QueryRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for QueryRuntime {
+    fn drop(&mut self) {
+        // A query still going is dropped with the runtime, wherever the engine is dropped.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 pub struct SqlEngine {
-    source: SqlSource,
-    limits: SqlLimits,
-    threads: usize,
-    running: tokio::sync::Semaphore,
+    planner: Arc<Planner>,
+    /// Held by a query until its work has stopped, not just until it was answered.
+    running: Arc<tokio::sync::Semaphore>,
+    runtime: QueryRuntime,
 }
 
 impl SqlEngine {
-    pub fn new(source: SqlSource, limits: SqlLimits, threads: usize) -> Self {
-        Self {
-            source,
-            limits,
-            threads: threads.max(1),
-            running: tokio::sync::Semaphore::new(CONCURRENT),
-        }
+    pub fn new(source: SqlSource, limits: SqlLimits, threads: usize) -> std::io::Result<Self> {
+        let threads = threads.max(1);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("sql")
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            planner: Arc::new(Planner {
+                source,
+                limits,
+                threads,
+            }),
+            running: Arc::new(tokio::sync::Semaphore::new(CONCURRENT)),
+            runtime: QueryRuntime(Some(runtime)),
+        })
     }
 
     pub fn limits(&self) -> &SqlLimits {
-        &self.limits
+        &self.planner.limits
     }
 
+    /// Runs one read-only query under the limits.
+    pub async fn run(&self, sql: &str) -> Result<SqlAnswer, SqlError> {
+        check_read_only(sql)?;
+        let busy = |_| SqlError::Busy(CONCURRENT);
+        let permit = tokio::time::timeout(QUEUE_WAIT, self.running.clone().acquire_owned())
+            .await
+            .map_err(|_| SqlError::Busy(CONCURRENT))?
+            .map_err(busy)?;
+        let Some(runtime) = self.runtime.0.as_ref() else {
+            return Err(SqlError::Internal("the query runtime has stopped".into()));
+        };
+        let limits = self.planner.limits;
+        let started = Instant::now();
+        let planner = self.planner.clone();
+        let sql = sql.to_owned();
+        let query = runtime.spawn(async move {
+            let _permit = permit;
+            planner.execute(&sql).await
+        });
+        let abort = query.abort_handle();
+        match tokio::time::timeout(limits.timeout, query).await {
+            Err(_) => {
+                // Lands at the query's next yield; its permit is held until then.
+                abort.abort();
+                Err(SqlError::Timeout(limits.timeout.as_secs()))
+            }
+            Ok(Err(e)) => Err(SqlError::Internal(format!("the query's task ended: {e}"))),
+            Ok(Ok(Err(e))) => Err(classify(e, &limits)),
+            Ok(Ok(Ok((schema, batches, rows, truncated)))) => Ok(SqlAnswer {
+                schema,
+                batches,
+                rows,
+                truncated,
+                row_limit: limits.max_rows,
+                elapsed: started.elapsed(),
+            }),
+        }
+    }
+}
+
+/// Plans and runs queries over one source.
+struct Planner {
+    source: SqlSource,
+    limits: SqlLimits,
+    threads: usize,
+}
+
+impl Planner {
     fn session(&self) -> Result<SessionContext, DataFusionError> {
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
@@ -256,28 +326,6 @@ impl SqlEngine {
                 .await?;
                 Ok(())
             }
-        }
-    }
-
-    /// Runs one read-only query under the limits.
-    pub async fn run(&self, sql: &str) -> Result<SqlAnswer, SqlError> {
-        check_read_only(sql)?;
-        let _permit = tokio::time::timeout(QUEUE_WAIT, self.running.acquire())
-            .await
-            .map_err(|_| SqlError::Busy(CONCURRENT))?
-            .map_err(|_| SqlError::Busy(CONCURRENT))?;
-        let started = Instant::now();
-        match tokio::time::timeout(self.limits.timeout, self.execute(sql)).await {
-            Err(_) => Err(SqlError::Timeout(self.limits.timeout.as_secs())),
-            Ok(Err(e)) => Err(classify(e, &self.limits)),
-            Ok(Ok((schema, batches, rows, truncated))) => Ok(SqlAnswer {
-                schema,
-                batches,
-                rows,
-                truncated,
-                row_limit: self.limits.max_rows,
-                elapsed: started.elapsed(),
-            }),
         }
     }
 

@@ -31,11 +31,10 @@ async fn analytics(dir: &std::path::Path) -> SocketAddr {
     let router = runs_router(RunsState {
         analytics: Analytics::new(store.clone(), JobConfig::default()),
         analyst_token: StaticToken::new(TOKEN),
-        sql: Arc::new(SqlEngine::new(
-            SqlSource::Store(store),
-            SqlLimits::default(),
-            2,
-        )),
+        sql: Arc::new(
+            SqlEngine::new(SqlSource::Store(store), SqlLimits::default(), 2)
+                .unwrap_or_else(|e| panic!("{e}")),
+        ),
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
