@@ -67,6 +67,13 @@ pub async fn check(
         analyst_token,
     )
     .await?;
+    sql_counts_what_the_run_scanned(
+        &http,
+        &format!("http://{edge}:9090"),
+        analyst_token,
+        &first_run,
+    )
+    .await?;
     Ok(FlowReport {
         per_replica,
         backfill_posted,
@@ -266,6 +273,54 @@ async fn internal_routes_hidden(http: &reqwest::Client, base: &str) -> Result<()
                 format!("GET {path} on the external port answered {status}, not 404"),
             ));
         }
+    }
+    Ok(())
+}
+
+/// The analysts' SQL through the edge's analyst port counts, in the first run's window, the
+/// readings that run scanned.
+async fn sql_counts_what_the_run_scanned(
+    http: &reqwest::Client,
+    analyst: &str,
+    token: &str,
+    run: &Run,
+) -> Result<(), StackError> {
+    let (Some(from), Some(to)) = (run.window_from, run.window_to) else {
+        return Err(flow("the first run recorded no window"));
+    };
+    let sql = format!(
+        "SELECT count(*) AS n FROM readings WHERE ts >= TIMESTAMP '{}' AND ts < TIMESTAMP '{}'",
+        from.to_rfc3339(),
+        to.to_rfc3339()
+    );
+    let res = http
+        .post(format!("{analyst}/internal/v1/query"))
+        .bearer_auth(token)
+        .json(&serde_json::json!({ "sql": sql }))
+        .send()
+        .await
+        .map_err(|e| StackError::service("edge", format!("query: {e}")))?;
+    if !res.status().is_success() {
+        let status = res.status();
+        let body = res.text().await.unwrap_or_default();
+        return Err(StackError::service(
+            "analytics",
+            format!("POST /internal/v1/query through the analyst port: {status} {body}"),
+        ));
+    }
+    let answer: serde_json::Value = res
+        .json()
+        .await
+        .map_err(|e| StackError::service("analytics", format!("query answer: {e}")))?;
+    let n = answer["rows"][0][0].as_u64();
+    if n != Some(run.rows_scanned) {
+        return Err(StackError::service(
+            "analytics",
+            format!(
+                "SQL counts {n:?} readings in the first run's window; the run scanned {}",
+                run.rows_scanned
+            ),
+        ));
     }
     Ok(())
 }

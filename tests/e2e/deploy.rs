@@ -303,7 +303,7 @@ fn the_external_frontend_routes_external_paths_only() {
 }
 
 #[test]
-fn the_analyst_frontend_reaches_the_console_and_runs_only() {
+fn the_analyst_frontend_reaches_the_console_runs_and_queries_only() {
     let cfg = sections(&read("deploy/haproxy.cfg"));
     let analyst = frontend(&cfg, "analyst");
     assert_eq!(analyst.route("GET", "/internal/console"), "web_internal");
@@ -314,6 +314,14 @@ fn the_analyst_frontend_reaches_the_console_and_runs_only() {
     assert_eq!(
         analyst.route("GET", "/internal/v1/runs"),
         "analytics_internal"
+    );
+    assert_eq!(
+        analyst.route("POST", "/internal/v1/query"),
+        "analytics_internal"
+    );
+    assert_eq!(
+        analyst.route("POST", "/internal/console/query"),
+        "web_internal"
     );
     assert_eq!(analyst.route("GET", "/internal/v1/meters"), "web_internal");
     for path in ["/metrics", "/healthz", "/", "/api/v1/readings"] {

@@ -126,6 +126,68 @@ async fn the_web_service_serves_each_listener_its_routes_and_recomputes_remotely
     web.service.stop(Duration::from_secs(5)).await;
 }
 
+/// The console's SQL page through the separate analytics service: a table, a refusal in the
+/// analyst's words, a CSV download.
+#[tokio::test]
+async fn the_console_asks_sql_of_the_analytics_service() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let analytics = analytics(dir.path()).await;
+    let web = web(dir.path(), &format!("http://{analytics}")).await;
+    let c = client();
+    let page = format!("http://{}/internal/console/query", web.internal);
+    assert_eq!(status(c.get(&page)).await, 401, "signed out");
+    let ask = |sql: &str, format: &str| {
+        c.post(&page)
+            .bearer_auth(TOKEN)
+            .form(&[("sql", sql), ("format", format)])
+            .send()
+    };
+
+    let answer = ask("SELECT 41 + 1 AS answer, 'Camden' AS borough", "json")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(answer.status().as_u16(), 200);
+    let html = answer.text().await.unwrap_or_default();
+    assert!(
+        html.contains(">answer</th>") && html.contains(">42</td>") && html.contains(">Camden</td>"),
+        "{html}"
+    );
+
+    let refused = ask("DROP TABLE readings", "json")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(refused.status().as_u16(), 400);
+    let html = refused.text().await.unwrap_or_default();
+    assert!(html.contains("this is DROP TABLE"), "{html}");
+    assert!(
+        html.contains("DROP TABLE readings</textarea>"),
+        "the query is kept: {html}"
+    );
+
+    let csv = ask("SELECT 1 AS a, 2 AS b", "csv")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(csv.status().as_u16(), 200);
+    let disposition = csv
+        .headers()
+        .get("content-disposition")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(disposition.contains("query.csv"), "{disposition}");
+    assert_eq!(csv.text().await.unwrap_or_default(), "a,b\n1,2\n");
+
+    // The analytics API itself needs the token.
+    let direct = c
+        .post(format!("http://{analytics}/internal/v1/query"))
+        .json(&serde_json::json!({ "sql": "SELECT 1" }))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(direct.status().as_u16(), 401);
+    web.service.stop(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn recompute_says_so_when_the_analytics_service_is_down() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
