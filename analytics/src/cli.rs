@@ -335,9 +335,10 @@ async fn sql(
         }
     }
     eprintln!(
-        "{} rows in {:.3} s{cut}",
+        "{} rows in {:.3} s (planning included); peak RSS {:.1} MiB{cut}",
         answer.rows,
-        answer.elapsed.as_secs_f64()
+        answer.elapsed.as_secs_f64(),
+        peak_rss_mib().unwrap_or(f64::NAN)
     );
     Ok(())
 }

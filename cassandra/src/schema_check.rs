@@ -157,11 +157,15 @@ impl Cursor {
 }
 
 impl Schema {
-    /// Reads the CREATE TABLE statements of `statements`; other statements (keyspaces,
-    /// comments) are passed over.
+    /// Reads the CREATE TABLE and ALTER TABLE … ADD statements of `statements`; other
+    /// statements (keyspaces, comments) are passed over.
     pub fn add(&mut self, statements: &[String]) -> Result<(), String> {
         for st in statements {
             let mut c = Cursor::new(st)?;
+            if c.skip_word("alter") {
+                self.alter(&mut c)?;
+                continue;
+            }
             if !(c.skip_word("create") && c.skip_word("table")) {
                 continue;
             }
@@ -172,6 +176,34 @@ impl Schema {
             let name = c.ident()?;
             let table = parse_table_body(&mut c).map_err(|e| format!("table {name}: {e}"))?;
             self.tables.insert(name, table);
+        }
+        Ok(())
+    }
+
+    /// `ALTER TABLE [IF EXISTS] t ADD [IF NOT EXISTS] column type`: the column joins `t`.
+    fn alter(&mut self, c: &mut Cursor) -> Result<(), String> {
+        c.word("table")?;
+        if c.skip_word("if") {
+            c.word("exists")?;
+        }
+        let name = c.ident()?;
+        c.word("add")?;
+        if c.skip_word("if") {
+            c.word("not")?;
+            c.word("exists")?;
+        }
+        let (column, ty) = (c.ident()?, c.ident()?);
+        if !c.done() {
+            return Err(format!(
+                "ALTER TABLE {name}: only one plain column per ADD is understood"
+            ));
+        }
+        let table = self
+            .tables
+            .get_mut(&name)
+            .ok_or_else(|| format!("ALTER TABLE {name}: no such table before it"))?;
+        if !table.has(&column) {
+            table.columns.push((column, ty));
         }
         Ok(())
     }
@@ -528,6 +560,12 @@ mod tests {
         );
         assert_eq!(key("regional_profiles"), (v(&["region"]), v(&[])));
         assert_eq!(key("runs"), (v(&["run_id"]), v(&[])));
+        assert!(s.tables["runs"].has("published"), "added by ALTER TABLE");
+        assert_eq!(key("profiles_by_run"), (v(&["run_id"]), v(&["region"])));
+        assert_eq!(
+            key("profile_history"),
+            (v(&["region"]), v(&["computed_at", "run_id"]))
+        );
         assert_eq!(key("meters"), (v(&["meter_id"]), v(&[])));
         assert_eq!(key("schema_migrations"), (v(&["version"]), v(&[])));
     }

@@ -63,8 +63,16 @@ pub const REGION_DAY_SCAN: &str = "SELECT ts, meter_id, kwh FROM readings_by_reg
 pub const PROFILE_PUT: &str = "INSERT INTO regional_profiles (region, run_id, window_from, window_to, computed_at, profile_json) VALUES (?, ?, ?, ?, ?, ?)";
 pub const PROFILES_ALL: &str = "SELECT profile_json FROM regional_profiles";
 
-pub const RUN_PUT: &str = "INSERT INTO runs (run_id, status, run_trigger, created_at, started_at, finished_at, window_from, window_to, rows_scanned, regions_written, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
-pub const RUN_GET: &str = "SELECT run_id, status, run_trigger, created_at, started_at, finished_at, window_from, window_to, rows_scanned, regions_written, error FROM runs WHERE run_id = ?";
+pub const RUN_PUT: &str = "INSERT INTO runs (run_id, status, run_trigger, created_at, started_at, finished_at, window_from, window_to, rows_scanned, regions_written, error, published) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)";
+pub const RUN_GET: &str = "SELECT run_id, status, run_trigger, created_at, started_at, finished_at, window_from, window_to, rows_scanned, regions_written, error, published FROM runs WHERE run_id = ?";
+
+/// A run's profiles are written to both history tables: by run (to compare runs) and by
+/// region (a region's trend).
+pub const RUN_PROFILE_PUT: &str = "INSERT INTO profiles_by_run (run_id, region, window_from, window_to, computed_at, profile_json) VALUES (?, ?, ?, ?, ?, ?)";
+pub const RUN_PROFILES: &str = "SELECT profile_json FROM profiles_by_run WHERE run_id = ?";
+pub const HISTORY_PUT: &str = "INSERT INTO profile_history (region, computed_at, run_id, window_from, window_to, profile_json) VALUES (?, ?, ?, ?, ?, ?)";
+pub const HISTORY_NEWEST: &str =
+    "SELECT profile_json FROM profile_history WHERE region = ? LIMIT ?";
 pub const RUN_INDEX_PUT: &str =
     "INSERT INTO runs_by_created (bucket, created_at, run_id) VALUES (?, ?, ?)";
 pub const RUN_INDEX_NEWEST: &str = "SELECT run_id FROM runs_by_created WHERE bucket = ? LIMIT ?";
@@ -113,6 +121,10 @@ pub const ALL: &[&str] = &[
     RUN_GET,
     RUN_INDEX_PUT,
     RUN_INDEX_NEWEST,
+    RUN_PROFILE_PUT,
+    RUN_PROFILES,
+    HISTORY_PUT,
+    HISTORY_NEWEST,
     REVOCATION_PUT,
     REVOCATIONS_ALL,
     LEASE_TAKE,

@@ -74,6 +74,10 @@ struct Prepared {
     profile_put: PreparedStatement,
     profiles_all: PreparedStatement,
     run_put: PreparedStatement,
+    run_profile_put: PreparedStatement,
+    run_profiles: PreparedStatement,
+    history_put: PreparedStatement,
+    history_newest: PreparedStatement,
     run_get: PreparedStatement,
     run_index_put: PreparedStatement,
     run_index_newest: PreparedStatement,
@@ -197,6 +201,7 @@ struct RunRow {
     rows_scanned: Option<i64>,
     regions_written: Option<i64>,
     error: Option<String>,
+    published: Option<bool>,
 }
 
 impl TryFrom<RunRow> for Run {
@@ -214,8 +219,18 @@ impl TryFrom<RunRow> for Run {
             rows_scanned: r.rows_scanned.unwrap_or(0).max(0) as u64,
             regions_written: r.regions_written.unwrap_or(0).max(0) as u64,
             error: r.error,
+            // Written before the column existed: every run then was published.
+            published: r.published.unwrap_or(true),
         })
     }
+}
+
+/// Profiles stored as JSON, in row order; a null is passed over.
+fn profiles_from_json(rows: Vec<(Option<String>,)>) -> Result<Vec<RegionProfile>, StoreError> {
+    rows.into_iter()
+        .filter_map(|r| r.0)
+        .map(|json| serde_json::from_str(&json).map_err(decode))
+        .collect()
 }
 
 /// The one partition of `meter_revocations`.
@@ -269,6 +284,10 @@ impl CassandraStore {
             profile_put: prepare(&client, cql::PROFILE_PUT).await?,
             profiles_all: prepare(&client, cql::PROFILES_ALL).await?,
             run_put: prepare(&client, cql::RUN_PUT).await?,
+            run_profile_put: prepare(&client, cql::RUN_PROFILE_PUT).await?,
+            run_profiles: prepare(&client, cql::RUN_PROFILES).await?,
+            history_put: prepare(&client, cql::HISTORY_PUT).await?,
+            history_newest: prepare(&client, cql::HISTORY_NEWEST).await?,
             run_get: prepare(&client, cql::RUN_GET).await?,
             run_index_put: prepare(&client, cql::RUN_INDEX_PUT).await?,
             run_index_newest: prepare(&client, cql::RUN_INDEX_NEWEST).await?,
@@ -831,13 +850,68 @@ impl Store for CassandraStore {
 
     async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError> {
         let rows: Vec<(Option<String>,)> = self.all_rows(&self.statements.profiles_all).await?;
-        let mut out: Vec<RegionProfile> = rows
-            .into_iter()
-            .filter_map(|r| r.0)
-            .map(|json| serde_json::from_str(&json).map_err(decode))
-            .collect::<Result<_, _>>()?;
+        let mut out = profiles_from_json(rows)?;
         out.sort_by(|a, b| a.figures.region.cmp(&b.figures.region));
         Ok(out)
+    }
+
+    async fn put_run_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError> {
+        let (mut by_run, mut by_region) = (Vec::new(), Vec::new());
+        for p in profiles {
+            let json = serde_json::to_string(p).map_err(decode)?;
+            let region = p.figures.region.as_str();
+            by_run.push(self.client.execute(
+                "put run profile",
+                &self.statements.run_profile_put,
+                (
+                    p.run_id.as_str(),
+                    region,
+                    p.window_from,
+                    p.window_to,
+                    p.computed_at,
+                    json.clone(),
+                ),
+            ));
+            by_region.push(self.client.execute(
+                "put profile history",
+                &self.statements.history_put,
+                (
+                    region,
+                    p.computed_at,
+                    p.run_id.as_str(),
+                    p.window_from,
+                    p.window_to,
+                    json,
+                ),
+            ));
+        }
+        futures::try_join!(fan_out(by_run), fan_out(by_region))?;
+        Ok(())
+    }
+
+    async fn run_profiles(&self, run_id: &str) -> Result<Vec<RegionProfile>, StoreError> {
+        let result = self
+            .client
+            .execute("run profiles", &self.statements.run_profiles, (run_id,))
+            .await?;
+        profiles_from_json(rows::<(Option<String>,)>(result)?)
+    }
+
+    async fn region_history(
+        &self,
+        region: &RegionCode,
+        limit: usize,
+    ) -> Result<Vec<RegionProfile>, StoreError> {
+        let limit = i32::try_from(limit.max(1)).unwrap_or(i32::MAX);
+        let result = self
+            .client
+            .execute(
+                "region history",
+                &self.statements.history_newest,
+                (region.as_str(), limit),
+            )
+            .await?;
+        profiles_from_json(rows::<(Option<String>,)>(result)?)
     }
 
     async fn put_run(&self, run: &Run) -> Result<(), StoreError> {
@@ -853,6 +927,7 @@ impl Store for CassandraStore {
             count(run.rows_scanned),
             count(run.regions_written),
             &run.error,
+            run.published,
         );
         self.client
             .execute("put run", &self.statements.run_put, values)

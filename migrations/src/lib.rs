@@ -27,6 +27,11 @@ pub const SQLITE: &[Migration] = &[
         name: "leases",
         sql: include_str!("../sqlite/0003_leases.sql"),
     },
+    Migration {
+        version: 4,
+        name: "profile_history",
+        sql: include_str!("../sqlite/0004_profile_history.sql"),
+    },
 ];
 
 /// The embedded bus log's schema (`migrations/sqlite_bus/*.sql`).
@@ -59,6 +64,11 @@ pub const CQL: &[Migration] = &[
         version: 4,
         name: "leases",
         sql: include_str!("../cql/0004_leases.cql"),
+    },
+    Migration {
+        version: 5,
+        name: "profile_history",
+        sql: include_str!("../cql/0005_profile_history.cql"),
     },
 ];
 

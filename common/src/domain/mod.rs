@@ -325,6 +325,15 @@ pub struct Run {
     pub rows_scanned: u64,
     pub regions_written: u64,
     pub error: Option<String>,
+    /// Its profiles replace the map's when it succeeds (every run over the default window;
+    /// one over a chosen window only when the analyst asks). Records from before this field
+    /// read as published.
+    #[serde(default = "published_by_default")]
+    pub published: bool,
+}
+
+fn published_by_default() -> bool {
+    true
 }
 
 impl Run {
@@ -342,6 +351,7 @@ impl Run {
             rows_scanned: 0,
             regions_written: 0,
             error: None,
+            published: true,
         }
     }
 }

@@ -22,6 +22,7 @@ macro_rules! store_contract_tests {
             meters_round_trip, readings_upsert_once_per_meter_and_ts,
             readings_window_is_half_open_ordered_and_limited, profiles_replace_per_region,
             runs_round_trip_newest_first, summary_counts_what_was_written,
+            run_profiles_are_kept_per_run_and_listed_per_region,
             window_scan_pages_through_region_readings_once,
             readings_from_before_registration_are_scanned_after_it,
             a_meter_that_moves_is_scanned_in_its_new_region_only,
@@ -269,6 +270,50 @@ pub async fn profiles_replace_per_region(store: &dyn Store) {
     );
 }
 
+pub async fn run_profiles_are_kept_per_run_and_listed_per_region(store: &dyn Store) {
+    let (a, b) = (unique("RA"), unique("RB"));
+    let (older, newer) = (unique("run"), unique("run"));
+    // Recent, so the retention keeps them.
+    let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default();
+    let made = |region: &str, run: &str, avg: f64, ago_min: i64| RegionProfile {
+        computed_at: now - Duration::minutes(ago_min),
+        ..profile(region, run, avg)
+    };
+    ok(
+        store
+            .put_run_profiles(&[made(&a, &older, 7.0, 60), made(&b, &older, 8.0, 60)])
+            .await,
+        "put older run",
+    );
+    ok(
+        store.put_run_profiles(&[made(&a, &newer, 9.0, 5)]).await,
+        "put newer run",
+    );
+    assert_eq!(
+        ok(store.run_profiles(&older).await, "run profiles"),
+        vec![made(&a, &older, 7.0, 60), made(&b, &older, 8.0, 60)],
+        "a run's profiles, ordered by region"
+    );
+    assert_eq!(
+        ok(store.region_history(&code(&a), 10).await, "history"),
+        vec![made(&a, &newer, 9.0, 5), made(&a, &older, 7.0, 60)],
+        "a region's profiles, newest first"
+    );
+    assert_eq!(
+        ok(store.region_history(&code(&a), 1).await, "history").len(),
+        1,
+        "at most the limit"
+    );
+    assert!(ok(store.run_profiles(&unique("run")).await, "unknown run").is_empty());
+    let current = ok(store.profiles().await, "profiles");
+    assert!(
+        !current
+            .iter()
+            .any(|p| p.figures.region == a || p.figures.region == b),
+        "the map's profiles are untouched"
+    );
+}
+
 pub async fn runs_round_trip_newest_first(store: &dyn Store) {
     // Far in the future, so these are the newest runs even in a shared store, and later for
     // each later run of the suite; with milliseconds, which run timings need.
@@ -292,6 +337,7 @@ pub async fn runs_round_trip_newest_first(store: &dyn Store) {
     done.rows_scanned = 123_456;
     done.regions_written = 0;
     done.error = Some("store unavailable: <boom> \"quoted\"".into());
+    done.published = false;
     ok(store.put_run(&done).await, "update run");
     assert_eq!(ok(store.run(&ids[1]).await, "get run"), Some(done));
     let newest = ok(store.runs(2).await, "list runs");

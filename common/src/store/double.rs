@@ -111,6 +111,19 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
     async fn put_profiles(&self, p: &[RegionProfile]) -> Result<(), StoreError> {
         self.inner.put_profiles(p).await
     }
+    async fn put_run_profiles(&self, p: &[RegionProfile]) -> Result<(), StoreError> {
+        self.inner.put_run_profiles(p).await
+    }
+    async fn run_profiles(&self, run_id: &str) -> Result<Vec<RegionProfile>, StoreError> {
+        self.inner.run_profiles(run_id).await
+    }
+    async fn region_history(
+        &self,
+        region: &RegionCode,
+        limit: usize,
+    ) -> Result<Vec<RegionProfile>, StoreError> {
+        self.inner.region_history(region, limit).await
+    }
     async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError> {
         self.inner.profiles().await
     }

@@ -44,6 +44,9 @@ pub struct StoreSummary {
     pub latest_reading: Option<DateTime<Utc>>,
 }
 
+/// How long past runs' profiles are kept (as long as run records).
+pub const HISTORY_RETENTION: chrono::TimeDelta = chrono::TimeDelta::days(365);
+
 /// Most readings one read-back call returns: a year of half-hourly data is 17,520.
 pub const MAX_READBACK: usize = 20_000;
 
@@ -133,6 +136,18 @@ pub trait Store: Send + Sync + 'static {
     async fn put_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError>;
     /// The current profile of every region that has one, ordered by region.
     async fn profiles(&self) -> Result<Vec<RegionProfile>, StoreError>;
+
+    /// Keeps a succeeded run's profiles (each names its run) for comparisons and each
+    /// region's history, for [`HISTORY_RETENTION`]; the current profiles are not touched.
+    async fn put_run_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError>;
+    /// The profiles one run computed, ordered by region; empty for a run unknown or expired.
+    async fn run_profiles(&self, run_id: &str) -> Result<Vec<RegionProfile>, StoreError>;
+    /// One region's profiles over past runs, newest first, at most `limit`.
+    async fn region_history(
+        &self,
+        region: &RegionCode,
+        limit: usize,
+    ) -> Result<Vec<RegionProfile>, StoreError>;
 
     /// Creates or replaces a run record (keyed by `run_id`).
     async fn put_run(&self, run: &Run) -> Result<(), StoreError>;

@@ -111,11 +111,19 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
         rows_scanned: row.get::<_, i64>(8)?.max(0) as u64,
         regions_written: row.get::<_, i64>(9)?.max(0) as u64,
         error: row.get(10)?,
+        published: row.get(11)?,
     })
 }
 
 const RUN_COLUMNS: &str = "run_id, status, trigger, created_ms, started_ms, finished_ms, \
-     window_from, window_to, rows_scanned, regions_written, error";
+     window_from, window_to, rows_scanned, regions_written, error, published";
+
+fn profiles_from_json(
+    rows: impl Iterator<Item = rusqlite::Result<String>>,
+) -> Result<Vec<RegionProfile>, StoreError> {
+    rows.map(|json| serde_json::from_str(&json?).map_err(|e| StoreError::Corrupt(e.into())))
+        .collect()
+}
 
 fn epoch(t: DateTime<Utc>) -> i64 {
     t.timestamp()
@@ -351,12 +359,73 @@ impl Store for SqliteStore {
         self.read(|c| {
             let mut statement =
                 c.prepare("SELECT profile_json FROM regional_profiles ORDER BY region")?;
-            let rows = statement.query_map([], |r| r.get::<_, String>(0))?;
-            let mut out = Vec::new();
-            for json in rows {
-                out.push(serde_json::from_str(&json?).map_err(|e| StoreError::Corrupt(e.into()))?);
+            profiles_from_json(statement.query_map([], |r| r.get::<_, String>(0))?)
+        })
+        .await
+    }
+
+    async fn put_run_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError> {
+        let mut rows = Vec::with_capacity(profiles.len());
+        for p in profiles {
+            let json = serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.into()))?;
+            rows.push((p.clone(), json));
+        }
+        let expired = epoch(Utc::now() - super::HISTORY_RETENTION);
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut statement = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO profiles_by_run
+                     (run_id, region, window_from, window_to, computed_at, profile_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for (p, json) in &rows {
+                    statement.execute(params![
+                        p.run_id,
+                        p.figures.region,
+                        epoch(p.window_from),
+                        epoch(p.window_to),
+                        epoch(p.computed_at),
+                        json
+                    ])?;
+                }
+                tx.execute(
+                    "DELETE FROM profiles_by_run WHERE computed_at < ?1",
+                    [expired],
+                )?;
             }
-            Ok(out)
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn run_profiles(&self, run_id: &str) -> Result<Vec<RegionProfile>, StoreError> {
+        let id = run_id.to_owned();
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT profile_json FROM profiles_by_run WHERE run_id = ?1 ORDER BY region",
+            )?;
+            profiles_from_json(statement.query_map([id], |r| r.get::<_, String>(0))?)
+        })
+        .await
+    }
+
+    async fn region_history(
+        &self,
+        region: &RegionCode,
+        limit: usize,
+    ) -> Result<Vec<RegionProfile>, StoreError> {
+        let region = region.to_string();
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT profile_json FROM profiles_by_run WHERE region = ?1
+                 ORDER BY computed_at DESC, run_id DESC LIMIT ?2",
+            )?;
+            profiles_from_json(
+                statement.query_map(params![region, limit], |r| r.get::<_, String>(0))?,
+            )
         })
         .await
     }
@@ -366,7 +435,7 @@ impl Store for SqliteStore {
         self.write(move |c| {
             c.prepare_cached(&format!(
                 "INSERT OR REPLACE INTO runs ({RUN_COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
             ))?
             .execute(params![
                 r.run_id,
@@ -379,7 +448,8 @@ impl Store for SqliteStore {
                 r.window_to.map(epoch),
                 count(r.rows_scanned),
                 count(r.regions_written),
-                r.error
+                r.error,
+                r.published
             ])?;
             Ok(())
         })
