@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
+use iot_analytics::api::run_request;
 use iot_analytics::api::{RunsState, runs_router};
+use iot_analytics::job::RunRequest;
 use iot_analytics::output::{AnswerFormat, answer_bytes};
 use iot_analytics::sql::{SqlEngine, SqlLimits, SqlSource};
 use iot_analytics::{Analytics, JobConfig, JobError};
@@ -24,7 +26,7 @@ use iot_common::store::sqlite::SqliteStore;
 use iot_meter::{IngestConfig, MeterState};
 use iot_simulator::backfill::Backfill;
 use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
-use iot_web::{AnalyticsError, AnalyticsPort, QueryAnswer, WebState};
+use iot_web::{AnalyticsError, AnalyticsPort, QueryAnswer, RecomputeRequest, WebState};
 use tokio_util::sync::CancellationToken;
 
 /// How often the revocation list is read again (a `meters revoke` run by another process).
@@ -279,7 +281,10 @@ async fn recompute(
     if shutdown.is_cancelled() {
         return;
     }
-    if let Err(e) = analytics.run_now(Trigger::Startup).await {
+    if let Err(e) = analytics
+        .run_now(Trigger::Startup, RunRequest::default_window())
+        .await
+    {
         tracing::warn!(error = %e, "first recompute did not run");
     }
     analytics.schedule(every, every, shutdown).await;
@@ -293,12 +298,27 @@ struct InProcessAnalytics {
 
 #[async_trait::async_trait]
 impl AnalyticsPort for InProcessAnalytics {
-    async fn recompute(&self) -> Result<iot_common::Run, AnalyticsError> {
+    async fn recompute(
+        &self,
+        request: &RecomputeRequest,
+    ) -> Result<iot_common::Run, AnalyticsError> {
+        let request = run_request(
+            request.from.as_deref(),
+            request.to.as_deref(),
+            request.publish,
+        )
+        .map_err(|e| {
+            AnalyticsError::Invalid(match &e.field {
+                Some(field) => format!("{field}: {}", e.message),
+                None => e.message,
+            })
+        })?;
         self.job
-            .trigger(Trigger::Console)
+            .trigger(Trigger::Console, request)
             .await
             .map_err(|e| match e {
                 JobError::Busy(_) => AnalyticsError::Refused(e.to_string()),
+                JobError::Window { .. } => AnalyticsError::Invalid(e.to_string()),
                 other => AnalyticsError::Unavailable(other.to_string()),
             })
     }
@@ -308,7 +328,7 @@ impl AnalyticsPort for InProcessAnalytics {
             .ok_or_else(|| AnalyticsError::Refused(format!("unknown format `{format}`")))?;
         let answer = self.sql.run(sql).await.map_err(|e| {
             if e.is_analysts() {
-                AnalyticsError::Refused(e.to_string())
+                AnalyticsError::Invalid(e.to_string())
             } else {
                 AnalyticsError::Unavailable(e.to_string())
             }

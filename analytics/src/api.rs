@@ -17,7 +17,7 @@ use iot_common::problem::{ApiError, ErrorCode, Query};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::job::{Analytics, JobError};
+use crate::job::{Analytics, JobError, RunRequest};
 use crate::output::{AnswerFormat, OutputError, answer_bytes};
 use crate::sql::{SqlEngine, SqlError};
 
@@ -108,6 +108,9 @@ impl From<JobError> for ApiError {
                 ErrorCode::RunInProgress,
                 format!("run {id} is in progress; wait for it to finish"),
             ),
+            JobError::Window { field, reason } => {
+                ApiError::new(ErrorCode::InvalidQuery, reason).field(field)
+            }
             other => ApiError::unavailable(other.to_string()),
         }
     }
@@ -136,6 +139,50 @@ impl From<Caller> for Trigger {
 struct StartQuery {
     #[serde(default)]
     trigger: Caller,
+    /// First local day of the window (`YYYY-MM-DD`); with `to`.
+    from: Option<String>,
+    /// The day after the window's last (not included).
+    to: Option<String>,
+    /// Let a run over a chosen window replace the map's profiles.
+    #[serde(default)]
+    publish: bool,
+}
+
+/// The run an analyst asks for: the default window, or whole days `from`..`to`, each field
+/// refused on its own when it is not a date or only one is given.
+pub fn run_request(
+    from: Option<&str>,
+    to: Option<&str>,
+    publish: bool,
+) -> Result<RunRequest, ApiError> {
+    let day = |field: &'static str, v: &str| {
+        v.trim().parse::<chrono::NaiveDate>().map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("`{v}` is not a day: use YYYY-MM-DD"),
+            )
+            .field(field)
+        })
+    };
+    let (from, to) = (
+        from.filter(|v| !v.trim().is_empty()),
+        to.filter(|v| !v.trim().is_empty()),
+    );
+    let days = match (from, to) {
+        (None, None) => None,
+        (Some(f), Some(t)) => Some((day("from", f)?, day("to", t)?)),
+        (Some(_), None) => {
+            return Err(
+                ApiError::new(ErrorCode::InvalidQuery, "give `to` with `from`").field("to"),
+            );
+        }
+        (None, Some(_)) => {
+            return Err(
+                ApiError::new(ErrorCode::InvalidQuery, "give `from` with `to`").field("from"),
+            );
+        }
+    };
+    Ok(RunRequest { days, publish })
 }
 
 async fn start(
@@ -144,7 +191,8 @@ async fn start(
     Query(q): Query<StartQuery>,
 ) -> Result<Response, ApiError> {
     require_analyst(&s.analyst_token, &headers)?;
-    let run = s.analytics.trigger(q.trigger.into()).await?;
+    let request = run_request(q.from.as_deref(), q.to.as_deref(), q.publish)?;
+    let run = s.analytics.trigger(q.trigger.into(), request).await?;
     let location = format!("/internal/v1/runs/{}", run.run_id);
     Ok((
         StatusCode::ACCEPTED,
@@ -179,4 +227,33 @@ async fn one(
     let run = s.analytics.store().run(&id).await?;
     let run = run.ok_or_else(ApiError::not_found)?;
     Ok(Json(json!({ "run": run })).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field(from: Option<&str>, to: Option<&str>) -> Option<String> {
+        run_request(from, to, false).err().and_then(|e| e.field)
+    }
+
+    #[test]
+    fn a_window_names_the_field_at_fault() {
+        assert_eq!(
+            field(Some("2026-13-01"), Some("2026-11-02")).as_deref(),
+            Some("from")
+        );
+        assert_eq!(
+            field(Some("2026-11-01"), Some("next week")).as_deref(),
+            Some("to")
+        );
+        assert_eq!(field(Some("2026-11-01"), None).as_deref(), Some("to"));
+        assert_eq!(field(None, Some("2026-11-01")).as_deref(), Some("from"));
+        let ok = run_request(Some("2026-11-01"), Some(" 2026-11-08 "), true)
+            .unwrap_or_else(|e| panic!("{}", e.message));
+        assert!(ok.publish && ok.days.is_some());
+        let default =
+            run_request(Some(""), None, false).unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(default, RunRequest::default());
+    }
 }

@@ -20,7 +20,7 @@ use iot_common::store::Store;
 use crate::aggregate::ProfileFigures;
 use crate::api::{RunsState, runs_router};
 use crate::first_run::FirstRun;
-use crate::job::{Analytics, JobConfig, window};
+use crate::job::{Analytics, JobConfig, RunRequest, window};
 use crate::local_time::LocalClock;
 use crate::output::{AnswerFormat, answer_bytes, parquet_writer, write_profiles};
 use crate::schema::{readings_schema, rows_to_batch};
@@ -94,6 +94,16 @@ pub enum Command {
         /// Also write the profiles here: a .csv or .parquet file.
         #[arg(long)]
         output: Option<PathBuf>,
+        /// First local day of a chosen window (YYYY-MM-DD), instead of the default one.
+        #[arg(long, requires = "to")]
+        from: Option<chrono::NaiveDate>,
+        /// The day after the chosen window's last (not included).
+        #[arg(long, requires = "from")]
+        to: Option<chrono::NaiveDate>,
+        /// Let a run over a chosen window replace the map's profiles (a run over the default
+        /// window always does).
+        #[arg(long)]
+        publish: bool,
     },
     /// Write the stored readings of a window to Parquet (the same columns `run --input` reads).
     Export {
@@ -204,7 +214,20 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             output,
             limits,
         } => sql(query, job, input, output, limits).await,
-        Command::Run { job, input, output } => run(job, input, output).await,
+        Command::Run {
+            job,
+            input,
+            output,
+            from,
+            to,
+            publish,
+        } => {
+            let request = RunRequest {
+                days: from.zip(to),
+                publish,
+            };
+            run(job, input, output, request).await
+        }
         Command::Export {
             job,
             output,
@@ -250,6 +273,7 @@ async fn run(
     job: JobArgs,
     input: Option<PathBuf>,
     output: Option<PathBuf>,
+    request: RunRequest,
 ) -> Result<(), CliError> {
     let figures = match input {
         Some(input) => {
@@ -265,7 +289,10 @@ async fn run(
         None => {
             let store = open_store(&job).await?;
             let analytics = Analytics::new(store.clone(), job.job_config());
-            let run = match analytics.run_now(iot_common::domain::Trigger::Cli).await {
+            let run = match analytics
+                .run_now(iot_common::domain::Trigger::Cli, request)
+                .await
+            {
                 Ok(run) => run,
                 // Another replica (or the CronJob's previous run) is computing: nothing to do.
                 Err(crate::job::JobError::Busy(holder)) => {
@@ -282,10 +309,9 @@ async fn run(
             }
             // The figures as stored, for --output.
             store
-                .profiles()
+                .run_profiles(&run.run_id)
                 .await?
                 .into_iter()
-                .filter(|p| p.run_id == run.run_id)
                 .map(|p| p.figures)
                 .collect()
         }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use iot_common::domain::Trigger;
 use iot_common::domain::from_epoch;
@@ -18,7 +18,7 @@ use iot_common::{RegionProfile, Run, RunStatus};
 use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::ProfileFigures;
-use crate::local_time::LocalClock;
+use crate::local_time::{LocalClock, LocalDay};
 use crate::source::{aggregate, register_store, session};
 
 #[derive(Debug, Clone)]
@@ -45,10 +45,85 @@ impl Default for JobConfig {
 pub enum JobError {
     #[error("run {0} is in progress")]
     Busy(String),
+    /// The window asked for cannot be computed; `field` is `from` or `to`.
+    #[error("{field}: {reason}")]
+    Window { field: &'static str, reason: String },
     #[error("store: {0}")]
     Store(#[from] StoreError),
     #[error("computation: {0}")]
     Compute(#[from] datafusion::error::DataFusionError),
+}
+
+/// A recompute as asked: whole local days `from` up to (not including) `to`, or the default
+/// window; and whether its profiles replace the map's. A run over the default window always
+/// does; one over a chosen window only with `publish`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunRequest {
+    pub days: Option<(NaiveDate, NaiveDate)>,
+    pub publish: bool,
+}
+
+impl RunRequest {
+    /// The default window, published.
+    pub fn default_window() -> Self {
+        Self::default()
+    }
+}
+
+/// `[from, to)` in UTC.
+pub type Window = (DateTime<Utc>, DateTime<Utc>);
+
+/// How far back a window may start: raw readings are kept this long.
+const OLDEST_DAY: i64 = iot_common::domain::DEFAULT_MAX_READING_AGE_DAYS as i64;
+
+fn local_day(d: NaiveDate) -> LocalDay {
+    (d - NaiveDate::default()).num_days() as LocalDay
+}
+
+/// `[start of local day from, start of local day to)` in UTC.
+pub fn days_window(from: NaiveDate, to: NaiveDate, tz: Tz) -> Window {
+    let mut clock = LocalClock::new(tz);
+    let (a, b) = (local_day(from), local_day(to));
+    clock.cover((i64::from(a) - 2) * 86_400, (i64::from(b) + 2) * 86_400);
+    (
+        from_epoch(clock.day_start_utc(a)),
+        from_epoch(clock.day_start_utc(b)),
+    )
+}
+
+/// The UTC window and publish flag of `request` at `now`; a window that is not whole past
+/// days within the retention is refused naming the field.
+pub fn resolve(
+    request: RunRequest,
+    now: DateTime<Utc>,
+    config: &JobConfig,
+) -> Result<(Window, bool), JobError> {
+    let default = window(now, config.window_days, config.tz);
+    let Some((from, to)) = request.days else {
+        return Ok((default, true));
+    };
+    let today = now.with_timezone(&config.tz).date_naive();
+    let bad = |field, reason: String| JobError::Window { field, reason };
+    if to > today {
+        return Err(bad(
+            "to",
+            format!(
+                "{to} is after today ({today}): a window is of whole past days, `to` not included"
+            ),
+        ));
+    }
+    if from >= to {
+        return Err(bad("to", format!("{to} must be after `from` ({from})")));
+    }
+    let oldest = today - chrono::Days::new(OLDEST_DAY as u64);
+    if from < oldest {
+        return Err(bad(
+            "from",
+            format!("{from} is before {oldest}: readings are kept {OLDEST_DAY} days"),
+        ));
+    }
+    let window = days_window(from, to, config.tz);
+    Ok((window, request.publish || window == default))
 }
 
 /// The job and its single-flight guard.
@@ -133,9 +208,14 @@ impl Analytics {
         &self.store
     }
 
-    /// Takes the single-flight slot and records a queued run.
-    async fn claim(&self, trigger: Trigger) -> Result<(Run, SingleFlightGuard), JobError> {
+    /// Takes the single-flight slot and records a queued run over the window asked for.
+    async fn claim(
+        &self,
+        trigger: Trigger,
+        request: RunRequest,
+    ) -> Result<(Run, SingleFlightGuard), JobError> {
         let now = now_ms();
+        let (window, published) = resolve(request, now, &self.config)?;
         let run_id = new_run_id(now);
         {
             let mut current = self
@@ -156,7 +236,12 @@ impl Analytics {
         {
             return Err(JobError::Busy(holder));
         }
-        let run = Run::queued(run_id, trigger, now);
+        let run = Run {
+            window_from: Some(window.0),
+            window_to: Some(window.1),
+            published,
+            ..Run::queued(run_id, trigger, now)
+        };
         if let Err(e) = self.store.put_run(&run).await {
             self.release(&run.run_id).await;
             return Err(e.into());
@@ -165,14 +250,18 @@ impl Analytics {
     }
 
     /// Runs now and waits for the outcome (CLI, start-up, schedule).
-    pub async fn run_now(&self, trigger: Trigger) -> Result<Run, JobError> {
-        let (run, _slot) = self.claim(trigger).await?;
+    pub async fn run_now(&self, trigger: Trigger, request: RunRequest) -> Result<Run, JobError> {
+        let (run, _slot) = self.claim(trigger, request).await?;
         self.execute(run).await
     }
 
     /// Starts a run in the background and returns its queued record at once (HTTP API).
-    pub async fn trigger(self: &Arc<Self>, trigger: Trigger) -> Result<Run, JobError> {
-        let (run, slot) = self.claim(trigger).await?;
+    pub async fn trigger(
+        self: &Arc<Self>,
+        trigger: Trigger,
+        request: RunRequest,
+    ) -> Result<Run, JobError> {
+        let (run, slot) = self.claim(trigger, request).await?;
         let this = self.clone();
         let queued = run.clone();
         tokio::spawn(async move {
@@ -186,7 +275,10 @@ impl Analytics {
 
     async fn execute(&self, mut run: Run) -> Result<Run, JobError> {
         let started = std::time::Instant::now();
-        let window = window(Utc::now(), self.config.window_days, self.config.tz);
+        let window = match (run.window_from, run.window_to) {
+            (Some(from), Some(to)) => (from, to),
+            _ => window(Utc::now(), self.config.window_days, self.config.tz),
+        };
         run.status = RunStatus::Running;
         run.started_at = Some(now_ms());
         run.window_from = Some(window.0);
@@ -201,7 +293,9 @@ impl Analytics {
         let stop = CancellationToken::new();
         let progress = self.report_progress(run.clone(), scanned.clone(), stop.clone());
         let lease = self.keep_lease(run.run_id.clone(), stop.clone());
-        let outcome = self.compute(&run.run_id, window, scanned.clone()).await;
+        let outcome = self
+            .compute(&run.run_id, window, run.published, scanned.clone())
+            .await;
         stop.cancel();
         // Its last write must not land after the final record.
         let _ = progress.await;
@@ -264,6 +358,7 @@ impl Analytics {
         &self,
         run_id: &str,
         window: (DateTime<Utc>, DateTime<Utc>),
+        publish: bool,
         scanned: Arc<AtomicU64>,
     ) -> Result<Vec<RegionProfile>, JobError> {
         let ctx = session(self.config.threads);
@@ -278,7 +373,11 @@ impl Analytics {
             .into_iter()
             .map(|f| to_profile(f, run_id, window, computed_at))
             .collect();
-        self.store.put_profiles(&profiles).await?;
+        // History first: a published run is always in it.
+        self.store.put_run_profiles(&profiles).await?;
+        if publish {
+            self.store.put_profiles(&profiles).await?;
+        }
         Ok(profiles)
     }
 
@@ -320,7 +419,10 @@ impl Analytics {
                 () = tokio::time::sleep(wait) => {}
             }
             wait = every;
-            match self.run_now(Trigger::Schedule).await {
+            match self
+                .run_now(Trigger::Schedule, RunRequest::default_window())
+                .await
+            {
                 Ok(_) | Err(JobError::Busy(_)) => {}
                 Err(e) => tracing::error!(error = %e, "scheduled run could not be recorded"),
             }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{Duration, TimeZone, Utc};
-use iot_analytics::job::window;
+use iot_analytics::job::{RunRequest, window};
 use iot_analytics::{Analytics, JobConfig};
 use iot_common::domain::{RegionCode, Trigger};
 use iot_common::store::Store;
@@ -80,7 +80,7 @@ async fn a_run_on_cassandra_matches_the_embedded_store() {
     ] {
         let job = Analytics::new(store.clone(), JobConfig::default());
         let run = job
-            .run_now(Trigger::Cli)
+            .run_now(Trigger::Cli, RunRequest::default_window())
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use iot_analytics::job::window;
+use iot_analytics::job::{RunRequest, window};
 use iot_analytics::{Analytics, JobConfig, JobError};
 use iot_common::domain::Trigger;
 use iot_common::store::Store;
@@ -86,7 +86,7 @@ async fn a_run_writes_every_region_and_records_itself() {
         JobConfig::default(),
     );
     let run = analytics
-        .run_now(Trigger::Cli)
+        .run_now(Trigger::Cli, RunRequest::default_window())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(run.status, RunStatus::Succeeded, "{run:?}");
@@ -115,15 +115,20 @@ async fn a_second_trigger_while_one_runs_does_not_start_another() {
         JobConfig::default(),
     );
     let first = analytics
-        .trigger(Trigger::Api)
+        .trigger(Trigger::Api, RunRequest::default_window())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    match analytics.trigger(Trigger::Api).await {
+    match analytics
+        .trigger(Trigger::Api, RunRequest::default_window())
+        .await
+    {
         Err(JobError::Busy(id)) => assert_eq!(id, first.run_id),
         other => panic!("second trigger should be refused, got {other:?}"),
     }
     assert!(matches!(
-        analytics.run_now(Trigger::Schedule).await,
+        analytics
+            .run_now(Trigger::Schedule, RunRequest::default_window())
+            .await,
         Err(JobError::Busy(_))
     ));
     gate.add_permits(1_000);
@@ -147,7 +152,12 @@ async fn a_second_trigger_while_one_runs_does_not_start_another() {
         "only one run was recorded"
     );
     // Free again once it finished.
-    assert!(analytics.run_now(Trigger::Cli).await.is_ok());
+    assert!(
+        analytics
+            .run_now(Trigger::Cli, RunRequest::default_window())
+            .await
+            .is_ok()
+    );
 }
 
 #[tokio::test]
@@ -159,7 +169,7 @@ async fn a_failed_run_keeps_the_previous_profiles_and_says_why() {
         JobConfig::default(),
     );
     let ok = good
-        .run_now(Trigger::Cli)
+        .run_now(Trigger::Cli, RunRequest::default_window())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let before = inner.profiles().await.unwrap_or_else(|e| panic!("{e}"));
@@ -173,7 +183,7 @@ async fn a_failed_run_keeps_the_previous_profiles_and_says_why() {
         JobConfig::default(),
     );
     let failed = bad
-        .run_now(Trigger::Cli)
+        .run_now(Trigger::Cli, RunRequest::default_window())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(failed.status, RunStatus::Failed);
@@ -196,7 +206,7 @@ async fn a_scan_cut_into_many_slices_gives_the_same_profiles() {
     let inner = seeded(&dir).await;
     let whole = Analytics::new(Arc::new(inner.clone()), JobConfig::default());
     let run = whole
-        .run_now(Trigger::Cli)
+        .run_now(Trigger::Cli, RunRequest::default_window())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let expected = inner.profiles().await.unwrap_or_else(|e| panic!("{e}"));
@@ -209,7 +219,7 @@ async fn a_scan_cut_into_many_slices_gives_the_same_profiles() {
         JobConfig::default(),
     );
     let again = sliced
-        .run_now(Trigger::Cli)
+        .run_now(Trigger::Cli, RunRequest::default_window())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again.status, RunStatus::Succeeded, "{again:?}");
@@ -220,4 +230,185 @@ async fn a_scan_cut_into_many_slices_gives_the_same_profiles() {
         assert_eq!(g.run_id, again.run_id);
         assert_eq!(g.figures, e.figures, "{}", e.figures.region);
     }
+}
+
+/// Four meters in two regions, half-hourly over the 40 days before today, with kWh that vary
+/// by meter, day and hour.
+async fn forty_days(dir: &std::path::Path) -> Arc<dyn Store> {
+    let store: Arc<dyn Store> =
+        Arc::new(SqliteStore::open(&SqliteStore::path_in(dir)).unwrap_or_else(|e| panic!("{e}")));
+    let now = Utc::now().timestamp();
+    let start = now - now.rem_euclid(1800) - 40 * 86_400;
+    let meters: Vec<Meter> = (0..4)
+        .map(|i| Meter {
+            meter_id: format!("W{i}").parse().unwrap(),
+            region: Some(
+                if i < 2 { "E09000001" } else { "E09000002" }
+                    .parse()
+                    .unwrap(),
+            ),
+            lat: None,
+            lon: None,
+            household_size: None,
+            dwelling: None,
+            registered_at: Utc::now(),
+        })
+        .collect();
+    store
+        .upsert_meters(&meters)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let readings: Vec<Reading> = (0..40 * 48)
+        .flat_map(|s: i64| {
+            (0..4).map(move |i: i64| Reading {
+                meter_id: format!("W{i}").parse().unwrap(),
+                ts: DateTime::from_timestamp(start + s * 1800, 0).unwrap_or_default(),
+                kwh: ((s * 7 + i * 31) % 53) as f64 / 50.0,
+                interval_s: 1800,
+            })
+        })
+        .collect();
+    store
+        .write_readings(&readings)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    store
+}
+
+fn analytics_cli(args: &[&str], data: &std::path::Path) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_analytics"))
+        .args(args)
+        .env("IOT_DATA_DIR", data)
+        .env_remove("IOT_CASSANDRA_NODES")
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap_or_else(|e| panic!("analytics {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "analytics {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A run over days an analyst chose computes what `analytics run --input` computes on an
+/// export of those days, is kept in the history, and leaves the map's profiles alone.
+#[tokio::test]
+async fn a_chosen_window_equals_the_job_on_an_export_of_it_and_is_not_published() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let store = forty_days(dir.path()).await;
+    let tz = chrono_tz::Europe::London;
+    let today = Utc::now().with_timezone(&tz).date_naive();
+    let (from, to) = (today - chrono::Days::new(30), today - chrono::Days::new(9));
+    let analytics = Analytics::new(store.clone(), JobConfig::default());
+    let request = RunRequest {
+        days: Some((from, to)),
+        publish: false,
+    };
+    let run = analytics
+        .run_now(Trigger::Api, request)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(run.status, RunStatus::Succeeded, "{:?}", run.error);
+    assert!(!run.published);
+    let window = iot_analytics::job::days_window(from, to, tz);
+    assert_eq!(
+        (run.window_from, run.window_to),
+        (Some(window.0), Some(window.1))
+    );
+    assert!(
+        store.profiles().await.unwrap_or_default().is_empty(),
+        "an unpublished run leaves the map alone"
+    );
+    let kept = store
+        .run_profiles(&run.run_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(kept.len(), 2, "both regions kept in the history");
+
+    let parquet = dir.path().join("window.parquet");
+    let csv = dir.path().join("profiles.csv");
+    let (a, b) = (window.0.to_rfc3339(), window.1.to_rfc3339());
+    let p = parquet.display().to_string();
+    analytics_cli(
+        &["export", "--from", &a, "--to", &b, "--output", &p],
+        dir.path(),
+    );
+    analytics_cli(
+        &["run", "--input", &p, "--output", &csv.display().to_string()],
+        dir.path(),
+    );
+    let text = std::fs::read_to_string(&csv).unwrap_or_else(|e| panic!("{e}"));
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap_or_default().split(',').collect();
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), kept.len(), "{text}");
+    for (row, profile) in rows.iter().zip(&kept) {
+        let f = &profile.figures;
+        let col = |name: &str| row[header.iter().position(|h| *h == name).unwrap_or(0)];
+        let num = |name: &str| col(name).parse::<f64>().unwrap_or(f64::NAN);
+        assert_eq!(col("region_id"), f.region.as_str());
+        assert_eq!(num("meters") as u64, f.meters);
+        assert_eq!(num("readings") as u64, f.readings);
+        for (name, ours) in [
+            ("avg_daily_kwh", f.avg_daily_kwh),
+            ("p50_daily_kwh", f.p50_daily_kwh),
+            ("p90_daily_kwh", f.p90_daily_kwh),
+        ] {
+            assert!(
+                (num(name) - ours).abs() <= 1e-9 * ours.abs().max(1.0),
+                "{name}: {} against {ours}",
+                num(name)
+            );
+        }
+        assert_eq!(num("peak_hour") as u8, f.peak_hour);
+    }
+
+    // Published on request, the same window replaces the map's profiles.
+    let published = analytics
+        .run_now(
+            Trigger::Api,
+            RunRequest {
+                days: Some((from, to)),
+                publish: true,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let current = store.profiles().await.unwrap_or_default();
+    assert_eq!(current.len(), 2);
+    assert!(current.iter().all(|p| p.run_id == published.run_id));
+}
+
+#[tokio::test]
+async fn a_window_that_is_not_whole_past_days_in_the_retention_is_refused_by_field() {
+    let config = JobConfig::default();
+    let now = Utc::now();
+    let today = now.with_timezone(&config.tz).date_naive();
+    let day = |ago: i64| today - chrono::Duration::days(ago);
+    for ((from, to), field) in [
+        ((day(3), day(-1)), "to"),
+        ((day(3), day(3)), "to"),
+        ((day(2), day(5)), "to"),
+        ((day(800), day(5)), "from"),
+    ] {
+        let request = RunRequest {
+            days: Some((from, to)),
+            publish: false,
+        };
+        match iot_analytics::job::resolve(request, now, &config) {
+            Err(JobError::Window { field: f, .. }) => assert_eq!(f, field, "{from}..{to}"),
+            other => panic!("{from}..{to}: {other:?}"),
+        }
+    }
+    // The default window, asked for by its days, is the default run: published.
+    let (default, _) = iot_analytics::job::resolve(RunRequest::default(), now, &config)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let request = RunRequest {
+        days: Some((day(28), today)),
+        publish: false,
+    };
+    let (w, publish) =
+        iot_analytics::job::resolve(request, now, &config).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((w, publish), (default, true));
 }

@@ -23,4 +23,4 @@ pub mod state;
 
 pub use provisioning::{NewMeter, ProvisionError, provision};
 pub use routes::{external_router, internal_router};
-pub use state::{AnalyticsError, AnalyticsPort, QueryAnswer, WebState};
+pub use state::{AnalyticsError, AnalyticsPort, QueryAnswer, RecomputeRequest, WebState};

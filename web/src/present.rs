@@ -21,6 +21,11 @@ pub fn when(t: DateTime<Utc>) -> String {
 
 /// The days a profile covers, first to last, as people read them.
 pub fn window_text(p: &RegionProfile) -> String {
-    let last = p.window_to - chrono::Duration::seconds(1);
-    format!("{} to {}", day(p.window_from), day(last))
+    window_days(p.window_from, p.window_to)
+}
+
+/// The days of `[from, to)`, first to last, as people read them.
+pub fn window_days(from: DateTime<Utc>, to: DateTime<Utc>) -> String {
+    let last = to - chrono::Duration::seconds(1);
+    format!("{} to {}", day(from), day(last))
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use iot_common::Run;
 
-use crate::state::{AnalyticsError, AnalyticsPort, QueryAnswer};
+use crate::state::{AnalyticsError, AnalyticsPort, QueryAnswer, RecomputeRequest};
 
 /// A query may run for as long as the analytics service lets it (20 s by default), under the
 /// HTTP request timeout of both services.
@@ -42,32 +42,61 @@ fn unreachable(e: reqwest::Error) -> AnalyticsError {
     AnalyticsError::Unavailable(format!("the analytics service is unreachable: {e}"))
 }
 
-/// A refusal's own words: the problem document's `detail`, else the body.
+/// A refusal's own words: the problem document's `detail` (after its `field`), else the body.
 async fn refusal(response: reqwest::Response) -> String {
     let status = response.status();
     let body = response.text().await.unwrap_or_default();
-    let detail = serde_json::from_str::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("detail").and_then(|d| d.as_str()).map(str::to_owned));
-    detail.unwrap_or_else(|| format!("the analytics service answered {status}: {body}"))
+    let problem = serde_json::from_str::<serde_json::Value>(&body).ok();
+    let text = |k: &str| {
+        problem
+            .as_ref()
+            .and_then(|v| v.get(k))
+            .and_then(|d| d.as_str())
+            .map(str::to_owned)
+    };
+    match (text("field"), text("detail")) {
+        (Some(field), Some(detail)) => format!("{field}: {detail}"),
+        (None, Some(detail)) => detail,
+        _ => format!("the analytics service answered {status}: {body}"),
+    }
+}
+
+/// What a refusal means: 409 a run is going, another 4xx the analyst's input, else an outage.
+async fn refused(response: reqwest::Response) -> AnalyticsError {
+    let status = response.status();
+    let words = refusal(response).await;
+    if status == reqwest::StatusCode::CONFLICT {
+        AnalyticsError::Refused(words)
+    } else if status.is_client_error() {
+        AnalyticsError::Invalid(words)
+    } else {
+        AnalyticsError::Unavailable(words)
+    }
 }
 
 #[async_trait::async_trait]
 impl AnalyticsPort for RemoteAnalytics {
-    async fn recompute(&self) -> Result<Run, AnalyticsError> {
+    async fn recompute(&self, request: &RecomputeRequest) -> Result<Run, AnalyticsError> {
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(from) = &request.from {
+            query.push(("from", from));
+        }
+        if let Some(to) = &request.to {
+            query.push(("to", to));
+        }
+        if request.publish {
+            query.push(("publish", "true"));
+        }
         let response = self
             .client
             .post(&self.runs_url)
+            .query(&query)
             .bearer_auth(&self.token)
             .send()
             .await
             .map_err(unreachable)?;
-        let status = response.status();
-        if status == reqwest::StatusCode::CONFLICT {
-            return Err(AnalyticsError::Refused(refusal(response).await));
-        }
-        if !status.is_success() {
-            return Err(AnalyticsError::Unavailable(refusal(response).await));
+        if !response.status().is_success() {
+            return Err(refused(response).await);
         }
         response
             .json::<Started>()
@@ -90,12 +119,8 @@ impl AnalyticsPort for RemoteAnalytics {
             .send()
             .await
             .map_err(unreachable)?;
-        let status = response.status();
-        if status.is_client_error() {
-            return Err(AnalyticsError::Refused(refusal(response).await));
-        }
-        if !status.is_success() {
-            return Err(AnalyticsError::Unavailable(refusal(response).await));
+        if !response.status().is_success() {
+            return Err(refused(response).await);
         }
         let header = |name: &str| {
             response

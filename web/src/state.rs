@@ -16,9 +16,12 @@ use crate::sessions::Sessions;
 /// Why a recompute did not start or a query has no answer.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyticsError {
-    /// A run is going already, or the query is the analyst's to fix (the message says how).
+    /// A run is going already.
     #[error("{0}")]
     Refused(String),
+    /// What the analyst sent is wrong (a window's field, the SQL); the message says how.
+    #[error("{0}")]
+    Invalid(String),
     /// The job or its store does not answer (or the analytics service is unreachable).
     #[error("{0}")]
     Unavailable(String),
@@ -35,9 +38,19 @@ pub struct QueryAnswer {
 
 /// The analytics job, in process or remote: recomputes the regional profiles and answers
 /// analysts' SQL.
+/// A recompute as the console asks for it: a window of whole local days (`YYYY-MM-DD`, `to`
+/// not included; both empty for the default window) and whether it replaces the map's
+/// profiles. The analytics job validates it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecomputeRequest {
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub publish: bool,
+}
+
 #[async_trait::async_trait]
 pub trait AnalyticsPort: Send + Sync {
-    async fn recompute(&self) -> Result<Run, AnalyticsError>;
+    async fn recompute(&self, request: &RecomputeRequest) -> Result<Run, AnalyticsError>;
     /// One read-only query; `format` is `json`, `csv` or `parquet`.
     async fn query(&self, sql: &str, format: &str) -> Result<QueryAnswer, AnalyticsError>;
 }

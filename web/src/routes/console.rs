@@ -7,6 +7,7 @@
 use askama::Template;
 use axum::Form;
 use axum::extract::State;
+use axum::extract::rejection::FormRejection;
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use iot_common::Run;
@@ -16,7 +17,7 @@ use serde::Deserialize;
 
 use crate::respond;
 use crate::sessions::same_origin;
-use crate::state::{AnalyticsError, WebState};
+use crate::state::{AnalyticsError, RecomputeRequest, WebState};
 
 struct RunRow {
     id: String,
@@ -24,6 +25,8 @@ struct RunRow {
     status: String,
     created: String,
     duration: String,
+    window: String,
+    published: bool,
     rows: u64,
     regions: u64,
     error: String,
@@ -36,12 +39,15 @@ struct ConsolePage {
     message: Option<String>,
     latest_error: Option<String>,
     runs: Vec<RunRow>,
+    /// The recompute form as sent, so a refused window can be corrected.
+    form: RecomputeForm,
 }
 
 impl From<AnalyticsError> for ApiError {
     fn from(e: AnalyticsError) -> Self {
         let code = match e {
             AnalyticsError::Refused(_) => ErrorCode::NotStarted,
+            AnalyticsError::Invalid(_) => ErrorCode::InvalidRequest,
             AnalyticsError::Unavailable(_) => ErrorCode::Unavailable,
         };
         ApiError::new(code, e.to_string())
@@ -68,6 +74,7 @@ fn sign_in_page(status: StatusCode, message: &str) -> Response {
         message: Some(message.into()),
         latest_error: None,
         runs: Vec::new(),
+        form: RecomputeForm::default(),
     };
     respond::page_with(status, &page).unwrap_or_else(IntoResponse::into_response)
 }
@@ -79,14 +86,28 @@ pub async fn page(State(s): State<WebState>, headers: HeaderMap) -> Result<Respo
             "Sign in with the analyst token (IOT_ANALYST_TOKEN).",
         ));
     }
+    console(&s, StatusCode::OK, None, RecomputeForm::default()).await
+}
+
+/// The signed-in console with a message, answered with `status`.
+async fn console(
+    s: &WebState,
+    status: StatusCode,
+    message: Option<String>,
+    form: RecomputeForm,
+) -> Result<Response, ApiError> {
     let runs = s.store.runs(50).await?;
     let latest_error = runs.first().and_then(|r| r.error.clone());
-    respond::page(&ConsolePage {
-        authorized: true,
-        message: None,
-        latest_error,
-        runs: runs.into_iter().map(run_row).collect(),
-    })
+    respond::page_with(
+        status,
+        &ConsolePage {
+            authorized: true,
+            message,
+            latest_error,
+            runs: runs.into_iter().map(run_row).collect(),
+            form,
+        },
+    )
 }
 
 fn run_row(r: Run) -> RunRow {
@@ -96,6 +117,11 @@ fn run_row(r: Run) -> RunRow {
             _ => "–".into(),
         },
         created: r.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+        window: match (r.window_from, r.window_to) {
+            (Some(a), Some(b)) => crate::present::window_days(a, b),
+            _ => "–".into(),
+        },
+        published: r.published,
         status: r.status.to_string(),
         trigger: r.trigger.to_string(),
         id: r.run_id,
@@ -154,10 +180,22 @@ pub async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Response {
         .into_response()
 }
 
+/// The recompute form: an optional window of whole local days and "publish".
+#[derive(Deserialize, Default, Clone)]
+pub struct RecomputeForm {
+    #[serde(default)]
+    from: String,
+    #[serde(default)]
+    to: String,
+    #[serde(default)]
+    publish: Option<String>,
+}
+
 #[tracing::instrument(skip_all)]
 pub async fn recompute(
     State(s): State<WebState>,
     headers: HeaderMap,
+    form: Result<Form<RecomputeForm>, FormRejection>,
 ) -> Result<Response, ApiError> {
     if !same_origin(&headers) {
         return Err(cross_site());
@@ -169,8 +207,30 @@ pub async fn recompute(
         .analytics
         .as_ref()
         .ok_or_else(|| ApiError::unavailable("no analytics job is connected to this service"))?;
-    job.recompute().await?;
-    Ok(Redirect::to("/internal/console").into_response())
+    let form = match form {
+        Ok(Form(f)) => f,
+        // No form at all (a script's bare POST): the default window.
+        Err(FormRejection::InvalidFormContentType(_)) => RecomputeForm::default(),
+        Err(e) => {
+            return Err(ApiError::new(ErrorCode::BadRequest, e.body_text()));
+        }
+    };
+    let given = |v: &str| Some(v.trim().to_owned()).filter(|v| !v.is_empty());
+    let request = RecomputeRequest {
+        from: given(&form.from),
+        to: given(&form.to),
+        publish: form.publish.is_some(),
+    };
+    match job.recompute(&request).await {
+        Ok(_) => Ok(Redirect::to("/internal/console").into_response()),
+        Err(AnalyticsError::Invalid(why)) => {
+            console(&s, StatusCode::UNPROCESSABLE_ENTITY, Some(why), form).await
+        }
+        Err(AnalyticsError::Refused(why)) => {
+            console(&s, StatusCode::CONFLICT, Some(why), form).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What the SQL page starts with: a query over the last week that runs as it stands.
@@ -309,7 +369,9 @@ pub async fn query(
         )
     };
     match answered {
-        Err(AnalyticsError::Refused(why)) => page(Some(why), None, StatusCode::BAD_REQUEST),
+        Err(AnalyticsError::Refused(why) | AnalyticsError::Invalid(why)) => {
+            page(Some(why), None, StatusCode::BAD_REQUEST)
+        }
         Err(e @ AnalyticsError::Unavailable(_)) => Err(e.into()),
         Ok(answer) if format == "json" => match answer_table(&answer.body) {
             Some(table) => page(None, Some(table), StatusCode::OK),
