@@ -183,14 +183,16 @@ pub fn window(now: DateTime<Utc>, days: u32, tz: Tz) -> (DateTime<Utc>, DateTime
 pub fn to_profile(
     figures: ProfileFigures,
     run_id: &str,
-    window: (DateTime<Utc>, DateTime<Utc>),
+    window: Window,
     computed_at: DateTime<Utc>,
+    published: bool,
 ) -> RegionProfile {
     RegionProfile {
         run_id: run_id.to_owned(),
         window_from: window.0,
         window_to: window.1,
         computed_at,
+        published,
         figures,
     }
 }
@@ -371,7 +373,7 @@ impl Analytics {
         let profiles: Vec<RegionProfile> = acc
             .finish()
             .into_iter()
-            .map(|f| to_profile(f, run_id, window, computed_at))
+            .map(|f| to_profile(f, run_id, window, computed_at, publish))
             .collect();
         // History first: a published run is always in it.
         self.store.put_run_profiles(&profiles).await?;

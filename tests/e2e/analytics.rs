@@ -113,6 +113,53 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
         .unwrap_or(Value::Null);
     assert_eq!(listed["runs"][0]["run_id"], id.as_str(), "newest first");
     assert_eq!(listed["runs"][0]["trigger"], "api");
+
+    // Two runs: each borough's history has two points, newest first, and its page a trend.
+    let regions = iot_common::regions::Regions::london().unwrap_or_else(|e| panic!("{e}"));
+    for r in regions.iter() {
+        let history: Value = app
+            .client
+            .get(app.ext(&format!("/api/v1/regions/{}/history", r.code)))
+            .send_or_panic()
+            .await
+            .json()
+            .await
+            .unwrap_or(Value::Null);
+        let runs: Vec<&str> = history["history"]
+            .as_array()
+            .map(|h| h.iter().filter_map(|p| p["run_id"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(
+            runs,
+            vec![id.as_str(), startup.run_id.as_str()],
+            "{}",
+            r.code
+        );
+    }
+    let page = app
+        .client
+        .get(app.ext("/regions/E09000007"))
+        .send_or_panic()
+        .await
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        page.contains("id=\"trend\""),
+        "the region page draws the trend"
+    );
+    assert_eq!(page.matches("<circle class=\"dot\"").count(), 2);
+
+    // A window that is not whole past days is refused naming the field; nothing starts.
+    let res = app
+        .client
+        .post(format!("{url}?from=2026-01-10&to=2026-01-03"))
+        .bearer_auth(ANALYST)
+        .send_or_panic()
+        .await;
+    assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = res.json().await.unwrap_or(Value::Null);
+    assert_eq!(problem["field"], "to", "{problem}");
     let res = app
         .client
         .get(app.int("/internal/v1/runs/run-nope"))

@@ -91,6 +91,36 @@ async fn the_map_and_a_region_page_render_in_chromium() {
         25,
         "the load curve's 24 bars and the comparison"
     );
+    // Two past runs of the borough: the page draws their trend.
+    let current = app
+        .app
+        .store
+        .profiles()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut past: Vec<iot_common::RegionProfile> = current.clone();
+    for p in &mut past {
+        p.run_id = "run-earlier".into();
+        p.window_to -= chrono::Duration::days(7);
+        p.window_from -= chrono::Duration::days(7);
+        p.computed_at -= chrono::Duration::days(7);
+        p.figures.p50_daily_kwh *= 0.9;
+        p.figures.avg_daily_kwh *= 0.92;
+    }
+    for run in [past, current] {
+        app.app
+            .store
+            .put_run_profiles(&run)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let dom = render(&app, &app.ext("/regions/E09000001"), "region-trend.png").await;
+    assert!(dom.contains("id=\"trend\""), "the trend chart renders");
+    assert_eq!(
+        dom.matches("class=\"line ").count(),
+        3,
+        "median, mean and p90"
+    );
     let dom = render(
         &app,
         &app.ext("/estimate?region=E09000001&size=2&dwelling=flat"),

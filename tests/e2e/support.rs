@@ -123,6 +123,7 @@ pub async fn with_profiles() -> TestApp {
                 window_from: now - chrono::Duration::days(28),
                 window_to: now,
                 computed_at: now,
+                published: true,
                 figures: iot_common::ProfileFigures {
                     region: r.code.clone(),
                     meters: 10,

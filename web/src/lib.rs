@@ -20,6 +20,7 @@ pub mod respond;
 pub mod routes;
 pub mod sessions;
 pub mod state;
+pub mod trend;
 
 pub use provisioning::{NewMeter, ProvisionError, provision};
 pub use routes::{external_router, internal_router};

@@ -108,6 +108,20 @@ impl WebState {
         self.profiles.get(self.store.as_ref()).await
     }
 
+    /// A region's published profiles over past runs, newest first, at most `limit`: what
+    /// the map showed, not an analyst's runs over other windows.
+    pub async fn published_history(
+        &self,
+        region: &iot_common::domain::RegionCode,
+        limit: usize,
+    ) -> Result<Vec<iot_common::RegionProfile>, iot_common::store::StoreError> {
+        // Unpublished runs are few; reading a few more than asked leaves room for them.
+        let mut history = self.store.region_history(region, limit * 2).await?;
+        history.retain(|p| p.published);
+        history.truncate(limit);
+        Ok(history)
+    }
+
     /// The region file's attribution, as pages print it.
     pub fn attribution(&self) -> &str {
         self.regions.attribution().unwrap_or("see the region file")

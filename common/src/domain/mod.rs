@@ -280,6 +280,10 @@ pub struct RegionProfile {
     pub window_from: DateTime<Utc>,
     pub window_to: DateTime<Utc>,
     pub computed_at: DateTime<Utc>,
+    /// Its run replaced the map's profiles (kept with past runs' profiles, so a region's
+    /// history for residents shows only what the map showed).
+    #[serde(default = "published_by_default")]
+    pub published: bool,
     #[serde(flatten)]
     pub figures: ProfileFigures,
 }

@@ -212,6 +212,7 @@ fn profile(region: &str, run: &str, avg: f64) -> RegionProfile {
         window_from: at(T0),
         window_to: at(T0 + 7 * 86_400),
         computed_at: at(T0 + 8 * 86_400),
+        published: true,
         figures: ProfileFigures {
             region: code(region),
             meters: 12,
@@ -277,6 +278,7 @@ pub async fn run_profiles_are_kept_per_run_and_listed_per_region(store: &dyn Sto
     let now = DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap_or_default();
     let made = |region: &str, run: &str, avg: f64, ago_min: i64| RegionProfile {
         computed_at: now - Duration::minutes(ago_min),
+        published: ago_min > 30,
         ..profile(region, run, avg)
     };
     ok(

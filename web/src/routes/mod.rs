@@ -55,6 +55,10 @@ pub fn external_router(state: WebState) -> Router {
             .route("/api/v1/regions", get(regions_api::regions_geojson))
             .route("/api/v1/regions/{code}", get(regions_api::region_profile))
             .route(
+                "/api/v1/regions/{code}/history",
+                get(regions_api::region_history),
+            )
+            .route(
                 "/api/v1/meters/{id}/readings",
                 get(readings::meter_readings),
             )

@@ -11,6 +11,7 @@ use crate::geometry::Shape;
 use crate::present::{kwh, when, window_text};
 use crate::respond;
 use crate::state::WebState;
+use crate::trend::{Trend, trend};
 
 struct ProfileView {
     meters: u64,
@@ -67,6 +68,8 @@ struct RegionPage<'a> {
     chart: Chart,
     compare: Compare,
     neighbours: Vec<(String, String)>,
+    /// The published figures over past runs, with two runs or more.
+    trend: Option<Trend>,
 }
 
 pub async fn region(
@@ -78,6 +81,7 @@ pub async fn region(
     let mine = profiles.get(code.as_str());
     let all_avg = mean_of_means(profiles.values());
     let figures = mine.map_or_else(|| empty_figures(shape), |p| p.figures.clone());
+    let history = s.published_history(&shape.code, TREND_RUNS).await?;
     respond::page(&RegionPage {
         attribution: s.attribution(),
         name_short: shape.name.chars().take(18).collect(),
@@ -87,8 +91,12 @@ pub async fn region(
         chart: load_curve(&figures),
         compare: compare(figures.avg_daily_kwh, all_avg),
         neighbours: neighbours(&s, shape),
+        trend: trend(&history),
     })
 }
+
+/// Most past runs the trend draws.
+const TREND_RUNS: usize = 60;
 
 /// The mean of the regions' mean daily use (0 with no profiles).
 fn mean_of_means<'a>(profiles: impl ExactSizeIterator<Item = &'a RegionProfile>) -> f64 {

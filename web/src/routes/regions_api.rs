@@ -1,4 +1,5 @@
-//! The read-only JSON API: regions as GeoJSON with profile summaries, one region's profile.
+//! The read-only JSON API: regions as GeoJSON with profile summaries, one region's profile,
+//! a region's figures over past runs.
 //! Documented in `static/openapi.json`, served at `/api/v1/openapi.json`.
 
 use axum::Json;
@@ -75,6 +76,56 @@ pub async fn region_profile(
         "name": region.name,
         "neighbours": neighbours,
         "profile": profile,
+    }))
+    .into_response())
+}
+
+#[derive(serde::Deserialize)]
+pub struct HistoryQuery {
+    limit: Option<usize>,
+}
+
+/// Most past runs one history answer holds.
+const MAX_HISTORY: usize = 365;
+
+/// `GET /api/v1/regions/{code}/history`: the region's published figures over past runs,
+/// newest first (`?limit=`, default 30).
+pub async fn region_history(
+    State(s): State<WebState>,
+    Path(code): Path<String>,
+    iot_common::problem::Query(q): iot_common::problem::Query<HistoryQuery>,
+) -> Result<Response, ApiError> {
+    let region = s.regions.get(&code).ok_or_else(ApiError::not_found)?;
+    let limit = q.limit.unwrap_or(30);
+    if !(1..=MAX_HISTORY).contains(&limit) {
+        return Err(ApiError::new(
+            iot_common::problem::ErrorCode::InvalidQuery,
+            format!("limit must be 1 to {MAX_HISTORY}"),
+        )
+        .field("limit"));
+    }
+    let history = s.published_history(&region.code, limit).await?;
+    let runs: Vec<serde_json::Value> = history
+        .iter()
+        .map(|p| {
+            json!({
+                "run_id": p.run_id,
+                "window_from": p.window_from,
+                "window_to": p.window_to,
+                "computed_at": p.computed_at,
+                "meters": p.figures.meters,
+                "readings": p.figures.readings,
+                "avg_daily_kwh": p.figures.avg_daily_kwh,
+                "p50_daily_kwh": p.figures.p50_daily_kwh,
+                "p90_daily_kwh": p.figures.p90_daily_kwh,
+                "peak_hour": p.figures.peak_hour,
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "code": region.code,
+        "name": region.name,
+        "history": runs,
     }))
     .into_response())
 }
