@@ -150,6 +150,23 @@ async fn the_first_map_is_never_empty_and_analysts_can_recompute() {
     );
     assert_eq!(page.matches("<circle class=\"dot\"").count(), 2);
 
+    // The console compares the two runs borough by borough.
+    let compared = app
+        .client
+        .get(app.int("/internal/console/compare"))
+        .bearer_auth(ANALYST)
+        .send_or_panic()
+        .await;
+    assert_eq!(compared.status(), StatusCode::OK);
+    let html = compared.text().await.unwrap_or_default();
+    assert!(html.contains("id=\"comparison\""), "{html}");
+    assert!(
+        html.contains(&format!("Before: {}", startup.run_id))
+            && html.contains(&format!("After: {id}")),
+        "the two newest runs by default"
+    );
+    assert_eq!(html.matches("<tr><td>").count(), 33, "a row per borough");
+
     // A window that is not whole past days is refused naming the field; nothing starts.
     let res = app
         .client

@@ -12,6 +12,7 @@ use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use iot_common::Run;
 use iot_common::http::bearer_token;
+use iot_common::problem::Query;
 use iot_common::problem::{ApiError, ErrorCode};
 use serde::Deserialize;
 
@@ -400,4 +401,154 @@ pub async fn query(
             Ok(res)
         }
     }
+}
+
+struct RunChoice {
+    id: String,
+    label: String,
+}
+
+/// One figure before and after, and the change as people read it.
+struct Change {
+    before: String,
+    after: String,
+    change: String,
+}
+
+struct CompareRow {
+    name: String,
+    /// Mean, median, p90.
+    cells: Vec<Change>,
+}
+
+#[derive(Template)]
+#[template(path = "console_compare.html")]
+struct ComparePage {
+    runs: Vec<RunChoice>,
+    a: String,
+    b: String,
+    a_window: String,
+    b_window: String,
+    message: Option<String>,
+    rows: Vec<CompareRow>,
+}
+
+#[derive(Deserialize)]
+pub struct CompareQuery {
+    a: Option<String>,
+    b: Option<String>,
+}
+
+fn change(before: Option<f64>, after: Option<f64>) -> Change {
+    let text = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), crate::present::kwh);
+    Change {
+        before: text(before),
+        after: text(after),
+        change: match (before, after) {
+            (Some(b), Some(a)) if b.abs() > 1e-12 => {
+                format!("{:+.2} ({:+.1} %)", a - b, (a - b) / b * 100.0)
+            }
+            (Some(b), Some(a)) => format!("{:+.2}", a - b),
+            _ => "–".into(),
+        },
+    }
+}
+
+/// `GET /internal/console/compare?a=RUN&b=RUN`: two runs' figures per borough side by side
+/// (by default the two newest succeeded runs).
+pub async fn compare(
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Query(q): Query<CompareQuery>,
+) -> Result<Response, ApiError> {
+    if !authorized(&s, &headers) {
+        return Ok(sign_in_page(StatusCode::UNAUTHORIZED, "Sign in first."));
+    }
+    let succeeded: Vec<Run> = s
+        .store
+        .runs(100)
+        .await?
+        .into_iter()
+        .filter(|r| r.status == iot_common::RunStatus::Succeeded)
+        .collect();
+    let a =
+        q.a.or_else(|| succeeded.get(1).map(|r| r.run_id.clone()))
+            .unwrap_or_default();
+    let b =
+        q.b.or_else(|| succeeded.first().map(|r| r.run_id.clone()))
+            .unwrap_or_default();
+    let window = |id: &str| {
+        succeeded
+            .iter()
+            .find(|r| r.run_id == id)
+            .and_then(|r| Some(crate::present::window_days(r.window_from?, r.window_to?)))
+            .unwrap_or_default()
+    };
+    let (before, after) = (
+        s.store.run_profiles(&a).await?,
+        s.store.run_profiles(&b).await?,
+    );
+    let message = if succeeded.len() < 2 {
+        Some("Two succeeded runs are needed to compare.".to_owned())
+    } else if before.is_empty() || after.is_empty() {
+        Some("One of these runs has no profiles kept (failed, expired, or from before the history was kept).".to_owned())
+    } else {
+        None
+    };
+    let figures = |profiles: &[iot_common::RegionProfile], code: &str| {
+        profiles
+            .iter()
+            .find(|p| p.figures.region.as_str() == code)
+            .map(|p| p.figures.clone())
+    };
+    let rows = if message.is_some() {
+        Vec::new()
+    } else {
+        s.regions
+            .iter()
+            .filter_map(|r| {
+                let (x, y) = (
+                    figures(&before, r.code.as_str()),
+                    figures(&after, r.code.as_str()),
+                );
+                if x.is_none() && y.is_none() {
+                    return None;
+                }
+                let pick = |f: fn(&iot_common::ProfileFigures) -> f64| {
+                    change(x.as_ref().map(f), y.as_ref().map(f))
+                };
+                Some(CompareRow {
+                    name: r.name.clone(),
+                    cells: vec![
+                        pick(|f| f.avg_daily_kwh),
+                        pick(|f| f.p50_daily_kwh),
+                        pick(|f| f.p90_daily_kwh),
+                    ],
+                })
+            })
+            .collect()
+    };
+    respond::page(&ComparePage {
+        runs: succeeded
+            .iter()
+            .map(|r| RunChoice {
+                id: r.run_id.clone(),
+                label: format!(
+                    "{} · {}{}",
+                    r.created_at.format("%Y-%m-%d %H:%M"),
+                    match (r.window_from, r.window_to) {
+                        (Some(f), Some(t)) => crate::present::window_days(f, t),
+                        _ => String::new(),
+                    },
+                    if r.published { "" } else { " · history only" }
+                ),
+            })
+            .collect(),
+        a_window: window(&a),
+        b_window: window(&b),
+        a,
+        b,
+        message,
+        rows,
+    })
 }

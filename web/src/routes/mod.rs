@@ -79,6 +79,7 @@ pub fn internal_router(state: WebState) -> Router {
             .route("/internal/console/login", post(console::login))
             .route("/internal/console/logout", post(console::logout))
             .route("/internal/console/recompute", post(console::recompute))
+            .route("/internal/console/compare", get(console::compare))
             .route(
                 "/internal/console/query",
                 get(console::query_page).post(console::query),
