@@ -342,6 +342,8 @@ impl ProfileAccumulator {
             meters: u64,
             readings: u64,
             daily: Vec<f64>,
+            /// Each meter's mean over its days with readings.
+            meter_means: Vec<f64>,
             weekday: (f64, u64),
             weekend: (f64, u64),
             hour_days: [u64; 24],
@@ -351,6 +353,7 @@ impl ProfileAccumulator {
                 meters: 0,
                 readings: 0,
                 daily: Vec::new(),
+                meter_means: Vec::new(),
                 weekday: (0.0, 0),
                 weekend: (0.0, 0),
                 hour_days: [0; 24],
@@ -359,10 +362,13 @@ impl ProfileAccumulator {
         for s in &self.series {
             let w = &mut work[s.region as usize];
             w.meters += 1;
+            let (mut kwh, mut days) = (0.0, 0u32);
             for (k, d) in s.days.iter().enumerate() {
                 if d.n == 0 {
                     continue;
                 }
+                kwh += d.kwh;
+                days += 1;
                 w.readings += u64::from(d.n);
                 w.daily.push(d.kwh);
                 let part = if iso_weekday(s.base + k as LocalDay) <= 5 {
@@ -376,6 +382,9 @@ impl ProfileAccumulator {
                     *n += u64::from(d.hours >> h & 1);
                 }
             }
+            if days > 0 {
+                w.meter_means.push(kwh / f64::from(days));
+            }
         }
         let mut out: Vec<ProfileFigures> = self
             .regions
@@ -384,6 +393,7 @@ impl ProfileAccumulator {
             .filter(|(_, w)| !w.daily.is_empty())
             .map(|(r, mut w)| {
                 w.daily.sort_by(f64::total_cmp);
+                w.meter_means.sort_by(f64::total_cmp);
                 let mut hourly = [0.0; 24];
                 for ((out, sum), days) in hourly.iter_mut().zip(r.hour_kwh).zip(w.hour_days) {
                     if days > 0 {
@@ -403,6 +413,9 @@ impl ProfileAccumulator {
                     weekend_avg_daily_kwh: mean(w.weekend),
                     peak_hour: peak(&hourly),
                     hourly_kwh: hourly,
+                    meter_daily_percentiles: (0..=100)
+                        .map(|p| quantile_cont(&w.meter_means, f64::from(p) / 100.0))
+                        .collect(),
                 }
             })
             .collect();

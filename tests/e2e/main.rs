@@ -9,6 +9,7 @@ mod deploy;
 mod fleet;
 mod hostile;
 mod ingest;
+mod me;
 mod process;
 mod support;
 mod web;

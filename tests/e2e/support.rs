@@ -135,6 +135,7 @@ pub async fn with_profiles() -> TestApp {
                     weekend_avg_daily_kwh: Some(7.0),
                     hourly_kwh: hourly,
                     peak_hour: 18,
+                    meter_daily_percentiles: Vec::new(),
                 },
             }
         })
@@ -145,4 +146,83 @@ pub async fn with_profiles() -> TestApp {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     app
+}
+
+/// Households of one borough on the app: registered through the operators' API, their last
+/// ten days posted through ingest with their own tokens, and profiled by a run.
+pub struct Households {
+    pub app: TestApp,
+    /// (meter id, token, kWh in each half hour at the evening peak)
+    pub meters: Vec<(String, String, f64)>,
+}
+
+/// The borough the households live in (Camden).
+pub const HOME_BOROUGH: &str = "E09000007";
+
+pub async fn households() -> Households {
+    let app = start_app(None).await;
+    let mut meters = Vec::new();
+    for (id, peak) in [("HOME0001", 0.9), ("HOME0002", 0.3), ("HOME0003", 0.6)] {
+        let res = app
+            .client
+            .post(app.int("/internal/v1/meters"))
+            .bearer_auth(ANALYST)
+            .json(&serde_json::json!({"meter_id": id, "region": HOME_BOROUGH}))
+            .send_or_panic()
+            .await;
+        assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+        let body: serde_json::Value = res.json().await.unwrap_or_default();
+        let token = body["token"].as_str().unwrap_or_default().to_owned();
+        meters.push((id.to_owned(), token, peak));
+    }
+    let now = chrono::Utc::now().timestamp();
+    let start = now - now.rem_euclid(86_400) - 10 * 86_400;
+    for (id, token, peak) in &meters {
+        let readings: Vec<serde_json::Value> = (0..10 * 48)
+            .map(|s: i64| {
+                let ts = chrono::DateTime::from_timestamp(start + s * 1800, 0).unwrap_or_default();
+                // A flat night and an evening peak (UTC hours 17 to 20).
+                let kwh = if (34..42).contains(&(s % 48)) {
+                    *peak
+                } else {
+                    0.1
+                };
+                serde_json::json!({"meter_id": id, "ts": ts.to_rfc3339(), "kwh": kwh})
+            })
+            .collect();
+        let res = app
+            .client
+            .post(app.ext("/api/v1/readings"))
+            .bearer_auth(token)
+            .json(&readings)
+            .send_or_panic()
+            .await;
+        assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED);
+    }
+    let store = app.app.store.clone();
+    let stored = eventually(Duration::from_secs(30), || {
+        let store = store.clone();
+        async move { store.summary().await.is_ok_and(|s| s.readings >= 3 * 480) }
+    })
+    .await;
+    assert!(stored, "the households' readings are stored");
+    let res = app
+        .client
+        .post(app.int("/internal/v1/runs"))
+        .bearer_auth(ANALYST)
+        .send_or_panic()
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::ACCEPTED);
+    let profiled = eventually(Duration::from_secs(30), || {
+        let store = store.clone();
+        async move {
+            store
+                .profiles()
+                .await
+                .is_ok_and(|p| p.iter().any(|p| p.figures.region.as_str() == HOME_BOROUGH))
+        }
+    })
+    .await;
+    assert!(profiled, "the borough has a profile");
+    Households { app, meters }
 }

@@ -20,6 +20,7 @@ pub mod respond;
 pub mod routes;
 pub mod sessions;
 pub mod state;
+pub mod svg;
 pub mod trend;
 
 pub use provisioning::{NewMeter, ProvisionError, provision};

@@ -1,7 +1,8 @@
-//! Console sessions: a signed-in analyst's browser holds a random session id, never the
-//! analyst token; the id maps to an expiry kept here, in the web process (a restart signs
-//! everyone out). Failed sign-ins are counted per client, and a client that keeps failing
-//! is refused for a while; state-changing forms must come from the console's own pages.
+//! Sessions: a signed-in browser holds a random session id, never the token it signed in
+//! with; the id maps to an expiry and what the session is for (an analyst; a resident's
+//! meter), kept here, in the web process (a restart signs everyone out). Failed sign-ins are
+//! counted per client, and a client that keeps failing is refused for a while;
+//! state-changing forms must come from the site's own pages.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -12,7 +13,10 @@ use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+/// The analyst console's cookie.
 pub const COOKIE: &str = "iot_session";
+/// A resident's own page's cookie.
+pub const RESIDENT_COOKIE: &str = "iot_me";
 /// How long a session lasts after sign-in.
 pub const SESSION_TTL: Duration = Duration::from_secs(8 * 3600);
 /// Failed sign-ins a client may make in [`FAILURE_WINDOW`] before it is refused (429).
@@ -21,62 +25,88 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Most sessions kept at once; the oldest goes first (a bound, not a limit anyone meets).
 const MAX_SESSIONS: usize = 10_000;
 
-pub struct Sessions {
-    live: Mutex<HashMap<String, Instant>>,
+/// Live sessions, each holding a `V` (nothing for an analyst, the meter's claims for a
+/// resident), under one cookie scoped to one path.
+pub struct Sessions<V = ()> {
+    cookie: &'static str,
+    path: &'static str,
+    live: Mutex<HashMap<String, (Instant, V)>>,
     failures: Mutex<HashMap<Option<IpAddr>, VecDeque<Instant>>>,
     /// Adds `Secure` to the cookie (`IOT_COOKIE_SECURE=1`, behind a TLS front).
     pub secure: bool,
 }
 
-impl Sessions {
+impl Sessions<()> {
+    /// The analyst console's sessions (`/internal`).
     pub fn new(secure: bool) -> Self {
+        Self::for_cookie(COOKIE, "/internal", secure)
+    }
+
+    /// Opens an analyst's session; returns its `Set-Cookie` value.
+    pub fn open(&self) -> String {
+        self.open_with(())
+    }
+
+    /// Whether the request carries a live session.
+    pub fn is_signed_in(&self, headers: &HeaderMap) -> bool {
+        self.get(headers).is_some()
+    }
+}
+
+impl<V: Clone> Sessions<V> {
+    pub fn for_cookie(cookie: &'static str, path: &'static str, secure: bool) -> Self {
         Self {
+            cookie,
+            path,
             live: Mutex::default(),
             failures: Mutex::default(),
             secure,
         }
     }
 
-    /// Opens a session; returns its `Set-Cookie` value.
-    pub fn open(&self) -> String {
-        let id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
-        if let Ok(mut live) = self.live.lock() {
-            let now = Instant::now();
-            live.retain(|_, expires| *expires > now);
-            if live.len() >= MAX_SESSIONS
-                && let Some(oldest) = live.iter().min_by_key(|(_, e)| **e).map(|(k, _)| k.clone())
-            {
-                live.remove(&oldest);
-            }
-            live.insert(id.clone(), now + SESSION_TTL);
-        }
+    fn set_cookie(&self, value: &str, max_age: u64) -> String {
         format!(
-            "{COOKIE}={id}; Path=/internal; HttpOnly; SameSite=Strict; Max-Age={}{}",
-            SESSION_TTL.as_secs(),
+            "{}={value}; Path={}; HttpOnly; SameSite=Strict; Max-Age={max_age}{}",
+            self.cookie,
+            self.path,
             if self.secure { "; Secure" } else { "" }
         )
     }
 
-    /// Whether the request carries a live session.
-    pub fn is_signed_in(&self, headers: &HeaderMap) -> bool {
-        let Some(id) = session_id(headers) else {
-            return false;
-        };
-        self.live
-            .lock()
-            .map(|live| live.get(id).is_some_and(|e| *e > Instant::now()))
-            .unwrap_or(false)
+    /// Opens a session holding `value`; returns its `Set-Cookie` value.
+    pub fn open_with(&self, value: V) -> String {
+        let id = URL_SAFE_NO_PAD.encode(rand::random::<[u8; 32]>());
+        if let Ok(mut live) = self.live.lock() {
+            let now = Instant::now();
+            live.retain(|_, (expires, _)| *expires > now);
+            if live.len() >= MAX_SESSIONS
+                && let Some(oldest) = live
+                    .iter()
+                    .min_by_key(|(_, (e, _))| *e)
+                    .map(|(k, _)| k.clone())
+            {
+                live.remove(&oldest);
+            }
+            live.insert(id.clone(), (now + SESSION_TTL, value));
+        }
+        self.set_cookie(&id, SESSION_TTL.as_secs())
+    }
+
+    /// What the request's live session holds, if it has one.
+    pub fn get(&self, headers: &HeaderMap) -> Option<V> {
+        let id = session_id(headers, self.cookie)?;
+        let live = self.live.lock().ok()?;
+        live.get(id)
+            .filter(|(e, _)| *e > Instant::now())
+            .map(|(_, v)| v.clone())
     }
 
     /// Ends the request's session; returns the `Set-Cookie` value that clears the cookie.
     pub fn close(&self, headers: &HeaderMap) -> String {
-        if let (Some(id), Ok(mut live)) = (session_id(headers), self.live.lock()) {
+        if let (Some(id), Ok(mut live)) = (session_id(headers, self.cookie), self.live.lock()) {
             live.remove(id);
         }
-        format!(
-            "{COOKIE}=; Path=/internal; HttpOnly; SameSite=Strict; Max-Age=0{}",
-            if self.secure { "; Secure" } else { "" }
-        )
+        self.set_cookie("", 0)
     }
 
     /// Seconds until `client` may try again, when it failed too often lately.
@@ -113,14 +143,14 @@ impl Sessions {
     }
 }
 
-fn session_id(headers: &HeaderMap) -> Option<&str> {
+fn session_id<'a>(headers: &'a HeaderMap, cookie: &str) -> Option<&'a str> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == cookie)
         .map(|(_, v)| v)
 }
 

@@ -11,7 +11,7 @@ use iot_common::store::Store;
 
 use crate::cache::{ProfileCache, Profiles, SummaryCache};
 use crate::geometry::MapGeometry;
-use crate::sessions::Sessions;
+use crate::sessions::{RESIDENT_COOKIE, Sessions};
 
 /// Why a recompute did not start or a query has no answer.
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +71,8 @@ pub struct WebState {
     pub summary: Arc<SummaryCache>,
     /// Signed-in analysts' console sessions.
     pub sessions: Arc<Sessions>,
+    /// Signed-in residents' sessions, each holding its meter token's claims.
+    pub residents: Arc<Sessions<iot_common::auth::Claims>>,
 }
 
 impl WebState {
@@ -93,12 +95,14 @@ impl WebState {
             profiles: Arc::default(),
             summary: Arc::default(),
             sessions: Arc::new(Sessions::new(false)),
+            residents: Arc::new(Sessions::for_cookie(RESIDENT_COOKIE, "/me", false)),
         }
     }
 
     /// Marks the console cookie `Secure` (for a deployment behind TLS).
     pub fn secure_cookies(mut self, secure: bool) -> Self {
         self.sessions = Arc::new(Sessions::new(secure));
+        self.residents = Arc::new(Sessions::for_cookie(RESIDENT_COOKIE, "/me", secure));
         self
     }
 

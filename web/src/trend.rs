@@ -120,6 +120,7 @@ mod tests {
                 weekend_avg_daily_kwh: None,
                 hourly_kwh: [0.0; 24],
                 peak_hour: 0,
+                meter_daily_percentiles: Vec::new(),
             },
         }
     }

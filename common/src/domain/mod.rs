@@ -271,6 +271,31 @@ pub struct ProfileFigures {
     /// Mean kWh in each local hour of a (meter, day), hours 0 to 23.
     pub hourly_kwh: [f64; 24],
     pub peak_hour: u8,
+    /// Where households stand: the percentiles 0, 1, …, 100 of the meters' own mean daily
+    /// kWh (a fixed-size sketch, whatever the number of meters). Empty in profiles computed
+    /// before it existed. Kept for a household's own page, not published in the open API.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub meter_daily_percentiles: Vec<f64>,
+}
+
+impl ProfileFigures {
+    /// The share of the region's meters (0 to 100) whose mean daily kWh is below `kwh`,
+    /// read off the percentile sketch; `None` without one.
+    pub fn percentile_of(&self, kwh: f64) -> Option<f64> {
+        let q = &self.meter_daily_percentiles;
+        let (first, last) = (*q.first()?, *q.last()?);
+        let step = 100.0 / (q.len().max(2) - 1) as f64;
+        if kwh <= first {
+            return Some(0.0);
+        }
+        if kwh >= last {
+            return Some(100.0);
+        }
+        let i = q.partition_point(|v| *v <= kwh).saturating_sub(1);
+        let (lo, hi) = (q[i], q[(i + 1).min(q.len() - 1)]);
+        let within = if hi > lo { (kwh - lo) / (hi - lo) } else { 0.0 };
+        Some((i as f64 + within) * step)
+    }
 }
 
 /// The current energy profile of one region: the figures and the run that computed them.
@@ -366,6 +391,22 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         "2026-11-21T12:00:00Z".parse().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_households_percentile_is_read_off_the_sketch() {
+        let mut f: ProfileFigures = serde_json::from_value(serde_json::json!({
+            "region": "E09000001", "meters": 3, "readings": 9, "avg_daily_kwh": 1.0,
+            "p50_daily_kwh": 1.0, "p90_daily_kwh": 1.0, "weekday_avg_daily_kwh": null,
+            "weekend_avg_daily_kwh": null, "hourly_kwh": vec![0.0; 24], "peak_hour": 0
+        }))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(f.percentile_of(5.0), None, "older profiles have no sketch");
+        // 0 … 100 kWh in steps of 1: the percentile is the kWh.
+        f.meter_daily_percentiles = (0..=100).map(f64::from).collect();
+        assert_eq!(f.percentile_of(-1.0), Some(0.0));
+        assert_eq!(f.percentile_of(37.5), Some(37.5));
+        assert_eq!(f.percentile_of(250.0), Some(100.0));
     }
 
     #[test]

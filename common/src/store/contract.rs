@@ -224,6 +224,7 @@ fn profile(region: &str, run: &str, avg: f64) -> RegionProfile {
             weekend_avg_daily_kwh: None,
             hourly_kwh: hourly,
             peak_hour: 18,
+            meter_daily_percentiles: vec![avg * 0.5, avg, avg * 2.0],
         },
     }
 }

@@ -13,6 +13,7 @@ mod assets;
 mod console;
 mod estimate;
 mod map;
+mod me;
 mod meters;
 mod readings;
 mod region;
@@ -49,6 +50,9 @@ pub fn external_router(state: WebState) -> Router {
             .route("/regions/{code}", get(region::region))
             .route("/estimate", get(estimate::estimator))
             .route("/status", get(status::status))
+            .route("/me", get(me::page))
+            .route("/me/login", post(me::login))
+            .route("/me/logout", post(me::logout))
             .route("/static/app.css", get(assets::css))
             .route("/static/map.js", get(assets::map_js))
             .route("/api/v1/openapi.json", get(assets::openapi))

@@ -11,6 +11,7 @@ use crate::geometry::Shape;
 use crate::present::{kwh, when, window_text};
 use crate::respond;
 use crate::state::WebState;
+use crate::svg::{Bar, Tick};
 use crate::trend::{Trend, trend};
 
 struct ProfileView {
@@ -25,21 +26,6 @@ struct ProfileView {
     computed_at: String,
     window: String,
     run_id: String,
-}
-
-struct Bar {
-    x: String,
-    y: String,
-    w: String,
-    h: String,
-    peak: bool,
-    label: String,
-}
-
-struct Tick {
-    x: String,
-    y: String,
-    label: String,
 }
 
 struct Chart {
@@ -118,6 +104,7 @@ fn empty_figures(shape: &Shape) -> ProfileFigures {
         weekend_avg_daily_kwh: None,
         hourly_kwh: [0.0; 24],
         peak_hour: 0,
+        meter_daily_percentiles: Vec::new(),
     }
 }
 

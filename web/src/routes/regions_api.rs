@@ -66,6 +66,11 @@ pub async fn region_profile(
 ) -> Result<Response, ApiError> {
     let region = s.regions.get(&code).ok_or_else(ApiError::not_found)?;
     let profile = s.current_profiles().await?.get(code.as_str()).cloned();
+    // Where each household stands is for that household's own page, not the open API.
+    let profile = profile.map(|mut p| {
+        p.figures.meter_daily_percentiles.clear();
+        p
+    });
     let neighbours = s
         .geometry
         .shape(&code)
