@@ -95,11 +95,11 @@ fn sign_in(s: &WebState, status: StatusCode, message: Option<&str>) -> Response 
 
 /// The meter the request speaks for: a bearer token, else a live session whose token has
 /// not been revoked since. `Err` carries the page to answer instead.
-fn signed_in(s: &WebState, headers: &HeaderMap) -> Result<Option<MeterId>, Response> {
+fn signed_in(s: &WebState, headers: &HeaderMap) -> Result<Option<MeterId>, Box<Response>> {
     if let Ok(token) = bearer_token(headers) {
         return match s.auth.check(token) {
             Ok(meter) => Ok(Some(meter)),
-            Err(e) => Err(ApiError::from(e).into_response()),
+            Err(e) => Err(Box::new(ApiError::from(e).into_response())),
         };
     }
     let Some(claims) = s.residents.get(headers) else {
@@ -114,7 +114,7 @@ fn signed_in(s: &WebState, headers: &HeaderMap) -> Result<Option<MeterId>, Respo
         if let Ok(v) = header::HeaderValue::from_str(&s.residents.close(headers)) {
             res.headers_mut().insert(header::SET_COOKIE, v);
         }
-        return Err(res);
+        return Err(Box::new(res));
     }
     Ok(Some(claims.meter_id))
 }
@@ -123,7 +123,7 @@ pub async fn page(State(s): State<WebState>, headers: HeaderMap) -> Result<Respo
     let meter = match signed_in(&s, &headers) {
         Ok(Some(meter)) => meter,
         Ok(None) => return Ok(sign_in(&s, StatusCode::OK, None)),
-        Err(res) => return Ok(res),
+        Err(res) => return Ok(*res),
     };
     let home = home(&s, &meter).await?;
     respond::page(&MePage {
