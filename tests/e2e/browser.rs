@@ -130,3 +130,223 @@ async fn the_map_and_a_region_page_render_in_chromium() {
     assert!(dom.contains("kWh a day") && dom.contains("a year"));
     app.app.stop(Duration::from_secs(5)).await;
 }
+
+/// Chromium driven over the DevTools protocol, for what `--dump-dom` cannot do: type into a
+/// form and send it, as a person would.
+struct DevTools {
+    chromium: tokio::process::Child,
+    socket: tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >,
+    next: u64,
+    session: Option<String>,
+    _profile: tempfile::TempDir,
+}
+
+impl DevTools {
+    async fn launch() -> Self {
+        use tokio::io::AsyncBufReadExt;
+        let profile = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let mut chromium = tokio::process::Command::new(chromium())
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--remote-debugging-port=0",
+                "--window-size=1200,1400",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg("about:blank")
+            .stderr(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run chromium: {e}"));
+        let stderr = chromium
+            .stderr
+            .take()
+            .unwrap_or_else(|| panic!("chromium's stderr"));
+        let mut lines = tokio::io::BufReader::new(stderr).lines();
+        let url = tokio::time::timeout(Duration::from_secs(30), async {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(url) = line.strip_prefix("DevTools listening on ") {
+                    return url.trim().to_owned();
+                }
+            }
+            panic!("chromium ended without a DevTools address")
+        })
+        .await
+        .unwrap_or_else(|_| panic!("chromium gave no DevTools address in 30 s"));
+        // Keep reading its stderr so it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let (socket, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .unwrap_or_else(|e| panic!("DevTools at {url}: {e}"));
+        let mut tools = Self {
+            chromium,
+            socket,
+            next: 0,
+            session: None,
+            _profile: profile,
+        };
+        let target = tools
+            .call(
+                "Target.createTarget",
+                serde_json::json!({"url": "about:blank"}),
+            )
+            .await;
+        let attached = tools
+            .call(
+                "Target.attachToTarget",
+                serde_json::json!({"targetId": target["targetId"], "flatten": true}),
+            )
+            .await;
+        tools.session = attached["sessionId"].as_str().map(str::to_owned);
+        tools
+    }
+
+    /// Sends one command (to the page, once attached) and returns its result.
+    async fn call(&mut self, method: &str, params: serde_json::Value) -> serde_json::Value {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        self.next += 1;
+        let id = self.next;
+        let mut msg = serde_json::json!({"id": id, "method": method, "params": params});
+        if let Some(s) = &self.session {
+            msg["sessionId"] = serde_json::Value::String(s.clone());
+        }
+        self.socket
+            .send(Message::text(msg.to_string()))
+            .await
+            .unwrap_or_else(|e| panic!("{method}: {e}"));
+        loop {
+            let frame = tokio::time::timeout(Duration::from_secs(30), self.socket.next())
+                .await
+                .unwrap_or_else(|_| panic!("{method}: no answer in 30 s"))
+                .unwrap_or_else(|| panic!("{method}: DevTools closed"))
+                .unwrap_or_else(|e| panic!("{method}: {e}"));
+            let Message::Text(text) = frame else { continue };
+            let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+            if v["id"] == id {
+                assert!(v["error"].is_null(), "{method}: {}", v["error"]);
+                return v["result"].clone();
+            }
+        }
+    }
+
+    /// The value of a JavaScript expression in the page.
+    async fn eval(&mut self, expression: &str) -> serde_json::Value {
+        let r = self
+            .call(
+                "Runtime.evaluate",
+                serde_json::json!({"expression": expression, "returnByValue": true}),
+            )
+            .await;
+        r["result"]["value"].clone()
+    }
+
+    /// Polls `expression` until it is true, for at most `limit`.
+    async fn until(&mut self, expression: &str, limit: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if self.eval(expression).await == serde_json::Value::Bool(true) {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
+    async fn screenshot(&mut self, name: &str) {
+        use base64::Engine as _;
+        let shot = self
+            .call(
+                "Page.captureScreenshot",
+                serde_json::json!({"format": "png", "captureBeyondViewport": true}),
+            )
+            .await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap_or_default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(artifacts().join(name), png).unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    async fn close(mut self) {
+        self.session = None;
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            self.call("Browser.close", serde_json::json!({})),
+        )
+        .await;
+        let _ = self.chromium.kill().await;
+    }
+}
+
+#[tokio::test]
+async fn a_resident_signs_in_with_their_token_and_sees_their_curve_over_the_boroughs() {
+    let h = crate::support::households().await;
+    let mut browser = DevTools::launch().await;
+    browser
+        .call(
+            "Page.navigate",
+            serde_json::json!({"url": h.app.ext("/me")}),
+        )
+        .await;
+    assert!(
+        browser
+            .until(
+                "document.readyState === 'complete' && !!document.querySelector('input[name=token]')",
+                Duration::from_secs(20)
+            )
+            .await,
+        "the sign-in form"
+    );
+    let token = serde_json::to_string(&h.meters[1].1).unwrap_or_default();
+    browser
+        .eval(&format!(
+            "document.querySelector('input[name=token]').value = {token}; \
+             document.querySelector('form[action=\"/me/login\"]').submit(); true"
+        ))
+        .await;
+    let shown = browser
+        .until(
+            "!!document.getElementById('hourly')",
+            Duration::from_secs(20),
+        )
+        .await;
+    let at = browser
+        .eval("location.href + ' ' + document.body.innerText")
+        .await;
+    assert!(shown, "signed in, the page shows the household: {at}");
+    let html = browser
+        .eval("document.documentElement.outerHTML")
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(html.contains("meter HOME0002"), "{html}");
+    assert!(!html.contains("HOME0001") && !html.contains("HOME0003"));
+    assert_eq!(
+        html.matches("class=\"bar mine\"").count(),
+        10 + 24,
+        "ten days of the household's own use and its 24-hour curve"
+    );
+    assert!(
+        html.contains("class=\"line borough\""),
+        "the borough's curve over it"
+    );
+    assert!(
+        html.contains("class=\"band\""),
+        "the borough's median-to-p90 band"
+    );
+    let cookie = browser.eval("document.cookie").await;
+    assert_eq!(
+        cookie, "",
+        "the session cookie is HttpOnly: no script reads it"
+    );
+    browser.screenshot("me.png").await;
+    browser.close().await;
+    h.app.app.stop(Duration::from_secs(5)).await;
+}

@@ -155,13 +155,13 @@ fn session_id<'a>(headers: &'a HeaderMap, cookie: &str) -> Option<&'a str> {
 }
 
 /// Whether a state-changing request comes from this site's own pages: a browser says where
-/// a request comes from (`Sec-Fetch-Site`, `Origin`); a request that says nothing is not a
-/// browser's cross-site form (curl, scripts with the bearer token) and passes.
+/// a request comes from (`Sec-Fetch-Site`, or in older browsers `Origin`); a request that says
+/// nothing is not a browser's cross-site form (curl, scripts with the bearer token) and
+/// passes. `Sec-Fetch-Site` decides when present: the pages' `Referrer-Policy: no-referrer`
+/// makes a browser send `Origin: null` even for the site's own forms.
 pub fn same_origin(headers: &HeaderMap) -> bool {
-    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
-        && !matches!(site, "same-origin" | "none")
-    {
-        return false;
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return matches!(site, "same-origin" | "none");
     }
     let Some(origin) = headers.get(header::ORIGIN) else {
         return true;
@@ -231,5 +231,16 @@ mod tests {
         assert!(!same_origin(&headers(&[("sec-fetch-site", "cross-site")])));
         assert!(same_origin(&headers(&[("sec-fetch-site", "same-origin")])));
         assert!(!same_origin(&headers(&[("origin", "null"), ("host", "a")])));
+        // What Chromium sends for the site's own form under `Referrer-Policy: no-referrer`.
+        assert!(same_origin(&headers(&[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "null"),
+            ("host", "a")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("sec-fetch-site", "same-site"),
+            ("origin", "http://a"),
+            ("host", "a")
+        ])));
     }
 }
