@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -24,9 +24,12 @@ use iot_common::service::{ListenError, Service};
 use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_meter::{IngestConfig, MeterState};
-use iot_simulator::backfill::Backfill;
+use iot_simulator::backfill::{Backfill, BackfillStatus};
 use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
-use iot_web::{AnalyticsError, AnalyticsPort, QueryAnswer, RecomputeRequest, WebState};
+use iot_web::{
+    AnalyticsError, AnalyticsPort, BackfillView, FleetProgress, QueryAnswer, RecomputeRequest,
+    WebState,
+};
 use tokio_util::sync::CancellationToken;
 
 /// How often the revocation list is read again (a `meters revoke` run by another process).
@@ -104,6 +107,8 @@ struct Parts {
     bus: Arc<dyn Bus>,
     analytics: Arc<Analytics>,
     sql: Arc<SqlEngine>,
+    /// The fleet's backfill status, once a fleet is started.
+    fleet_status: Arc<OnceLock<BackfillStatus>>,
     metrics: Arc<Metrics>,
     /// One revocation list for ingest and the web: a revocation made here takes effect at
     /// once; one made by the `meters revoke` command arrives with the next refresh.
@@ -138,9 +143,21 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
     service.spawn("sink", sink);
     let fleet = config.fleet.clone().filter(|f| f.meters > 0);
     let backfilled = start_fleet(&mut service, &parts, &config.tokens, fleet, ext_addr).await?;
-    let (analytics, log) = (parts.analytics.clone(), parts.log.clone());
+    let (analytics, log, status) = (
+        parts.analytics.clone(),
+        parts.log.clone(),
+        parts.fleet_status.clone(),
+    );
     service.spawn("recompute", async move {
-        recompute(analytics, log, backfilled, config.recompute_every, shutdown).await;
+        let stored = Stored { log, status };
+        recompute(
+            analytics,
+            stored,
+            backfilled,
+            config.recompute_every,
+            shutdown,
+        )
+        .await;
         Ok::<(), std::convert::Infallible>(())
     });
     Ok(RunningApp {
@@ -172,6 +189,7 @@ async fn open(config: &AppConfig) -> Result<Parts, AppError> {
             .map_err(AppError::QueryRuntime)?,
         ),
         metrics: Arc::new(Metrics::new()),
+        fleet_status: Arc::default(),
         regions,
         store,
         log,
@@ -193,7 +211,8 @@ fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router) {
             sql: parts.sql.clone(),
         })),
     )
-    .secure_cookies(config.cookie_secure);
+    .secure_cookies(config.cookie_secure)
+    .with_fleet(Arc::new(InProcessFleet(parts.fleet_status.clone())));
     let meter = MeterState::new(
         parts.bus.clone(),
         parts.auth.clone(),
@@ -237,6 +256,8 @@ async fn start_fleet(
     fleet_config.meter_url = format!("http://{ext_addr}");
     let fleet = Fleet::build(&parts.regions, fleet_config)?;
     fleet.register(parts.store.as_ref()).await?;
+    // Taken once: the web's status page follows this fleet's backfill from now on.
+    let _ = parts.fleet_status.set(fleet.backfill_status());
     tracing::info!(
         meters = fleet.households().len(),
         regions = parts.regions.len(),
@@ -258,28 +279,38 @@ async fn start_fleet(
     Ok(backfilled)
 }
 
+/// What tells that the fleet's backfill is stored: the bus log drained, which the fleet's
+/// status then says.
+struct Stored {
+    log: SqliteLog,
+    status: Arc<OnceLock<BackfillStatus>>,
+}
+
 /// Computes the profiles once the backfill is stored, so the first map is never empty, then
 /// on a schedule.
 async fn recompute(
     analytics: Arc<Analytics>,
-    log: SqliteLog,
+    stored: Stored,
     backfilled: tokio::sync::oneshot::Receiver<Backfill>,
     every: Duration,
     shutdown: CancellationToken,
 ) {
-    tokio::select! {
+    let backfill = tokio::select! {
         () = shutdown.cancelled() => return,
-        _ = backfilled => {}
-    }
+        b = backfilled => b.ok(),
+    };
     // The meter has acknowledged the backfill; wait (bounded) until the sink has stored it.
     for _ in 0..600 {
-        if shutdown.is_cancelled() || log.backlog().await.is_ok_and(|n| n == 0) {
+        if shutdown.is_cancelled() || stored.log.backlog().await.is_ok_and(|n| n == 0) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if shutdown.is_cancelled() {
         return;
+    }
+    if let (Some(b), Some(status)) = (backfill, stored.status.get()) {
+        status.stored(&b);
     }
     if let Err(e) = analytics
         .run_now(Trigger::Startup, RunRequest::default_window())
@@ -288,6 +319,19 @@ async fn recompute(
         tracing::warn!(error = %e, "first recompute did not run");
     }
     analytics.schedule(every, every, shutdown).await;
+}
+
+/// The fleet's backfill for the status page, once the fleet runs in this process.
+struct InProcessFleet(Arc<OnceLock<BackfillStatus>>);
+
+#[async_trait::async_trait]
+impl FleetProgress for InProcessFleet {
+    async fn backfill(&self) -> Option<BackfillView> {
+        let report = self.0.get()?.report();
+        serde_json::to_value(report)
+            .and_then(serde_json::from_value)
+            .ok()
+    }
 }
 
 /// The analyst console's "recompute now" and SQL, served by the in-process job.

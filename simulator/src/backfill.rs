@@ -44,6 +44,9 @@ pub struct BackfillReport {
     /// Meters whose whole backfill is in the store.
     pub meters_stored: usize,
     pub readings_posted: usize,
+    /// Readings the whole backfill holds.
+    pub readings_expected: usize,
+    pub started_at: Option<DateTime<Utc>>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
 }
@@ -59,6 +62,8 @@ impl BackfillStatus {
             meters,
             meters_stored: 0,
             readings_posted: 0,
+            readings_expected: 0,
+            started_at: None,
             from: None,
             to: None,
         })))
@@ -69,6 +74,31 @@ impl BackfillStatus {
             Ok(r) => r.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The fleet starts posting `expected` readings.
+    pub(crate) fn posting(&self, expected: usize) {
+        self.update(|r| {
+            r.readings_expected = expected;
+            r.started_at = Some(Utc::now());
+        });
+    }
+
+    /// Everything the meter acknowledged is in the store (the all-in-one knows it from its
+    /// bus log, with no need to read the readings back).
+    pub fn stored(&self, backfill: &Backfill) {
+        self.update(|r| {
+            r.phase = Phase::Stored;
+            r.meters_stored = r.meters;
+            r.readings_posted = backfill.readings;
+            r.from = Some(backfill.from);
+            r.to = Some(backfill.to);
+        });
+    }
+
+    /// The meter has acknowledged `posted` readings so far.
+    pub(crate) fn posted(&self, posted: usize) {
+        self.update(|r| r.readings_posted = posted);
     }
 
     fn update(&self, f: impl FnOnce(&mut BackfillReport)) {

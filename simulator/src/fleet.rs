@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::backfill::Backfill;
+use crate::backfill::{Backfill, BackfillStatus};
 use crate::household::{Household, draw_household};
 
 const DAY_S: i64 = 86_400;
@@ -85,6 +85,8 @@ pub enum FleetError {
 pub struct Fleet {
     households: Arc<Vec<Household>>,
     config: FleetConfig,
+    /// How far the backfill has come, for `GET /backfill` and the status page.
+    status: BackfillStatus,
 }
 
 impl Fleet {
@@ -103,6 +105,7 @@ impl Fleet {
             households.push(draw_household(&mut rng, id, &region.code, lat, lon));
         }
         Ok(Self {
+            status: BackfillStatus::new(households.len()),
             households: Arc::new(households),
             config,
         })
@@ -110,6 +113,12 @@ impl Fleet {
 
     pub fn households(&self) -> &[Household] {
         &self.households
+    }
+
+    /// The backfill's progress, updated as the fleet posts (and, where the fleet checks the
+    /// store, as the sink stores it).
+    pub fn backfill_status(&self) -> BackfillStatus {
+        self.status.clone()
     }
 
     /// Registers every household's meter with its region, location and attributes.
@@ -156,18 +165,21 @@ impl Fleet {
         let backfill_start = replay_start - i64::from(self.config.backfill_days) * DAY_S;
 
         let days = self.config.backfill_days;
+        let expected = self.households.len() as i64 * (replay_start - backfill_start) / interval;
         tracing::info!(
             meters = self.households.len(),
             days,
-            readings = self.households.len() as i64 * (replay_start - backfill_start) / interval,
+            readings = expected,
             "fleet backfill starting"
         );
+        self.status.posting(usize::try_from(expected).unwrap_or(0));
         let started = std::time::Instant::now();
         let mut posted = 0usize;
         for day in 0..i64::from(days) {
             let from = backfill_start + day * DAY_S;
             let to = (from + DAY_S).min(replay_start);
             posted += self.post_slots(&poster, from, to, &shutdown).await?;
+            self.status.posted(posted);
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             tracing::info!(
                 day = day + 1,

@@ -14,7 +14,7 @@ use iot_common::service::{ListenError, Service};
 use iot_common::store::Store;
 use iot_kafka::{KafkaBus, KafkaConfig};
 
-use crate::backfill::{BackfillStatus, wait_until_stored};
+use crate::backfill::wait_until_stored;
 use crate::{SinkConfig, run_sink};
 
 /// How long a service waits at start-up for a store that is not answering yet.
@@ -114,7 +114,7 @@ pub async fn start_fleet(
     tracing::info!(meters = fleet.households().len(), "fleet registered");
     let metrics = Arc::new(Metrics::new());
     let mut service = Service::new();
-    let status = BackfillStatus::new(fleet.households().len());
+    let status = fleet.backfill_status();
     let meters = fleet
         .households()
         .iter()

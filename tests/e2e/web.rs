@@ -411,3 +411,105 @@ async fn the_status_page_uses_the_stylesheet_and_a_cached_summary() {
     assert!(html.contains("refreshed in the background"), "{html}");
     app.app.stop(Duration::from_secs(5)).await;
 }
+
+/// Progress where people wait: a running recompute on the console (rows of an estimate from
+/// the last run, scaled to its window) and the fleet's backfill on the status page, both
+/// refreshed by the pages' script from JSON answers.
+#[tokio::test]
+async fn the_console_and_the_status_page_show_progress() {
+    let app = crate::support::start_app(Some(iot_simulator::FleetConfig {
+        meters: 33,
+        backfill_days: 2,
+        seed: 5,
+        ..iot_simulator::FleetConfig::default()
+    }))
+    .await;
+    let store = app.app.store.clone();
+    let now = chrono::Utc::now();
+    let window = (now - chrono::Duration::days(28), now);
+    let done = iot_common::Run {
+        status: iot_common::RunStatus::Succeeded,
+        started_at: Some(now - chrono::Duration::hours(2)),
+        finished_at: Some(now - chrono::Duration::hours(2)),
+        window_from: Some(window.0 - chrono::Duration::days(1)),
+        window_to: Some(window.1 - chrono::Duration::days(1)),
+        rows_scanned: 4_000,
+        ..iot_common::Run::queued(
+            "run-earlier".into(),
+            iot_common::domain::Trigger::Api,
+            now - chrono::Duration::hours(2),
+        )
+    };
+    let going = iot_common::Run {
+        status: iot_common::RunStatus::Running,
+        started_at: Some(now - chrono::Duration::seconds(12)),
+        window_from: Some(window.0),
+        window_to: Some(window.1),
+        rows_scanned: 1_000,
+        ..iot_common::Run::queued(
+            "run-going".into(),
+            iot_common::domain::Trigger::Console,
+            now - chrono::Duration::seconds(13),
+        )
+    };
+    for run in [&done, &going] {
+        store.put_run(run).await.unwrap_or_else(|e| panic!("{e}"));
+    }
+    let (status, _, html) = {
+        let res = app
+            .client
+            .get(app.int("/internal/console"))
+            .bearer_auth(ANALYST)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        (res.status(), (), res.text().await.unwrap_or_default())
+    };
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        html.contains("<progress id=\"progress-run-going\""),
+        "{html}"
+    );
+    assert!(html.contains("1000 of ~4000 rows (25 %)"), "{html}");
+    assert!(html.contains("/internal/static/progress.js"));
+    let progress: Value = app
+        .client
+        .get(app.int("/internal/console/progress"))
+        .bearer_auth(ANALYST)
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    assert_eq!(progress["items"][0]["id"], "progress-run-going");
+    assert_eq!(progress["items"][0]["value"], 1_000);
+    assert_eq!(progress["items"][0]["max"], 4_000);
+
+    // The fleet's backfill on the status page, until it is stored.
+    let stored = crate::support::eventually(Duration::from_secs(60), || {
+        let client = app.client.clone();
+        let url = app.ext("/status");
+        async move {
+            let Ok(res) = client
+                .get(&url)
+                .header("accept", "application/json")
+                .send()
+                .await
+            else {
+                return false;
+            };
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            body["items"][0]["done"] == true
+        }
+    })
+    .await;
+    assert!(stored, "the status page says when the backfill is stored");
+    let (_, _, page) = text(&app, app.ext("/status")).await;
+    assert!(page.contains("id=\"backfill\""), "{page}");
+    assert!(
+        page.contains("33 meters&#39; history is stored (3168 readings)"),
+        "{page}"
+    );
+    app.app.stop(Duration::from_secs(5)).await;
+}

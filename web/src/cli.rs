@@ -18,7 +18,7 @@ use iot_common::regions::Regions;
 use iot_common::server::HttpArgs;
 use iot_common::service::{ListenError, Service};
 
-use crate::remote::RemoteAnalytics;
+use crate::remote::{RemoteAnalytics, RemoteFleet};
 use crate::{AnalyticsPort, WebState, external_router, internal_router};
 
 #[derive(Debug, Parser)]
@@ -55,10 +55,14 @@ pub struct Cli {
     /// Token analysts present on the console and internal routes that change state.
     #[arg(long, env = "IOT_ANALYST_TOKEN", hide_env_values = true)]
     pub analyst_token: String,
-    /// The analytics service's internal listener, for "recompute now"; unset: the console
-    /// has no recompute button.
+    /// The analytics service's internal listener, for "recompute now" and SQL; unset: the
+    /// console cannot start runs or ask queries.
     #[arg(long, env = "IOT_ANALYTICS_URL")]
     pub analytics_url: Option<String>,
+    /// The simulated fleet's internal listener, whose backfill the status page follows;
+    /// unset: no fleet on the status page.
+    #[arg(long, env = "IOT_FLEET_URL")]
+    pub fleet_url: Option<String>,
     /// Electricity unit price the estimator uses, pence per kWh.
     #[arg(long, env = "IOT_UNIT_PRICE_PENCE", default_value_t = 24.5)]
     pub unit_price_pence: f64,
@@ -111,6 +115,10 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
         recompute,
     )
     .secure_cookies(cli.cookie_secure);
+    let web = match cli.fleet_url.as_deref().map(str::trim) {
+        Some(url) if !url.is_empty() => web.with_fleet(Arc::new(RemoteFleet::new(url)?)),
+        _ => web,
+    };
     let mut service = Service::with_limits(cli.http.limits());
     let refresh = web.auth.revocations.clone().keep_fresh(
         store.clone(),

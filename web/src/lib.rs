@@ -25,4 +25,7 @@ pub mod trend;
 
 pub use provisioning::{NewMeter, ProvisionError, provision};
 pub use routes::{external_router, internal_router};
-pub use state::{AnalyticsError, AnalyticsPort, QueryAnswer, RecomputeRequest, WebState};
+pub use state::{
+    AnalyticsError, AnalyticsPort, BackfillView, FleetProgress, QueryAnswer, RecomputeRequest,
+    WebState,
+};

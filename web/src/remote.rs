@@ -1,11 +1,14 @@
-//! The analytics job for a web service whose batch job runs elsewhere: "recompute now" and
-//! SQL queries sent to the analytics service's internal API, with the analyst token.
+//! The services a web service talks to when they run elsewhere: the analytics job ("recompute
+//! now" and SQL queries, sent to its internal API with the analyst token) and the simulated
+//! fleet (its backfill's progress, from its internal `GET /backfill`).
 
 use std::time::Duration;
 
 use iot_common::Run;
 
-use crate::state::{AnalyticsError, AnalyticsPort, QueryAnswer, RecomputeRequest};
+use crate::state::{
+    AnalyticsError, AnalyticsPort, BackfillView, FleetProgress, QueryAnswer, RecomputeRequest,
+};
 
 /// A query may run for as long as the analytics service lets it (20 s by default), under the
 /// HTTP request timeout of both services.
@@ -137,5 +140,31 @@ impl AnalyticsPort for RemoteAnalytics {
             body,
             truncated,
         })
+    }
+}
+
+/// The fleet's internal listener, e.g. `http://fleet:9084`.
+pub struct RemoteFleet {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl RemoteFleet {
+    pub fn new(base: &str) -> Result<Self, reqwest::Error> {
+        Ok(Self {
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()?,
+            url: format!("{}/backfill", base.trim_end_matches('/')),
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl FleetProgress for RemoteFleet {
+    /// The report comes with 200 once stored and 503 before: both carry it.
+    async fn backfill(&self) -> Option<BackfillView> {
+        let response = self.client.get(&self.url).send().await.ok()?;
+        response.json().await.ok()
     }
 }

@@ -55,6 +55,27 @@ pub trait AnalyticsPort: Send + Sync {
     async fn query(&self, sql: &str, format: &str) -> Result<QueryAnswer, AnalyticsError>;
 }
 
+/// How far the simulated fleet's backfill has come, as the fleet reports it.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+pub struct BackfillView {
+    /// `posting`, `storing` or `stored`.
+    pub phase: String,
+    pub meters: u64,
+    pub meters_stored: u64,
+    pub readings_posted: u64,
+    #[serde(default)]
+    pub readings_expected: u64,
+    #[serde(default)]
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// The simulated fleet, in process or remote: its backfill's progress (`None`: no fleet, or
+/// it does not answer).
+#[async_trait::async_trait]
+pub trait FleetProgress: Send + Sync {
+    async fn backfill(&self) -> Option<BackfillView>;
+}
+
 #[derive(Clone)]
 pub struct WebState {
     pub store: Arc<dyn Store>,
@@ -67,6 +88,8 @@ pub struct WebState {
     /// Electricity unit price for the estimator, pence per kWh.
     pub unit_price_pence: f64,
     pub analytics: Option<Arc<dyn AnalyticsPort>>,
+    /// The fleet whose backfill the status page follows, when there is one.
+    pub fleet: Option<Arc<dyn FleetProgress>>,
     pub profiles: Arc<ProfileCache>,
     pub summary: Arc<SummaryCache>,
     /// Signed-in analysts' console sessions.
@@ -92,11 +115,18 @@ impl WebState {
             operator_token,
             unit_price_pence,
             analytics,
+            fleet: None,
             profiles: Arc::default(),
             summary: Arc::default(),
             sessions: Arc::new(Sessions::new(false)),
             residents: Arc::new(Sessions::for_cookie(RESIDENT_COOKIE, "/me", false)),
         }
+    }
+
+    /// Follows `fleet`'s backfill on the status page.
+    pub fn with_fleet(mut self, fleet: Arc<dyn FleetProgress>) -> Self {
+        self.fleet = Some(fleet);
+        self
     }
 
     /// Marks the console cookie `Secure` (for a deployment behind TLS).

@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 const APP_CSS: &str = include_str!("../../static/app.css");
 const MAP_JS: &str = include_str!("../../static/map.js");
 const OPENAPI: &str = include_str!("../../static/openapi.json");
+const PROGRESS_JS: &str = include_str!("../../static/progress.js");
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
     (
@@ -25,6 +26,10 @@ pub async fn css() -> Response {
 
 pub async fn map_js() -> Response {
     static_file("text/javascript; charset=utf-8", MAP_JS)
+}
+
+pub async fn progress_js() -> Response {
+    static_file("text/javascript; charset=utf-8", PROGRESS_JS)
 }
 
 pub async fn openapi() -> Response {

@@ -21,6 +21,10 @@ use crate::sessions::same_origin;
 use crate::state::{AnalyticsError, RecomputeRequest, WebState};
 
 struct RunRow {
+    /// Running or queued: the page shows its progress.
+    going: bool,
+    /// "N of ~M rows, T s" while it runs.
+    progress_text: String,
     id: String,
     trigger: String,
     status: String,
@@ -40,6 +44,8 @@ struct ConsolePage {
     message: Option<String>,
     latest_error: Option<String>,
     runs: Vec<RunRow>,
+    /// A run is going: the page follows its progress.
+    going: bool,
     /// The recompute form as sent, so a refused window can be corrected.
     form: RecomputeForm,
 }
@@ -75,6 +81,7 @@ fn sign_in_page(status: StatusCode, message: &str) -> Response {
         message: Some(message.into()),
         latest_error: None,
         runs: Vec::new(),
+        going: false,
         form: RecomputeForm::default(),
     };
     respond::page_with(status, &page).unwrap_or_else(IntoResponse::into_response)
@@ -99,20 +106,106 @@ async fn console(
 ) -> Result<Response, ApiError> {
     let runs = s.store.runs(50).await?;
     let latest_error = runs.first().and_then(|r| r.error.clone());
+    let rows = runs
+        .iter()
+        .map(|r| {
+            let mut row = run_row(r.clone());
+            if row.going {
+                row.progress_text = progress_of(r, &runs).text;
+            }
+            row
+        })
+        .collect();
     respond::page_with(
         status,
         &ConsolePage {
             authorized: true,
             message,
             latest_error,
-            runs: runs.into_iter().map(run_row).collect(),
+            going: runs.iter().any(is_going),
+            runs: rows,
             form,
         },
     )
 }
 
+fn is_going(r: &Run) -> bool {
+    matches!(
+        r.status,
+        iot_common::RunStatus::Running | iot_common::RunStatus::Queued
+    )
+}
+
+/// How far a run has come: rows scanned of an estimate (the last succeeded run's rows,
+/// scaled to this run's window), and time since it started.
+struct Progress {
+    value: u64,
+    max: Option<u64>,
+    text: String,
+}
+
+fn progress_of(run: &Run, runs: &[Run]) -> Progress {
+    let span = |r: &Run| match (r.window_from, r.window_to) {
+        (Some(a), Some(b)) => (b - a).num_seconds().max(1) as f64,
+        _ => 0.0,
+    };
+    let estimate = runs
+        .iter()
+        .find(|r| r.status == iot_common::RunStatus::Succeeded && r.rows_scanned > 0)
+        .filter(|r| span(r) > 0.0 && span(run) > 0.0)
+        .map(|r| (r.rows_scanned as f64 * span(run) / span(r)).round() as u64);
+    let elapsed = run
+        .started_at
+        .map(|t| (chrono::Utc::now() - t).num_seconds().max(0));
+    let mut text = match estimate {
+        Some(e) => format!(
+            "{} of ~{} rows ({:.0} %)",
+            run.rows_scanned,
+            e,
+            (run.rows_scanned as f64 / e.max(1) as f64 * 100.0).min(100.0)
+        ),
+        None => format!("{} rows", run.rows_scanned),
+    };
+    match elapsed {
+        Some(s) => text.push_str(&format!(", {s} s")),
+        None => text.push_str(", queued"),
+    }
+    Progress {
+        value: run.rows_scanned,
+        max: estimate,
+        text,
+    }
+}
+
+/// `GET /internal/console/progress`: the runs going now, for the console's progress bars.
+pub async fn progress(State(s): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if !authorized(&s, &headers) {
+        return Err(ApiError::new(ErrorCode::Unauthorized, "sign in first"));
+    }
+    let runs = s.store.runs(50).await?;
+    let items: Vec<serde_json::Value> = runs
+        .iter()
+        .filter(|r| is_going(r))
+        .map(|r| {
+            let p = progress_of(r, &runs);
+            serde_json::json!({
+                "id": format!("progress-{}", r.run_id),
+                "run_id": r.run_id,
+                "status": r.status,
+                "value": p.value,
+                "max": p.max,
+                "text": p.text,
+                "done": false,
+            })
+        })
+        .collect();
+    Ok(axum::Json(serde_json::json!({ "items": items })).into_response())
+}
+
 fn run_row(r: Run) -> RunRow {
     RunRow {
+        going: is_going(&r),
+        progress_text: String::new(),
         duration: match (r.started_at, r.finished_at) {
             (Some(a), Some(b)) => format!("{:.3} s", (b - a).num_milliseconds() as f64 / 1000.0),
             _ => "–".into(),

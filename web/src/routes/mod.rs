@@ -55,6 +55,7 @@ pub fn external_router(state: WebState) -> Router {
             .route("/me/logout", post(me::logout))
             .route("/static/app.css", get(assets::css))
             .route("/static/map.js", get(assets::map_js))
+            .route("/static/progress.js", get(assets::progress_js))
             .route("/api/v1/openapi.json", get(assets::openapi))
             .route("/api/v1/regions", get(regions_api::regions_geojson))
             .route("/api/v1/regions/{code}", get(regions_api::region_profile))
@@ -89,6 +90,8 @@ pub fn internal_router(state: WebState) -> Router {
                 get(console::query_page).post(console::query),
             )
             .route("/internal/static/app.css", get(assets::css))
+            .route("/internal/static/progress.js", get(assets::progress_js))
+            .route("/internal/console/progress", get(console::progress))
             .with_state(state),
     )
 }

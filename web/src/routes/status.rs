@@ -1,16 +1,18 @@
 //! `GET /status`: what the store holds (meters per region, readings, the latest one), from
-//! the cached summary.
+//! the cached summary, and the simulated fleet's backfill while it runs (its progress bar
+//! follows `Accept: application/json` answers of the same route without a reload).
 
 use askama::Template;
 use axum::extract::State;
-use axum::response::Response;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use iot_common::problem::ApiError;
 use iot_common::regions::Regions;
 use iot_common::store::StoreSummary;
 
 use crate::respond;
-use crate::state::WebState;
+use crate::state::{BackfillView, WebState};
 
 #[derive(Template)]
 #[template(path = "status.html")]
@@ -22,6 +24,57 @@ struct StatusPage<'a> {
     rows: Vec<RegionRow>,
     unplaced: u64,
     attribution: &'a str,
+    backfill: Option<BackfillLine>,
+}
+
+/// The fleet's backfill as the page prints it.
+struct BackfillLine {
+    /// Still going: the page follows it.
+    going: bool,
+    value: u64,
+    max: u64,
+    text: String,
+}
+
+fn backfill_line(b: &BackfillView) -> BackfillLine {
+    let elapsed = b.started_at.map(|t| (Utc::now() - t).num_seconds().max(0));
+    let text = match b.phase.as_str() {
+        "stored" => format!(
+            "the fleet's {} meters' history is stored ({} readings)",
+            b.meters, b.readings_posted
+        ),
+        "storing" => format!(
+            "{} readings posted; {} of {} meters' history stored so far",
+            b.readings_posted, b.meters_stored, b.meters
+        ),
+        _ => format!(
+            "posting the fleet's history: {} of {} readings ({:.0} %){}",
+            b.readings_posted,
+            b.readings_expected,
+            b.readings_posted as f64 / b.readings_expected.max(1) as f64 * 100.0,
+            elapsed.map_or_else(String::new, |s| format!(", {s} s"))
+        ),
+    };
+    let (value, max) = match b.phase.as_str() {
+        "storing" => (b.meters_stored, b.meters),
+        _ => (
+            b.readings_posted,
+            b.readings_expected.max(b.readings_posted),
+        ),
+    };
+    BackfillLine {
+        going: b.phase != "stored",
+        value,
+        max,
+        text,
+    }
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.starts_with("application/json"))
 }
 
 struct RegionRow {
@@ -30,7 +83,23 @@ struct RegionRow {
     meters: u64,
 }
 
-pub async fn status(State(s): State<WebState>) -> Result<Response, ApiError> {
+pub async fn status(State(s): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let backfill = match &s.fleet {
+        Some(fleet) => fleet.backfill().await.map(|b| backfill_line(&b)),
+        None => None,
+    };
+    if wants_json(&headers) {
+        let items: Vec<serde_json::Value> = backfill
+            .iter()
+            .map(|b| {
+                serde_json::json!({
+                    "id": "backfill", "value": b.value, "max": b.max,
+                    "text": b.text, "done": !b.going,
+                })
+            })
+            .collect();
+        return Ok(axum::Json(serde_json::json!({ "items": items })).into_response());
+    }
     let (taken, summary) = s.summary.get(&s.store).await?;
     let age = chrono::Duration::from_std(taken.elapsed()).unwrap_or_default();
     respond::page(&StatusPage {
@@ -46,6 +115,7 @@ pub async fn status(State(s): State<WebState>) -> Result<Response, ApiError> {
             .regions
             .attribution()
             .unwrap_or("not stated in the region file"),
+        backfill,
     })
 }
 
