@@ -18,8 +18,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::job::{Analytics, JobError, RunRequest};
-use crate::output::{AnswerFormat, OutputError, answer_bytes};
+use crate::output::OutputError;
 use crate::sql::{SqlEngine, SqlError};
+use crate::sql_output::{AnswerFormat, answer_bytes};
 
 #[derive(Clone)]
 pub struct RunsState {

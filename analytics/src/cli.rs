@@ -22,10 +22,11 @@ use crate::api::{RunsState, runs_router};
 use crate::first_run::FirstRun;
 use crate::job::{Analytics, JobConfig, RunRequest, window};
 use crate::local_time::LocalClock;
-use crate::output::{AnswerFormat, answer_bytes, parquet_writer, write_profiles};
+use crate::output::{parquet_writer, write_profiles};
 use crate::schema::{readings_schema, rows_to_batch};
 use crate::source::{aggregate, register_parquet, session};
 use crate::sql::{SqlArgs, SqlEngine, SqlError, SqlLimits, SqlSource};
+use crate::sql_output::{AnswerFormat, answer_bytes};
 
 #[derive(Debug, Parser)]
 #[command(

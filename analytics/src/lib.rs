@@ -16,6 +16,7 @@ pub mod output;
 pub mod schema;
 pub mod source;
 pub mod sql;
+pub mod sql_output;
 pub mod sql_tables;
 
 pub use job::{Analytics, JobConfig, JobError};

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use iot_analytics::local_time::LocalClock;
-use iot_analytics::output::{AnswerFormat, answer_bytes, answer_json};
 use iot_analytics::source::{aggregate, register_store, session};
 use iot_analytics::sql::{SqlEngine, SqlError, SqlLimits, SqlSource};
+use iot_analytics::sql_output::{AnswerFormat, answer_bytes, answer_json};
 use iot_common::ProfileFigures;
 use iot_common::domain::{Meter, MeterId, Reading, RegionCode};
 use iot_common::store::Store;

@@ -1,0 +1,152 @@
+//! A SQL answer as the analyst asked for it: a JSON table (columns, rows, whether it was cut)
+//! for the console and the API, or CSV or Parquet for the analyst's own tools.
+
+use std::path::Path;
+
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::WriterProperties;
+
+use crate::output::OutputError;
+use crate::sql::SqlAnswer;
+
+/// How a SQL answer is sent: a JSON table, or a file for the analyst's own tools.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AnswerFormat {
+    #[default]
+    Json,
+    Csv,
+    Parquet,
+}
+
+impl AnswerFormat {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            AnswerFormat::Json => "application/json",
+            AnswerFormat::Csv => "text/csv; charset=utf-8",
+            AnswerFormat::Parquet => "application/vnd.apache.parquet",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            AnswerFormat::Json => "json",
+            AnswerFormat::Csv => "csv",
+            AnswerFormat::Parquet => "parquet",
+        }
+    }
+
+    /// `json`, `csv` or `parquet`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "json" => Some(AnswerFormat::Json),
+            "csv" => Some(AnswerFormat::Csv),
+            "parquet" => Some(AnswerFormat::Parquet),
+            _ => None,
+        }
+    }
+
+    /// The format a file name asks for.
+    pub fn of_path(path: &Path) -> Result<Self, OutputError> {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("csv") => Ok(AnswerFormat::Csv),
+            Some("parquet") => Ok(AnswerFormat::Parquet),
+            Some("json") => Ok(AnswerFormat::Json),
+            _ => Err(OutputError::Format(path.display().to_string())),
+        }
+    }
+}
+
+/// The answer as `{"columns": [{"name", "type"}], "rows": [[…]], "row_count", "truncated",
+/// "row_limit", "elapsed_ms"}`: rows as arrays in column order, timestamps as RFC 3339.
+pub fn answer_json(answer: &SqlAnswer) -> Result<serde_json::Value, OutputError> {
+    use datafusion::arrow::json::{WriterBuilder, writer::JsonArray};
+    let mut buf = Vec::new();
+    {
+        let mut w = WriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, JsonArray>(&mut buf);
+        for b in &answer.batches {
+            w.write(b)?;
+        }
+        w.finish()?;
+    }
+    let names: Vec<&str> = answer
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect();
+    let objects: Vec<serde_json::Map<String, serde_json::Value>> = if buf.is_empty() {
+        Vec::new()
+    } else {
+        serde_json::from_slice(&buf).map_err(|e| OutputError::Json(e.to_string()))?
+    };
+    let rows: Vec<serde_json::Value> = objects
+        .into_iter()
+        .map(|mut o| {
+            serde_json::Value::Array(
+                names
+                    .iter()
+                    .map(|n| o.remove(*n).unwrap_or(serde_json::Value::Null))
+                    .collect(),
+            )
+        })
+        .collect();
+    let columns: Vec<serde_json::Value> = answer
+        .schema
+        .fields()
+        .iter()
+        .map(|f| serde_json::json!({ "name": f.name(), "type": f.data_type().to_string() }))
+        .collect();
+    Ok(serde_json::json!({
+        "columns": columns,
+        "rows": rows,
+        "row_count": answer.rows,
+        "truncated": answer.truncated,
+        "row_limit": answer.row_limit,
+        "elapsed_ms": answer.elapsed.as_millis() as u64,
+    }))
+}
+
+/// The answer's rows encoded as `format`.
+pub fn answer_bytes(answer: &SqlAnswer, format: AnswerFormat) -> Result<Vec<u8>, OutputError> {
+    let mut buf = Vec::new();
+    match format {
+        AnswerFormat::Json => {
+            buf = serde_json::to_vec(&answer_json(answer)?)
+                .map_err(|e| OutputError::Json(e.to_string()))?;
+        }
+        AnswerFormat::Csv => {
+            let mut w = datafusion::arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(&mut buf);
+            for b in &answer.batches {
+                w.write(b)?;
+            }
+            if answer.batches.is_empty() {
+                // The header alone, so an empty answer still says its columns.
+                let names: Vec<&str> = answer
+                    .schema
+                    .fields()
+                    .iter()
+                    .map(|f| f.name().as_str())
+                    .collect();
+                drop(w);
+                buf = format!("{}\n", names.join(",")).into_bytes();
+            }
+        }
+        AnswerFormat::Parquet => {
+            let props = WriterProperties::builder()
+                .set_compression(Compression::ZSTD(ZstdLevel::default()))
+                .build();
+            let mut w = ArrowWriter::try_new(&mut buf, answer.schema.clone(), Some(props))?;
+            for b in &answer.batches {
+                w.write(b)?;
+            }
+            w.close()?;
+        }
+    }
+    Ok(buf)
+}
