@@ -58,6 +58,15 @@ impl AnswerFormat {
     }
 }
 
+fn column_names(answer: &SqlAnswer) -> Vec<&str> {
+    answer
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name().as_str())
+        .collect()
+}
+
 /// The answer as `{"columns": [{"name", "type"}], "rows": [[…]], "row_count", "truncated",
 /// "row_limit", "elapsed_ms"}`: rows as arrays in column order, timestamps as RFC 3339.
 pub fn answer_json(answer: &SqlAnswer) -> Result<serde_json::Value, OutputError> {
@@ -72,12 +81,7 @@ pub fn answer_json(answer: &SqlAnswer) -> Result<serde_json::Value, OutputError>
         }
         w.finish()?;
     }
-    let names: Vec<&str> = answer
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.name().as_str())
-        .collect();
+    let names = column_names(answer);
     let objects: Vec<serde_json::Map<String, serde_json::Value>> = if buf.is_empty() {
         Vec::new()
     } else {
@@ -127,12 +131,7 @@ pub fn answer_bytes(answer: &SqlAnswer, format: AnswerFormat) -> Result<Vec<u8>,
             }
             if answer.batches.is_empty() {
                 // The header alone, so an empty answer still says its columns.
-                let names: Vec<&str> = answer
-                    .schema
-                    .fields()
-                    .iter()
-                    .map(|f| f.name().as_str())
-                    .collect();
+                let names = column_names(answer);
                 drop(w);
                 buf = format!("{}\n", names.join(",")).into_bytes();
             }

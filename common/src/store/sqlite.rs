@@ -118,6 +118,18 @@ fn run_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
 const RUN_COLUMNS: &str = "run_id, status, trigger, created_ms, started_ms, finished_ms, \
      window_from, window_to, rows_scanned, regions_written, error, published";
 
+/// Each profile with its JSON, as both profile tables keep it.
+fn with_json(profiles: &[RegionProfile]) -> Result<Vec<(RegionProfile, String)>, StoreError> {
+    profiles
+        .iter()
+        .map(|p| {
+            serde_json::to_string(p)
+                .map(|json| (p.clone(), json))
+                .map_err(|e| StoreError::Corrupt(e.into()))
+        })
+        .collect()
+}
+
 fn profiles_from_json(
     rows: impl Iterator<Item = rusqlite::Result<String>>,
 ) -> Result<Vec<RegionProfile>, StoreError> {
@@ -325,11 +337,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError> {
-        let mut rows = Vec::with_capacity(profiles.len());
-        for p in profiles {
-            let json = serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.into()))?;
-            rows.push((p.clone(), json));
-        }
+        let rows = with_json(profiles)?;
         self.write(move |c| {
             let tx = c.transaction()?;
             {
@@ -365,11 +373,7 @@ impl Store for SqliteStore {
     }
 
     async fn put_run_profiles(&self, profiles: &[RegionProfile]) -> Result<(), StoreError> {
-        let mut rows = Vec::with_capacity(profiles.len());
-        for p in profiles {
-            let json = serde_json::to_string(p).map_err(|e| StoreError::Corrupt(e.into()))?;
-            rows.push((p.clone(), json));
-        }
+        let rows = with_json(profiles)?;
         let expired = epoch(Utc::now() - super::HISTORY_RETENTION);
         self.write(move |c| {
             let tx = c.transaction()?;

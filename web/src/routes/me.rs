@@ -26,7 +26,7 @@ use crate::present::{day, kwh};
 use crate::respond;
 use crate::sessions::same_origin;
 use crate::state::WebState;
-use crate::svg::{Bar, Tick, at};
+use crate::svg::{Bar, Tick, at, hour_ticks};
 
 /// Days the page covers: whole local days before today, as the default profile window.
 const DAYS: u64 = 28;
@@ -385,25 +385,12 @@ fn hourly_chart(t: &Tally, f: Option<&ProfileFigures>) -> HourlyChart {
             .collect::<Vec<_>>()
             .join(" ")
     });
-    let mut ticks: Vec<Tick> = (0..24)
-        .step_by(3)
-        .map(|h| Tick {
-            x: at(LEFT + (h as f64 + 0.5) * slot),
-            y: format!("{}", HEIGHT as u32 - 5),
-            label: format!("{h:02}:00"),
-        })
-        .collect();
-    ticks.push(Tick {
-        x: "14".into(),
-        y: "20".into(),
-        label: format!("{top:.2}"),
-    });
     HourlyChart {
         width: WIDTH as u32,
         height: HEIGHT as u32,
         bars,
         line,
-        ticks,
+        ticks: hour_ticks(LEFT, slot, HEIGHT as u32, top),
     }
 }
 

@@ -11,7 +11,7 @@ use crate::geometry::Shape;
 use crate::present::{kwh, when, window_text};
 use crate::respond;
 use crate::state::WebState;
-use crate::svg::{Bar, Tick};
+use crate::svg::{Bar, Tick, hour_ticks};
 use crate::trend::{Trend, trend};
 
 struct ProfileView {
@@ -178,24 +178,6 @@ fn load_curve(f: &ProfileFigures) -> Chart {
         width,
         height,
         bars,
-        ticks: ticks(left, slot, height, top),
+        ticks: hour_ticks(left, slot, height, top),
     }
-}
-
-/// Every third hour along the bottom, and the top of the scale at the left.
-fn ticks(left: f64, slot: f64, height: u32, top: f64) -> Vec<Tick> {
-    let mut ticks: Vec<Tick> = (0..24)
-        .step_by(3)
-        .map(|h| Tick {
-            x: format!("{:.1}", left + (h as f64 + 0.5) * slot),
-            y: format!("{}", height - 5),
-            label: format!("{h:02}:00"),
-        })
-        .collect();
-    ticks.push(Tick {
-        x: "14".into(),
-        y: "20".into(),
-        label: format!("{top:.2}"),
-    });
-    ticks
 }
