@@ -2,7 +2,8 @@
 """Compare two query answers as CSV, row by row: the same columns' count, the same rows in the
 same order, numbers to 1e-9 relative (summation order differs between engines), text equal.
 
-Usage: compare_answers.py A.csv B.csv. Exits 1 on any difference. Standard library only.
+Usage: compare_answers.py A.csv B.csv [--rel 1e-9]. Exits 1 on any difference. Standard
+library only.
 """
 import csv, math, sys
 
@@ -10,12 +11,14 @@ def rows(path):
     with open(path, newline="") as f:
         return list(csv.reader(f))
 
+rel = float(sys.argv[sys.argv.index("--rel") + 1]) if "--rel" in sys.argv else 1e-9
+
 def same(a, b):
     try:
         x, y = float(a), float(b)
     except ValueError:
         return a == b
-    return math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12)
+    return math.isclose(x, y, rel_tol=rel, abs_tol=1e-12)
 
 a, b = rows(sys.argv[1]), rows(sys.argv[2])
 if len(a) != len(b) or len(a[0]) != len(b[0]):
@@ -26,4 +29,4 @@ if bad:
     for i, x, y in bad[:5]:
         print(f"row {i}: {x} != {y}")
     sys.exit(1)
-print(f"answers agree: {len(a) - 1} rows × {len(a[0])} columns")
+print(f"answers agree: {len(a) - 1} rows × {len(a[0])} columns, to {rel:g} relative")

@@ -10,7 +10,8 @@ requests=${REQUESTS:-20000}
 concurrency=${CONCURRENCY:-200}
 meters=${METERS:-300}
 data=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
+pid=
+trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; rm -rf "$data"' EXIT
 
 command -v ab >/dev/null || { apt-get update -q && apt-get install -y -q apache2-utils; }
 cargo build --release -q -p iot-demo --bin iot-demo
