@@ -3,7 +3,8 @@
 # first profiles, then has ApacheBench fetch `/` with 200 clients at once and prints the
 # page's size and the latency percentiles. Also the region page with its trend, and `/me`.
 #
-#   bench/web.sh                        (REQUESTS=20000 CONCURRENCY=200 METERS=300 knobs)
+#   bench/web.sh                        (REQUESTS=20000 CONCURRENCY=200 METERS=300 knobs;
+#                                        BIN=path/to/iot-demo skips the build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${REQUESTS:-20000}
@@ -14,8 +15,12 @@ pid=
 trap '[ -n "$pid" ] && { kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; }; rm -rf "$data"' EXIT
 
 command -v ab >/dev/null || { apt-get update -q && apt-get install -y -q apache2-utils; }
-cargo build --release -q -p iot-demo --bin iot-demo
-target/release/iot-demo --data-dir "$data" --meters "$meters" --backfill-days 7 \
+bin=${BIN:-}
+if [ -z "$bin" ]; then
+  cargo build --release -q -p iot-demo --bin iot-demo
+  bin=target/release/iot-demo
+fi
+"$bin" --data-dir "$data" --meters "$meters" --backfill-days 7 \
   --external-addr 127.0.0.1:18480 --internal-addr 127.0.0.1:19480 >"$data/log" 2>&1 &
 pid=$!
 for _ in $(seq 1 600); do

@@ -134,13 +134,23 @@ pub struct Analytics {
 }
 
 /// Releases the single-flight slot however a run ends.
-struct SingleFlightGuard(Arc<Mutex<Option<String>>>);
+struct SingleFlightGuard {
+    slot: Arc<Mutex<Option<String>>>,
+    run_id: String,
+}
 
 impl Drop for SingleFlightGuard {
     fn drop(&mut self) {
-        if let Ok(mut c) = self.0.lock() {
-            *c = None;
-        }
+        free_slot(&self.slot, &self.run_id);
+    }
+}
+
+/// Frees the slot if `run_id` still holds it (a later run may hold it by then).
+fn free_slot(slot: &Mutex<Option<String>>, run_id: &str) {
+    if let Ok(mut c) = slot.lock()
+        && c.as_deref() == Some(run_id)
+    {
+        *c = None;
     }
 }
 
@@ -229,7 +239,10 @@ impl Analytics {
             }
             *current = Some(run_id.clone());
         }
-        let slot = SingleFlightGuard(self.current.clone());
+        let slot = SingleFlightGuard {
+            slot: self.current.clone(),
+            run_id: run_id.clone(),
+        };
         // Across replicas: the store's lease. Refused, the local slot is freed on return.
         if let Some(holder) = self
             .store
@@ -323,9 +336,10 @@ impl Analytics {
                 tracing::error!(run = %run.run_id, error = %e, "run failed; previous profiles kept");
             }
         }
-        let recorded = self.store.put_run(&run).await;
+        // Free before the final record: whoever sees the run finished may start the next.
+        free_slot(&self.current, &run.run_id);
         self.release(&run.run_id).await;
-        recorded?;
+        self.store.put_run(&run).await?;
         Ok(run)
     }
 
