@@ -242,10 +242,6 @@ impl SqlEngine {
         })
     }
 
-    pub fn limits(&self) -> &SqlLimits {
-        &self.planner.limits
-    }
-
     /// Runs one read-only query under the limits.
     pub async fn run(&self, sql: &str) -> Result<SqlAnswer, SqlError> {
         check_read_only(sql)?;
@@ -307,11 +303,20 @@ impl Planner {
         Ok(SessionContext::new_with_config_rt(config, runtime))
     }
 
-    async fn register(&self, ctx: &SessionContext) -> Result<(), DataFusionError> {
+    async fn register(&self, ctx: &SessionContext, sql: &str) -> Result<(), DataFusionError> {
         match &self.source {
             SqlSource::Store(store) => {
+                let state = ctx.state();
+                let statement =
+                    state.sql_to_statement(sql, &state.config().options().sql_parser.dialect)?;
+                let named = state.resolve_table_references(&statement)?;
+                // A look at information_schema lists every table: register them all then.
+                let all = named
+                    .iter()
+                    .any(|t| t.schema() == Some("information_schema"));
+                let wanted = |table: &str| all || named.iter().any(|t| t.table() == table);
                 // Store reads wait on the network more than on the CPU.
-                register_store_tables(ctx, store.clone(), self.threads * 4).await
+                register_store_tables(ctx, store.clone(), self.threads * 4, wanted).await
             }
             SqlSource::Parquet(path) => {
                 let path = path.to_str().ok_or_else(|| {
@@ -334,7 +339,7 @@ impl Planner {
         sql: &str,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, usize, bool), DataFusionError> {
         let ctx = self.session()?;
-        self.register(&ctx).await?;
+        self.register(&ctx, sql).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)

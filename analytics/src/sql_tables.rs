@@ -431,19 +431,28 @@ fn mem_table(batch: RecordBatch) -> Result<Arc<MemTable>, DataFusionError> {
     )?))
 }
 
-/// Registers `readings`, `meters`, `profiles` and `runs` from the store.
+/// Registers `readings` and, of `meters`, `profiles` and `runs` (read whole from the store),
+/// those `wanted` says the query names: every meter is a full read on Cassandra, not paid by
+/// a query that never looks at them.
 pub async fn register_store_tables(
     ctx: &SessionContext,
     store: Arc<dyn Store>,
     partitions: usize,
+    wanted: impl Fn(&str) -> bool,
 ) -> Result<(), DataFusionError> {
     let external = |e: iot_common::store::StoreError| DataFusionError::External(Box::new(e));
-    let (meters, profiles, runs) =
-        futures::try_join!(store.meters(), store.profiles(), store.runs(RUNS_TABLE))
-            .map_err(external)?;
-    ctx.register_table("meters", mem_table(meters_batch(&meters)?)?)?;
-    ctx.register_table("profiles", mem_table(profiles_batch(&profiles)?)?)?;
-    ctx.register_table("runs", mem_table(runs_batch(&runs)?)?)?;
+    if wanted("meters") {
+        let meters = store.meters().await.map_err(external)?;
+        ctx.register_table("meters", mem_table(meters_batch(&meters)?)?)?;
+    }
+    if wanted("profiles") {
+        let profiles = store.profiles().await.map_err(external)?;
+        ctx.register_table("profiles", mem_table(profiles_batch(&profiles)?)?)?;
+    }
+    if wanted("runs") {
+        let runs = store.runs(RUNS_TABLE).await.map_err(external)?;
+        ctx.register_table("runs", mem_table(runs_batch(&runs)?)?)?;
+    }
     ctx.register_table("readings", Arc::new(ReadingsTable::new(store, partitions)))?;
     Ok(())
 }
