@@ -29,6 +29,11 @@ pub struct Cli {
     /// Change nothing: exit with an error unless every migration is applied and unchanged.
     #[arg(long)]
     pub check: bool,
+    /// After migrating, copy the readings of the tables before migration 6
+    /// (`readings_by_meter`, `meter_days`) into the current ones. Safe to repeat, and to run
+    /// while the sink runs.
+    #[arg(long, conflicts_with = "check")]
+    pub copy_legacy_readings: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +46,8 @@ pub enum CliError {
     Migrate(#[from] MigrateError),
     #[error(transparent)]
     Embedded(#[from] SelectError),
+    #[error("copying the legacy readings failed (run it again: it is safe to repeat): {0}")]
+    Copy(#[from] iot_common::store::StoreError),
     #[error("--check compares a Cassandra keyspace with the migrations: name the nodes")]
     CheckNeedsNodes,
 }
@@ -76,6 +83,7 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         files,
         &config.keyspace,
         &replication,
+        config.region_shards,
         Duration::from_secs(cli.lock_wait_s),
     )
     .await?;
@@ -88,5 +96,10 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
         report.applied.len(),
         report.already
     );
+    if cli.copy_legacy_readings {
+        let store = crate::store::CassandraStore::connect(&config).await?;
+        let copied = store.copy_legacy_readings().await?;
+        println!("copied {copied} readings from readings_by_meter into the tables of migration 6");
+    }
     Ok(())
 }

@@ -1,22 +1,30 @@
 //! One connection to the cluster as every part of this crate uses it: token-aware load
 //! balancing, the configured consistency, a cap on requests in flight, and retries with
-//! backoff for the failures that pass (timeouts, too few replicas, overload).
+//! backoff for the failures that pass (timeouts, too few replicas, overload). LZ4 on the
+//! wire; write timestamps from a monotonic generator in this process, so "the later write
+//! wins" holds whichever coordinator takes each write and whatever its clock says; password
+//! authentication and TLS when configured.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::execution_profile::{ExecutionProfile, ExecutionProfileHandle};
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
 use scylla::deserialize::row::DeserializeRow;
 use scylla::errors::{DbError, ExecutionError, NewSessionError, RequestAttemptError};
-use scylla::frame::types::SerialConsistency;
-use scylla::policies::load_balancing::DefaultPolicy;
+use scylla::frame::Compression;
+use scylla::frame::types::{Consistency, SerialConsistency};
+use scylla::policies::load_balancing::{
+    DefaultPolicy, NodeIdentifier, SingleTargetLoadBalancingPolicy,
+};
 use scylla::policies::retry::DefaultRetryPolicy;
+use scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
 use scylla::response::query_result::QueryResult;
 use scylla::serialize::row::SerializeRow;
 use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::unprepared::Statement;
 use tokio::sync::Semaphore;
 
 use crate::config::CassandraConfig;
@@ -36,11 +44,58 @@ pub enum ClientError {
     Decode(String),
     #[error("the cluster did not agree on the schema: {0}")]
     Agreement(String),
+    #[error("cannot set up TLS with the CA in {path}: {reason}")]
+    Tls { path: String, reason: String },
+}
+
+impl ClientError {
+    /// A failure that another attempt will not cure: the cluster refused the request itself
+    /// (no permission, bad credentials, a request it calls invalid).
+    pub fn is_permanent(&self) -> bool {
+        let db = match self {
+            ClientError::Execution(e) => match e.as_ref() {
+                ExecutionError::LastAttemptError(RequestAttemptError::DbError(db, _)) => db,
+                _ => return false,
+            },
+            ClientError::Tls { .. } => return true,
+            _ => return false,
+        };
+        matches!(
+            db,
+            DbError::Unauthorized
+                | DbError::AuthenticationError
+                | DbError::Invalid
+                | DbError::SyntaxError
+                | DbError::ConfigError
+        )
+    }
+
+    /// A failure that passes: a timeout, too few replicas, a node starting or unreachable.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Execution(e) => is_transient(e),
+            ClientError::Connect { .. } | ClientError::Agreement(_) => true,
+            _ => false,
+        }
+    }
 }
 
 impl From<ExecutionError> for ClientError {
     fn from(e: ExecutionError) -> Self {
         ClientError::Execution(Box::new(e))
+    }
+}
+
+impl From<scylla::errors::PrepareError> for ClientError {
+    fn from(e: scylla::errors::PrepareError) -> Self {
+        use scylla::errors::PrepareError as P;
+        match e {
+            P::ConnectionPoolError(e) => ExecutionError::ConnectionPoolError(e).into(),
+            P::AllAttemptsFailed { first_attempt } => {
+                ExecutionError::LastAttemptError(first_attempt).into()
+            }
+            other => ClientError::Agreement(other.to_string()),
+        }
     }
 }
 
@@ -54,8 +109,40 @@ impl From<scylla::errors::PagerExecutionError> for ClientError {
 #[derive(Clone)]
 pub struct Client {
     pub session: Arc<Session>,
+    /// The batch job's scans: LOCAL_ONE (an analytical read of settled data needs one
+    /// replica's answer, and a replica behind by a write is caught up by repair long before
+    /// it matters to a profile of weeks) and a longer deadline for large pages.
+    pub scan_profile: ExecutionProfileHandle,
     permits: Arc<Semaphore>,
     attempts: u32,
+}
+
+/// The TLS settings of a connection: the nodes' certificates must chain to `ca` (and name
+/// the node's address, which is what the driver checks them against).
+fn tls_config(ca: &std::path::Path) -> Result<Arc<rustls::ClientConfig>, ClientError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let fail = |reason: String| ClientError::Tls {
+        path: ca.display().to_string(),
+        reason,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(ca).map_err(|e| fail(e.to_string()))?;
+    for cert in certs {
+        roots
+            .add(cert.map_err(|e| fail(e.to_string()))?)
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    if roots.is_empty() {
+        return Err(fail("no certificate in the file".into()));
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| fail(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 impl Client {
@@ -68,17 +155,32 @@ impl Client {
                 .prefer_datacenter(dc.clone())
                 .permit_dc_failover(false);
         }
+        let policy = policy.build();
         let profile = ExecutionProfile::builder()
             .consistency(config.consistency)
             .serial_consistency(Some(SerialConsistency::LocalSerial))
-            .load_balancing_policy(policy.build())
+            .load_balancing_policy(policy.clone())
             .retry_policy(Arc::new(DefaultRetryPolicy::new()))
             .request_timeout(Some(config.request_timeout))
             .build();
-        let session = SessionBuilder::new()
+        let scan_profile = profile
+            .to_builder()
+            .consistency(Consistency::LocalOne)
+            .request_timeout(Some(config.request_timeout * 3))
+            .build();
+        let mut builder = SessionBuilder::new()
             .known_nodes(&config.nodes)
             .connection_timeout(Duration::from_secs(5))
-            .default_execution_profile_handle(profile.into_handle())
+            .compression(Some(Compression::Lz4))
+            .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
+            .default_execution_profile_handle(profile.into_handle());
+        if let Some((user, password)) = &config.credentials {
+            builder = builder.user(user, password);
+        }
+        if let Some(ca) = &config.tls_ca {
+            builder = builder.tls_context(Some(tls_config(ca)?));
+        }
+        let session = builder
             .build()
             .await
             .map_err(|source| ClientError::Connect {
@@ -87,9 +189,32 @@ impl Client {
             })?;
         Ok(Self {
             session: Arc::new(session),
+            scan_profile: scan_profile.into_handle(),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             attempts: config.attempts.max(1),
         })
+    }
+
+    /// A profile that sends every request to one node, the same one from every process
+    /// (the lowest address the driver knows): schema changes made on one node cannot race
+    /// each other into a disagreement. `None` before the driver knows any node.
+    pub fn one_node_profile(&self) -> Option<ExecutionProfileHandle> {
+        let state = self.session.get_cluster_state();
+        let node = state
+            .get_nodes_info()
+            .iter()
+            .min_by_key(|n| n.address.to_string())?
+            .clone();
+        Some(
+            ExecutionProfile::builder()
+                .load_balancing_policy(SingleTargetLoadBalancingPolicy::new(
+                    NodeIdentifier::Node(node),
+                    None,
+                ))
+                .retry_policy(Arc::new(DefaultRetryPolicy::new()))
+                .build()
+                .into_handle(),
+        )
     }
 
     /// Makes `keyspace` the default of every later statement on this session.
@@ -121,6 +246,20 @@ impl Client {
     ) -> Result<QueryResult, ClientError> {
         self.run(what, || self.session.query_unpaged(text, &values))
             .await
+    }
+
+    /// Runs `statement` (text with its own settings: a profile, a serial consistency) as
+    /// [`Client::run`] does.
+    pub async fn query_with(
+        &self,
+        what: &'static str,
+        statement: Statement,
+        values: impl SerializeRow,
+    ) -> Result<QueryResult, ClientError> {
+        self.run(what, || {
+            self.session.query_unpaged(statement.clone(), &values)
+        })
+        .await
     }
 
     /// Runs one idempotent request, holding a concurrency permit, retrying transient

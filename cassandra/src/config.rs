@@ -1,6 +1,7 @@
 //! Settings of the Cassandra adapter and the migrator, as flags and `IOT_CASSANDRA_*`
 //! variables, shared by every binary that talks to Cassandra.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -31,6 +32,35 @@ pub struct CassandraArgs {
     /// Attempts of a request that timed out or found too few replicas, with backoff between.
     #[arg(long, env = "IOT_CASSANDRA_ATTEMPTS", default_value_t = 4)]
     pub cassandra_attempts: u32,
+    /// Shards of a region-day in `readings_by_region_shard`. Fixed when `migrate` first
+    /// creates the tables (default 64); a service given a different value than its keyspace
+    /// has refuses to start.
+    #[arg(long, env = "IOT_CASSANDRA_REGION_SHARDS")]
+    pub cassandra_region_shards: Option<u32>,
+    /// How long the sink trusts a meter's region before looking it up again, in seconds:
+    /// longer than the posting interval, or every post is a lookup.
+    #[arg(
+        long,
+        env = "IOT_CASSANDRA_REGION_CACHE_TTL_S",
+        default_value_t = 14_400
+    )]
+    pub cassandra_region_cache_ttl_s: u64,
+    /// Most meters' regions the sink keeps (least recently used go first).
+    #[arg(
+        long,
+        env = "IOT_CASSANDRA_REGION_CACHE_ENTRIES",
+        default_value_t = 1_000_000
+    )]
+    pub cassandra_region_cache_entries: usize,
+    /// User name for Cassandra's password authentication (with IOT_CASSANDRA_PASSWORD).
+    #[arg(long, env = "IOT_CASSANDRA_USERNAME")]
+    pub cassandra_username: Option<String>,
+    #[arg(long, env = "IOT_CASSANDRA_PASSWORD", hide_env_values = true)]
+    pub cassandra_password: Option<String>,
+    /// PEM file of the certificate authority that signed the nodes' certificates: connect
+    /// over TLS and verify them (the node's address must match its certificate).
+    #[arg(long, env = "IOT_CASSANDRA_TLS_CA")]
+    pub cassandra_tls_ca: Option<PathBuf>,
 }
 
 /// Replication of the keyspace, used only when `migrate` creates it.
@@ -62,6 +92,14 @@ pub enum ConfigError {
     Keyspace(String),
     #[error("{0} must be at least 1")]
     NotPositive(&'static str),
+    #[error(
+        "consistency ANY cannot read: the same level serves reads and writes, so use ONE, LOCAL_ONE, LOCAL_QUORUM, QUORUM or ALL"
+    )]
+    AnyForReads,
+    #[error("IOT_CASSANDRA_REGION_SHARDS must be from 1 to {max}, not {0}", max = crate::layout::MAX_REGION_SHARDS)]
+    Shards(u32),
+    #[error("IOT_CASSANDRA_USERNAME and IOT_CASSANDRA_PASSWORD go together: set both or neither")]
+    HalfCredentials,
     #[error(
         "replication strategy `{0}` is not supported: use SimpleStrategy or NetworkTopologyStrategy"
     )]
@@ -110,6 +148,12 @@ pub struct CassandraConfig {
     pub concurrency: usize,
     pub request_timeout: Duration,
     pub attempts: u32,
+    /// `None`: whatever the keyspace was created with.
+    pub region_shards: Option<u32>,
+    pub region_cache_ttl: Duration,
+    pub region_cache_entries: usize,
+    pub credentials: Option<(String, String)>,
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl CassandraConfig {
@@ -128,6 +172,11 @@ impl CassandraConfig {
             concurrency: 64,
             request_timeout: Duration::from_secs(10),
             attempts: 4,
+            region_shards: None,
+            region_cache_ttl: crate::region_cache::DEFAULT_TTL,
+            region_cache_entries: crate::region_cache::DEFAULT_CAPACITY,
+            credentials: None,
+            tls_ca: None,
         })
     }
 }
@@ -163,8 +212,27 @@ impl CassandraArgs {
         if self.cassandra_attempts == 0 {
             return Err(ConfigError::NotPositive("IOT_CASSANDRA_ATTEMPTS"));
         }
+        if self.cassandra_consistency == Consistency::Any {
+            return Err(ConfigError::AnyForReads);
+        }
+        if let Some(n) = self
+            .cassandra_region_shards
+            .filter(|n| !(1..=crate::layout::MAX_REGION_SHARDS).contains(n))
+        {
+            return Err(ConfigError::Shards(n));
+        }
+        let credentials = match (&self.cassandra_username, &self.cassandra_password) {
+            (Some(u), Some(p)) => Some((u.clone(), p.clone())),
+            (None, None) => None,
+            _ => return Err(ConfigError::HalfCredentials),
+        };
         let mut config = CassandraConfig::new(nodes, &self.cassandra_keyspace)?;
         config.consistency = self.cassandra_consistency;
+        config.region_shards = self.cassandra_region_shards;
+        config.region_cache_ttl = Duration::from_secs(self.cassandra_region_cache_ttl_s.max(1));
+        config.region_cache_entries = self.cassandra_region_cache_entries.max(1);
+        config.credentials = credentials;
+        config.tls_ca = self.cassandra_tls_ca.clone();
         config.datacenter = self.cassandra_datacenter.clone();
         config.concurrency = self.cassandra_concurrency;
         config.request_timeout = Duration::from_millis(self.cassandra_timeout_ms.max(1));
@@ -236,6 +304,40 @@ mod tests {
         );
         assert_eq!(parse_consistency("ONE"), Ok(Consistency::One));
         assert!(parse_consistency("MOST").is_err());
+    }
+
+    fn args(extra: &[&str]) -> CassandraArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            c: CassandraArgs,
+        }
+        let mut argv = vec!["x", "--cassandra-nodes", "db"];
+        argv.extend_from_slice(extra);
+        <Cli as clap::Parser>::parse_from(argv).c
+    }
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_at_start_up() {
+        assert!(matches!(
+            args(&["--cassandra-consistency", "ANY"]).resolve(),
+            Err(ConfigError::AnyForReads)
+        ));
+        assert!(matches!(
+            args(&["--cassandra-region-shards", "0"]).resolve(),
+            Err(ConfigError::Shards(0))
+        ));
+        assert!(matches!(
+            args(&["--cassandra-username", "iot"]).resolve(),
+            Err(ConfigError::HalfCredentials)
+        ));
+        let c = args(&["--cassandra-username", "iot", "--cassandra-password", "pw"])
+            .resolve()
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.credentials, Some(("iot".into(), "pw".into())));
+        assert_eq!(c.region_shards, None, "the keyspace's unless named");
+        assert_eq!(c.region_cache_ttl, Duration::from_secs(14_400));
     }
 
     #[test]

@@ -5,10 +5,13 @@
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod layout;
 pub mod migrate;
+pub mod region_cache;
 pub mod select;
 pub mod statements;
 pub mod store;
+pub mod write_path;
 
 #[cfg(test)]
 mod schema_check;

@@ -3,10 +3,12 @@
 //!
 //! Several containers may run it at once: each creates the keyspace and the migrator's own
 //! tables with `IF NOT EXISTS`, then takes a lock row with a lightweight transaction
-//! (`IF NOT EXISTS`, TTL 300 s so a dead holder's lock expires) before it reads what is
-//! applied and applies the rest; the others wait for the lock and then find nothing to do.
-//! It refuses to apply anything when an applied file's text changed, or when the keyspace
-//! holds versions this binary does not know.
+//! (`IF NOT EXISTS` at SERIAL, so two datacenters cannot both win; TTL 300 s so a dead
+//! holder's lock expires, renewed every minute while a migration runs) before it reads what
+//! is applied and applies the rest; the others wait for the lock and then find nothing to do.
+//! Schema changes all go to one node, the same from every migrator, so they cannot race into
+//! a disagreement. It refuses to apply anything when an applied file's text changed, or when
+//! the keyspace holds versions this binary does not know.
 
 use std::time::{Duration, Instant};
 
@@ -15,13 +17,18 @@ use iot_migrations::{Migration, checksum};
 use scylla::value::{CqlValue, Row};
 
 use crate::client::{Client, ClientError, rows};
+use crate::layout::{DEFAULT_REGION_SHARDS, MAX_REGION_SHARDS};
 use crate::statements::{
-    BOOTSTRAP, BOOTSTRAPPED, LOCK_OWNER, LOCK_RELEASE, LOCK_TAKE, MIGRATION_RECORD,
-    MIGRATIONS_APPLIED,
+    BOOTSTRAP, BOOTSTRAPPED, LOCK_OWNER, LOCK_RELEASE, LOCK_RENEW, LOCK_TAKE, MIGRATION_RECORD,
+    MIGRATIONS_APPLIED, SETTING_GET, SETTING_PUT,
 };
+use scylla::frame::types::SerialConsistency;
 use scylla::response::query_result::QueryResult;
+use scylla::statement::unprepared::Statement;
 
 const LOCK_NAME: &str = "migrate";
+/// How often the holder renews its lock (whose TTL is 300 s).
+const LOCK_RENEWAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
@@ -43,6 +50,12 @@ pub enum MigrateError {
     Pending { version: u32, name: String },
     #[error("another migrator has held the lock for {0:?}; giving up")]
     LockTimeout(Duration),
+    #[error("the migration lock was lost while migrating (another migrator holds it now)")]
+    LockLost,
+    #[error(
+        "IOT_CASSANDRA_REGION_SHARDS is {asked} but the keyspace files readings in {stored} shards, fixed when it was created; unset it or set it to {stored}"
+    )]
+    Shards { asked: u32, stored: u32 },
     #[error("migration {version} ({name}) failed: {source}")]
     Apply {
         version: u32,
@@ -140,12 +153,14 @@ pub struct Report {
     pub already: usize,
 }
 
-/// Applies pending files to `keyspace`, creating it with `replication` if it is missing.
+/// Applies pending files to `keyspace`, creating it with `replication` if it is missing, and
+/// fixes its shards per region-day (`region_shards`, default 64) the first time.
 pub async fn migrate(
     client: &Client,
     files: &[Migration],
     keyspace: &str,
     replication: &str,
+    region_shards: Option<u32>,
     lock_wait: Duration,
 ) -> Result<Report, MigrateError> {
     // The keyspace statement is idempotent and must run before anything can be recorded.
@@ -168,8 +183,11 @@ pub async fn migrate(
     // is missing, after a random pause, keeps racing creators apart.
     if !bootstrapped(client, keyspace).await? {
         tokio::time::sleep(Duration::from_millis(rand::random::<u64>() % 2_000)).await;
-        for st in BOOTSTRAP {
-            ddl(client, st).await?;
+        // Another migrator may have made them during the pause.
+        if !bootstrapped(client, keyspace).await? {
+            for st in BOOTSTRAP {
+                ddl(client, st).await?;
+            }
         }
     }
     let owner = format!(
@@ -179,7 +197,22 @@ pub async fn migrate(
         rand::random::<u32>()
     );
     take_lock(client, &owner, lock_wait).await?;
-    let result = apply_pending(client, files, keyspace, replication, &owner).await;
+    let work = async {
+        let report = apply_pending(client, files, keyspace, replication, &owner).await?;
+        // Only a keyspace with the settings table (migration 6) has shards to fix.
+        if tables(client, keyspace)
+            .await?
+            .iter()
+            .any(|t| t == "store_settings")
+        {
+            fix_region_shards(client, region_shards).await?;
+        }
+        Ok(report)
+    };
+    let result = tokio::select! {
+        r = work => r,
+        lost = keep_lock(client, &owner) => Err(lost),
+    };
     if let Err(e) = release_lock(client, &owner).await {
         tracing::warn!(error = %e, "could not release the migration lock; it expires in 300 s");
     }
@@ -253,21 +286,31 @@ async fn applied(client: &Client) -> Result<Vec<Applied>, MigrateError> {
     Ok(out)
 }
 
-/// Whether the migrator's own tables exist already.
-async fn bootstrapped(client: &Client, keyspace: &str) -> Result<bool, ClientError> {
+/// The tables of `keyspace`.
+async fn tables(client: &Client, keyspace: &str) -> Result<Vec<String>, ClientError> {
     let result = client
         .query("read schema", BOOTSTRAPPED, (keyspace,))
         .await?;
-    let names = rows::<(String,)>(result)?;
-    Ok(["schema_migrations", "schema_migration_lock"]
-        .iter()
-        .all(|t| names.iter().any(|(n,)| n == t)))
+    Ok(rows::<(String,)>(result)?
+        .into_iter()
+        .map(|r| r.0)
+        .collect())
 }
 
-/// A schema change, then a wait until every node has it, so the next statement (or the
-/// next container) sees it.
+/// Whether the migrator's own tables exist already.
+async fn bootstrapped(client: &Client, keyspace: &str) -> Result<bool, ClientError> {
+    let names = tables(client, keyspace).await?;
+    Ok(["schema_migrations", "schema_migration_lock"]
+        .iter()
+        .all(|t| names.iter().any(|n| n == t)))
+}
+
+/// A schema change, on the one node every migrator sends them to, then a wait until every
+/// node has it, so the next statement (or the next container) sees it.
 async fn ddl(client: &Client, statement: &str) -> Result<(), ClientError> {
-    client.query("schema change", statement, ()).await?;
+    let mut st = Statement::new(statement);
+    st.set_execution_profile_handle(client.one_node_profile());
+    client.query_with("schema change", st, ()).await?;
     client
         .session
         .await_schema_agreement()
@@ -276,7 +319,6 @@ async fn ddl(client: &Client, statement: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// `[applied]` of a lightweight transaction's answer.
 /// Whether a lightweight transaction applied (its first column, `[applied]`).
 pub(crate) fn lwt_applied(result: QueryResult) -> Result<bool, ClientError> {
     let first = rows::<Row>(result)?.into_iter().next();
@@ -286,14 +328,22 @@ pub(crate) fn lwt_applied(result: QueryResult) -> Result<bool, ClientError> {
     ))
 }
 
+/// A lightweight transaction at SERIAL: Paxos across every datacenter, so migrators in two
+/// datacenters cannot both take the lock (LOCAL_SERIAL agrees within one only).
+fn serial(text: &str) -> Statement {
+    let mut st = Statement::new(text);
+    st.set_serial_consistency(Some(SerialConsistency::Serial));
+    st
+}
+
 async fn take_lock(client: &Client, owner: &str, wait: Duration) -> Result<(), MigrateError> {
     let start = Instant::now();
     let mut logged = false;
     loop {
         let result = client
-            .query(
+            .query_with(
                 "take migration lock",
-                LOCK_TAKE,
+                serial(LOCK_TAKE),
                 (LOCK_NAME, owner, Utc::now()),
             )
             .await?;
@@ -314,8 +364,11 @@ async fn take_lock(client: &Client, owner: &str, wait: Duration) -> Result<(), M
 }
 
 async fn lock_owner(client: &Client) -> Result<Option<String>, ClientError> {
+    // At SERIAL, so the read sees a transaction still in flight.
+    let mut st = Statement::new(LOCK_OWNER);
+    st.set_consistency(scylla::frame::types::Consistency::Serial);
     let result = client
-        .query("read migration lock", LOCK_OWNER, (LOCK_NAME,))
+        .query_with("read migration lock", st, (LOCK_NAME,))
         .await?;
     Ok(rows::<(Option<String>,)>(result)?
         .into_iter()
@@ -325,9 +378,68 @@ async fn lock_owner(client: &Client) -> Result<Option<String>, ClientError> {
 
 async fn release_lock(client: &Client, owner: &str) -> Result<(), ClientError> {
     client
-        .query("release migration lock", LOCK_RELEASE, (LOCK_NAME, owner))
+        .query_with(
+            "release migration lock",
+            serial(LOCK_RELEASE),
+            (LOCK_NAME, owner),
+        )
         .await
         .map(|_| ())
+}
+
+/// Renews the lock every minute while a migration runs; ends only if the lock was lost (a
+/// renewal that failed to reach the cluster is tried again at the next minute, well inside
+/// the TTL).
+async fn keep_lock(client: &Client, owner: &str) -> MigrateError {
+    loop {
+        tokio::time::sleep(LOCK_RENEWAL).await;
+        let renewed = client
+            .query_with(
+                "renew migration lock",
+                serial(LOCK_RENEW),
+                (owner, Utc::now(), LOCK_NAME, owner),
+            )
+            .await
+            .and_then(lwt_applied);
+        match renewed {
+            Ok(true) => tracing::debug!("migration lock renewed"),
+            Ok(false) => return MigrateError::LockLost,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not renew the migration lock; trying again")
+            }
+        }
+    }
+}
+
+/// Records the keyspace's shards per region-day the first time (`IF NOT EXISTS`), and
+/// refuses a different value asked for later: rows already filed would not be found.
+async fn fix_region_shards(client: &Client, asked: Option<u32>) -> Result<u32, MigrateError> {
+    let value = asked
+        .unwrap_or(DEFAULT_REGION_SHARDS)
+        .clamp(1, MAX_REGION_SHARDS);
+    let name = crate::store::REGION_SHARDS;
+    let put = client
+        .query_with(
+            "fix region shards",
+            serial(SETTING_PUT),
+            (name, i32::try_from(value).unwrap_or(i32::MAX)),
+        )
+        .await?;
+    if lwt_applied(put)? {
+        tracing::info!(region_shards = value, "keyspace's region shards fixed");
+        return Ok(value);
+    }
+    let result = client.query("read settings", SETTING_GET, (name,)).await?;
+    let stored = rows::<(Option<i32>,)>(result)?
+        .into_iter()
+        .next()
+        .and_then(|r| r.0)
+        .and_then(|n| u32::try_from(n).ok())
+        .unwrap_or(value);
+    match asked {
+        Some(asked) if asked != stored => Err(MigrateError::Shards { asked, stored }),
+        _ => Ok(stored),
+    }
 }
 
 #[cfg(test)]

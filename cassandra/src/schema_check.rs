@@ -299,8 +299,7 @@ impl Schema {
             c.word("exists")?;
         }
         if c.skip_word("using") {
-            c.word("ttl")?;
-            value(c)?;
+            using(c)?;
         }
         if !c.done() {
             return Err(format!("unexpected {:?}", c.peek()));
@@ -319,8 +318,7 @@ impl Schema {
     fn check_update(&self, c: &mut Cursor) -> Result<(), String> {
         let table = self.table(&c.ident()?)?;
         if c.skip_word("using") {
-            c.word("ttl")?;
-            value(c)?;
+            using(c)?;
         }
         c.word("set")?;
         loop {
@@ -362,6 +360,19 @@ fn check_conditions(table: &Table, c: &mut Cursor) -> Result<(), String> {
         return Err(format!("unexpected {:?}", c.peek()));
     }
     Ok(())
+}
+
+/// `TTL v` and/or `TIMESTAMP v`, joined by `AND`.
+fn using(c: &mut Cursor) -> Result<(), String> {
+    loop {
+        match c.next() {
+            Some(Tok::Word(w)) if w == "ttl" || w == "timestamp" => value(c)?,
+            other => return Err(format!("expected TTL or TIMESTAMP, found {other:?}")),
+        }
+        if !c.skip_word("and") {
+            return Ok(());
+        }
+    }
 }
 
 fn value(c: &mut Cursor) -> Result<(), String> {
@@ -558,6 +569,18 @@ mod tests {
             key("readings_by_region"),
             (v(&["region", "day"]), v(&["ts", "meter_id"]))
         );
+        // Migration 6: bounded partitions for a national fleet.
+        assert_eq!(
+            key("readings_by_meter_month"),
+            (v(&["meter_id", "month"]), v(&["ts"]))
+        );
+        assert_eq!(
+            key("readings_by_region_shard"),
+            (v(&["region", "day", "shard"]), v(&["ts", "meter_id"]))
+        );
+        assert!(s.tables["readings_by_region_shard"].has("interval_s"));
+        assert_eq!(key("meter_data_days"), (v(&["meter_id"]), v(&["day"])));
+        assert_eq!(key("store_settings"), (v(&["name"]), v(&[])));
         assert_eq!(key("regional_profiles"), (v(&["region"]), v(&[])));
         assert_eq!(key("runs"), (v(&["run_id"]), v(&[])));
         assert!(s.tables["runs"].has("published"), "added by ALTER TABLE");
@@ -612,6 +635,19 @@ mod tests {
                 "`ts`",
             ),
             ("INSERT INTO meters (meter_id, region) VALUES (?)", "values"),
+            // A shard left out of a scan or a write of the sharded table.
+            (
+                "SELECT ts FROM readings_by_region_shard WHERE region = ? AND day = ? AND ts >= ?",
+                "`shard`",
+            ),
+            (
+                "INSERT INTO readings_by_region_shard (region, day, ts, meter_id, kwh) VALUES (?, ?, ?, ?, ?)",
+                "`shard`",
+            ),
+            (
+                "INSERT INTO meter_data_days (meter_id, day, latest) VALUES (?, ?, ?) USING WRITETIME ?",
+                "TTL or TIMESTAMP",
+            ),
             // An update that sets a key column, or one without the whole key.
             (
                 "UPDATE leases SET name = ? WHERE name = ? IF holder = ?",
@@ -631,7 +667,7 @@ mod tests {
     #[test]
     fn a_schema_edit_that_reorders_a_key_breaks_the_scan() {
         let mut s = Schema::default();
-        s.add(&["CREATE TABLE readings_by_region (region text, day date, ts timestamp, meter_id text, kwh double, PRIMARY KEY ((region, day), meter_id, ts))".to_owned()]).unwrap();
+        s.add(&["CREATE TABLE readings_by_region_shard (region text, day date, shard int, ts timestamp, meter_id text, kwh double, interval_s int, PRIMARY KEY ((region, day, shard), meter_id, ts))".to_owned()]).unwrap();
         let e = s.check(crate::statements::REGION_DAY_SCAN).unwrap_err();
         assert!(e.contains("earlier"), "{e}");
         let e = Schema::default()

@@ -26,6 +26,8 @@ pub const MIGRATIONS_APPLIED: &str = "SELECT version, name, checksum FROM schema
 pub const MIGRATION_RECORD: &str = "INSERT INTO schema_migrations (version, name, checksum, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)";
 /// The lock expires by itself if its holder dies.
 pub const LOCK_TAKE: &str = "INSERT INTO schema_migration_lock (name, owner, since) VALUES (?, ?, ?) IF NOT EXISTS USING TTL 300";
+/// The holder keeps its lock alive while a long migration runs.
+pub const LOCK_RENEW: &str = "UPDATE schema_migration_lock USING TTL 300 SET owner = ?, since = ? WHERE name = ? IF owner = ?";
 pub const LOCK_OWNER: &str = "SELECT owner FROM schema_migration_lock WHERE name = ?";
 pub const LOCK_RELEASE: &str = "DELETE FROM schema_migration_lock WHERE name = ? IF owner = ?";
 
@@ -37,28 +39,39 @@ pub const METERS_ALL: &str =
     "SELECT meter_id, region, lat, lon, household_size, dwelling, registered_at FROM meters";
 pub const METER_REGION: &str = "SELECT region FROM meters WHERE meter_id = ?";
 
-pub const READING_BY_METER_UPSERT: &str =
-    "INSERT INTO readings_by_meter (meter_id, day, ts, kwh, interval_s) VALUES (?, ?, ?, ?, ?)";
-pub const READING_BY_REGION_UPSERT: &str =
-    "INSERT INTO readings_by_region (region, day, ts, meter_id, kwh) VALUES (?, ?, ?, ?, ?)";
+/// A reading in its meter's month partition (`month`: the first day of its UTC month).
+pub const READING_BY_METER_UPSERT: &str = "INSERT INTO readings_by_meter_month (meter_id, month, ts, kwh, interval_s) VALUES (?, ?, ?, ?, ?)";
+/// A reading in its meter's region's (region, day, shard) partition.
+pub const READING_BY_REGION_UPSERT: &str = "INSERT INTO readings_by_region_shard (region, day, shard, ts, meter_id, kwh, interval_s) VALUES (?, ?, ?, ?, ?, ?, ?)";
 /// A meter's reading leaving the region it was filed under, when the meter moves.
-pub const READING_BY_REGION_DELETE: &str =
-    "DELETE FROM readings_by_region WHERE region = ? AND day = ? AND ts = ? AND meter_id = ?";
-/// One meter-day's count and latest reading, read back after a write to keep `meter_days`.
-pub const METER_DAY_COUNT: &str =
-    "SELECT count(ts), max(ts) FROM readings_by_meter WHERE meter_id = ? AND day = ?";
+pub const READING_BY_REGION_DELETE: &str = "DELETE FROM readings_by_region_shard WHERE region = ? AND day = ? AND shard = ? AND ts = ? AND meter_id = ?";
+/// "This meter has readings that day, the newest at `latest`", written with the reading's
+/// time as the write's timestamp: the newest reading wins, with no read first.
 pub const METER_DAY_PUT: &str =
-    "INSERT INTO meter_days (meter_id, day, readings, latest) VALUES (?, ?, ?, ?)";
-pub const METER_DAYS_IN: &str =
-    "SELECT day FROM meter_days WHERE meter_id = ? AND day >= ? AND day <= ?";
-pub const METER_DAYS_ALL: &str = "SELECT meter_id, readings, latest FROM meter_days";
+    "INSERT INTO meter_data_days (meter_id, day, latest) VALUES (?, ?, ?) USING TIMESTAMP ?";
+pub const METER_DAYS_ALL: &str = "SELECT meter_id, day, latest FROM meter_data_days";
 /// Every day a meter has readings, to re-file them when the meter is placed or moves.
-pub const METER_DAYS_OF: &str = "SELECT day FROM meter_days WHERE meter_id = ?";
-pub const METER_READINGS: &str = "SELECT ts, kwh, interval_s FROM readings_by_meter WHERE meter_id = ? AND day = ? AND ts >= ? AND ts < ? LIMIT ?";
+pub const METER_DAYS_OF: &str = "SELECT day FROM meter_data_days WHERE meter_id = ?";
+/// The readings of one meter-month partition: counted where a count is asked for (the
+/// operators' summary), never per write.
+pub const METER_MONTH_COUNT: &str =
+    "SELECT count(ts) FROM readings_by_meter_month WHERE meter_id = ? AND month = ?";
+pub const METER_READINGS: &str = "SELECT ts, kwh, interval_s FROM readings_by_meter_month WHERE meter_id = ? AND month = ? AND ts >= ? AND ts < ? LIMIT ?";
 
-/// The batch job's scan of one (region, day) partition: only the columns it uses, and the
-/// window's bounds as a range on the clustering column.
-pub const REGION_DAY_SCAN: &str = "SELECT ts, meter_id, kwh FROM readings_by_region WHERE region = ? AND day = ? AND ts >= ? AND ts < ?";
+/// The batch job's scan of one (region, day, shard) partition: only the columns it uses, and
+/// the window's bounds as a range on the clustering column.
+pub const REGION_DAY_SCAN: &str = "SELECT ts, meter_id, kwh, interval_s FROM readings_by_region_shard WHERE region = ? AND day = ? AND shard = ? AND ts >= ? AND ts < ?";
+
+/// Settings fixed at keyspace creation (`region_shards`): written once by `migrate`, read by
+/// every store at connect.
+pub const SETTING_PUT: &str =
+    "INSERT INTO store_settings (name, value) VALUES (?, ?) IF NOT EXISTS";
+pub const SETTING_GET: &str = "SELECT value FROM store_settings WHERE name = ?";
+
+/// The tables before migration 6, read only by `migrate --copy-legacy-readings`.
+pub const LEGACY_METER_DAYS: &str = "SELECT meter_id, day FROM meter_days";
+pub const LEGACY_READINGS: &str =
+    "SELECT ts, kwh, interval_s FROM readings_by_meter WHERE meter_id = ? AND day = ?";
 
 pub const PROFILE_PUT: &str = "INSERT INTO regional_profiles (region, run_id, window_from, window_to, computed_at, profile_json) VALUES (?, ?, ?, ?, ?, ?)";
 pub const PROFILES_ALL: &str = "SELECT profile_json FROM regional_profiles";
@@ -98,6 +111,7 @@ pub const ALL: &[&str] = &[
     MIGRATIONS_APPLIED,
     MIGRATION_RECORD,
     LOCK_TAKE,
+    LOCK_RENEW,
     LOCK_OWNER,
     LOCK_RELEASE,
     PING,
@@ -108,13 +122,16 @@ pub const ALL: &[&str] = &[
     READING_BY_METER_UPSERT,
     READING_BY_REGION_UPSERT,
     READING_BY_REGION_DELETE,
-    METER_DAY_COUNT,
     METER_DAY_PUT,
-    METER_DAYS_IN,
     METER_DAYS_ALL,
     METER_DAYS_OF,
+    METER_MONTH_COUNT,
     METER_READINGS,
     REGION_DAY_SCAN,
+    SETTING_PUT,
+    SETTING_GET,
+    LEGACY_METER_DAYS,
+    LEGACY_READINGS,
     PROFILE_PUT,
     PROFILES_ALL,
     RUN_PUT,

@@ -1,22 +1,23 @@
 //! The store port on Cassandra (keyspace `iot_demo`, tables from `migrations/cql`).
 //!
-//! Every statement is prepared once at connect time. Readings are written twice, by meter
-//! and day and by region and day, each as unlogged batches that stay inside one partition;
-//! then each touched meter-day's count is refreshed in `meter_days`. Writes are idempotent
-//! upserts, so a write that fails part-way is made whole by writing the same readings again
-//! (the sink does: it commits offsets only after a write succeeds).
+//! Every statement is prepared once at connect time. The sink's writes go through
+//! [`ReadingWriter`]: writes only, no read per write (`write_path`). Readings live by meter
+//! and month and by (region, day, shard); the shard count is the keyspace's own, fixed by
+//! `migrate` (`store_settings`). Writes are idempotent upserts, so a write that fails
+//! part-way is made whole by writing the same readings again (the sink does: it commits
+//! offsets only after a write succeeds).
 //!
-//! A meter's region is looked up from `meters` when its readings are written (a known region
-//! is cached for a minute; "no region" never is). Readings of a meter in no region are kept
-//! by meter only, and filed under the region when the meter is placed: registration re-files
-//! the meter's stored readings ([`CassandraStore::refile`]), and a write whose meter had no
-//! region looks again once its readings are stored. Either registration sees the readings or
-//! the write sees the registration (both at the configured consistency), so the same history
-//! gives the same profiles as on SQLite, which joins at scan time.
+//! A reading is filed under its meter's region when written. Readings of a meter in no
+//! region are kept by meter only, and filed under the region when the meter is placed:
+//! registration re-files the meter's stored readings ([`CassandraStore::refile`]), and a
+//! write whose meter had no region looks again once its readings are stored. A meter that
+//! moves is re-filed by the process that moves it, and again by any sink whose cached region
+//! turns out stale, so the same history gives the same profiles as on SQLite, which joins at
+//! scan time (see `docs/capacity.md` for the window in between).
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine;
@@ -31,12 +32,16 @@ use scylla::statement::prepared::PreparedStatement;
 
 use crate::client::{Client, ClientError, rows};
 use crate::config::CassandraConfig;
+use crate::layout::{day_start, days, months, parse_part, shard_of, slice_part};
+use crate::region_cache::RegionCache;
 use crate::statements as cql;
+use crate::write_path::{ReadingWriter, Row, WritePort, fan_out, region_rows};
 
 impl From<ClientError> for StoreError {
     fn from(e: ClientError) -> Self {
         match e {
             ClientError::Decode(m) => StoreError::Corrupt(m.into()),
+            e if e.is_permanent() => StoreError::Refused(e.into()),
             other => StoreError::Unavailable(other.into()),
         }
     }
@@ -46,14 +51,27 @@ fn decode(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string().into())
 }
 
+/// A failure while connecting: one that passes (a timeout, a node starting) is "unavailable",
+/// so the binary tries again; anything else is about the schema or the settings.
+fn at_start_up(e: ClientError, context: String) -> StoreError {
+    let message = format!("{context}: {e}");
+    if e.is_transient() {
+        StoreError::Unavailable(message.into())
+    } else if e.is_permanent() {
+        StoreError::Refused(message.into())
+    } else {
+        StoreError::Schema(message.into())
+    }
+}
+
 /// Statements per unlogged batch: a day of 15-minute readings is 96, and Cassandra warns
 /// about batches over 5 KiB.
 const BATCH_ROWS: usize = 48;
-/// How long a meter's known region is trusted before it is looked up again.
-const REGION_TTL: Duration = Duration::from_secs(60);
 const RUNS_BUCKET: &str = "all";
-/// Requests one fan-out starts at once; the client's permits cap the whole process.
-const FAN_OUT: usize = 16;
+/// The setting in `store_settings` that fixes a keyspace's shards per region-day.
+pub const REGION_SHARDS: &str = "region_shards";
+/// Readings the legacy copy writes at once.
+const COPY_BATCH: usize = 5_000;
 
 struct Prepared {
     ping: PreparedStatement,
@@ -64,11 +82,10 @@ struct Prepared {
     by_meter_upsert: PreparedStatement,
     by_region_upsert: PreparedStatement,
     by_region_delete: PreparedStatement,
-    meter_day_count: PreparedStatement,
     meter_day_put: PreparedStatement,
-    meter_days_in: PreparedStatement,
     meter_days_all: PreparedStatement,
     meter_days_of: PreparedStatement,
+    meter_month_count: PreparedStatement,
     meter_readings: PreparedStatement,
     region_day_scan: PreparedStatement,
     profile_put: PreparedStatement,
@@ -89,20 +106,24 @@ struct Prepared {
     revocations_all: PreparedStatement,
 }
 
-/// A row of `readings_by_region`: region, day, ts, meter id, kWh.
-type RegionRow<'a> = (&'a str, NaiveDate, DateTime<Utc>, &'a str, f64);
-/// The primary key of a `readings_by_region` row: region, day, ts, meter id.
-type RegionKey<'a> = (&'a str, NaiveDate, DateTime<Utc>, &'a str);
-
-/// Meter id to its region and when that was looked up. Only known regions: a meter without
-/// one may be placed any moment, and its next readings must see that at once.
-type RegionCache = HashMap<String, (String, Instant)>;
+impl Prepared {
+    /// The prepared form of a write the write path names by its text.
+    fn for_write(&self, text: &str) -> Option<&PreparedStatement> {
+        match text {
+            cql::READING_BY_METER_UPSERT => Some(&self.by_meter_upsert),
+            cql::READING_BY_REGION_UPSERT => Some(&self.by_region_upsert),
+            cql::READING_BY_REGION_DELETE => Some(&self.by_region_delete),
+            cql::METER_DAY_PUT => Some(&self.meter_day_put),
+            _ => None,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct CassandraStore {
     client: Client,
     statements: Arc<Prepared>,
-    regions: Arc<Mutex<RegionCache>>,
+    writer: Arc<ReadingWriter>,
 }
 
 async fn prepare(client: &Client, text: &str) -> Result<PreparedStatement, StoreError> {
@@ -110,54 +131,14 @@ async fn prepare(client: &Client, text: &str) -> Result<PreparedStatement, Store
         .session
         .prepare(text)
         .await
-        .map_err(|e| StoreError::Schema(format!("cannot prepare `{text}`: {e}").into()))?;
+        .map_err(|e| at_start_up(e.into(), format!("cannot prepare `{text}`")))?;
     // Every statement here is an upsert or a read: safe to retry and to speculate.
     p.set_is_idempotent(true);
     Ok(p)
 }
 
-fn day_of(t: DateTime<Utc>) -> NaiveDate {
-    t.date_naive()
-}
-
-fn day_start(d: NaiveDate) -> DateTime<Utc> {
-    d.and_hms_opt(0, 0, 0)
-        .map(|t| t.and_utc())
-        .unwrap_or(DateTime::<Utc>::MIN_UTC)
-}
-
 fn count(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-/// The day of the last instant before `to`: a window ending at midnight ends the day before.
-fn last_day(to: DateTime<Utc>) -> NaiveDate {
-    day_of(to - TimeDelta::milliseconds(1))
-}
-
-/// The days from the day of `from` to the day of the last instant before `to`.
-fn days(from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<NaiveDate> {
-    if from >= to {
-        return Vec::new();
-    }
-    let last = last_day(to);
-    day_of(from)
-        .iter_days()
-        .take_while(|d| *d <= last)
-        .collect()
-}
-
-/// Runs `futures` at most [`FAN_OUT`] at a time; answers in completion order.
-async fn fan_out<T, E, F>(futures: Vec<F>) -> Result<Vec<T>, StoreError>
-where
-    F: std::future::Future<Output = Result<T, E>>,
-    StoreError: From<E>,
-{
-    futures::stream::iter(futures)
-        .buffer_unordered(FAN_OUT)
-        .map_err(StoreError::from)
-        .try_collect()
-        .await
 }
 
 /// A row of `meters`, by column name.
@@ -236,35 +217,31 @@ fn profiles_from_json(rows: Vec<(Option<String>,)>) -> Result<Vec<RegionProfile>
 /// The one partition of `meter_revocations`.
 const REVOCATIONS_SHARD: i32 = 0;
 
-/// A scan slice's part: a region and a UTC day, as `<day>/<region>`.
-fn slice_part(region: &str, day: NaiveDate) -> String {
-    format!("{day}/{region}")
-}
-
-fn parse_part(part: &str) -> Result<(RegionCode, NaiveDate), StoreError> {
-    let bad = || StoreError::Corrupt(format!("bad scan slice `{part}`").into());
-    let (day, region) = part.split_once('/').ok_or_else(bad)?;
-    let day = day.parse::<NaiveDate>().map_err(|_| bad())?;
-    Ok((RegionCode::parse(region).map_err(|_| bad())?, day))
-}
-
 impl CassandraStore {
-    /// Connects to the keyspace, checks that its migrations are applied, and prepares every
-    /// statement.
+    /// Connects to the keyspace, checks that its migrations are applied, prepares every
+    /// statement and reads the keyspace's shard count. A failure that passes (a node still
+    /// starting, a timeout) is `Unavailable`, so a binary waiting for the cluster tries again.
     pub async fn connect(config: &CassandraConfig) -> Result<Self, StoreError> {
         let client = Client::connect(config).await?;
         client.use_keyspace(&config.keyspace).await.map_err(|e| {
-            StoreError::Schema(
+            at_start_up(
+                e,
                 format!(
-                    "keyspace `{}` is not usable ({e}): run `migrate` first",
+                    "keyspace `{}` is not usable (run `migrate` first)",
                     config.keyspace
-                )
-                .into(),
+                ),
             )
         })?;
         crate::migrate::verify(&client, iot_migrations::CQL)
             .await
-            .map_err(|e| StoreError::Schema(e.into()))?;
+            .map_err(|e| match e {
+                crate::migrate::MigrateError::Client(e) => {
+                    at_start_up(e, "cannot read the applied migrations".into())
+                }
+                other => StoreError::Schema(other.into()),
+            })?;
+        let mut region_day_scan = prepare(&client, cql::REGION_DAY_SCAN).await?;
+        region_day_scan.set_execution_profile_handle(Some(client.scan_profile.clone()));
         let statements = Prepared {
             ping: prepare(&client, cql::PING).await?,
             meter_upsert: prepare(&client, cql::METER_UPSERT).await?,
@@ -274,13 +251,12 @@ impl CassandraStore {
             by_meter_upsert: prepare(&client, cql::READING_BY_METER_UPSERT).await?,
             by_region_upsert: prepare(&client, cql::READING_BY_REGION_UPSERT).await?,
             by_region_delete: prepare(&client, cql::READING_BY_REGION_DELETE).await?,
-            meter_day_count: prepare(&client, cql::METER_DAY_COUNT).await?,
             meter_day_put: prepare(&client, cql::METER_DAY_PUT).await?,
-            meter_days_in: prepare(&client, cql::METER_DAYS_IN).await?,
             meter_days_all: prepare(&client, cql::METER_DAYS_ALL).await?,
             meter_days_of: prepare(&client, cql::METER_DAYS_OF).await?,
+            meter_month_count: prepare(&client, cql::METER_MONTH_COUNT).await?,
             meter_readings: prepare(&client, cql::METER_READINGS).await?,
-            region_day_scan: prepare(&client, cql::REGION_DAY_SCAN).await?,
+            region_day_scan,
             profile_put: prepare(&client, cql::PROFILE_PUT).await?,
             profiles_all: prepare(&client, cql::PROFILES_ALL).await?,
             run_put: prepare(&client, cql::RUN_PUT).await?,
@@ -298,90 +274,18 @@ impl CassandraStore {
             lease_holder: prepare(&client, cql::LEASE_HOLDER).await?,
             lease_release: prepare(&client, cql::LEASE_RELEASE).await?,
         };
+        let shards = keyspace_shards(&client, &config.keyspace, config.region_shards).await?;
+        let cache = RegionCache::new(config.region_cache_entries, config.region_cache_ttl);
+        tracing::info!(
+            region_shards = shards,
+            region_cache_ttl_s = config.region_cache_ttl.as_secs(),
+            "Cassandra store ready"
+        );
         Ok(Self {
             client,
             statements: Arc::new(statements),
-            regions: Arc::new(Mutex::new(HashMap::new())),
+            writer: Arc::new(ReadingWriter::new(cache, shards)),
         })
-    }
-
-    /// The regions of `meters` (`None`: unregistered or in no region), from the cache or
-    /// looked up once each.
-    async fn regions_of<'a>(
-        &self,
-        meters: impl Iterator<Item = &'a str>,
-    ) -> Result<HashMap<String, Option<String>>, StoreError> {
-        let mut known = HashMap::new();
-        let mut missing = std::collections::BTreeSet::new();
-        {
-            let cache = self
-                .regions
-                .lock()
-                .map_err(|_| decode("region cache poisoned"))?;
-            for id in meters {
-                match cache.get(id) {
-                    Some((region, at)) if at.elapsed() < REGION_TTL => {
-                        known.insert(id.to_owned(), Some(region.clone()));
-                    }
-                    _ => {
-                        missing.insert(id.to_owned());
-                    }
-                }
-            }
-        }
-        let mut lookups = Vec::with_capacity(missing.len());
-        for id in missing {
-            lookups.push(async move {
-                let result = self
-                    .client
-                    .execute("meter region", &self.statements.meter_region, (&id,))
-                    .await?;
-                let rows = rows::<(Option<String>,)>(result)?;
-                Ok::<_, StoreError>((id, rows.into_iter().next().and_then(|r| r.0)))
-            });
-        }
-        let found = fan_out(lookups).await?;
-        let mut cache = self
-            .regions
-            .lock()
-            .map_err(|_| decode("region cache poisoned"))?;
-        for (id, region) in found {
-            if let Some(region) = &region {
-                cache.insert(id.clone(), (region.clone(), Instant::now()));
-            }
-            known.insert(id, region);
-        }
-        Ok(known)
-    }
-
-    /// Files `readings` under their meters' regions in `readings_by_region`, one batch per
-    /// (region, day) partition; readings of meters not in `regions` are left out.
-    async fn write_by_region(
-        &self,
-        readings: &[&Reading],
-        regions: &HashMap<String, Option<String>>,
-    ) -> Result<(), StoreError> {
-        let mut by_region: BTreeMap<(&str, NaiveDate), Vec<RegionRow<'_>>> = BTreeMap::new();
-        for r in readings {
-            if let Some(Some(region)) = regions.get(r.meter_id.as_str()) {
-                let day = day_of(r.ts);
-                by_region.entry((region.as_str(), day)).or_default().push((
-                    region.as_str(),
-                    day,
-                    r.ts,
-                    r.meter_id.as_str(),
-                    r.kwh,
-                ));
-            }
-        }
-        fan_out(
-            by_region
-                .into_values()
-                .map(|rows| self.batch(&self.statements.by_region_upsert, rows))
-                .collect(),
-        )
-        .await?;
-        Ok(())
     }
 
     async fn put_meter(&self, m: &Meter) -> Result<(), StoreError> {
@@ -400,20 +304,21 @@ impl CassandraStore {
         Ok(())
     }
 
-    /// Every stored reading of one meter, from its days in `meter_days`.
-    async fn all_readings_of(&self, meter_id: &MeterId) -> Result<Vec<Reading>, StoreError> {
+    /// The days a meter has readings, from `meter_data_days`.
+    async fn days_of(&self, meter_id: &str) -> Result<Vec<NaiveDate>, StoreError> {
         let result = self
             .client
-            .execute(
-                "meter days",
-                &self.statements.meter_days_of,
-                (meter_id.as_str(),),
-            )
+            .execute("meter days", &self.statements.meter_days_of, (meter_id,))
             .await?;
-        let days: Vec<NaiveDate> = rows::<(NaiveDate,)>(result)?
+        Ok(rows::<(NaiveDate,)>(result)?
             .into_iter()
             .map(|r| r.0)
-            .collect();
+            .collect())
+    }
+
+    /// Every stored reading of one meter, from its first day with readings to its last.
+    async fn all_readings_of(&self, meter_id: &MeterId) -> Result<Vec<Reading>, StoreError> {
+        let days = self.days_of(meter_id.as_str()).await?;
         let (Some(first), Some(last)) = (days.iter().min(), days.iter().max()) else {
             return Ok(Vec::new());
         };
@@ -435,24 +340,25 @@ impl CassandraStore {
         if readings.is_empty() {
             return Ok(());
         }
+        let refs: Vec<&Reading> = readings.iter().collect();
+        let shards = self.writer.shards();
+        let under = |region: &str| HashMap::from([(meter_id.to_string(), Some(region.to_owned()))]);
         if let Some(new) = new {
-            let regions = HashMap::from([(meter_id.to_string(), Some(new.to_owned()))]);
-            let refs: Vec<&Reading> = readings.iter().collect();
-            self.write_by_region(&refs, &regions).await?;
+            let parts = region_rows(&refs, &under(new), shards, false);
+            fan_out(
+                parts
+                    .into_iter()
+                    .map(|rows| self.write(cql::READING_BY_REGION_UPSERT, rows))
+                    .collect(),
+            )
+            .await?;
         }
         if let Some(old) = old {
-            let mut by_day: BTreeMap<NaiveDate, Vec<RegionKey<'_>>> = BTreeMap::new();
-            for r in &readings {
-                let day = day_of(r.ts);
-                by_day
-                    .entry(day)
-                    .or_default()
-                    .push((old, day, r.ts, meter_id));
-            }
+            let parts = region_rows(&refs, &under(old), shards, true);
             fan_out(
-                by_day
-                    .into_values()
-                    .map(|rows| self.batch(&self.statements.by_region_delete, rows))
+                parts
+                    .into_iter()
+                    .map(|rows| self.write(cql::READING_BY_REGION_DELETE, rows))
                     .collect(),
             )
             .await?;
@@ -470,46 +376,22 @@ impl CassandraStore {
     async fn batch(
         &self,
         statement: &PreparedStatement,
-        values: Vec<impl scylla::serialize::row::SerializeRow + Clone>,
+        values: Vec<Row>,
     ) -> Result<(), StoreError> {
+        if let [row] = values.as_slice() {
+            self.client.execute("write", statement, row).await?;
+            return Ok(());
+        }
         for chunk in values.chunks(BATCH_ROWS) {
             let mut batch = Batch::new(BatchType::Unlogged);
             for _ in chunk {
                 batch.append_statement(statement.clone());
             }
             batch.set_is_idempotent(true);
-            let chunk = chunk.to_vec();
             self.client
-                .run("write batch", || {
-                    self.client.session.batch(&batch, chunk.clone())
-                })
+                .run("write batch", || self.client.session.batch(&batch, chunk))
                 .await?;
         }
-        Ok(())
-    }
-
-    /// Recounts one meter-day from its readings and records the count.
-    async fn refresh_meter_day(&self, meter: &str, day: NaiveDate) -> Result<(), StoreError> {
-        let result = self
-            .client
-            .execute(
-                "count meter day",
-                &self.statements.meter_day_count,
-                (meter, day),
-            )
-            .await?;
-        let row = rows::<(i64, Option<DateTime<Utc>>)>(result)?
-            .into_iter()
-            .next();
-        let (n, latest) = row.unwrap_or((0, None));
-        let n = i32::try_from(n).unwrap_or(i32::MAX);
-        self.client
-            .execute(
-                "put meter day",
-                &self.statements.meter_day_put,
-                (meter, day, n, latest),
-            )
-            .await?;
         Ok(())
     }
 
@@ -531,6 +413,114 @@ impl CassandraStore {
             .try_collect()
             .await
     }
+
+    /// Copies the readings of the tables before migration 6 (`readings_by_meter`, indexed by
+    /// `meter_days`) into the current ones, through the same write path as the sink: safe to
+    /// run again, and while the sink runs. Answers how many readings it wrote.
+    pub async fn copy_legacy_readings(&self) -> Result<u64, StoreError> {
+        let days = self
+            .client
+            .session
+            .query_iter(cql::LEGACY_METER_DAYS, ())
+            .await
+            .map_err(ClientError::from)?
+            .rows_stream::<(String, NaiveDate)>()
+            .map_err(decode)?
+            .map_err(|e| StoreError::Unavailable(e.into()));
+        let legacy = self
+            .client
+            .session
+            .prepare(cql::LEGACY_READINGS)
+            .await
+            .map_err(ClientError::from)?;
+        let legacy = &legacy;
+        let mut readings = days
+            .map_ok(|(meter, day)| async move {
+                let meter_id = MeterId::parse(&meter).map_err(decode)?;
+                let result = self
+                    .client
+                    .execute("legacy readings", legacy, (meter.as_str(), day))
+                    .await?;
+                rows::<(DateTime<Utc>, f64, Option<i32>)>(result)?
+                    .into_iter()
+                    .map(|(ts, kwh, interval_s)| {
+                        Ok(Reading {
+                            meter_id: meter_id.clone(),
+                            ts,
+                            kwh,
+                            interval_s: u32::try_from(interval_s.unwrap_or(1800))
+                                .map_err(decode)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()
+            })
+            .try_buffer_unordered(crate::write_path::FAN_OUT);
+        let (mut batch, mut copied) = (Vec::with_capacity(COPY_BATCH), 0u64);
+        while let Some(day) = readings.try_next().await? {
+            batch.extend(day);
+            if batch.len() >= COPY_BATCH {
+                self.write_readings(&batch).await?;
+                copied += batch.len() as u64;
+                tracing::info!(copied, "copying legacy readings");
+                batch.clear();
+            }
+        }
+        self.write_readings(&batch).await?;
+        Ok(copied + batch.len() as u64)
+    }
+}
+
+/// The keyspace's shards per region-day (`store_settings`), checked against the configured
+/// value when one is given: processes that disagreed would file and scan different shards.
+async fn keyspace_shards(
+    client: &Client,
+    keyspace: &str,
+    configured: Option<u32>,
+) -> Result<u32, StoreError> {
+    let result = client
+        .query("read settings", cql::SETTING_GET, (REGION_SHARDS,))
+        .await
+        .map_err(|e| at_start_up(e, "cannot read store_settings".into()))?;
+    let stored = rows::<(Option<i32>,)>(result)?
+        .into_iter()
+        .next()
+        .and_then(|r| r.0)
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| (1..=crate::layout::MAX_REGION_SHARDS).contains(n));
+    match (stored, configured) {
+        (None, _) => Err(StoreError::Schema(
+            format!("keyspace `{keyspace}` has no valid region_shards setting: run `migrate`").into(),
+        )),
+        (Some(n), Some(c)) if n != c => Err(StoreError::Schema(
+            format!(
+                "IOT_CASSANDRA_REGION_SHARDS is {c} but keyspace `{keyspace}` files readings in {n} shards; unset it or set it to {n}"
+            )
+            .into(),
+        )),
+        (Some(n), _) => Ok(n),
+    }
+}
+
+#[async_trait]
+impl WritePort for CassandraStore {
+    async fn write(&self, text: &'static str, rows: Vec<Row>) -> Result<(), StoreError> {
+        let statement = self
+            .statements
+            .for_write(text)
+            .ok_or_else(|| decode(format!("not a prepared write: {text}")))?;
+        self.batch(statement, rows).await
+    }
+
+    async fn meter_region(&self, meter: &str) -> Result<Option<String>, StoreError> {
+        let result = self
+            .client
+            .execute("meter region", &self.statements.meter_region, (meter,))
+            .await?;
+        Ok(rows::<(Option<String>,)>(result)?
+            .into_iter()
+            .next()
+            .and_then(|r| r.0))
+    }
 }
 
 #[async_trait]
@@ -548,18 +538,7 @@ impl Store for CassandraStore {
             meters
                 .iter()
                 .map(|m| async move {
-                    let result = self
-                        .client
-                        .execute(
-                            "meter region",
-                            &self.statements.meter_region,
-                            (m.meter_id.as_str(),),
-                        )
-                        .await?;
-                    let region = rows::<(Option<String>,)>(result)?
-                        .into_iter()
-                        .next()
-                        .and_then(|r| r.0);
+                    let region = self.meter_region(m.meter_id.as_str()).await?;
                     Ok::<_, StoreError>((m.meter_id.to_string(), region))
                 })
                 .collect(),
@@ -568,15 +547,10 @@ impl Store for CassandraStore {
         .into_iter()
         .collect();
         fan_out(meters.iter().map(|m| self.put_meter(m)).collect()).await?;
-        if let Ok(mut cache) = self.regions.lock() {
-            for m in meters {
-                match &m.region {
-                    Some(region) => {
-                        cache.insert(m.meter_id.to_string(), (region.to_string(), Instant::now()))
-                    }
-                    None => cache.remove(m.meter_id.as_str()),
-                };
-            }
+        for m in meters {
+            self.writer
+                .cache()
+                .put(m.meter_id.as_str(), m.region.as_deref());
         }
         let moved: Vec<_> = meters
             .iter()
@@ -595,9 +569,7 @@ impl Store for CassandraStore {
                         region: old.map(RegionCode::parse).transpose().map_err(decode)?,
                         ..m.clone()
                     };
-                    if let Ok(mut cache) = self.regions.lock() {
-                        cache.remove(m.meter_id.as_str());
-                    }
+                    self.writer.cache().forget(m.meter_id.as_str());
                     self.put_meter(&back).await?;
                 }
                 refiled
@@ -634,61 +606,12 @@ impl Store for CassandraStore {
     }
 
     async fn write_readings(&self, readings: &[Reading]) -> Result<(), StoreError> {
-        if readings.is_empty() {
-            return Ok(());
-        }
-        // The last of several readings with one (meter, ts) wins, as in a sequence of
-        // upserts. Inside one batch every write has the same timestamp, so duplicates must
-        // not reach it.
-        let mut latest: BTreeMap<(&str, DateTime<Utc>), &Reading> = BTreeMap::new();
-        for r in readings {
-            latest.insert((r.meter_id.as_str(), r.ts), r);
-        }
-        let regions = self.regions_of(latest.keys().map(|(m, _)| *m)).await?;
-        let mut by_meter: BTreeMap<
-            (&str, NaiveDate),
-            Vec<(&str, NaiveDate, DateTime<Utc>, f64, i32)>,
-        > = BTreeMap::new();
-        let readings: Vec<&Reading> = latest.into_values().collect();
-        for r in &readings {
-            let day = day_of(r.ts);
-            let interval = i32::try_from(r.interval_s).unwrap_or(i32::MAX);
-            by_meter
-                .entry((r.meter_id.as_str(), day))
-                .or_default()
-                .push((r.meter_id.as_str(), day, r.ts, r.kwh, interval));
-        }
-        let meter_days: Vec<(&str, NaiveDate)> = by_meter.keys().copied().collect();
-        // The two tables are independent, so they are written at the same time; only the
-        // meter-day recount below must wait for `readings_by_meter`.
-        futures::try_join!(
-            fan_out(
-                by_meter
-                    .into_values()
-                    .map(|rows| self.batch(&self.statements.by_meter_upsert, rows))
-                    .collect(),
-            ),
-            self.write_by_region(&readings, &regions),
-        )?;
-        fan_out(
-            meter_days
-                .into_iter()
-                .map(|(meter, day)| self.refresh_meter_day(meter, day))
-                .collect(),
-        )
-        .await?;
-        // A meter placed while this write ran re-filed its readings without these: look
-        // again, now that they are stored where a registration looks for them.
-        let unplaced: Vec<&str> = regions
-            .iter()
-            .filter(|(_, region)| region.is_none())
-            .map(|(id, _)| id.as_str())
-            .collect();
-        if !unplaced.is_empty() {
-            let placed = self.regions_of(unplaced.into_iter()).await?;
-            if placed.values().any(Option::is_some) {
-                self.write_by_region(&readings, &placed).await?;
-            }
+        let moved = self.writer.write(self, readings).await?;
+        // A sink's cached region was stale: readings it filed since the move may sit under
+        // the old region. Re-filing all of the meter's readings is idempotent and rare.
+        for m in moved {
+            let meter = MeterId::parse(&m.meter).map_err(decode)?;
+            self.refile(&meter, Some(&m.old), m.new.as_deref()).await?;
         }
         Ok(())
     }
@@ -703,32 +626,18 @@ impl Store for CassandraStore {
         if from >= to || limit == 0 {
             return Ok(Vec::new());
         }
-        // Only the days that have readings, from the day index.
-        let (first, last) = (day_of(from), last_day(to));
-        let result = self
-            .client
-            .execute(
-                "meter days",
-                &self.statements.meter_days_in,
-                (meter_id.as_str(), first, last),
-            )
-            .await?;
-        let mut days: Vec<NaiveDate> = rows::<(NaiveDate,)>(result)?
-            .into_iter()
-            .map(|r| r.0)
-            .collect();
-        days.sort();
+        // Month by month in order, at most 13 partitions a year; each query may return the
+        // whole limit, and the loop stops at it.
+        let most = i32::try_from(limit).unwrap_or(i32::MAX);
         let mut out = Vec::new();
-        let mut pages = futures::stream::iter(days)
-            .map(|day| async move {
-                // Each day's query may return the whole limit; the loop below stops at it.
-                let most = i32::try_from(limit).unwrap_or(i32::MAX);
+        let mut pages = futures::stream::iter(months(from, to))
+            .map(|month| async move {
                 let result = self
                     .client
                     .execute(
                         "meter readings",
                         &self.statements.meter_readings,
-                        (meter_id.as_str(), day, from, to, most),
+                        (meter_id.as_str(), month, from, to, most),
                     )
                     .await?;
                 Ok::<_, StoreError>(rows::<(DateTime<Utc>, f64, i32)>(result)?)
@@ -756,23 +665,28 @@ impl Store for CassandraStore {
         to: DateTime<Utc>,
         only: Option<&[RegionCode]>,
     ) -> Result<Vec<ScanSlice>, StoreError> {
+        // The (region, shard) partitions that can hold readings: those of the meters placed
+        // in a region now (a meter's rows follow it when it moves). Regions with no meters
+        // and shards with no meter cost nothing.
         let meters: Vec<MeterRow> = self.all_rows(&self.statements.meters_all).await?;
-        let mut regions: Vec<String> = meters
-            .into_iter()
-            .filter_map(|m| m.region)
-            .filter(|r| only.is_none_or(|only| only.iter().any(|o| o.as_str() == r)))
-            .collect();
-        regions.sort();
-        regions.dedup();
+        let shards = self.writer.shards();
+        let mut parts: BTreeSet<(String, i32)> = BTreeSet::new();
+        for m in meters {
+            let Some(region) = m.region else { continue };
+            if only.is_none_or(|only| only.iter().any(|o| o.as_str() == region)) {
+                let shard = shard_of(&m.meter_id, shards);
+                parts.insert((region, shard));
+            }
+        }
         let mut slices = Vec::new();
         for day in days(from, to) {
             let start = day_start(day).max(from);
             let end = (day_start(day) + TimeDelta::days(1)).min(to);
-            for region in &regions {
+            for (region, shard) in &parts {
                 slices.push(ScanSlice {
                     from: start,
                     to: end,
-                    part: slice_part(region, day),
+                    part: slice_part(region, day, *shard),
                 });
             }
         }
@@ -785,7 +699,7 @@ impl Store for CassandraStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<ScanPage, StoreError> {
-        let (region, day) = parse_part(&slice.part)?;
+        let (region, day, shard) = parse_part(&slice.part)?;
         let paging = match cursor {
             None => PagingState::start(),
             Some(c) => PagingState::new_from_raw_bytes(
@@ -796,25 +710,24 @@ impl Store for CassandraStore {
         };
         let mut statement = self.statements.region_day_scan.clone();
         statement.set_page_size(i32::try_from(limit.max(1)).unwrap_or(i32::MAX));
-        let values = (region.as_str(), day, slice.from, slice.to);
+        let values = (region.as_str(), day, shard, slice.from, slice.to);
         let (result, next) = self
             .client
-            .run("scan region day", || {
+            .run("scan region day shard", || {
                 self.client
                     .session
                     .execute_single_page(&statement, values, paging.clone())
             })
             .await?;
-        let rows = rows::<(DateTime<Utc>, String, f64)>(result)?
+        let rows = rows::<(DateTime<Utc>, String, f64, Option<i32>)>(result)?
             .into_iter()
-            .map(|(ts, meter_id, kwh)| {
+            .map(|(ts, meter_id, kwh, interval_s)| {
                 Ok(RegionReading {
                     region: region.clone(),
                     meter_id: MeterId::parse(meter_id).map_err(decode)?,
                     ts,
                     kwh,
-                    // readings_by_region does not keep the interval (yet).
-                    interval_s: None,
+                    interval_s: interval_s.and_then(|i| u32::try_from(i).ok()),
                 })
             })
             .collect::<Result<_, StoreError>>()?;
@@ -974,7 +887,7 @@ impl Store for CassandraStore {
             .collect();
         let runs: Vec<Option<Run>> = futures::stream::iter(ids)
             .map(|id| async move { self.run(&id).await })
-            .buffered(FAN_OUT)
+            .buffered(crate::write_path::FAN_OUT)
             .try_collect()
             .await?;
         // A run whose row expired before its index row is left out.
@@ -1075,19 +988,40 @@ impl Store for CassandraStore {
         for m in &meters {
             *by_region.entry(m.region.clone()).or_default() += 1;
         }
-        let days: Vec<(String, Option<i32>, Option<DateTime<Utc>>)> =
+        // Counted here, where the count is asked for (the status page caches it), not kept
+        // per write: one count per meter-month partition that has readings.
+        let days: Vec<(String, NaiveDate, Option<DateTime<Utc>>)> =
             self.all_rows(&self.statements.meter_days_all).await?;
-        let mut readings = 0u64;
         let mut latest: Option<DateTime<Utc>> = None;
         let mut with_readings = std::collections::HashSet::new();
-        for (meter, n, last) in days {
-            let n = n.unwrap_or(0).max(0) as u64;
-            readings += n;
-            if n > 0 {
-                with_readings.insert(meter);
-            }
+        let mut partitions: BTreeSet<(String, NaiveDate)> = BTreeSet::new();
+        for (meter, day, last) in days {
             latest = latest.max(last);
+            partitions.insert((meter.clone(), crate::layout::month_of(day_start(day))));
+            with_readings.insert(meter);
         }
+        let counts = fan_out(
+            partitions
+                .iter()
+                .map(|(meter, month)| async move {
+                    let result = self
+                        .client
+                        .execute(
+                            "count meter month",
+                            &self.statements.meter_month_count,
+                            (meter.as_str(), *month),
+                        )
+                        .await?;
+                    let n = rows::<(i64,)>(result)?
+                        .into_iter()
+                        .next()
+                        .map_or(0, |r| r.0);
+                    Ok::<_, StoreError>(n.max(0) as u64)
+                })
+                .collect(),
+        )
+        .await?;
+        let readings: u64 = counts.iter().sum();
         let registered_with_readings = meters
             .iter()
             .filter(|m| with_readings.contains(m.meter_id.as_str()))
@@ -1099,50 +1033,5 @@ impl Store for CassandraStore {
             meters_with_readings: registered_with_readings,
             latest_reading: latest,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn at(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
-    }
-
-    #[test]
-    fn days_cover_the_half_open_window() {
-        let d = |s: &str| s.parse::<NaiveDate>().unwrap();
-        assert_eq!(
-            days(at("2026-03-28T23:00:00Z"), at("2026-03-30T23:00:00Z")),
-            vec![d("2026-03-28"), d("2026-03-29"), d("2026-03-30")]
-        );
-        // `to` at midnight does not reach into the next day.
-        assert_eq!(
-            days(at("2026-03-29T00:00:00Z"), at("2026-03-30T00:00:00Z")),
-            vec![d("2026-03-29")]
-        );
-        assert!(days(at("2026-03-29T00:00:00Z"), at("2026-03-29T00:00:00Z")).is_empty());
-        assert_eq!(
-            day_start(d("2026-03-29")),
-            Utc.with_ymd_and_hms(2026, 3, 29, 0, 0, 0).unwrap()
-        );
-    }
-
-    #[test]
-    fn slice_parts_round_trip_and_bad_ones_are_refused() {
-        let day = "2026-11-21".parse::<NaiveDate>().unwrap();
-        let part = slice_part("E09000001", day);
-        assert_eq!(
-            parse_part(&part).unwrap(),
-            (RegionCode::parse("E09000001").unwrap(), day)
-        );
-        for bad in ["", "E09000001", "2026-13-01/E0900", "x/y"] {
-            assert!(
-                matches!(parse_part(bad), Err(StoreError::Corrupt(_))),
-                "{bad}"
-            );
-        }
     }
 }

@@ -9,9 +9,57 @@ use crate::client::Client;
 use crate::config::CassandraConfig;
 use crate::store::CassandraStore;
 
-/// The keyspace tests use, so they never touch `iot_demo`'s data.
+/// The keyspace this test binary's run uses: its own (`iot_test_<unix time>_<pid>`), so runs
+/// in parallel against one node, and leftovers of earlier runs, never meet; it never touches
+/// `iot_demo`'s data. `IOT_TEST_CASSANDRA_KEYSPACE` names a fixed one instead.
 pub fn keyspace() -> String {
-    std::env::var("IOT_TEST_CASSANDRA_KEYSPACE").unwrap_or_else(|_| "iot_demo_test".into())
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        std::env::var("IOT_TEST_CASSANDRA_KEYSPACE").unwrap_or_else(|_| {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            format!("{RUN_PREFIX}{now}_{}", std::process::id())
+        })
+    })
+    .clone()
+}
+
+const RUN_PREFIX: &str = "iot_test_";
+/// Test keyspaces older than this are dropped by the next run that starts.
+const STALE_AFTER_S: u64 = 86_400;
+
+/// Drops the keyspaces of test runs that started over a day ago (a run cannot drop its own
+/// when it ends: the test harness has no hook for that).
+async fn drop_stale_keyspaces(client: &Client) {
+    let Ok(result) = client
+        .query(
+            "list keyspaces",
+            "SELECT keyspace_name FROM system_schema.keyspaces",
+            (),
+        )
+        .await
+    else {
+        return;
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    for (name,) in crate::client::rows::<(String,)>(result).unwrap_or_default() {
+        let started = name
+            .strip_prefix(RUN_PREFIX)
+            .and_then(|rest| rest.split('_').next())
+            .and_then(|t| t.parse::<u64>().ok());
+        if started.is_some_and(|t| t + STALE_AFTER_S < now) {
+            let _ = client
+                .query(
+                    "drop stale test keyspace",
+                    &format!("DROP KEYSPACE IF EXISTS {name}"),
+                    (),
+                )
+                .await;
+        }
+    }
 }
 
 /// The node's settings, or `None` (after a loud notice) when no node is named.
@@ -42,17 +90,24 @@ pub fn replication() -> String {
 }
 
 /// A store on the test keyspace, migrated first (concurrent tests take turns on the
-/// migration lock).
+/// migration lock; the first of the run also drops stale runs' keyspaces).
 pub async fn store(test: &str) -> Option<CassandraStore> {
     let config = config(test)?;
     let client = Client::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{test}: {e}"));
+    static CLEANED: std::sync::Once = std::sync::Once::new();
+    let mut first = false;
+    CLEANED.call_once(|| first = true);
+    if first {
+        drop_stale_keyspaces(&client).await;
+    }
     crate::migrate::migrate(
         &client,
         iot_migrations::CQL,
         &config.keyspace,
         &replication(),
+        None,
         Duration::from_secs(120),
     )
     .await

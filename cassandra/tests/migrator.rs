@@ -44,6 +44,7 @@ async fn twice_is_idempotent_concurrent_runs_agree_and_an_edited_file_is_refused
                 &files,
                 &ks,
                 &test_node::replication(),
+                None,
                 Duration::from_secs(120),
             )
             .await
@@ -65,6 +66,7 @@ async fn twice_is_idempotent_concurrent_runs_agree_and_an_edited_file_is_refused
         &files,
         &ks,
         &test_node::replication(),
+        None,
         Duration::from_secs(30),
     )
     .await
@@ -78,6 +80,7 @@ async fn twice_is_idempotent_concurrent_runs_agree_and_an_edited_file_is_refused
         &[V1, V2_EDITED],
         &ks,
         &test_node::replication(),
+        None,
         Duration::from_secs(30),
     )
     .await
@@ -85,6 +88,59 @@ async fn twice_is_idempotent_concurrent_runs_agree_and_an_edited_file_is_refused
         Err(MigrateError::Edited { version: 2, .. }) => {}
         other => panic!("an edited applied file must be refused, got {other:?}"),
     }
+    client
+        .session
+        .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())
+        .await
+        .expect("drop test keyspace");
+}
+
+/// The shard count is fixed when the keyspace is made: a later migrate or a store asking for
+/// another one is refused, one asking for none gets the keyspace's.
+#[tokio::test]
+async fn a_keyspace_keeps_the_region_shards_it_was_created_with() {
+    let Some(mut config) = test_node::config("region shards are fixed") else {
+        return;
+    };
+    config.keyspace = format!("iot_migrate_test_{:08x}", rand::random::<u32>());
+    let ks = config.keyspace.clone();
+    let client = Client::connect(&config).await.expect("connect");
+    let migrate_with = |shards: Option<u32>| {
+        let (client, ks) = (client.clone(), ks.clone());
+        async move {
+            migrate(
+                &client,
+                iot_migrations::CQL,
+                &ks,
+                &test_node::replication(),
+                shards,
+                Duration::from_secs(120),
+            )
+            .await
+        }
+    };
+    migrate_with(Some(16)).await.expect("first migrate");
+    migrate_with(None)
+        .await
+        .expect("a migrate naming no shards");
+    match migrate_with(Some(32)).await {
+        Err(MigrateError::Shards {
+            asked: 32,
+            stored: 16,
+        }) => {}
+        other => panic!("another shard count must be refused, got {other:?}"),
+    }
+    config.region_shards = Some(32);
+    assert!(
+        iot_cassandra::CassandraStore::connect(&config)
+            .await
+            .is_err(),
+        "a store configured with other shards refuses to start"
+    );
+    config.region_shards = None;
+    iot_cassandra::CassandraStore::connect(&config)
+        .await
+        .expect("a store naming no shards takes the keyspace's");
     client
         .session
         .query_unpaged(format!("DROP KEYSPACE IF EXISTS {ks}"), ())

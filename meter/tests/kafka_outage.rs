@@ -41,7 +41,7 @@ fn spawn_sink(
     store: Arc<dyn Store>,
 ) -> (
     CancellationToken,
-    JoinHandle<Result<(), iot_common::bus::BusError>>,
+    JoinHandle<Result<(), iot_simulator::sink::SinkError>>,
 ) {
     let stop = CancellationToken::new();
     let task = tokio::spawn(run_sink(

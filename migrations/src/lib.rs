@@ -70,6 +70,11 @@ pub const CQL: &[Migration] = &[
         name: "profile_history",
         sql: include_str!("../cql/0005_profile_history.cql"),
     },
+    Migration {
+        version: 6,
+        name: "national_fleet",
+        sql: include_str!("../cql/0006_national_fleet.cql"),
+    },
 ];
 
 /// FNV-1a of a file's text: recorded when a file is applied so an edited file is caught.

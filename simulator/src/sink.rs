@@ -1,6 +1,8 @@
 //! The sink: consumes readings from the bus in a consumer group and writes them to the store
 //! in batches. Offsets are committed only after the store write succeeded; a store outage
-//! pauses consumption and retries with backoff, so nothing is lost and nothing skipped.
+//! pauses consumption and retries with backoff, so nothing is lost and nothing skipped. A
+//! store that refuses the writes (no permission, an invalid request) is not an outage: the
+//! sink stops with that error, leaving the batch uncommitted for the sink that replaces it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,7 +10,7 @@ use std::time::Duration;
 use iot_common::bus::{Bus, BusError, Consumer};
 use iot_common::metrics::Metrics;
 use iot_common::retry::{Backoff, sleep_unless};
-use iot_common::store::Store;
+use iot_common::store::{Store, StoreError};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
@@ -30,6 +32,16 @@ impl Default for SinkConfig {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(
+        "the store refuses the sink's writes, which no retry changes; the batch stays uncommitted in the bus: {0}"
+    )]
+    StoreRefused(StoreError),
+}
+
 /// How the sink waits between attempts at the bus or the store.
 fn backoff() -> Backoff {
     Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
@@ -45,7 +57,7 @@ pub async fn run_sink(
     metrics: Arc<Metrics>,
     config: SinkConfig,
     shutdown: CancellationToken,
-) -> Result<(), BusError> {
+) -> Result<(), SinkError> {
     let Some(mut consumer) = subscribe(bus.as_ref(), &config.group, &shutdown).await? else {
         return Ok(());
     };
@@ -60,12 +72,16 @@ pub async fn run_sink(
             &metrics,
             &shutdown,
         );
-        if !stored.await {
-            tracing::info!(
-                readings = batch.len(),
-                "sink stopped during a store outage; the batch stays uncommitted"
-            );
-            return Ok(());
+        match stored.await {
+            Written::Stored => {}
+            Written::Stopped => {
+                tracing::info!(
+                    readings = batch.len(),
+                    "sink stopped during a store outage; the batch stays uncommitted"
+                );
+                return Ok(());
+            }
+            Written::Refused(e) => return Err(SinkError::StoreRefused(e)),
         }
         if stopping || shutdown.is_cancelled() {
             break;
@@ -141,26 +157,35 @@ async fn next_batch(
     }
 }
 
-/// Writes a batch and then commits it; false if the shutdown came before the write stuck.
+/// How a batch's write ended.
+enum Written {
+    Stored,
+    /// The shutdown came before the write stuck.
+    Stopped,
+    Refused(StoreError),
+}
+
+/// Writes a batch and then commits it.
 async fn store_and_commit(
     consumer: &mut dyn Consumer,
     store: &dyn Store,
     batch: &[iot_common::Reading],
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Written {
     if batch.is_empty() {
-        return true;
+        return Written::Stored;
     }
-    if !write_batch(store, batch, metrics, shutdown).await {
-        return false;
+    match write_batch(store, batch, metrics, shutdown).await {
+        Written::Stored => {}
+        other => return other,
     }
     if let Err(e) = consumer.commit().await {
         // The batch is stored; it will be delivered again and the upsert absorbs it.
         tracing::warn!(error = %e, "sink commit failed");
     }
     tracing::debug!(readings = batch.len(), "sink wrote batch");
-    true
+    Written::Stored
 }
 
 /// Joins the consumer group, retrying while the bus is away; `None` if the shutdown came
@@ -185,26 +210,32 @@ async fn subscribe(
     }
 }
 
-/// Writes `batch` until it sticks, with backoff; false if the shutdown came first.
+/// Writes `batch` until it sticks, with backoff, unless the shutdown comes first or the
+/// store refuses it.
 #[tracing::instrument(skip_all, fields(readings = batch.len()))]
 async fn write_batch(
     store: &dyn Store,
     batch: &[iot_common::Reading],
     metrics: &Metrics,
     shutdown: &CancellationToken,
-) -> bool {
+) -> Written {
     let mut backoff = backoff();
     loop {
         match store.write_readings(batch).await {
             Ok(()) => {
                 metrics.sink_written.inc_by(batch.len() as u64);
-                return true;
+                return Written::Stored;
+            }
+            Err(e @ StoreError::Refused(_)) => {
+                metrics.sink_errors.inc();
+                tracing::error!(error = %e, readings = batch.len(), "the store refuses the sink's writes; stopping");
+                return Written::Refused(e);
             }
             Err(e) => {
                 metrics.sink_errors.inc();
                 tracing::warn!(error = %e, readings = batch.len(), "sink store write failed; retrying");
                 if !backoff.pause(shutdown).await {
-                    return false;
+                    return Written::Stopped;
                 }
             }
         }

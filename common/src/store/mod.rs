@@ -30,6 +30,10 @@ pub enum StoreError {
     /// The schema on disk does not match the migrations this binary carries.
     #[error("store schema mismatch: {0}")]
     Schema(#[source] Source),
+    /// The store refused the request (no permission, a request it calls invalid): trying
+    /// again will not help until an operator changes something.
+    #[error("store refused the request: {0}")]
+    Refused(#[source] Source),
 }
 
 /// Counts an operator looks at to see that data flows.
