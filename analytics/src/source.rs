@@ -94,6 +94,30 @@ pub fn scan_pages(
     })
 }
 
+/// `stream` driven by a task of its own, one item ahead of its reader: the store fetches the
+/// next page (a network round trip on Cassandra) while the reader aggregates this one. The
+/// task starts at the first poll and ends when the stream does or the reader drops it.
+pub fn read_ahead<S, T>(stream: S) -> impl futures::Stream<Item = T> + Send + 'static
+where
+    S: futures::Stream<Item = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(1);
+    futures::stream::unfold((rx, Some((stream, tx))), |(mut rx, start)| async move {
+        if let Some((stream, tx)) = start {
+            tokio::spawn(async move {
+                let mut stream = std::pin::pin!(stream);
+                while let Some(item) = stream.next().await {
+                    if tx.send(item).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        rx.recv().await.map(|item| (item, (rx, None)))
+    })
+}
+
 /// Store rows as one Arrow batch of a table's schema.
 pub type ToBatch = fn(&SchemaRef, &[RegionReading]) -> Result<RecordBatch, DataFusionError>;
 
@@ -121,7 +145,8 @@ impl PartitionStream for StoreScan {
         let schema = self.schema.clone();
         let batch_schema = schema.clone();
         let to_batch = self.to_batch;
-        let batches = scan_pages(self.store.clone(), self.slices.clone(), PAGE).map(move |page| {
+        let pages = read_ahead(scan_pages(self.store.clone(), self.slices.clone(), PAGE));
+        let batches = pages.map(move |page| {
             page.map_err(|e| DataFusionError::External(Box::new(e)))
                 .and_then(|rows| to_batch(&batch_schema, &rows))
         });
@@ -218,4 +243,28 @@ pub async fn aggregate(
         total.merge(part);
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn read_ahead_gives_every_item_in_order_and_fetches_while_the_reader_works() {
+        use std::sync::atomic::AtomicUsize;
+        let fetched = Arc::new(AtomicUsize::new(0));
+        let counter = fetched.clone();
+        let source = futures::stream::iter(0..5).map(move |i| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            i
+        });
+        let mut ahead = std::pin::pin!(read_ahead(source));
+        assert_eq!(ahead.next().await, Some(0));
+        // While the reader holds item 0, the task has fetched the next ones: one in the
+        // channel, one waiting to be sent.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        assert!(fetched.load(Ordering::SeqCst) >= 3, "{fetched:?}");
+        let rest: Vec<i32> = ahead.collect().await;
+        assert_eq!(rest, vec![1, 2, 3, 4]);
+    }
 }

@@ -2,6 +2,7 @@
 //! `migrate` command, and [`StoreArgs`], which every distributed binary uses to pick its
 //! store: Cassandra when `IOT_CASSANDRA_NODES` names nodes, else the embedded SQLite file.
 
+pub mod capacity;
 pub mod cli;
 pub mod client;
 pub mod config;
