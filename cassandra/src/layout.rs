@@ -11,6 +11,8 @@ use iot_common::store::StoreError;
 /// shards keep a partition near 75,000 rows, under the ~100,000 a partition comfortably
 /// holds (docs/capacity.md), with room for 15-minute meters in smaller regions.
 pub const DEFAULT_REGION_SHARDS: u32 = 64;
+/// The setting in `store_settings` that fixes a keyspace's shards per region-day.
+pub const REGION_SHARDS: &str = "region_shards";
 /// Most shards a keyspace may have: a scan reads one partition per (region, day, shard).
 pub const MAX_REGION_SHARDS: u32 = 4096;
 

@@ -17,7 +17,7 @@ use iot_migrations::{Migration, checksum};
 use scylla::value::{CqlValue, Row};
 
 use crate::client::{Client, ClientError, rows};
-use crate::layout::{DEFAULT_REGION_SHARDS, MAX_REGION_SHARDS};
+use crate::layout::{DEFAULT_REGION_SHARDS, MAX_REGION_SHARDS, REGION_SHARDS};
 use crate::statements::{
     BOOTSTRAP, BOOTSTRAPPED, LOCK_OWNER, LOCK_RELEASE, LOCK_RENEW, LOCK_TAKE, MIGRATION_RECORD,
     MIGRATIONS_APPLIED, SETTING_GET, SETTING_PUT,
@@ -417,7 +417,7 @@ async fn fix_region_shards(client: &Client, asked: Option<u32>) -> Result<u32, M
     let value = asked
         .unwrap_or(DEFAULT_REGION_SHARDS)
         .clamp(1, MAX_REGION_SHARDS);
-    let name = crate::store::REGION_SHARDS;
+    let name = REGION_SHARDS;
     let put = client
         .query_with(
             "fix region shards",

@@ -32,10 +32,10 @@ use scylla::statement::prepared::PreparedStatement;
 
 use crate::client::{Client, ClientError, rows};
 use crate::config::CassandraConfig;
-use crate::layout::{day_start, days, months, parse_part, shard_of, slice_part};
+use crate::layout::{REGION_SHARDS, day_start, days, months, parse_part, shard_of, slice_part};
 use crate::region_cache::RegionCache;
 use crate::statements as cql;
-use crate::write_path::{ReadingWriter, Row, WritePort, fan_out, region_rows};
+use crate::write_path::{ReadingWriter, Row, WritePort, fan_out, region_rows, write_parts};
 
 impl From<ClientError> for StoreError {
     fn from(e: ClientError) -> Self {
@@ -68,8 +68,6 @@ fn at_start_up(e: ClientError, context: String) -> StoreError {
 /// about batches over 5 KiB.
 const BATCH_ROWS: usize = 48;
 const RUNS_BUCKET: &str = "all";
-/// The setting in `store_settings` that fixes a keyspace's shards per region-day.
-pub const REGION_SHARDS: &str = "region_shards";
 /// Readings the legacy copy writes at once.
 const COPY_BATCH: usize = 5_000;
 
@@ -343,25 +341,15 @@ impl CassandraStore {
         let refs: Vec<&Reading> = readings.iter().collect();
         let shards = self.writer.shards();
         let under = |region: &str| HashMap::from([(meter_id.to_string(), Some(region.to_owned()))]);
-        if let Some(new) = new {
-            let parts = region_rows(&refs, &under(new), shards, false);
-            fan_out(
-                parts
-                    .into_iter()
-                    .map(|rows| self.write(cql::READING_BY_REGION_UPSERT, rows))
-                    .collect(),
-            )
-            .await?;
-        }
-        if let Some(old) = old {
-            let parts = region_rows(&refs, &under(old), shards, true);
-            fan_out(
-                parts
-                    .into_iter()
-                    .map(|rows| self.write(cql::READING_BY_REGION_DELETE, rows))
-                    .collect(),
-            )
-            .await?;
+        // Into the new region first: a reading is never in neither.
+        for (region, statement, key_only) in [
+            (new, cql::READING_BY_REGION_UPSERT, false),
+            (old, cql::READING_BY_REGION_DELETE, true),
+        ] {
+            if let Some(region) = region {
+                let parts = region_rows(&refs, &under(region), shards, key_only);
+                write_parts(self, statement, parts).await?;
+            }
         }
         tracing::info!(
             meter = %meter_id,

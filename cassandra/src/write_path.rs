@@ -37,6 +37,22 @@ where
         .await
 }
 
+/// Writes each partition's rows of `cql`, several partitions at a time.
+pub async fn write_parts(
+    port: &dyn WritePort,
+    cql: &'static str,
+    parts: Vec<Vec<Row>>,
+) -> Result<(), StoreError> {
+    fan_out(
+        parts
+            .into_iter()
+            .map(|rows| port.write(cql, rows))
+            .collect(),
+    )
+    .await?;
+    Ok(())
+}
+
 /// One statement's bound values.
 pub type Row = Vec<CqlValue>;
 
@@ -214,13 +230,8 @@ impl ReadingWriter {
                 })
                 .collect();
             if !placed.is_empty() {
-                fan_out(
-                    region_rows(&readings, &placed, self.shards, false)
-                        .into_iter()
-                        .map(|rows| port.write(cql::READING_BY_REGION_UPSERT, rows))
-                        .collect(),
-                )
-                .await?;
+                let parts = region_rows(&readings, &placed, self.shards, false);
+                write_parts(port, cql::READING_BY_REGION_UPSERT, parts).await?;
             }
         }
         Ok(moved)
@@ -401,14 +412,18 @@ mod tests {
             .filter(|(c, _)| *c == cql::METER_DAY_PUT)
             .flat_map(|(_, r)| r)
             .collect();
-        assert_eq!(days.len(), 2);
+        let mut latest = Vec::new();
         for row in days {
-            // latest = the day's newest reading, and the write's timestamp is that time.
-            let (CqlValue::Timestamp(latest), CqlValue::BigInt(micros)) = (&row[2], &row[3]) else {
+            // The write's timestamp is the day's newest reading's time.
+            let (CqlValue::Timestamp(at), CqlValue::BigInt(micros)) = (&row[2], &row[3]) else {
                 panic!("{row:?}")
             };
-            assert_eq!(latest.0 * 1000, *micros);
+            assert_eq!(at.0 * 1000, *micros);
+            latest.push(at.0 / 1000);
         }
+        latest.sort();
+        // 23:30 on January 31st and 03:30 on February 1st.
+        assert_eq!(latest, vec![base + 47 * 1800, base + 55 * 1800]);
         let region_parts: Vec<&Vec<Row>> = writes
             .iter()
             .filter(|(c, _)| *c == cql::READING_BY_REGION_UPSERT)
