@@ -327,3 +327,37 @@ pub fn is_transient(e: &ExecutionError) -> bool {
         _ => false,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(e: DbError) -> ClientError {
+        ExecutionError::LastAttemptError(RequestAttemptError::DbError(e, "test".into())).into()
+    }
+
+    #[test]
+    fn refusals_are_permanent_and_outages_pass() {
+        for permanent in [
+            DbError::Unauthorized,
+            DbError::Invalid,
+            DbError::SyntaxError,
+            DbError::AuthenticationError,
+            DbError::ConfigError,
+        ] {
+            let e = db(permanent);
+            assert!(e.is_permanent() && !e.is_transient(), "{e}");
+        }
+        for passing in [
+            db(DbError::Overloaded),
+            db(DbError::IsBootstrapping),
+            ExecutionError::RequestTimeout(Duration::from_secs(10)).into(),
+            ExecutionError::EmptyPlan.into(),
+        ] {
+            assert!(
+                passing.is_transient() && !passing.is_permanent(),
+                "{passing}"
+            );
+        }
+    }
+}

@@ -1023,3 +1023,40 @@ impl Store for CassandraStore {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scylla::errors::{DbError, ExecutionError, RequestAttemptError};
+
+    #[test]
+    fn a_start_up_timeout_is_retried_and_a_refusal_is_not_a_schema_error() {
+        let timeout: ClientError = ExecutionError::RequestTimeout(Duration::from_secs(5)).into();
+        assert!(matches!(
+            at_start_up(timeout, "keyspace".into()),
+            StoreError::Unavailable(_)
+        ));
+        let refused: ClientError = ExecutionError::LastAttemptError(RequestAttemptError::DbError(
+            DbError::Unauthorized,
+            "no SELECT on iot_demo".into(),
+        ))
+        .into();
+        assert!(matches!(
+            at_start_up(refused, "keyspace".into()),
+            StoreError::Refused(_)
+        ));
+        let missing: ClientError = ClientError::Decode("no such keyspace".into());
+        assert!(matches!(
+            at_start_up(missing, "keyspace".into()),
+            StoreError::Schema(_)
+        ));
+        let refused_write: ClientError = ExecutionError::LastAttemptError(
+            RequestAttemptError::DbError(DbError::Invalid, "bad".into()),
+        )
+        .into();
+        assert!(matches!(
+            StoreError::from(refused_write),
+            StoreError::Refused(_)
+        ));
+    }
+}

@@ -13,7 +13,9 @@ use iot_common::bus::double::FaultyBusDouble;
 use iot_common::bus::sqlite_log::SqliteLog;
 use iot_common::metrics::Metrics;
 use iot_common::store::Store;
+use iot_common::store::double::FaultyStoreDouble;
 use iot_common::store::sqlite::SqliteStore;
+use iot_simulator::sink::SinkError;
 use iot_simulator::{SinkConfig, run_sink};
 use tokio_util::sync::CancellationToken;
 
@@ -162,5 +164,37 @@ async fn a_shutdown_while_a_batch_fills_writes_it_and_commits_exactly_that() {
         rig.drain(Arc::new(rig.log.clone())).await,
         rig.sent_sorted(1000),
         "the next start stores the rest"
+    );
+}
+
+/// A store that refuses the writes (no permission) is not an outage to wait out: the sink
+/// stops with the reason at once and commits nothing, so a sink that can write (here, the
+/// same store once allowed) later stores every reading.
+#[tokio::test]
+async fn a_refused_write_stops_the_sink_and_leaves_its_batch_in_the_bus() {
+    let rig = rig().await;
+    let refusing = FaultyStoreDouble::new(rig.store.clone());
+    refusing.refusing_writes.store(true, Ordering::SeqCst);
+    let stopped = tokio::time::timeout(
+        Duration::from_secs(15),
+        run_sink(
+            Arc::new(rig.log.clone()),
+            Arc::new(refusing),
+            Arc::new(Metrics::new()),
+            SinkConfig::default(),
+            CancellationToken::new(),
+        ),
+    )
+    .await
+    .expect("the sink stops by itself");
+    match stopped {
+        Err(SinkError::StoreRefused(e)) => assert!(e.to_string().contains("refuses"), "{e}"),
+        other => panic!("expected StoreRefused, got {other:?}"),
+    }
+    assert!(rig.stored().await.is_empty(), "nothing written");
+    assert_eq!(
+        rig.drain(Arc::new(rig.log.clone())).await,
+        rig.sent_sorted(1000),
+        "nothing was committed: the next sink gets and stores every reading"
     );
 }

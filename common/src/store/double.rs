@@ -16,6 +16,8 @@ pub struct FaultyStoreDouble<S> {
     pub inner: S,
     /// This many `write_readings` calls fail before writes go through.
     pub failing_writes: AtomicUsize,
+    /// Every `write_readings` call is refused (a permanent error) while set.
+    pub refusing_writes: AtomicBool,
     /// Every `scan_readings` call fails while set.
     pub failing_scans: AtomicBool,
     /// When set, each `scan_readings` call first waits for a permit.
@@ -32,6 +34,7 @@ impl<S: Store> FaultyStoreDouble<S> {
         Self {
             inner,
             failing_writes: AtomicUsize::new(0),
+            refusing_writes: AtomicBool::new(false),
             failing_scans: AtomicBool::new(false),
             scan_gate: None,
             slice_hours: None,
@@ -59,6 +62,11 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
         self.inner.meters().await
     }
     async fn write_readings(&self, r: &[Reading]) -> Result<(), StoreError> {
+        if self.refusing_writes.load(Ordering::SeqCst) {
+            return Err(StoreError::Refused(
+                "test double: the store refuses this user's writes".into(),
+            ));
+        }
         let failing = self
             .failing_writes
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
