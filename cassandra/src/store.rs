@@ -302,21 +302,21 @@ impl CassandraStore {
         Ok(())
     }
 
-    /// The days a meter has readings, from `meter_data_days`.
-    async fn days_of(&self, meter_id: &str) -> Result<Vec<NaiveDate>, StoreError> {
+    /// Every stored reading of one meter, from its first day with readings (in
+    /// `meter_data_days`) to its last.
+    async fn all_readings_of(&self, meter_id: &MeterId) -> Result<Vec<Reading>, StoreError> {
         let result = self
             .client
-            .execute("meter days", &self.statements.meter_days_of, (meter_id,))
+            .execute(
+                "meter days",
+                &self.statements.meter_days_of,
+                (meter_id.as_str(),),
+            )
             .await?;
-        Ok(rows::<(NaiveDate,)>(result)?
+        let days: Vec<NaiveDate> = rows::<(NaiveDate,)>(result)?
             .into_iter()
             .map(|r| r.0)
-            .collect())
-    }
-
-    /// Every stored reading of one meter, from its first day with readings to its last.
-    async fn all_readings_of(&self, meter_id: &MeterId) -> Result<Vec<Reading>, StoreError> {
-        let days = self.days_of(meter_id.as_str()).await?;
+            .collect();
         let (Some(first), Some(last)) = (days.iter().min(), days.iter().max()) else {
             return Ok(Vec::new());
         };
