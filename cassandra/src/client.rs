@@ -360,4 +360,17 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn a_ca_file_makes_a_tls_setting_and_a_bad_one_says_why() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+        // A self-signed certificate, made for this test only (its key was thrown away).
+        tls_config(&dir.join("test-ca.pem")).expect("a CA certificate");
+        let empty = tempfile::NamedTempFile::new().unwrap();
+        let e = tls_config(empty.path()).unwrap_err();
+        assert!(e.to_string().contains("no certificate"), "{e}");
+        assert!(e.is_permanent(), "not retried");
+        let e = tls_config(&dir.join("missing.pem")).unwrap_err();
+        assert!(e.to_string().contains("missing.pem"), "{e}");
+    }
 }
