@@ -64,18 +64,6 @@ impl RegionCache {
             }
         }
     }
-
-    pub fn forget(&self, meter: &str) {
-        self.put(meter, None);
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.lock().map(|e| e.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 #[cfg(test)]
@@ -91,7 +79,7 @@ mod tests {
         cache.put("c", Some("R3"));
         // "b" was used least recently.
         assert_eq!(cache.get("b"), Cached::Unknown);
-        assert_eq!(cache.len(), 2);
+        assert_eq!(cache.entries.lock().unwrap().len(), 2);
         std::thread::sleep(Duration::from_millis(40));
         assert_eq!(cache.get("a"), Cached::Stale("R1".into()));
         cache.put("a", None);

@@ -557,7 +557,7 @@ impl Store for CassandraStore {
                         region: old.map(RegionCode::parse).transpose().map_err(decode)?,
                         ..m.clone()
                     };
-                    self.writer.cache().forget(m.meter_id.as_str());
+                    self.writer.cache().put(m.meter_id.as_str(), None);
                     self.put_meter(&back).await?;
                 }
                 refiled

@@ -96,10 +96,8 @@ pub async fn store(test: &str) -> Option<CassandraStore> {
     let client = Client::connect(&config)
         .await
         .unwrap_or_else(|e| panic!("{test}: {e}"));
-    static CLEANED: std::sync::Once = std::sync::Once::new();
-    let mut first = false;
-    CLEANED.call_once(|| first = true);
-    if first {
+    static CLEANED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !CLEANED.swap(true, std::sync::atomic::Ordering::SeqCst) {
         drop_stale_keyspaces(&client).await;
     }
     crate::migrate::migrate(

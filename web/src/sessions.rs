@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use axum::http::{HeaderMap, header};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use iot_common::problem::{ApiError, ErrorCode};
 
 /// The analyst console's cookie.
 pub const COOKIE: &str = "iot_session";
@@ -152,6 +153,15 @@ fn session_id<'a>(headers: &'a HeaderMap, cookie: &str) -> Option<&'a str> {
         .filter_map(|kv| kv.trim().split_once('='))
         .find(|(k, _)| *k == cookie)
         .map(|(_, v)| v)
+}
+
+/// The refusal of a form sent from another site; `page` names whose page it must come from.
+pub fn cross_site(page: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::CrossSite,
+        format!("this form must be sent from the {page} own page"),
+    )
+    .field("origin")
 }
 
 /// Whether a state-changing request comes from this site's own pages: a browser says where

@@ -130,6 +130,31 @@ fn with_json(profiles: &[RegionProfile]) -> Result<Vec<(RegionProfile, String)>,
         .collect()
 }
 
+/// Upserts `rows` into `table` (`regional_profiles` or `profiles_by_run`: the same columns,
+/// keyed by region and by run and region).
+fn insert_profiles(
+    tx: &rusqlite::Transaction<'_>,
+    table: &'static str,
+    rows: &[(RegionProfile, String)],
+) -> rusqlite::Result<()> {
+    let mut statement = tx.prepare_cached(&format!(
+        "INSERT OR REPLACE INTO {table}
+         (region, run_id, window_from, window_to, computed_at, profile_json)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+    ))?;
+    for (p, json) in rows {
+        statement.execute(params![
+            p.figures.region,
+            p.run_id,
+            epoch(p.window_from),
+            epoch(p.window_to),
+            epoch(p.computed_at),
+            json
+        ])?;
+    }
+    Ok(())
+}
+
 fn profiles_from_json(
     rows: impl Iterator<Item = rusqlite::Result<String>>,
 ) -> Result<Vec<RegionProfile>, StoreError> {
@@ -340,23 +365,7 @@ impl Store for SqliteStore {
         let rows = with_json(profiles)?;
         self.write(move |c| {
             let tx = c.transaction()?;
-            {
-                let mut statement = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO regional_profiles
-                     (region, run_id, window_from, window_to, computed_at, profile_json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for (p, json) in &rows {
-                    statement.execute(params![
-                        p.figures.region,
-                        p.run_id,
-                        epoch(p.window_from),
-                        epoch(p.window_to),
-                        epoch(p.computed_at),
-                        json
-                    ])?;
-                }
-            }
+            insert_profiles(&tx, "regional_profiles", &rows)?;
             tx.commit()?;
             Ok(())
         })
@@ -377,27 +386,11 @@ impl Store for SqliteStore {
         let expired = epoch(Utc::now() - super::HISTORY_RETENTION);
         self.write(move |c| {
             let tx = c.transaction()?;
-            {
-                let mut statement = tx.prepare_cached(
-                    "INSERT OR REPLACE INTO profiles_by_run
-                     (run_id, region, window_from, window_to, computed_at, profile_json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                )?;
-                for (p, json) in &rows {
-                    statement.execute(params![
-                        p.run_id,
-                        p.figures.region,
-                        epoch(p.window_from),
-                        epoch(p.window_to),
-                        epoch(p.computed_at),
-                        json
-                    ])?;
-                }
-                tx.execute(
-                    "DELETE FROM profiles_by_run WHERE computed_at < ?1",
-                    [expired],
-                )?;
-            }
+            insert_profiles(&tx, "profiles_by_run", &rows)?;
+            tx.execute(
+                "DELETE FROM profiles_by_run WHERE computed_at < ?1",
+                [expired],
+            )?;
             tx.commit()?;
             Ok(())
         })

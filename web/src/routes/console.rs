@@ -67,11 +67,7 @@ fn authorized(s: &WebState, headers: &HeaderMap) -> bool {
 }
 
 fn cross_site() -> ApiError {
-    ApiError::new(
-        ErrorCode::CrossSite,
-        "this form must be sent from the console's own page",
-    )
-    .field("origin")
+    crate::sessions::cross_site("console's")
 }
 
 /// The sign-in form with a message, answered with `status`.

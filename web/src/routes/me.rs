@@ -17,14 +17,14 @@ use chrono_tz::Europe::London;
 use iot_common::auth::Claims;
 use iot_common::domain::{MeterId, Reading};
 use iot_common::http::bearer_token;
-use iot_common::problem::{ApiError, ErrorCode};
+use iot_common::problem::ApiError;
 use iot_common::store::MAX_READBACK;
 use iot_common::{ProfileFigures, RegionProfile};
 use serde::Deserialize;
 
 use crate::present::{day, kwh};
 use crate::respond;
-use crate::sessions::same_origin;
+use crate::sessions::{cross_site, same_origin};
 use crate::state::WebState;
 use crate::svg::{Bar, Tick, at, hour_ticks};
 
@@ -145,12 +145,7 @@ pub async fn login(
     Form(form): Form<Login>,
 ) -> Response {
     if !same_origin(&headers) {
-        return ApiError::new(
-            ErrorCode::CrossSite,
-            "this form must be sent from the site's own page",
-        )
-        .field("origin")
-        .into_response();
+        return cross_site("site's").into_response();
     }
     let client = iot_common::server::peer(&extensions).map(|p| p.ip());
     if let Some(wait) = s.residents.throttled(client) {
@@ -185,11 +180,7 @@ pub async fn login(
 
 pub async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Response {
     if !same_origin(&headers) {
-        return ApiError::new(
-            ErrorCode::CrossSite,
-            "this form must be sent from the site's own page",
-        )
-        .into_response();
+        return cross_site("site's").into_response();
     }
     (
         [(header::SET_COOKIE, s.residents.close(&headers))],
