@@ -52,6 +52,10 @@ pub enum JobError {
     Store(#[from] StoreError),
     #[error("computation: {0}")]
     Compute(#[from] datafusion::error::DataFusionError),
+    /// Another replica holds the run lease now (this one's expired while it ran): its
+    /// profiles are not written, so two runs never publish over each other.
+    #[error("the run lease was lost to {0}; nothing was written")]
+    LeaseLost(String),
 }
 
 /// A recompute as asked: whole local days `from` up to (not including) `to`, or the default
@@ -307,9 +311,10 @@ impl Analytics {
         let scanned = Arc::new(AtomicU64::new(0));
         let stop = CancellationToken::new();
         let progress = self.report_progress(run.clone(), scanned.clone(), stop.clone());
-        let lease = self.keep_lease(run.run_id.clone(), stop.clone());
+        let lost = CancellationToken::new();
+        let lease = self.keep_lease(run.run_id.clone(), stop.clone(), lost.clone());
         let outcome = self
-            .compute(&run.run_id, window, run.published, scanned.clone())
+            .compute(&run.run_id, window, run.published, scanned.clone(), &lost)
             .await;
         stop.cancel();
         // Its last write must not land after the final record.
@@ -350,24 +355,51 @@ impl Analytics {
         }
     }
 
-    /// Renews the run's lease until `stop`, so a long run keeps it.
-    fn keep_lease(&self, run_id: String, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    /// Renews the run's lease until `stop`, so a long run keeps it. Cancels `lost` when
+    /// another replica holds it, or when no renewal got through for a whole TTL (the lease
+    /// may have expired and been taken): the run then stops without writing.
+    fn keep_lease(
+        &self,
+        run_id: String,
+        stop: CancellationToken,
+        lost: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let store = self.store.clone();
         tokio::spawn(async move {
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(LEASE_RENEW) => {}
                 }
                 match store.acquire_lease(RUN_LEASE, &run_id, LEASE_TTL).await {
-                    Ok(None) => {}
+                    Ok(None) => renewed = tokio::time::Instant::now(),
                     Ok(Some(other)) => {
-                        tracing::error!(run = %run_id, holder = %other, "the run lease was lost to another replica");
+                        tracing::error!(run = %run_id, holder = %other, "the run lease was lost to another replica; stopping the run");
+                        lost.cancel();
+                        return;
+                    }
+                    Err(e) if renewed.elapsed() >= LEASE_TTL => {
+                        tracing::error!(run = %run_id, error = %e, "the run lease could not be renewed for its whole TTL; stopping the run");
+                        lost.cancel();
+                        return;
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot renew the run lease"),
                 }
             }
         })
+    }
+
+    /// Renews the lease once more right before a run writes: the proof that no other
+    /// replica took it while this one computed (a renewal every 15 s leaves a gap).
+    async fn confirm_lease(&self, run_id: &str, lost: &CancellationToken) -> Result<(), JobError> {
+        if lost.is_cancelled() {
+            return Err(JobError::LeaseLost("another replica".into()));
+        }
+        match self.store.acquire_lease(RUN_LEASE, run_id, LEASE_TTL).await? {
+            None => Ok(()),
+            Some(other) => Err(JobError::LeaseLost(other)),
+        }
     }
 
     async fn compute(
@@ -376,19 +408,24 @@ impl Analytics {
         window: (DateTime<Utc>, DateTime<Utc>),
         publish: bool,
         scanned: Arc<AtomicU64>,
+        lost: &CancellationToken,
     ) -> Result<Vec<RegionProfile>, JobError> {
         let ctx = session(self.config.threads);
         // Store reads wait on the network more than on the CPU, so more partitions than
         // threads keep both busy.
         let parts = self.config.threads.max(1) * 4;
         register_store(&ctx, self.store.clone(), window.0, window.1, parts).await?;
-        let acc = aggregate(&ctx, LocalClock::new(self.config.tz), None, scanned).await?;
+        let acc = tokio::select! {
+            acc = aggregate(&ctx, LocalClock::new(self.config.tz), None, scanned) => acc?,
+            () = lost.cancelled() => return Err(JobError::LeaseLost("another replica".into())),
+        };
         let computed_at = Utc::now();
         let profiles: Vec<RegionProfile> = acc
             .finish()
             .into_iter()
             .map(|f| to_profile(f, run_id, window, computed_at, publish))
             .collect();
+        self.confirm_lease(run_id, lost).await?;
         // History first: a published run is always in it.
         self.store.put_run_profiles(&profiles).await?;
         if publish {

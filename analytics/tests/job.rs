@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use iot_analytics::job::{RunRequest, window};
+use iot_analytics::job::{RUN_LEASE, RunRequest, window};
 use iot_analytics::{Analytics, JobConfig, JobError};
 use iot_common::domain::Trigger;
 use iot_common::store::Store;
@@ -198,6 +198,74 @@ async fn a_failed_run_keeps_the_previous_profiles_and_says_why() {
     let after = inner.profiles().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(after, before);
     assert!(after.iter().all(|p| p.run_id == ok.run_id));
+}
+
+#[tokio::test]
+async fn a_run_whose_lease_another_replica_took_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let inner = seeded(&dir).await;
+    let gate = Arc::new(Semaphore::new(0));
+    let analytics = Analytics::new(
+        Arc::new(FaultyStoreDouble {
+            scan_gate: Some(gate.clone()),
+            ..FaultyStoreDouble::new(inner.clone())
+        }),
+        JobConfig::default(),
+    );
+    let run = analytics
+        .trigger(Trigger::Api, RunRequest::default_window())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    // While it scans, its lease ends (as one expires over a long pause) and another
+    // replica takes it.
+    inner
+        .release_lease(RUN_LEASE, &run.run_id)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let taken = inner
+        .acquire_lease(RUN_LEASE, "run-of-another-replica", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(taken, None, "the other replica gets the lease");
+    gate.add_permits(1_000);
+    let mut done = None;
+    for _ in 0..200 {
+        done = inner
+            .run(&run.run_id)
+            .await
+            .ok()
+            .flatten()
+            .filter(|r| matches!(r.status, RunStatus::Succeeded | RunStatus::Failed));
+        if done.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let done = done.unwrap_or_else(|| panic!("the run ends"));
+    assert_eq!(done.status, RunStatus::Failed, "{done:?}");
+    assert!(
+        done.error
+            .as_deref()
+            .is_some_and(|e| e.contains("lease was lost to run-of-another-replica")),
+        "{done:?}"
+    );
+    assert!(inner.profiles().await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    assert!(
+        inner
+            .run_profiles(&run.run_id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty(),
+        "nothing reached the history either"
+    );
+    // It did not release the other replica's lease on its way out.
+    assert_eq!(
+        inner
+            .acquire_lease(RUN_LEASE, "a-third-replica", Duration::from_secs(60))
+            .await
+            .unwrap_or_else(|e| panic!("{e}")),
+        Some("run-of-another-replica".to_owned())
+    );
 }
 
 #[tokio::test]
