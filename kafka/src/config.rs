@@ -91,8 +91,6 @@ pub struct KafkaConfig {
     /// How long the consumer group waits for a silent member before giving its partitions to
     /// the others: the pause a crashed sink causes.
     pub session_timeout: Duration,
-    /// Most messages the producer puts in one record batch.
-    pub batch_messages: u32,
 }
 
 impl KafkaConfig {
@@ -106,7 +104,6 @@ impl KafkaConfig {
             replication: 1,
             message_timeout: Duration::from_secs(30),
             session_timeout: Duration::from_secs(10),
-            batch_messages: 10_000,
         }
     }
 }

@@ -21,10 +21,7 @@ pub fn producer_config(config: &KafkaConfig) -> ClientConfig {
         .set("compression.type", "lz4")
         // Throughput: wait up to 5 ms to fill batches of up to 10,000 messages / 1 MB.
         .set("linger.ms", "5")
-        .set(
-            "batch.num.messages",
-            config.batch_messages.max(1).to_string(),
-        )
+        .set("batch.num.messages", "10000")
         .set("batch.size", "1000000")
         .set("queue.buffering.max.messages", "1000000")
         .set(

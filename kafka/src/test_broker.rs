@@ -1,13 +1,15 @@
-//! A private Kafka-protocol broker for tests: a `tansu` process with in-memory storage on a
-//! free loopback port, which a test can stop (`kill -9`) and start again.
+//! A private Apache Kafka broker for tests: a real Kafka 4.1 node (KRaft, one process) on a
+//! free loopback port with its data in a directory of its own, started by the project's
+//! `tests/nodes/run` from the broker's jars on Maven Central. A test can kill it (`kill -9`)
+//! or stop it (SIGTERM) and start it again on the same data, as an operator's broker restarts.
 //!
-//! Where `tansu` is not installed the tests that need it say so loudly and return; with `CI`
-//! or `IOT_REQUIRE_KAFKA` set they fail instead, so CI never passes without a broker.
-//! `IOT_TANSU` names the binary when it is not on `PATH` or in `~/.cargo/bin`.
+//! Each test gets its own broker (about four seconds to start) because several stop theirs
+//! mid-test. Where Java is missing the tests that need a broker say so loudly and return; with
+//! `CI` or `IOT_REQUIRE_KAFKA` set they fail instead, so CI never passes without a broker.
 
-use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
@@ -15,26 +17,15 @@ use iot_common::Reading;
 
 use crate::KafkaConfig;
 
-pub struct TestBroker {
-    bin: PathBuf,
-    port: u16,
-    log: PathBuf,
-    child: Option<Child>,
+/// The project's node runner (`tests/nodes/run`).
+pub fn node_runner() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/nodes/run")
 }
 
-fn find_tansu() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("IOT_TANSU") {
-        return Some(PathBuf::from(path));
-    }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(PathBuf::from(home).join(".cargo/bin"));
-    }
-    dirs.into_iter()
-        .map(|d| d.join("tansu"))
-        .find(|p| p.is_file())
+pub struct TestBroker {
+    dir: tempfile::TempDir,
+    port: u16,
+    running: bool,
 }
 
 fn required() -> bool {
@@ -43,27 +34,50 @@ fn required() -> bool {
         .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty() && v != "0"))
 }
 
+/// A port whose next one is free too: the broker's controller listens on it.
+fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let Ok(a) = TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let Ok(port) = a.local_addr().map(|a| a.port()) else {
+            continue;
+        };
+        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no two free loopback ports in a row")
+}
+
+/// Whether `pid` is gone (or a zombie nobody has reaped yet).
+fn gone(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
+
 impl TestBroker {
     /// Starts a broker for `test`, or explains loudly why it cannot and returns `None`.
     /// Panics instead when `CI` or `IOT_REQUIRE_KAFKA` is set.
     pub fn start(test: &str) -> Option<Self> {
-        let Some(bin) = find_tansu() else {
-            let why = "no Kafka-protocol broker: `tansu` is not installed \
-                       (cargo install tansu --features dynostore, or set IOT_TANSU)";
+        if let Err(why) = Command::new("java").arg("-version").output() {
+            let why = format!("no Kafka broker: Java cannot run ({why}); tests/nodes/run needs Java 17 and Maven");
             assert!(!required(), "{test}: {why}");
-            eprintln!("\n!!! SKIPPED {test}: {why}. Set CI=1 to make this a failure. !!!\n");
+            say_skipped(test, &why);
             return None;
-        };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free loopback port");
-        let log = std::env::temp_dir().join(format!("iot-tansu-{port}.log"));
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("iot-kafka-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("{test}: a broker directory: {e}"));
         let mut broker = Self {
-            bin,
-            port,
-            log,
-            child: None,
+            dir,
+            port: free_port_pair(),
+            running: false,
         };
         broker.resume();
         Some(broker)
@@ -74,60 +88,62 @@ impl TestBroker {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// Settings for clients of this broker: one message per record batch. tansu 0.6 fetches
-    /// from the first batch that starts at or after the offset asked for, so a consumer that
-    /// resumes from a commit inside a batch would never get the rest of that batch (a real
-    /// Kafka broker returns the batch holding the offset). Tests that stop consumers
-    /// mid-load commit inside batches; with single-message batches every offset starts one.
+    /// Settings for clients of this broker.
     pub fn config(&self) -> KafkaConfig {
-        KafkaConfig {
-            batch_messages: 1,
-            ..KafkaConfig::new(&self.brokers())
-        }
+        KafkaConfig::new(&self.brokers())
     }
 
-    /// Kills the broker at once, as a crash would. Its in-memory data is gone.
+    /// The broker's process id, while it runs.
+    fn pid(&self) -> Option<String> {
+        std::fs::read_to_string(self.dir.path().join("pid"))
+            .ok()
+            .map(|p| p.trim().to_owned())
+            .filter(|p| !p.is_empty())
+    }
+
+    /// Kills the broker at once, as a crash would (`kill -9`). What it acknowledged is on
+    /// its disk and there again when it resumes.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(pid) = self.pid() {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+            let until = Instant::now() + Duration::from_secs(30);
+            while !gone(&pid) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = std::fs::remove_file(self.dir.path().join("pid"));
         }
+        self.running = false;
     }
 
-    /// Starts the broker (again) on the same port and waits until it accepts connections.
+    /// Stops the broker the normal way (SIGTERM: it closes its logs and leaves the cluster).
+    pub fn terminate(&mut self) {
+        let _ = Command::new(node_runner())
+            .args(["stop"])
+            .arg(self.dir.path())
+            .status();
+        self.running = false;
+    }
+
+    /// Starts the broker (again) on the same port and data, and waits until it answers a
+    /// broker API request.
     pub fn resume(&mut self) {
-        self.stop();
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let log = std::fs::File::create(&self.log).expect("broker log file");
-        let child = Command::new(&self.bin)
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            .args(["--storage-engine", "memory://tansu/"])
-            .env(
-                "RUST_LOG",
-                std::env::var("IOT_TANSU_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.bin.display()));
-        self.child = Some(child);
-        let until = Instant::now() + Duration::from_secs(30);
-        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < until,
-                "broker did not listen on port {} within 30 s; log: {}",
-                self.port,
-                self.log.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
+        if self.running {
+            self.stop();
         }
+        let out = Command::new(node_runner())
+            .args(["start", "kafka", "--heap", "384m", "--port"])
+            .arg(self.port.to_string())
+            .arg("--dir")
+            .arg(self.dir.path())
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", node_runner().display()));
+        assert!(
+            out.status.success(),
+            "the Kafka broker on port {} did not start:\n{}",
+            self.port,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        self.running = true;
     }
 }
 
@@ -135,6 +151,16 @@ impl Drop for TestBroker {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Says a test did not run, on the process's own stderr: the test harness captures
+/// `eprintln!` of passing tests, and a skip must show in every run's output.
+pub fn say_skipped(test: &str, why: &str) {
+    use std::io::Write;
+    let _ = writeln!(
+        std::io::stderr(),
+        "\n!!! SKIPPED {test}: {why}. Set CI=1 to make this a failure. !!!\n"
+    );
 }
 
 /// `per_meter` half-hourly readings of each of `meters` meters (`M000`, `M001`, ...) from

@@ -1,5 +1,5 @@
-//! The consumer contract suite against the Kafka adapter on a real Kafka-protocol broker
-//! (a private tansu per check; see `iot_kafka::test_broker`).
+//! The consumer contract suite against the Kafka adapter on a real Apache Kafka broker
+//! (a private one per check; see `iot_kafka::test_broker`).
 
 use std::sync::Arc;
 use std::time::Duration;

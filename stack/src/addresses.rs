@@ -2,7 +2,8 @@
 //! (`127.P.S.R`: a prefix per run, one number per service and per replica), so each process
 //! binds the very ports the file names. Host names in values become those addresses,
 //! `0.0.0.0` (and, in a healthcheck, the container's own `127.0.0.1`/`localhost`) become the
-//! container's own address.
+//! container's own address. A value that is a service name alone, or a comma-separated list
+//! of them (`IOT_CASSANDRA_NODES: cassandra`), becomes their addresses.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -11,8 +12,6 @@ use std::net::Ipv4Addr;
 pub struct Addresses {
     /// Each service's replicas, in order.
     pub hosts: BTreeMap<String, Vec<Ipv4Addr>>,
-    /// Whole `host:port` strings that stand for a substituted service (Kafka → the broker).
-    pub substituted: BTreeMap<String, String>,
 }
 
 impl Addresses {
@@ -29,10 +28,7 @@ impl Addresses {
                 (name.clone(), ips)
             })
             .collect();
-        Self {
-            hosts,
-            substituted: BTreeMap::new(),
-        }
+        Self { hosts }
     }
 
     pub fn of(&self, service: &str) -> &[Ipv4Addr] {
@@ -41,11 +37,16 @@ impl Addresses {
 
     /// `value` as seen from a container at `own`.
     pub fn map(&self, value: &str, own: Ipv4Addr) -> String {
-        let mut out = value.to_owned();
-        for (from, to) in &self.substituted {
-            out = replace_host(&out, from, to);
+        let first = |name: &str| self.hosts.get(name).and_then(|ips| ips.first());
+        if !value.is_empty() && value.split(',').all(|h| first(h.trim()).is_some()) {
+            return value
+                .split(',')
+                .filter_map(|h| first(h.trim()))
+                .map(Ipv4Addr::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
         }
-        out = out.replace("0.0.0.0", &own.to_string());
+        let mut out = value.replace("0.0.0.0", &own.to_string());
         for (name, ips) in &self.hosts {
             if let Some(ip) = ips.first() {
                 out = replace_host(&out, &format!("{name}:"), &format!("{ip}:"));
@@ -93,14 +94,14 @@ mod tests {
             9,
             &[("edge".into(), 1), ("meter".into(), 2), ("web".into(), 1)],
         );
-        a.substituted
-            .insert("kafka:9092".into(), "127.0.0.1:4000".into());
         let own = Ipv4Addr::new(127, 9, 2, 2);
         assert_eq!(a.of("meter"), [Ipv4Addr::new(127, 9, 2, 1), own]);
         assert_eq!(a.map("0.0.0.0:8081", own), "127.9.2.2:8081");
         assert_eq!(a.map("http://edge:8080", own), "http://127.9.1.1:8080");
-        assert_eq!(a.map("kafka:9092", own), "127.0.0.1:4000");
         assert_eq!(a.map("cassandra", own), "cassandra");
+        assert_eq!(a.map("web", own), "127.9.3.1");
+        assert_eq!(a.map("edge, web", own), "127.9.1.1,127.9.3.1");
+        assert_eq!(a.map("web and more", own), "web and more");
         assert_eq!(a.map("http://fakeedge:8080", own), "http://fakeedge:8080");
         assert_eq!(
             a.map_local("http://127.0.0.1:9081/readyz", own),

@@ -6,7 +6,6 @@
 use std::time::{Duration, Instant};
 
 use iot_common::domain::Trigger;
-use iot_common::store::sqlite::SqliteStore;
 use iot_common::store::{MAX_READBACK, Store};
 use iot_common::{Run, RunStatus};
 use serde_json::Value;
@@ -43,8 +42,8 @@ pub async fn check(
     let backfill = backfill_stored(stack, &http).await?;
     let backfill_posted = backfill["readings_posted"].as_u64().unwrap_or(0);
     let per_replica = replicas_served(stack, &http).await?;
-    let store = SqliteStore::open(&SqliteStore::path_in(&stack.data_dir))
-        .map_err(|e| flow(format!("cannot open the shared store: {e}")))?;
+    let store = stack_store(stack).await?;
+    let store = store.as_ref();
     let stored = store
         .summary()
         .await
@@ -55,13 +54,13 @@ pub async fn check(
             "the fleet says its {backfill_posted} readings are stored; the store has {stored}"
         )));
     }
-    let first_run = first_run_profiles_the_backfill(stack, &store).await?;
+    let first_run = first_run_profiles_the_backfill(stack, store).await?;
     let edge = stack.addresses.of("edge")[0];
     let coloured_regions = map_is_coloured(&http, &format!("http://{edge}:8080/"), regions).await?;
     internal_routes_hidden(&http, &format!("http://{edge}:8080")).await?;
     let console_run = console_recomputes(
         stack,
-        &store,
+        store,
         &http,
         &format!("http://{edge}:9090"),
         analyst_token,
@@ -82,6 +81,18 @@ pub async fn check(
         coloured_regions,
         console_run,
     })
+}
+
+/// The stack's Cassandra keyspace, as the `migrate` service names it.
+async fn stack_store(stack: &Stack) -> Result<Box<dyn Store>, StackError> {
+    let nodes = stack.env("migrate", "IOT_CASSANDRA_NODES")?;
+    let keyspace = stack.env("migrate", "IOT_CASSANDRA_KEYSPACE")?;
+    let config = iot_cassandra::CassandraConfig::new(&nodes, &keyspace)
+        .map_err(|e| flow(format!("the stack's Cassandra settings: {e}")))?;
+    let store = iot_cassandra::CassandraStore::connect(&config)
+        .await
+        .map_err(|e| flow(format!("cannot open the stack's keyspace {keyspace}: {e}")))?;
+    Ok(Box::new(store))
 }
 
 /// Polls `f` every second until it returns `Some`, failing after `limit` or when a process
@@ -171,7 +182,7 @@ async fn replicas_served(
 
 async fn first_run_profiles_the_backfill(
     stack: &mut Stack,
-    store: &SqliteStore,
+    store: &dyn Store,
 ) -> Result<Run, StackError> {
     let run = until(
         stack,
@@ -327,7 +338,7 @@ async fn sql_counts_what_the_run_scanned(
 
 async fn console_recomputes(
     stack: &mut Stack,
-    store: &SqliteStore,
+    store: &dyn Store,
     http: &reqwest::Client,
     analyst: &str,
     token: &str,

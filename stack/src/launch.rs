@@ -2,9 +2,13 @@
 //! with exactly the file's command and environment (host names mapped to loopback
 //! addresses), and runs each service's own healthcheck until it passes.
 //!
-//! Substitutions, said in the log: Kafka is a tansu broker; Cassandra is the embedded
-//! SQLite store (`IOT_CASSANDRA_NODES` dropped, every service sharing one `IOT_DATA_DIR`);
-//! HAProxy runs from `deploy/haproxy.cfg` with its binds and its DNS server mapped.
+//! The one substitution is container → process, said in the log: the `kafka` and
+//! `cassandra` services are the real Apache Kafka and Apache Cassandra at the images'
+//! versions, started by `tests/nodes/run` on their own loopback addresses with the file's
+//! settings (the Kafka image's `KAFKA_*` variables become the broker's properties; the
+//! Cassandra image's cluster name, data centre and heap), and their healthchecks run as the
+//! file writes them (`cqlsh`; the Kafka image's `bin/` tool from the same jars). HAProxy runs
+//! from `deploy/haproxy.cfg` with its binds and its DNS server mapped.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -12,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use iot_kafka::test_broker::TestBroker;
+use iot_kafka::test_broker::node_runner;
 
 use crate::StackError;
 use crate::addresses::Addresses;
@@ -74,6 +78,19 @@ pub struct Proc {
     log: PathBuf,
     /// A one-shot service (`service_completed_successfully`) may exit.
     one_shot: bool,
+    /// For a Kafka or Cassandra node: the file holding the JVM's pid (the child is the
+    /// node runner, which stops the JVM cleanly on SIGTERM).
+    node_pid: Option<PathBuf>,
+}
+
+impl Proc {
+    /// The process whose memory is the service's: the JVM of a node, else the child.
+    fn pid(&self) -> Option<u32> {
+        match &self.node_pid {
+            Some(file) => std::fs::read_to_string(file).ok()?.trim().parse().ok(),
+            None => Some(self.child.id()),
+        }
+    }
 }
 
 impl Proc {
@@ -94,11 +111,12 @@ fn tail(log: &Path) -> String {
 pub struct Stack {
     pub services: Vec<Service>,
     pub addresses: Addresses,
-    /// The shared data directory standing for Cassandra.
+    /// The nodes' data: a folder per Kafka or Cassandra service, standing for its volume.
     pub data_dir: PathBuf,
     pub procs: Vec<Proc>,
     healthy: BTreeSet<String>,
-    _broker: Option<TestBroker>,
+    /// Image paths a healthcheck names, and what stands for them here.
+    image_paths: Vec<(String, String)>,
     _dns: Option<Dns>,
 }
 
@@ -116,6 +134,10 @@ impl Drop for Stack {
             }
             let _ = p.child.kill();
             let _ = p.child.wait();
+            // A node runner killed before its JVM stopped leaves the JVM running.
+            if let Some(pid) = p.node_pid.as_ref().and_then(|_| p.pid()) {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            }
         }
     }
 }
@@ -154,20 +176,21 @@ impl Stack {
             .collect();
         let mut stack = Self {
             addresses: Addresses::assign(config.prefix, &layout),
-            data_dir: config.work_dir.join("data"),
+            data_dir: config.work_dir.join("nodes"),
             services: services.clone(),
             procs: Vec::new(),
             healthy: BTreeSet::new(),
-            _broker: None,
+            image_paths: Vec::new(),
             _dns: None,
         };
         std::fs::create_dir_all(config.work_dir.join("logs"))
             .and_then(|()| std::fs::create_dir_all(&stack.data_dir))
             .map_err(|e| StackError::Setup(format!("{}: {e}", config.work_dir.display())))?;
         eprintln!(
-            "!!! compose as processes: Kafka is a tansu broker, Cassandra is the embedded \
-             SQLite store in {} (IOT_CASSANDRA_NODES dropped, one IOT_DATA_DIR shared); \
-             everything else as docker-compose.yml says !!!",
+            "!!! compose as processes: each container is a process on a loopback address of \
+             its own; kafka and cassandra are the real Apache Kafka and Cassandra nodes of \
+             tests/nodes/run (data in {}); the edge's DNS is a stand-in; everything else as \
+             docker-compose.yml says !!!",
             stack.data_dir.display()
         );
         for name in &order {
@@ -212,8 +235,7 @@ impl Stack {
         self.procs
             .iter()
             .filter_map(|p| {
-                let status =
-                    std::fs::read_to_string(format!("/proc/{}/status", p.child.id())).ok()?;
+                let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid()?)).ok()?;
                 let kib: f64 = status
                     .lines()
                     .find_map(|l| l.strip_prefix("VmHWM:"))?
@@ -249,18 +271,8 @@ impl Stack {
         image_env: &BTreeMap<String, String>,
     ) -> Result<(), StackError> {
         match kind(s)? {
-            Kind::Kafka => {
-                let broker = TestBroker::start(&format!("compose service {}", s.name))
-                    .ok_or_else(|| StackError::service(&s.name, "no Kafka broker (tansu)"))?;
-                self.addresses
-                    .substituted
-                    .insert(format!("{}:9092", s.name), broker.brokers());
-                self.healthy.insert(s.name.clone());
-                self._broker = Some(broker);
-            }
-            Kind::Cassandra => {
-                self.healthy.insert(s.name.clone());
-            }
+            Kind::Kafka => self.start_kafka(s, config)?,
+            Kind::Cassandra => self.start_cassandra(s, config)?,
             Kind::Edge => self.start_edge(s, config)?,
             Kind::Platform => {
                 for (i, ip) in self.addresses.of(&s.name).to_vec().into_iter().enumerate() {
@@ -268,8 +280,6 @@ impl Stack {
                     for (k, v) in &s.environment {
                         env.insert(k.clone(), self.addresses.map(v, ip));
                     }
-                    env.remove("IOT_CASSANDRA_NODES");
-                    env.insert("IOT_DATA_DIR".into(), path_str(&self.data_dir)?);
                     let name = replica_name(s, i);
                     let bin = config.bin_dir.join(&s.command[0]);
                     let mut cmd = Command::new(bin);
@@ -277,6 +287,89 @@ impl Stack {
                     self.spawn(s, name, ip, env, cmd, config)?;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// The `kafka` service as a real broker on its own address, configured the way the
+    /// apache/kafka image turns the file's `KAFKA_*` variables into server properties.
+    fn start_kafka(&mut self, s: &Service, config: &StackConfig) -> Result<(), StackError> {
+        let ip = self.addresses.of(&s.name)[0];
+        let dir = self.data_dir.join(&s.name);
+        let env: BTreeMap<String, String> = s
+            .environment
+            .iter()
+            .map(|(k, v)| (k.clone(), self.addresses.map(v, ip)))
+            .chain(runner_env())
+            .collect();
+        let props = kafka_properties(&env, ip, &dir.join("data"));
+        let file = config.work_dir.join(format!("{}.properties", s.name));
+        std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::write(&file, props))
+            .map_err(|e| StackError::Setup(format!("{}: {e}", file.display())))?;
+        let heap = java_heap(env.get("KAFKA_OPTS").map_or("", String::as_str)).unwrap_or("512m");
+        let mut cmd = Command::new(node_runner());
+        cmd.args(["kafka", "--addr", &ip.to_string(), "--port", "9092", "--heap", heap])
+            .args(["--config", &path_str(&file)?, "--dir", &path_str(&dir)?]);
+        if let Some(id) = env.get("CLUSTER_ID") {
+            cmd.args(["--cluster-id", id]);
+        }
+        // The image's tools, for its healthcheck: the same classes from the broker's jars.
+        let lib = node_lib("kafka")?;
+        let bin = config.work_dir.join("opt-kafka/bin");
+        let tool = bin.join("kafka-broker-api-versions.sh");
+        std::fs::create_dir_all(&bin)
+            .and_then(|()| {
+                std::fs::write(
+                    &tool,
+                    format!(
+                        "#!/bin/sh\n# The apache/kafka image's tool of this name: its class, from the broker's jars.\n\
+                         exec java ${{KAFKA_HEAP_OPTS:--Xmx256m}} $KAFKA_OPTS -cp '{lib}/*' \
+                         org.apache.kafka.tools.BrokerApiVersionsCommand \"$@\"\n"
+                    ),
+                )
+            })
+            .and_then(|()| {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755))
+            })
+            .map_err(|e| StackError::Setup(format!("{}: {e}", tool.display())))?;
+        self.image_paths
+            .push(("/opt/kafka/".into(), format!("{}/", path_str(&bin.join(".."))?)));
+        self.spawn(s, s.name.clone(), ip, env, cmd, config)?;
+        if let Some(p) = self.procs.last_mut() {
+            p.node_pid = Some(dir.join("pid"));
+        }
+        Ok(())
+    }
+
+    /// The `cassandra` service as a real node on its own address, with the cassandra
+    /// image's settings the file gives (cluster name, data centre, heap).
+    fn start_cassandra(&mut self, s: &Service, config: &StackConfig) -> Result<(), StackError> {
+        let ip = self.addresses.of(&s.name)[0];
+        let dir = self.data_dir.join(&s.name);
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| StackError::Setup(format!("{}: {e}", dir.display())))?;
+        let var = |k: &str| s.environment.get(k).cloned();
+        let mut cmd = Command::new(node_runner());
+        cmd.args(["cassandra", "--addr", &ip.to_string(), "--port", "9042"])
+            .args(["--dir", &path_str(&dir)?]);
+        if let Some(heap) = var("MAX_HEAP_SIZE") {
+            cmd.args(["--heap", &heap]);
+        }
+        if let Some(name) = var("CASSANDRA_CLUSTER_NAME") {
+            cmd.args(["--cluster-name", &name]);
+        }
+        if let Some(dc) = var("CASSANDRA_DC") {
+            cmd.args(["--dc", &dc]);
+        }
+        // cqlsh in the container asks the container's own address; here that is `ip`.
+        let env = runner_env()
+            .chain([("CQLSH_HOST".to_owned(), ip.to_string())])
+            .collect();
+        self.spawn(s, s.name.clone(), ip, env, cmd, config)?;
+        if let Some(p) = self.procs.last_mut() {
+            p.node_pid = Some(dir.join("pid"));
         }
         Ok(())
     }
@@ -340,6 +433,7 @@ impl Stack {
             child,
             log,
             one_shot,
+            node_pid: None,
         });
         Ok(())
     }
@@ -405,7 +499,12 @@ impl Stack {
         let argv: Vec<String> = check
             .argv
             .iter()
-            .map(|a| self.addresses.map_local(a, ip))
+            .map(|a| {
+                let a = self.addresses.map_local(a, ip);
+                self.image_paths
+                    .iter()
+                    .fold(a, |a, (from, to)| a.replace(from.as_str(), to))
+            })
             .collect();
         let deadline = Instant::now() + check.patience();
         loop {
@@ -472,6 +571,70 @@ pub fn map_haproxy(cfg: &str, ip: Ipv4Addr, dns: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
         + "\n"
+}
+
+/// The broker's server properties from the apache/kafka image's rules: each `KAFKA_X_Y`
+/// variable is property `x.y` (`__` is `_`, `___` is `-`), except the launcher's own
+/// variables. Listeners without a host bind the container's address; the data goes to `data`.
+pub fn kafka_properties(env: &BTreeMap<String, String>, ip: Ipv4Addr, data: &Path) -> String {
+    const LAUNCHER: &[&str] = &[
+        "KAFKA_OPTS",
+        "KAFKA_HEAP_OPTS",
+        "KAFKA_JMX_OPTS",
+        "KAFKA_LOG4J_OPTS",
+        "KAFKA_JVM_PERFORMANCE_OPTS",
+        "KAFKA_GC_LOG_OPTS",
+        "KAFKA_VERSION",
+    ];
+    let mut out = String::new();
+    for (k, v) in env {
+        let Some(name) = k.strip_prefix("KAFKA_") else {
+            continue;
+        };
+        if LAUNCHER.contains(&k.as_str()) {
+            continue;
+        }
+        let key = name
+            .to_lowercase()
+            .replace("___", "-")
+            .replace("__", "\u{0}")
+            .replace('_', ".")
+            .replace('\u{0}', "_");
+        let value = match key.as_str() {
+            "log.dirs" => data.display().to_string(),
+            _ => v.replace("://:", &format!("://{ip}:")),
+        };
+        out.push_str(&format!("{key}={value}\n"));
+    }
+    out
+}
+
+/// What the node runner needs of this machine's environment: where the jars are cached and
+/// which Java runs them (the image's own variables are the file's).
+fn runner_env() -> impl Iterator<Item = (String, String)> {
+    ["HOME", "IOT_NODES_CACHE", "JAVA_HOME", "TMPDIR"]
+        .into_iter()
+        .filter_map(|k| Some((k.to_owned(), std::env::var(k).ok()?)))
+}
+
+/// The `-Xmx` of a JVM options string, as the node runner's `--heap` takes it.
+fn java_heap(opts: &str) -> Option<&str> {
+    opts.split_whitespace().find_map(|o| o.strip_prefix("-Xmx"))
+}
+
+/// The folder of a node's jars (fetched once by the node runner).
+fn node_lib(kind: &str) -> Result<String, StackError> {
+    let out = Command::new(node_runner())
+        .args(["fetch", kind])
+        .output()
+        .map_err(|e| StackError::Setup(format!("tests/nodes/run: {e}")))?;
+    if !out.status.success() {
+        return Err(StackError::Setup(format!(
+            "tests/nodes/run fetch {kind}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
 /// Services in an order that starts each after what it depends on.
@@ -612,6 +775,35 @@ mod tests {
     fn help_texts_name_their_variables() {
         let help = "  --a <A>  x [env:\n   IOT_A=] [default: 1]\n  --s <S> [env: IOT_SECRET]";
         assert_eq!(env_names(help), ["IOT_A", "IOT_SECRET"]);
+    }
+
+    #[test]
+    fn kafka_variables_become_the_image_s_properties() {
+        let env = BTreeMap::from(
+            [
+                ("CLUSTER_ID", "abc"),
+                ("KAFKA_NODE_ID", "1"),
+                ("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093"),
+                ("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@127.3.1.1:9093"),
+                ("KAFKA_LOG_DIRS", "/var/lib/kafka/data"),
+                ("KAFKA_OPTS", "-Xms512m -Xmx512m"),
+                ("KAFKA_SOME__ODD___NAME", "x"),
+            ]
+            .map(|(k, v)| (k.to_owned(), v.to_owned())),
+        );
+        let props = kafka_properties(&env, Ipv4Addr::new(127, 3, 1, 1), Path::new("/d"));
+        let lines: Vec<&str> = props.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "controller.quorum.voters=1@127.3.1.1:9093",
+                "listeners=PLAINTEXT://127.3.1.1:9092,CONTROLLER://127.3.1.1:9093",
+                "log.dirs=/d",
+                "node.id=1",
+                "some_odd-name=x",
+            ]
+        );
+        assert_eq!(java_heap("-Xms512m -Xmx512m"), Some("512m"));
     }
 
     #[test]
