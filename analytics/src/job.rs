@@ -396,7 +396,11 @@ impl Analytics {
         if lost.is_cancelled() {
             return Err(JobError::LeaseLost("another replica".into()));
         }
-        match self.store.acquire_lease(RUN_LEASE, run_id, LEASE_TTL).await? {
+        match self
+            .store
+            .acquire_lease(RUN_LEASE, run_id, LEASE_TTL)
+            .await?
+        {
             None => Ok(()),
             Some(other) => Err(JobError::LeaseLost(other)),
         }

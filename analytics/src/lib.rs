@@ -18,5 +18,7 @@ pub mod source;
 pub mod sql;
 pub mod sql_output;
 pub mod sql_tables;
+#[cfg(feature = "distributed")]
+pub mod store_bench;
 
 pub use job::{Analytics, JobConfig, JobError};

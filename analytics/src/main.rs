@@ -9,7 +9,8 @@ fn main() -> anyhow::Result<()> {
         Command::Run { job, .. }
         | Command::Export { job, .. }
         | Command::Serve { job, .. }
-        | Command::Sql { job, .. } => job.threads,
+        | Command::Sql { job, .. }
+        | Command::BenchStore { job, .. } => job.threads,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))

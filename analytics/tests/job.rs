@@ -249,7 +249,13 @@ async fn a_run_whose_lease_another_replica_took_writes_nothing() {
             .is_some_and(|e| e.contains("lease was lost to run-of-another-replica")),
         "{done:?}"
     );
-    assert!(inner.profiles().await.unwrap_or_else(|e| panic!("{e}")).is_empty());
+    assert!(
+        inner
+            .profiles()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .is_empty()
+    );
     assert!(
         inner
             .run_profiles(&run.run_id)

@@ -1,8 +1,7 @@
 //! The Cassandra node tests run against: `IOT_TEST_CASSANDRA` names it (host or host:port,
-//! e.g. the compose Cassandra at `127.0.0.1:9042`). Without it the tests that need a node say
-//! so loudly and end early; with `IOT_REQUIRE_CASSANDRA` set they fail instead.
+//! e.g. the node of `tests/nodes/run cassandra` at `127.0.0.1:9042`). Without it the tests that
+//! need a node say so loudly and end early; with `CI` or `IOT_REQUIRE_CASSANDRA` set they fail.
 
-use std::io::Write;
 use std::time::Duration;
 
 use crate::client::Client;
@@ -66,15 +65,11 @@ async fn drop_stale_keyspaces(client: &Client) {
 pub fn config(test: &str) -> Option<CassandraConfig> {
     let nodes = std::env::var("IOT_TEST_CASSANDRA").unwrap_or_default();
     if nodes.trim().is_empty() {
-        if std::env::var_os("IOT_REQUIRE_CASSANDRA").is_some() {
-            panic!("{test}: IOT_REQUIRE_CASSANDRA is set but IOT_TEST_CASSANDRA names no node");
-        }
-        // Straight to the process's stderr: the test harness captures `eprintln!` of
-        // passing tests, and a skip must show in every run's output.
-        let _ = writeln!(
-            std::io::stderr(),
-            "!!! SKIPPED {test}: needs a Cassandra node; set IOT_TEST_CASSANDRA=127.0.0.1:9042 \
-             (the compose Cassandra: README, \"Cassandra tests\") !!!"
+        iot_common::test_services::missing(
+            test,
+            "needs a Cassandra node: start one with `tests/nodes/run cassandra` and set \
+             IOT_TEST_CASSANDRA=127.0.0.1:9042 (README, \"Tests\")",
+            Some("IOT_REQUIRE_CASSANDRA"),
         );
         return None;
     }
@@ -93,7 +88,66 @@ pub fn replication() -> String {
 /// migration lock; the first of the run also drops stale runs' keyspaces).
 pub async fn store(test: &str) -> Option<CassandraStore> {
     let config = config(test)?;
-    let client = Client::connect(&config)
+    Some(migrated_store(test, &config).await)
+}
+
+/// A Cassandra node of one test's own (`tests/nodes/run`), on a loopback address of its
+/// own, for tests that kill it mid-load; its data stays in its directory across restarts.
+pub struct PrivateNode {
+    dir: tempfile::TempDir,
+    addr: std::net::Ipv4Addr,
+}
+
+impl PrivateNode {
+    /// Starts the node on `addr` (port 9042) and waits until it answers a CQL query, or
+    /// says loudly that it cannot (a failure under CI or `IOT_REQUIRE_CASSANDRA`).
+    pub fn start(test: &str, addr: std::net::Ipv4Addr) -> Option<Self> {
+        if let Err(why) = iot_common::test_services::java_runs() {
+            iot_common::test_services::missing(
+                test,
+                &format!("no Cassandra node: {why}"),
+                Some("IOT_REQUIRE_CASSANDRA"),
+            );
+            return None;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("iot-cassandra-")
+            .tempdir()
+            .unwrap_or_else(|e| panic!("{test}: a node directory: {e}"));
+        let node = Self { dir, addr };
+        node.resume();
+        Some(node)
+    }
+
+    /// Settings for the test keyspace on this node.
+    pub fn config(&self) -> CassandraConfig {
+        CassandraConfig::new(&format!("{}:9042", self.addr), &keyspace())
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Kills the node at once (`kill -9`), as a crash would.
+    pub fn kill(&self) {
+        iot_common::test_services::kill_node(self.dir.path());
+    }
+
+    /// Starts it (again) on its data and waits until it answers.
+    pub fn resume(&self) {
+        iot_common::test_services::start_node(
+            &["cassandra", "--addr", &self.addr.to_string()],
+            self.dir.path(),
+        );
+    }
+}
+
+impl Drop for PrivateNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A store on `config`'s keyspace, migrated first.
+pub async fn migrated_store(test: &str, config: &CassandraConfig) -> CassandraStore {
+    let client = Client::connect(config)
         .await
         .unwrap_or_else(|e| panic!("{test}: {e}"));
     static CLEANED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -110,9 +164,7 @@ pub async fn store(test: &str) -> Option<CassandraStore> {
     )
     .await
     .unwrap_or_else(|e| panic!("{test}: migrate: {e}"));
-    Some(
-        CassandraStore::connect(&config)
-            .await
-            .unwrap_or_else(|e| panic!("{test}: {e}")),
-    )
+    CassandraStore::connect(config)
+        .await
+        .unwrap_or_else(|e| panic!("{test}: {e}"))
 }

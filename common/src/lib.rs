@@ -18,6 +18,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod test_services;
 
 mod sqlite;
 

@@ -28,6 +28,10 @@ pub struct KafkaArgs {
     /// Replication factor of the topics when this service creates them.
     #[arg(long, env = "IOT_KAFKA_REPLICATION", default_value_t = 1)]
     pub kafka_replication: i32,
+    /// Seconds the consumer group waits for a silent member (a crashed sink) before handing
+    /// its partitions to the others. Kafka accepts 6 to 300 by default.
+    #[arg(long, env = "IOT_KAFKA_SESSION_TIMEOUT_S", default_value_t = 10)]
+    pub kafka_session_timeout_s: u64,
 }
 
 /// Why a Kafka setting cannot be used.
@@ -63,6 +67,9 @@ impl KafkaArgs {
                 self.kafka_replication,
             ));
         }
+        if self.kafka_session_timeout_s < 1 {
+            return Err(ConfigError::NotPositive("IOT_KAFKA_SESSION_TIMEOUT_S", 0));
+        }
         Ok(KafkaConfig {
             brokers: brokers.to_string(),
             client_id: client_id.to_string(),
@@ -70,6 +77,7 @@ impl KafkaArgs {
             dlq_topic: self.kafka_dlq_topic.clone(),
             partitions: self.kafka_partitions,
             replication: self.kafka_replication,
+            session_timeout: Duration::from_secs(self.kafka_session_timeout_s),
             ..KafkaConfig::new(brokers)
         })
     }

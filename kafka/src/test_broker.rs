@@ -8,66 +8,49 @@
 //! `CI` or `IOT_REQUIRE_KAFKA` set they fail instead, so CI never passes without a broker.
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
 
 use chrono::{TimeZone, Utc};
 use iot_common::Reading;
+use iot_common::test_services::{java_runs, kill_node, start_node, terminate_node};
 
 use crate::KafkaConfig;
 
-/// The project's node runner (`tests/nodes/run`).
-pub fn node_runner() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/nodes/run")
-}
-
 pub struct TestBroker {
-    dir: tempfile::TempDir,
+    /// Kept (and named) when the test fails: the broker's logs are in it.
+    dir: Option<tempfile::TempDir>,
     port: u16,
     running: bool,
 }
 
-fn required() -> bool {
-    ["CI", "IOT_REQUIRE_KAFKA"]
-        .iter()
-        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty() && v != "0"))
-}
-
-/// A port whose next one is free too: the broker's controller listens on it.
+/// A port whose next one is free too (the broker's controller listens on it), below the
+/// kernel's ephemeral range: while the broker is down for a restart, a client's outgoing
+/// connection could otherwise take its port as a source port (or connect to itself on it),
+/// and the broker could not bind it again.
 fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let Ok(a) = TcpListener::bind("127.0.0.1:0") else {
-            continue;
-        };
-        let Ok(port) = a.local_addr().map(|a| a.port()) else {
-            continue;
-        };
-        if port < u16::MAX && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for i in 0..1_000u64 {
+        let port =
+            20_000 + ((seed.wrapping_mul(6_364_136_223_846_793_005) >> 33) + i * 7_919) % 12_000;
+        let port = port as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        {
             return port;
         }
     }
-    panic!("no two free loopback ports in a row")
-}
-
-/// Whether `pid` is gone (or a zombie nobody has reaped yet).
-fn gone(pid: &str) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|stat| {
-            stat.rsplit_once(')')
-                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(true)
+    panic!("no two free loopback ports in a row below the ephemeral range")
 }
 
 impl TestBroker {
     /// Starts a broker for `test`, or explains loudly why it cannot and returns `None`.
     /// Panics instead when `CI` or `IOT_REQUIRE_KAFKA` is set.
     pub fn start(test: &str) -> Option<Self> {
-        if let Err(why) = Command::new("java").arg("-version").output() {
-            let why = format!("no Kafka broker: Java cannot run ({why}); tests/nodes/run needs Java 17 and Maven");
-            assert!(!required(), "{test}: {why}");
-            say_skipped(test, &why);
+        if let Err(why) = java_runs() {
+            let why = format!("no Kafka broker: {why}");
+            iot_common::test_services::missing(test, &why, Some("IOT_REQUIRE_KAFKA"));
             return None;
         }
         let dir = tempfile::Builder::new()
@@ -75,7 +58,7 @@ impl TestBroker {
             .tempdir()
             .unwrap_or_else(|e| panic!("{test}: a broker directory: {e}"));
         let mut broker = Self {
-            dir,
+            dir: Some(dir),
             port: free_port_pair(),
             running: false,
         };
@@ -93,34 +76,23 @@ impl TestBroker {
         KafkaConfig::new(&self.brokers())
     }
 
-    /// The broker's process id, while it runs.
-    fn pid(&self) -> Option<String> {
-        std::fs::read_to_string(self.dir.path().join("pid"))
-            .ok()
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
+    fn dir(&self) -> &std::path::Path {
+        self.dir.as_ref().map_or(
+            std::path::Path::new("/nonexistent"),
+            tempfile::TempDir::path,
+        )
     }
 
     /// Kills the broker at once, as a crash would (`kill -9`). What it acknowledged is on
     /// its disk and there again when it resumes.
     pub fn stop(&mut self) {
-        if let Some(pid) = self.pid() {
-            let _ = Command::new("kill").args(["-9", &pid]).status();
-            let until = Instant::now() + Duration::from_secs(30);
-            while !gone(&pid) && Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = std::fs::remove_file(self.dir.path().join("pid"));
-        }
+        kill_node(self.dir());
         self.running = false;
     }
 
     /// Stops the broker the normal way (SIGTERM: it closes its logs and leaves the cluster).
     pub fn terminate(&mut self) {
-        let _ = Command::new(node_runner())
-            .args(["stop"])
-            .arg(self.dir.path())
-            .status();
+        terminate_node(self.dir());
         self.running = false;
     }
 
@@ -130,19 +102,8 @@ impl TestBroker {
         if self.running {
             self.stop();
         }
-        let out = Command::new(node_runner())
-            .args(["start", "kafka", "--heap", "384m", "--port"])
-            .arg(self.port.to_string())
-            .arg("--dir")
-            .arg(self.dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", node_runner().display()));
-        assert!(
-            out.status.success(),
-            "the Kafka broker on port {} did not start:\n{}",
-            self.port,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let port = self.port.to_string();
+        start_node(&["kafka", "--heap", "384m", "--port", &port], self.dir());
         self.running = true;
     }
 }
@@ -150,17 +111,15 @@ impl TestBroker {
 impl Drop for TestBroker {
     fn drop(&mut self) {
         self.stop();
+        if std::thread::panicking()
+            && let Some(dir) = self.dir.take()
+        {
+            eprintln!(
+                "the failed test's Kafka broker logs are in {}",
+                dir.keep().display()
+            );
+        }
     }
-}
-
-/// Says a test did not run, on the process's own stderr: the test harness captures
-/// `eprintln!` of passing tests, and a skip must show in every run's output.
-pub fn say_skipped(test: &str, why: &str) {
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "\n!!! SKIPPED {test}: {why}. Set CI=1 to make this a failure. !!!\n"
-    );
 }
 
 /// `per_meter` half-hourly readings of each of `meters` meters (`M000`, `M001`, ...) from

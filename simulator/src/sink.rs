@@ -42,6 +42,13 @@ pub enum SinkError {
     StoreRefused(StoreError),
 }
 
+/// How long every poll may fail before the sink drops its consumer and joins the group
+/// again. Seen on Apache Kafka 4.1 with librdkafka: after the broker restarted under load, a
+/// consumer's polls went on failing with "all brokers down" while a new consumer of the same
+/// group read at once. Nothing is lost by rejoining: everything handed out is stored, and an
+/// uncommitted position is read again (the upsert absorbs the repeat).
+const REJOIN_AFTER: Duration = Duration::from_secs(30);
+
 /// How the sink waits between attempts at the bus or the store.
 fn backoff() -> Backoff {
     Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
@@ -62,9 +69,26 @@ pub async fn run_sink(
         return Ok(());
     };
     tracing::info!(group = %config.group, "sink consuming");
-    while let Some(Filled { batch, stopping }) =
-        next_batch(consumer.as_mut(), &config, &shutdown).await
-    {
+    loop {
+        let Filled { batch, stopping } =
+            match next_batch(consumer.as_mut(), &config, &shutdown).await {
+                Next::Batch(filled) => filled,
+                Next::Stopped => break,
+                Next::Rejoin => {
+                    tracing::warn!(
+                        group = %config.group,
+                        seconds = REJOIN_AFTER.as_secs(),
+                        "every poll failed for a while; leaving the group and joining it again"
+                    );
+                    drop(consumer);
+                    let Some(fresh) = subscribe(bus.as_ref(), &config.group, &shutdown).await?
+                    else {
+                        return Ok(());
+                    };
+                    consumer = fresh;
+                    continue;
+                }
+            };
         let stored = store_and_commit(
             consumer.as_mut(),
             store.as_ref(),
@@ -137,20 +161,33 @@ async fn fill_batch(
     })
 }
 
-/// The next batch, polling again a second after a failed poll; `None` once the shutdown
-/// came during such a pause.
+/// What the sink does next.
+enum Next {
+    Batch(Filled),
+    /// The shutdown came during a pause after a failed poll.
+    Stopped,
+    /// Every poll failed for [`REJOIN_AFTER`]: replace the consumer.
+    Rejoin,
+}
+
+/// The next batch, polling again a second after a failed poll.
 async fn next_batch(
     consumer: &mut dyn Consumer,
     config: &SinkConfig,
     shutdown: &CancellationToken,
-) -> Option<Filled> {
+) -> Next {
+    let mut failing_since = None;
     loop {
         match fill_batch(consumer, config, shutdown).await {
-            Ok(filled) => return Some(filled),
+            Ok(filled) => return Next::Batch(filled),
             Err(e) => {
                 tracing::warn!(error = %e, "sink poll failed, retrying");
+                let since = *failing_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() >= REJOIN_AFTER {
+                    return Next::Rejoin;
+                }
                 if !sleep_unless(shutdown, Duration::from_secs(1)).await {
-                    return None;
+                    return Next::Stopped;
                 }
             }
         }

@@ -90,7 +90,7 @@ mod tests {
 
     #[test]
     fn host_names_and_wildcards_become_loopback_addresses() {
-        let mut a = Addresses::assign(
+        let a = Addresses::assign(
             9,
             &[("edge".into(), 1), ("meter".into(), 2), ("web".into(), 1)],
         );

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use iot_kafka::test_broker::node_runner;
+use iot_common::test_services::node_runner;
 
 use crate::StackError;
 use crate::addresses::Addresses;
@@ -309,8 +309,16 @@ impl Stack {
             .map_err(|e| StackError::Setup(format!("{}: {e}", file.display())))?;
         let heap = java_heap(env.get("KAFKA_OPTS").map_or("", String::as_str)).unwrap_or("512m");
         let mut cmd = Command::new(node_runner());
-        cmd.args(["kafka", "--addr", &ip.to_string(), "--port", "9092", "--heap", heap])
-            .args(["--config", &path_str(&file)?, "--dir", &path_str(&dir)?]);
+        cmd.args([
+            "kafka",
+            "--addr",
+            &ip.to_string(),
+            "--port",
+            "9092",
+            "--heap",
+            heap,
+        ])
+        .args(["--config", &path_str(&file)?, "--dir", &path_str(&dir)?]);
         if let Some(id) = env.get("CLUSTER_ID") {
             cmd.args(["--cluster-id", id]);
         }
@@ -334,8 +342,10 @@ impl Stack {
                 std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755))
             })
             .map_err(|e| StackError::Setup(format!("{}: {e}", tool.display())))?;
-        self.image_paths
-            .push(("/opt/kafka/".into(), format!("{}/", path_str(&bin.join(".."))?)));
+        self.image_paths.push((
+            "/opt/kafka/".into(),
+            format!("{}/", path_str(&bin.join(".."))?),
+        ));
         self.spawn(s, s.name.clone(), ip, env, cmd, config)?;
         if let Some(p) = self.procs.last_mut() {
             p.node_pid = Some(dir.join("pid"));

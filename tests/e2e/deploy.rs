@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 
 use serde::Deserialize as _;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 
@@ -40,11 +39,10 @@ fn validate(program: &str, args: &[&str], package: &str) {
 
 /// A validator that cannot run: a failure under CI, a loud skip elsewhere.
 fn validate_missing(program: &str, e: std::io::Error, package: &str) {
-    let why = format!("`{program}` cannot run ({e}); install Debian's `{package}`");
-    assert!(std::env::var_os("CI").is_none(), "{why}");
-    let _ = writeln!(
-        std::io::stderr(),
-        "!!! SKIPPED {program} validation: {why} !!!"
+    iot_common::test_services::missing(
+        &format!("{program} validation"),
+        &format!("`{program}` cannot run ({e}); install Debian's `{package}`"),
+        None,
     );
 }
 
@@ -599,5 +597,57 @@ fn the_example_overlay_fills_the_secrets() {
     for key in ["IOT_METER_SECRET", "IOT_ANALYST_TOKEN"] {
         let v = s["data"][key].as_str().unwrap_or_default();
         assert!(!v.is_empty(), "{key} is empty in the overlay's Secret");
+    }
+}
+
+/// The version pinned in a test node's Maven project (`tests/nodes/<kind>/pom.xml`).
+fn node_version(kind: &str) -> String {
+    let pom = std::fs::read_to_string(format!("{ROOT}/tests/nodes/{kind}/pom.xml"))
+        .unwrap_or_else(|e| panic!("tests/nodes/{kind}/pom.xml: {e}"));
+    let open = format!("<{kind}.version>");
+    pom.split_once(&open)
+        .and_then(|(_, rest)| rest.split_once('<'))
+        .map(|(v, _)| v.trim().to_owned())
+        .unwrap_or_else(|| panic!("no {open} in tests/nodes/{kind}/pom.xml"))
+}
+
+/// Every `image: <name>:<tag>` of a compose file, by name.
+fn image_tags(file: &str) -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(format!("{ROOT}/{file}")).unwrap_or_else(|e| panic!("{file}: {e}"));
+    text.lines()
+        .filter_map(|l| l.trim().strip_prefix("image:"))
+        .filter_map(|image| image.trim().rsplit_once(':'))
+        .map(|(name, tag)| (name.to_owned(), tag.to_owned()))
+        .collect()
+}
+
+#[test]
+fn the_test_nodes_run_the_versions_of_the_compose_images() {
+    let pins = [
+        (
+            "cassandra",
+            "cassandra",
+            ["docker-compose.yml", "compose.test.yml"].as_slice(),
+        ),
+        ("apache/kafka", "kafka", ["docker-compose.yml"].as_slice()),
+    ];
+    for (image, kind, files) in pins {
+        let version = node_version(kind);
+        for file in files {
+            let tags: Vec<String> = image_tags(file)
+                .into_iter()
+                .filter(|(name, _)| name == image)
+                .map(|(_, tag)| tag)
+                .collect();
+            assert!(!tags.is_empty(), "{file} has no {image} image");
+            for tag in tags {
+                assert_eq!(
+                    tag, version,
+                    "{file} runs {image}:{tag} but tests/nodes/{kind}/pom.xml pins {version}: \
+                     the tests would meet another server than the stack's"
+                );
+            }
+        }
     }
 }
