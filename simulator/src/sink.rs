@@ -70,25 +70,25 @@ pub async fn run_sink(
     };
     tracing::info!(group = %config.group, "sink consuming");
     loop {
-        let Filled { batch, stopping } =
-            match next_batch(consumer.as_mut(), &config, &shutdown).await {
-                Next::Batch(filled) => filled,
-                Next::Stopped => break,
-                Next::Rejoin => {
-                    tracing::warn!(
-                        group = %config.group,
-                        seconds = REJOIN_AFTER.as_secs(),
-                        "every poll failed for a while; leaving the group and joining it again"
-                    );
-                    drop(consumer);
-                    let Some(fresh) = subscribe(bus.as_ref(), &config.group, &shutdown).await?
-                    else {
-                        return Ok(());
-                    };
-                    consumer = fresh;
-                    continue;
-                }
-            };
+        let Filled { batch, stopping } = match next_batch(consumer.as_mut(), &config, &shutdown)
+            .await
+        {
+            Next::Batch(filled) => filled,
+            Next::Stopped => break,
+            Next::Rejoin => {
+                tracing::warn!(
+                    group = %config.group,
+                    seconds = REJOIN_AFTER.as_secs(),
+                    "every poll failed for a while; leaving the group and joining it again"
+                );
+                drop(consumer);
+                let Some(fresh) = subscribe(bus.as_ref(), &config.group, &shutdown).await? else {
+                    return Ok(());
+                };
+                consumer = fresh;
+                continue;
+            }
+        };
         let stored = store_and_commit(
             consumer.as_mut(),
             store.as_ref(),
