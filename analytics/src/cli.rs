@@ -187,6 +187,8 @@ pub enum CliError {
     #[error(transparent)]
     Job(#[from] crate::job::JobError),
     #[error(transparent)]
+    Bench(#[from] crate::store_bench::BenchError),
+    #[error(transparent)]
     DataFusion(#[from] datafusion::error::DataFusionError),
     #[error(transparent)]
     Output(#[from] crate::output::OutputError),
@@ -204,7 +206,7 @@ pub enum CliError {
     Runtime(std::io::Error),
 }
 
-pub(crate) async fn open_store(job: &JobArgs) -> Result<Arc<dyn Store>, CliError> {
+async fn open_store(job: &JobArgs) -> Result<Arc<dyn Store>, CliError> {
     Ok(job.store.open_patiently(Duration::from_secs(120)).await?)
 }
 
@@ -289,7 +291,20 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             meters,
             days,
             batch,
-        } => crate::store_bench::bench_store(&job, meters, days, batch).await,
+        } => {
+            let label = if job.store.cassandra.cassandra_nodes.is_some() {
+                "Cassandra"
+            } else {
+                "SQLite"
+            };
+            let size = crate::store_bench::BenchSize {
+                meters,
+                days,
+                batch,
+            };
+            let store = open_store(&job).await?;
+            Ok(crate::store_bench::bench_store(store, job.job_config(), label, size).await?)
+        }
     }
 }
 

@@ -3,14 +3,34 @@
 //! batches of the sink's size) and then makes one profile run over them, the way the
 //! scheduled job does; it prints what each managed per second.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use iot_common::domain::{MeterId, RegionCode, Trigger};
+use iot_common::store::{Store, StoreError};
 use iot_common::{Meter, Reading};
 
-use crate::cli::{CliError, JobArgs, open_store};
-use crate::job::{Analytics, RunRequest, window};
+use crate::job::{Analytics, JobConfig, JobError, RunRequest, window};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// What to write: `meters` meters' half-hourly readings over the `days` before today, in
+/// store writes of `batch` readings.
+#[derive(Debug, Clone, Copy)]
+pub struct BenchSize {
+    pub meters: usize,
+    pub days: u32,
+    pub batch: usize,
+}
 
 /// The value meter `m` reports in slot `slot`: varied by meter and hour, never negative.
 fn kwh(m: usize, slot: i64) -> f64 {
@@ -20,14 +40,14 @@ fn kwh(m: usize, slot: i64) -> f64 {
     ((base + evening + (slot % 7) as f64 * 0.005) * 1000.0).round() / 1000.0
 }
 
-fn meters(count: usize, registered: DateTime<Utc>) -> Result<Vec<Meter>, CliError> {
+fn meters(count: usize, registered: DateTime<Utc>) -> Result<Vec<Meter>, BenchError> {
     let regions = iot_common::regions::Regions::london()
-        .map_err(|e| CliError::Usage(format!("the London boroughs: {e}")))?;
+        .map_err(|e| BenchError::Setup(format!("the London boroughs: {e}")))?;
     let codes: Vec<RegionCode> = regions.iter().map(|r| r.code.clone()).collect();
     (0..count)
         .map(|m| {
             let meter_id = MeterId::parse(format!("BENCH{m:06}"))
-                .map_err(|e| CliError::Usage(e.to_string()))?;
+                .map_err(|e| BenchError::Setup(e.to_string()))?;
             Ok(Meter {
                 meter_id,
                 region: codes.get(m % codes.len().max(1)).cloned(),
@@ -41,14 +61,19 @@ fn meters(count: usize, registered: DateTime<Utc>) -> Result<Vec<Meter>, CliErro
         .collect()
 }
 
+/// Writes, then runs, on `store` (named `label` in the output), and prints both rates.
 pub async fn bench_store(
-    job: &JobArgs,
-    meter_count: usize,
-    days: u32,
-    batch: usize,
-) -> Result<(), CliError> {
-    let store = open_store(job).await?;
-    let (from, to) = window(Utc::now(), days, job.tz);
+    store: Arc<dyn Store>,
+    config: JobConfig,
+    label: &str,
+    size: BenchSize,
+) -> Result<(), BenchError> {
+    let BenchSize {
+        meters: meter_count,
+        days,
+        batch,
+    } = size;
+    let (from, to) = window(Utc::now(), days, config.tz);
     let fleet = meters(meter_count, from)?;
     store.upsert_meters(&fleet).await?;
     let slots = (to - from).num_minutes() / 30;
@@ -86,21 +111,14 @@ pub async fn bench_store(
     written += pending.len();
     let write_s = started.elapsed().as_secs_f64();
 
-    let analytics = Analytics::new(store.clone(), job.job_config());
+    let analytics = Analytics::new(store.clone(), config);
     let started = Instant::now();
     let run = analytics
         .run_now(Trigger::Cli, RunRequest::default_window())
         .await?;
     let run_s = started.elapsed().as_secs_f64();
 
-    println!(
-        "store: {}",
-        if job.store.cassandra.cassandra_nodes.is_some() {
-            "Cassandra"
-        } else {
-            "SQLite"
-        }
-    );
+    println!("store: {label}");
     println!(
         "sink writes: {written} readings in {write_s:.1} s = {:.0} readings/s (batches of {batch})",
         written as f64 / write_s

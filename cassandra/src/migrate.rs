@@ -190,6 +190,7 @@ pub async fn migrate(
             }
         }
     }
+    tables_answer(client).await?;
     let owner = format!(
         "{}-{}-{:08x}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "host".into()),
@@ -295,6 +296,28 @@ async fn tables(client: &Client, keyspace: &str) -> Result<Vec<String>, ClientEr
         .into_iter()
         .map(|r| r.0)
         .collect())
+}
+
+/// Waits until the migrator's own tables answer queries. On Cassandra 5.0, with three
+/// migrators at once on a new keyspace, one saw both tables listed in `system_schema` and
+/// was still told "table schema_migration_lock does not exist" by its next statement: the
+/// listing can run ahead of the node serving a table another session just created.
+async fn tables_answer(client: &Client) -> Result<(), MigrateError> {
+    let start = Instant::now();
+    loop {
+        let answered = match lock_owner(client).await {
+            Ok(_) => applied(client).await.map(drop),
+            Err(e) => Err(e.into()),
+        };
+        match answered {
+            Ok(()) => return Ok(()),
+            Err(e) if start.elapsed() < Duration::from_secs(30) => {
+                tracing::info!(error = %e, "the migrator's tables do not answer yet; waiting");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Whether the migrator's own tables exist already.
