@@ -102,6 +102,22 @@ async fn a_run_writes_every_region_and_records_itself() {
     assert_eq!(inner.run(&run.run_id).await.ok().flatten(), Some(run));
 }
 
+/// The run's record once `done` accepts it, polling for up to 5 s.
+async fn until_run(
+    store: &SqliteStore,
+    run_id: &str,
+    done: impl Fn(&iot_common::Run) -> bool,
+) -> Option<iot_common::Run> {
+    for _ in 0..200 {
+        let run = store.run(run_id).await.ok().flatten().filter(|r| done(r));
+        if run.is_some() {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    None
+}
+
 #[tokio::test]
 async fn a_second_trigger_while_one_runs_does_not_start_another() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
@@ -132,19 +148,7 @@ async fn a_second_trigger_while_one_runs_does_not_start_another() {
         Err(JobError::Busy(_))
     ));
     gate.add_permits(1_000);
-    let mut done = None;
-    for _ in 0..200 {
-        done = inner
-            .run(&first.run_id)
-            .await
-            .ok()
-            .flatten()
-            .filter(|r| r.status == RunStatus::Succeeded);
-        if done.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let done = until_run(&inner, &first.run_id, |r| r.status == RunStatus::Succeeded).await;
     assert!(done.is_some(), "the first run finishes");
     assert_eq!(
         inner.runs(10).await.map(|r| r.len()).unwrap_or(0),
@@ -228,19 +232,10 @@ async fn a_run_whose_lease_another_replica_took_writes_nothing() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(taken, None, "the other replica gets the lease");
     gate.add_permits(1_000);
-    let mut done = None;
-    for _ in 0..200 {
-        done = inner
-            .run(&run.run_id)
-            .await
-            .ok()
-            .flatten()
-            .filter(|r| matches!(r.status, RunStatus::Succeeded | RunStatus::Failed));
-        if done.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    let done = until_run(&inner, &run.run_id, |r| {
+        matches!(r.status, RunStatus::Succeeded | RunStatus::Failed)
+    })
+    .await;
     let done = done.unwrap_or_else(|| panic!("the run ends"));
     assert_eq!(done.status, RunStatus::Failed, "{done:?}");
     assert!(

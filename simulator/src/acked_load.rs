@@ -141,6 +141,33 @@ fn meter_batch(id: &MeterId, m: usize, start: DateTime<Utc>, from: i64, n: usize
         .collect()
 }
 
+/// How many readings `store` holds (0 while it cannot say): for tests.
+pub async fn stored(store: &dyn Store) -> u64 {
+    store.summary().await.map_or(0, |s| s.readings)
+}
+
+/// Polls the number of stored readings until `done` accepts it, and panics after
+/// `patience` naming `what`: for tests.
+pub async fn wait_stored(
+    store: &dyn Store,
+    what: &str,
+    patience: Duration,
+    done: impl Fn(u64) -> bool,
+) -> u64 {
+    let until = tokio::time::Instant::now() + patience;
+    loop {
+        let n = stored(store).await;
+        if done(n) {
+            return n;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "{what}: only {n} readings stored"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Waits up to `patience` for `store` to hold every reading of `accepted` with its value
 /// (the sink may still be catching up), and panics naming what it lacks: for tests.
 pub async fn assert_all_stored(store: &dyn Store, accepted: &[Reading], patience: Duration) {

@@ -22,10 +22,11 @@ use iot_kafka::test_broker::{TestBroker, sample_readings};
 use iot_kafka::{KafkaBus, KafkaConfig};
 use iot_meter::IngestConfig;
 use iot_meter::service::MeterConfig;
-use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored, terminate};
+use iot_simulator::acked_load::{
+    AckedLoad, Target, assert_all_stored, stored, terminate, wait_stored,
+};
 use iot_simulator::{SinkConfig, run_sink};
 use rdkafka::producer::FutureProducer;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 fn sink(broker: &TestBroker, dir: &std::path::Path) -> Child {
@@ -42,20 +43,8 @@ fn sink(broker: &TestBroker, dir: &std::path::Path) -> Child {
         .expect("start `simulator sink`")
 }
 
-async fn stored(store: &dyn Store) -> u64 {
-    store.summary().await.map(|s| s.readings).unwrap_or(0)
-}
-
 async fn wait_for(store: &dyn Store, what: &str, done: impl Fn(u64) -> bool) -> u64 {
-    let until = Instant::now() + Duration::from_secs(120);
-    loop {
-        let n = stored(store).await;
-        if done(n) {
-            return n;
-        }
-        assert!(Instant::now() < until, "{what}: only {n} readings stored");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_stored(store, what, Duration::from_secs(120), done).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,7 +22,9 @@ use iot_kafka::KafkaConfig;
 use iot_kafka::test_broker::TestBroker;
 use iot_meter::IngestConfig;
 use iot_meter::service::{MeterConfig, RunningMeter};
-use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored, terminate};
+use iot_simulator::acked_load::{
+    AckedLoad, Target, assert_all_stored, stored, terminate, wait_stored,
+};
 use tokio::time::Instant;
 
 const SECRET: &str = "real-path-test-secret-of-32-bytes-or-more";
@@ -90,20 +92,8 @@ fn own_keyspace(config: CassandraConfig, suffix: &str) -> CassandraConfig {
     }
 }
 
-async fn stored(store: &dyn Store) -> u64 {
-    store.summary().await.map_or(0, |s| s.readings)
-}
-
 async fn wait_for(store: &dyn Store, what: &str, done: impl Fn(u64) -> bool) -> u64 {
-    let until = Instant::now() + Duration::from_secs(180);
-    loop {
-        let n = stored(store).await;
-        if done(n) {
-            return n;
-        }
-        assert!(Instant::now() < until, "{what}: only {n} readings stored");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+    wait_stored(store, what, Duration::from_secs(180), done).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
