@@ -7,12 +7,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use iot_common::auth::StaticToken;
 use iot_common::domain::Trigger;
-use iot_common::http::require_analyst;
+use iot_common::http::{Analyst, AnalystSecret};
 use iot_common::problem::{ApiError, ErrorCode, Query};
 use serde::Deserialize;
 use serde_json::json;
@@ -27,6 +27,12 @@ pub struct RunsState {
     pub analytics: Arc<Analytics>,
     pub analyst_token: StaticToken,
     pub sql: Arc<SqlEngine>,
+}
+
+impl AnalystSecret for RunsState {
+    fn analyst_token(&self) -> &StaticToken {
+        &self.analyst_token
+    }
 }
 
 pub fn runs_router(state: RunsState) -> Router {
@@ -69,11 +75,10 @@ struct QueryBody {
 pub const TRUNCATED_HEADER: &str = "x-iot-truncated";
 
 async fn query(
+    _: Analyst,
     State(s): State<RunsState>,
-    headers: HeaderMap,
     body: Result<Json<QueryBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
-    require_analyst(&s.analyst_token, &headers)?;
     let Json(q) = body.map_err(|e| {
         ApiError::new(
             ErrorCode::MalformedBody,
@@ -187,11 +192,10 @@ pub fn run_request(
 }
 
 async fn start(
+    _: Analyst,
     State(s): State<RunsState>,
-    headers: HeaderMap,
     Query(q): Query<StartQuery>,
 ) -> Result<Response, ApiError> {
-    require_analyst(&s.analyst_token, &headers)?;
     let request = run_request(q.from.as_deref(), q.to.as_deref(), q.publish)?;
     let run = s.analytics.trigger(q.trigger.into(), request).await?;
     let location = format!("/internal/v1/runs/{}", run.run_id);
@@ -209,22 +213,20 @@ struct ListQuery {
 }
 
 async fn list(
+    _: Analyst,
     State(s): State<RunsState>,
-    headers: HeaderMap,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    require_analyst(&s.analyst_token, &headers)?;
     let limit = q.limit.unwrap_or(20).clamp(1, 500);
     let runs = s.analytics.store().runs(limit).await?;
     Ok(Json(json!({ "runs": runs })).into_response())
 }
 
 async fn one(
+    _: Analyst,
     State(s): State<RunsState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_analyst(&s.analyst_token, &headers)?;
     let run = s.analytics.store().run(&id).await?;
     let run = run.ok_or_else(ApiError::not_found)?;
     Ok(Json(json!({ "run": run })).into_response())

@@ -13,7 +13,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use iot_common::domain::Trigger;
 use iot_common::domain::from_epoch;
-use iot_common::store::{Store, StoreError};
+use iot_common::store::{Lease, Store, StoreError};
 use iot_common::{RegionProfile, Run, RunStatus};
 use tokio_util::sync::CancellationToken;
 
@@ -248,7 +248,7 @@ impl Analytics {
             run_id: run_id.clone(),
         };
         // Across replicas: the store's lease. Refused, the local slot is freed on return.
-        if let Some(holder) = self
+        if let Lease::HeldBy(holder) = self
             .store
             .acquire_lease(RUN_LEASE, &run_id, LEASE_TTL)
             .await?
@@ -373,8 +373,8 @@ impl Analytics {
                     () = tokio::time::sleep(LEASE_RENEW) => {}
                 }
                 match store.acquire_lease(RUN_LEASE, &run_id, LEASE_TTL).await {
-                    Ok(None) => renewed = tokio::time::Instant::now(),
-                    Ok(Some(other)) => {
+                    Ok(Lease::Acquired) => renewed = tokio::time::Instant::now(),
+                    Ok(Lease::HeldBy(other)) => {
                         tracing::error!(run = %run_id, holder = %other, "the run lease was lost to another replica; stopping the run");
                         lost.cancel();
                         return;
@@ -401,8 +401,8 @@ impl Analytics {
             .acquire_lease(RUN_LEASE, run_id, LEASE_TTL)
             .await?
         {
-            None => Ok(()),
-            Some(other) => Err(JobError::LeaseLost(other)),
+            Lease::Acquired => Ok(()),
+            Lease::HeldBy(other) => Err(JobError::LeaseLost(other)),
         }
     }
 

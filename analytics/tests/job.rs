@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use iot_analytics::job::{RUN_LEASE, RunRequest, window};
 use iot_analytics::{Analytics, JobConfig, JobError};
 use iot_common::domain::Trigger;
-use iot_common::store::Store;
 use iot_common::store::double::FaultyStoreDouble;
 use iot_common::store::sqlite::SqliteStore;
+use iot_common::store::{Lease, Store};
 use iot_common::{Meter, Reading, RunStatus};
 use tokio::sync::Semaphore;
 
@@ -230,7 +230,7 @@ async fn a_run_whose_lease_another_replica_took_writes_nothing() {
         .acquire_lease(RUN_LEASE, "run-of-another-replica", Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(taken, None, "the other replica gets the lease");
+    assert_eq!(taken, Lease::Acquired, "the other replica gets the lease");
     gate.add_permits(1_000);
     let done = until_run(&inner, &run.run_id, |r| {
         matches!(r.status, RunStatus::Succeeded | RunStatus::Failed)
@@ -265,7 +265,7 @@ async fn a_run_whose_lease_another_replica_took_writes_nothing() {
             .acquire_lease(RUN_LEASE, "a-third-replica", Duration::from_secs(60))
             .await
             .unwrap_or_else(|e| panic!("{e}")),
-        Some("run-of-another-replica".to_owned())
+        Lease::HeldBy("run-of-another-replica".to_owned())
     );
 }
 

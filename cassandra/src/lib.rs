@@ -7,6 +7,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod layout;
+pub mod lease;
 pub mod migrate;
 pub mod region_cache;
 pub mod select;

@@ -14,20 +14,21 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use iot_migrations::{Migration, checksum};
-use scylla::value::{CqlValue, Row};
+use scylla::frame::types::SerialConsistency;
+use scylla::statement::unprepared::Statement;
 
 use crate::client::{Client, ClientError, rows};
 use crate::layout::{DEFAULT_REGION_SHARDS, MAX_REGION_SHARDS, REGION_SHARDS};
+use crate::lease::{MIGRATION_LOCK, lwt_applied};
 use crate::statements::{
-    BOOTSTRAP, BOOTSTRAPPED, LOCK_OWNER, LOCK_RELEASE, LOCK_RENEW, LOCK_TAKE, MIGRATION_RECORD,
-    MIGRATIONS_APPLIED, SETTING_GET, SETTING_PUT,
+    BOOTSTRAP, BOOTSTRAPPED, MIGRATION_RECORD, MIGRATIONS_APPLIED, SETTING_GET, SETTING_PUT,
 };
-use scylla::frame::types::SerialConsistency;
-use scylla::response::query_result::QueryResult;
-use scylla::statement::unprepared::Statement;
+use iot_common::store::Lease;
 
 const LOCK_NAME: &str = "migrate";
-/// How often the holder renews its lock (whose TTL is 300 s).
+/// A dead holder's lock expires after this.
+const LOCK_TTL: Duration = Duration::from_secs(300);
+/// How often the holder renews its lock.
 const LOCK_RENEWAL: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
@@ -214,7 +215,7 @@ pub async fn migrate(
         r = work => r,
         lost = keep_lock(client, &owner) => Err(lost),
     };
-    if let Err(e) = release_lock(client, &owner).await {
+    if let Err(e) = MIGRATION_LOCK.release(client, LOCK_NAME, &owner).await {
         tracing::warn!(error = %e, "could not release the migration lock; it expires in 300 s");
     }
     result
@@ -305,7 +306,7 @@ async fn tables(client: &Client, keyspace: &str) -> Result<Vec<String>, ClientEr
 async fn tables_answer(client: &Client) -> Result<(), MigrateError> {
     let start = Instant::now();
     loop {
-        let answered = match lock_owner(client).await {
+        let answered = match MIGRATION_LOCK.holder(client, LOCK_NAME).await {
             Ok(_) => applied(client).await.map(drop),
             Err(e) => Err(e.into()),
         };
@@ -342,17 +343,7 @@ async fn ddl(client: &Client, statement: &str) -> Result<(), ClientError> {
     Ok(())
 }
 
-/// Whether a lightweight transaction applied (its first column, `[applied]`).
-pub(crate) fn lwt_applied(result: QueryResult) -> Result<bool, ClientError> {
-    let first = rows::<Row>(result)?.into_iter().next();
-    Ok(matches!(
-        first.and_then(|r| r.columns.into_iter().next().flatten()),
-        Some(CqlValue::Boolean(true))
-    ))
-}
-
-/// A lightweight transaction at SERIAL: Paxos across every datacenter, so migrators in two
-/// datacenters cannot both take the lock (LOCAL_SERIAL agrees within one only).
+/// A lightweight transaction at SERIAL: Paxos across every datacenter, as the lock's.
 fn serial(text: &str) -> Statement {
     let mut st = Statement::new(text);
     st.set_serial_consistency(Some(SerialConsistency::Serial));
@@ -363,16 +354,10 @@ async fn take_lock(client: &Client, owner: &str, wait: Duration) -> Result<(), M
     let start = Instant::now();
     let mut logged = false;
     loop {
-        let result = client
-            .query_with(
-                "take migration lock",
-                serial(LOCK_TAKE),
-                (LOCK_NAME, owner, Utc::now()),
-            )
+        let lease = MIGRATION_LOCK
+            .acquire(client, LOCK_NAME, owner, LOCK_TTL)
             .await?;
-        // A retried insert whose first attempt did land reads as "not applied": the lock
-        // is then ours already.
-        if lwt_applied(result)? || lock_owner(client).await?.as_deref() == Some(owner) {
+        if lease == Lease::Acquired {
             return Ok(());
         }
         if start.elapsed() >= wait {
@@ -386,45 +371,16 @@ async fn take_lock(client: &Client, owner: &str, wait: Duration) -> Result<(), M
     }
 }
 
-async fn lock_owner(client: &Client) -> Result<Option<String>, ClientError> {
-    // At SERIAL, so the read sees a transaction still in flight.
-    let mut st = Statement::new(LOCK_OWNER);
-    st.set_consistency(scylla::frame::types::Consistency::Serial);
-    let result = client
-        .query_with("read migration lock", st, (LOCK_NAME,))
-        .await?;
-    Ok(rows::<(Option<String>,)>(result)?
-        .into_iter()
-        .next()
-        .and_then(|r| r.0))
-}
-
-async fn release_lock(client: &Client, owner: &str) -> Result<(), ClientError> {
-    client
-        .query_with(
-            "release migration lock",
-            serial(LOCK_RELEASE),
-            (LOCK_NAME, owner),
-        )
-        .await
-        .map(|_| ())
-}
-
 /// Renews the lock every minute while a migration runs; ends only if the lock was lost (a
 /// renewal that failed to reach the cluster is tried again at the next minute, well inside
 /// the TTL).
 async fn keep_lock(client: &Client, owner: &str) -> MigrateError {
     loop {
         tokio::time::sleep(LOCK_RENEWAL).await;
-        let renewed = client
-            .query_with(
-                "renew migration lock",
-                serial(LOCK_RENEW),
-                (owner, Utc::now(), LOCK_NAME, owner),
-            )
+        match MIGRATION_LOCK
+            .renew(client, LOCK_NAME, owner, LOCK_TTL)
             .await
-            .and_then(lwt_applied);
-        match renewed {
+        {
             Ok(true) => tracing::debug!("migration lock renewed"),
             Ok(false) => return MigrateError::LockLost,
             Err(e) => {

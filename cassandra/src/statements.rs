@@ -25,9 +25,11 @@ pub const BOOTSTRAPPED: &str =
 pub const MIGRATIONS_APPLIED: &str = "SELECT version, name, checksum FROM schema_migrations";
 pub const MIGRATION_RECORD: &str = "INSERT INTO schema_migrations (version, name, checksum, applied_at, applied_by) VALUES (?, ?, ?, ?, ?)";
 /// The lock expires by itself if its holder dies.
-pub const LOCK_TAKE: &str = "INSERT INTO schema_migration_lock (name, owner, since) VALUES (?, ?, ?) IF NOT EXISTS USING TTL 300";
+pub const LOCK_TAKE: &str =
+    "INSERT INTO schema_migration_lock (name, owner) VALUES (?, ?) IF NOT EXISTS USING TTL ?";
 /// The holder keeps its lock alive while a long migration runs.
-pub const LOCK_RENEW: &str = "UPDATE schema_migration_lock USING TTL 300 SET owner = ?, since = ? WHERE name = ? IF owner = ?";
+pub const LOCK_RENEW: &str =
+    "UPDATE schema_migration_lock USING TTL ? SET owner = ? WHERE name = ? IF owner = ?";
 pub const LOCK_OWNER: &str = "SELECT owner FROM schema_migration_lock WHERE name = ?";
 pub const LOCK_RELEASE: &str = "DELETE FROM schema_migration_lock WHERE name = ? IF owner = ?";
 

@@ -37,16 +37,16 @@ where
         .await
 }
 
-/// Writes each partition's rows of `cql`, several partitions at a time.
+/// Writes each partition's rows of `write`, several partitions at a time.
 pub async fn write_parts(
     port: &dyn WritePort,
-    cql: &'static str,
+    write: Write,
     parts: Vec<Vec<Row>>,
 ) -> Result<(), StoreError> {
     fan_out(
         parts
             .into_iter()
-            .map(|rows| port.write(cql, rows))
+            .map(|rows| port.write(write, rows))
             .collect(),
     )
     .await?;
@@ -56,11 +56,36 @@ pub async fn write_parts(
 /// One statement's bound values.
 pub type Row = Vec<CqlValue>;
 
+/// The writes the write path sends: each one prepared statement of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// A reading in its meter's month partition.
+    ByMeter,
+    /// A reading in its (region, day, shard) partition.
+    ByRegion,
+    /// A reading out of a (region, day, shard) partition (its meter moved away).
+    ByRegionDelete,
+    /// A meter-day's row of `meter_data_days`.
+    MeterDay,
+}
+
+impl Write {
+    /// Its CQL, as prepared.
+    pub fn cql(self) -> &'static str {
+        match self {
+            Self::ByMeter => cql::READING_BY_METER_UPSERT,
+            Self::ByRegion => cql::READING_BY_REGION_UPSERT,
+            Self::ByRegionDelete => cql::READING_BY_REGION_DELETE,
+            Self::MeterDay => cql::METER_DAY_PUT,
+        }
+    }
+}
+
 /// What the write path needs of a session.
 #[async_trait]
 pub trait WritePort: Send + Sync {
-    /// Writes `rows` of the INSERT or DELETE `cql`, every row in one partition.
-    async fn write(&self, cql: &'static str, rows: Vec<Row>) -> Result<(), StoreError>;
+    /// Writes `rows` of `write`, every row in one partition.
+    async fn write(&self, write: Write, rows: Vec<Row>) -> Result<(), StoreError>;
     /// The region `meter` is registered in (a read of `meters`).
     async fn meter_region(&self, meter: &str) -> Result<Option<String>, StoreError>;
 }
@@ -192,16 +217,16 @@ impl ReadingWriter {
         }
         let mut writes: Vec<_> = by_month
             .into_values()
-            .map(|rows| port.write(cql::READING_BY_METER_UPSERT, rows))
+            .map(|rows| port.write(Write::ByMeter, rows))
             .collect();
         writes.extend(
             region_rows(&readings, &regions, self.shards, false)
                 .into_iter()
-                .map(|rows| port.write(cql::READING_BY_REGION_UPSERT, rows)),
+                .map(|rows| port.write(Write::ByRegion, rows)),
         );
         writes.extend(
             days.into_values()
-                .map(|rows| port.write(cql::METER_DAY_PUT, rows)),
+                .map(|rows| port.write(Write::MeterDay, rows)),
         );
         fan_out(writes).await?;
 
@@ -231,7 +256,7 @@ impl ReadingWriter {
                 .collect();
             if !placed.is_empty() {
                 let parts = region_rows(&readings, &placed, self.shards, false);
-                write_parts(port, cql::READING_BY_REGION_UPSERT, parts).await?;
+                write_parts(port, Write::ByRegion, parts).await?;
             }
         }
         Ok(moved)
@@ -291,15 +316,15 @@ mod tests {
     /// from a map, counting them.
     #[derive(Default)]
     struct RecordingPort {
-        writes: Mutex<Vec<(&'static str, Vec<Row>)>>,
+        writes: Mutex<Vec<(Write, Vec<Row>)>>,
         lookups: Mutex<Vec<String>>,
         regions: Mutex<HashMap<String, String>>,
     }
 
     #[async_trait]
     impl WritePort for RecordingPort {
-        async fn write(&self, cql: &'static str, rows: Vec<Row>) -> Result<(), StoreError> {
-            self.writes.lock().unwrap().push((cql, rows));
+        async fn write(&self, write: Write, rows: Vec<Row>) -> Result<(), StoreError> {
+            self.writes.lock().unwrap().push((write, rows));
             Ok(())
         }
         async fn meter_region(&self, meter: &str) -> Result<Option<String>, StoreError> {
@@ -309,7 +334,7 @@ mod tests {
     }
 
     impl RecordingPort {
-        fn take(&self) -> (Vec<(&'static str, Vec<Row>)>, Vec<String>) {
+        fn take(&self) -> (Vec<(Write, Vec<Row>)>, Vec<String>) {
             (
                 std::mem::take(&mut *self.writes.lock().unwrap()),
                 std::mem::take(&mut *self.lookups.lock().unwrap()),
@@ -367,16 +392,21 @@ mod tests {
                 "one region lookup per meter, on the first write only"
             );
             for (cql, _) in &writes {
-                assert!(cql.starts_with("INSERT INTO "), "not a write: {cql}");
                 assert!(
-                    !cql.to_lowercase().contains("select"),
-                    "no read-before-write: {cql}"
+                    cql.cql().starts_with("INSERT INTO "),
+                    "not a write: {}",
+                    cql.cql()
+                );
+                assert!(
+                    !cql.cql().to_lowercase().contains("select"),
+                    "no read-before-write: {}",
+                    cql.cql()
                 );
             }
             let rows = |table: &str| -> usize {
                 writes
                     .iter()
-                    .filter(|(cql, _)| cql.starts_with(&format!("INSERT INTO {table} ")))
+                    .filter(|(cql, _)| cql.cql().starts_with(&format!("INSERT INTO {table} ")))
                     .map(|(_, rows)| rows.len())
                     .sum()
             };
@@ -403,13 +433,13 @@ mod tests {
         let (writes, _) = port.take();
         let months: Vec<&Vec<Row>> = writes
             .iter()
-            .filter(|(c, _)| *c == cql::READING_BY_METER_UPSERT)
+            .filter(|(c, _)| *c == Write::ByMeter)
             .map(|(_, r)| r)
             .collect();
         assert_eq!(months.len(), 2, "January and February partitions");
         let days: Vec<&Row> = writes
             .iter()
-            .filter(|(c, _)| *c == cql::METER_DAY_PUT)
+            .filter(|(c, _)| *c == Write::MeterDay)
             .flat_map(|(_, r)| r)
             .collect();
         let mut latest = Vec::new();
@@ -426,7 +456,7 @@ mod tests {
         assert_eq!(latest, vec![base + 47 * 1800, base + 55 * 1800]);
         let region_parts: Vec<&Vec<Row>> = writes
             .iter()
-            .filter(|(c, _)| *c == cql::READING_BY_REGION_UPSERT)
+            .filter(|(c, _)| *c == Write::ByRegion)
             .map(|(_, r)| r)
             .collect();
         assert_eq!(region_parts.len(), 2, "one shard, two days");
@@ -465,9 +495,7 @@ mod tests {
         let (writes, lookups) = port.take();
         assert_eq!(lookups.len(), 2, "before and after the write");
         assert!(
-            writes
-                .iter()
-                .all(|(c, _)| *c != cql::READING_BY_REGION_UPSERT),
+            writes.iter().all(|(c, _)| *c != Write::ByRegion),
             "no region, no region rows"
         );
     }

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -143,17 +144,35 @@ pub fn authenticate_meter(
         .map_err(ApiError::from)
 }
 
-/// 401 unless the request carries the analyst token.
-pub fn require_analyst(
-    expected: &StaticToken,
-    headers: &axum::http::HeaderMap,
-) -> Result<(), ApiError> {
-    match bearer_token(headers) {
-        Ok(t) if expected.matches(t) => Ok(()),
-        _ => Err(unauthorized(
-            "this route needs `Authorization: Bearer <IOT_ANALYST_TOKEN>`",
-        )),
+/// State that knows the analyst token (`IOT_ANALYST_TOKEN`), so handlers can ask for an
+/// [`Analyst`].
+pub trait AnalystSecret {
+    fn analyst_token(&self) -> &StaticToken;
+}
+
+/// A request that carries the analyst token as `Authorization: Bearer`. As a handler's
+/// argument it refuses every other request with 401 before the handler runs: who may ask is
+/// said in the signature, once.
+#[derive(Debug, Clone, Copy)]
+pub struct Analyst;
+
+impl<S: AnalystSecret + Send + Sync> FromRequestParts<S> for Analyst {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        if is_analyst(state.analyst_token(), &parts.headers) {
+            Ok(Analyst)
+        } else {
+            Err(unauthorized(
+                "this route needs `Authorization: Bearer <IOT_ANALYST_TOKEN>`",
+            ))
+        }
     }
+}
+
+/// Whether `headers` carry `expected` as the bearer token.
+pub fn is_analyst(expected: &StaticToken, headers: &axum::http::HeaderMap) -> bool {
+    bearer_token(headers).is_ok_and(|t| expected.matches(t))
 }
 
 /// JSON 404 for paths no route serves (internal paths on the external listener among them).

@@ -5,9 +5,10 @@
 //!
 //! Where things live: [`state`] (what handlers share, and the `AnalyticsPort` port), [`routes`]
 //! (wiring, and one module per page family), [`respond`] and [`present`] (rendering and
-//! formatting helpers), [`metric`] (what the map shows), [`cache`], [`sessions`],
+//! formatting helpers), [`metric`] (what the map shows), [`cache`], [`access`] (who may ask), [`sessions`],
 //! [`provisioning`]; [`cli`] runs it as its own process.
 
+pub mod access;
 pub mod cache;
 #[cfg(feature = "distributed")]
 pub mod cli;

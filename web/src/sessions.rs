@@ -9,7 +9,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use iot_common::problem::{ApiError, ErrorCode};
@@ -141,6 +142,56 @@ impl<V: Clone> Sessions<V> {
             });
             failures.entry(client).or_default().push_back(now);
         }
+    }
+}
+
+/// What a sign-in form needs of its page: where a signed-in browser lands, what a wrong
+/// token is told, and the form again with a message, answered with a status.
+pub struct SignInPage<'a> {
+    pub landing: &'static str,
+    pub wrong_token: &'static str,
+    pub form: &'a dyn Fn(StatusCode, &str) -> Response,
+}
+
+impl<V: Clone> Sessions<V> {
+    /// One sign-in, the same on every page: a client that failed too often lately is
+    /// refused (429 with `Retry-After`); a token `verify` does not accept is counted and
+    /// refused (401); else a session holding what `verify` answered is opened and the browser
+    /// sent to the landing page. (That the form comes from the site is the route's
+    /// `SameSite` check.)
+    pub fn sign_in(
+        &self,
+        client: Option<IpAddr>,
+        verify: impl FnOnce() -> Option<V>,
+        page: SignInPage<'_>,
+    ) -> Response {
+        if let Some(wait) = self.throttled(client) {
+            let mut res = (page.form)(
+                StatusCode::TOO_MANY_REQUESTS,
+                "Too many failed sign-ins from here; wait a minute and try again.",
+            );
+            res.headers_mut().insert(header::RETRY_AFTER, wait.into());
+            return res;
+        }
+        let Some(value) = verify() else {
+            self.failed(client);
+            tracing::warn!(client = ?client, page = page.landing, "failed sign-in");
+            return (page.form)(StatusCode::UNAUTHORIZED, page.wrong_token);
+        };
+        (
+            [(header::SET_COOKIE, self.open_with(value))],
+            Redirect::to(page.landing),
+        )
+            .into_response()
+    }
+
+    /// Ends the request's session and sends the browser to `landing`.
+    pub fn sign_out(&self, headers: &HeaderMap, landing: &'static str) -> Response {
+        (
+            [(header::SET_COOKIE, self.close(headers))],
+            Redirect::to(landing),
+        )
+            .into_response()
     }
 }
 

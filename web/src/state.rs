@@ -83,8 +83,9 @@ pub struct WebState {
     pub geometry: Arc<MapGeometry>,
     /// Meter tokens and the revocations this process knows.
     pub auth: MeterAuth,
-    /// Operators and analysts present this on internal routes that change state.
-    pub operator_token: StaticToken,
+    /// The analyst token (`IOT_ANALYST_TOKEN`): operators and analysts present it on
+    /// internal routes, or sign in to the console with it.
+    pub analyst_token: StaticToken,
     /// Electricity unit price for the estimator, pence per kWh.
     pub unit_price_pence: f64,
     pub analytics: Option<Arc<dyn AnalyticsPort>>,
@@ -98,12 +99,18 @@ pub struct WebState {
     pub residents: Arc<Sessions<iot_common::auth::Claims>>,
 }
 
+impl iot_common::http::AnalystSecret for WebState {
+    fn analyst_token(&self) -> &StaticToken {
+        &self.analyst_token
+    }
+}
+
 impl WebState {
     pub fn new(
         store: Arc<dyn Store>,
         regions: Arc<Regions>,
         auth: MeterAuth,
-        operator_token: StaticToken,
+        analyst_token: StaticToken,
         unit_price_pence: f64,
         analytics: Option<Arc<dyn AnalyticsPort>>,
     ) -> Self {
@@ -112,7 +119,7 @@ impl WebState {
             geometry: Arc::new(MapGeometry::new(&regions)),
             regions,
             auth,
-            operator_token,
+            analyst_token,
             unit_price_pence,
             analytics,
             fleet: None,

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
-use super::{MAX_READBACK, RegionReading, Store};
+use super::{Lease, MAX_READBACK, RegionReading, Store};
 use crate::domain::{
     Dwelling, Meter, MeterId, ProfileFigures, Reading, RegionCode, RegionProfile, Run, RunStatus,
     Trigger,
@@ -669,6 +669,10 @@ fn unique_lease(tag: &str) -> String {
     format!("{tag}-{}", unique_meter("lease").as_str())
 }
 
+fn held_by(holder: &str) -> Lease {
+    Lease::HeldBy(holder.to_owned())
+}
+
 pub async fn a_lease_has_one_holder_until_released_or_expired(store: &dyn Store) {
     let name = unique_lease("single");
     let long = std::time::Duration::from_secs(60);
@@ -681,26 +685,41 @@ pub async fn a_lease_has_one_holder_until_released_or_expired(store: &dyn Store)
                 .unwrap_or_else(|e| panic!("{e}"))
         }
     };
-    assert_eq!(take("a", long).await, None, "a free lease is taken");
-    assert_eq!(take("b", long).await.as_deref(), Some("a"), "held: refused");
-    assert_eq!(take("a", long).await, None, "the holder renews it");
+    assert_eq!(
+        take("a", long).await,
+        Lease::Acquired,
+        "a free lease is taken"
+    );
+    assert_eq!(take("b", long).await, held_by("a"), "held: refused");
+    assert_eq!(
+        take("a", long).await,
+        Lease::Acquired,
+        "the holder renews it"
+    );
     store
         .release_lease(&name, "b")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
-        take("b", long).await.as_deref(),
-        Some("a"),
+        take("b", long).await,
+        held_by("a"),
         "only the holder releases it"
     );
     store
         .release_lease(&name, "a")
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(take("b", std::time::Duration::from_secs(1)).await, None);
+    assert_eq!(
+        take("b", std::time::Duration::from_secs(1)).await,
+        Lease::Acquired
+    );
     // A holder that dies frees the lease when its time runs out.
     tokio::time::sleep(std::time::Duration::from_millis(2_500)).await;
-    assert_eq!(take("c", long).await, None, "an expired lease is free");
+    assert_eq!(
+        take("c", long).await,
+        Lease::Acquired,
+        "an expired lease is free"
+    );
 }
 
 pub async fn of_many_asking_at_once_one_gets_the_lease(store: &dyn Store) {
@@ -715,16 +734,13 @@ pub async fn of_many_asking_at_once_one_gets_the_lease(store: &dyn Store) {
     let winners: Vec<&String> = holders
         .iter()
         .zip(&outcomes)
-        .filter(|(_, o)| matches!(o, Ok(None)))
+        .filter(|(_, o)| matches!(o, Ok(Lease::Acquired)))
         .map(|(h, _)| h)
         .collect();
     assert_eq!(winners.len(), 1, "{outcomes:?}");
     for (h, o) in holders.iter().zip(&outcomes) {
         if h != winners[0] {
-            assert_eq!(
-                o.as_ref().ok().cloned().flatten().as_ref(),
-                Some(winners[0])
-            );
+            assert_eq!(o.as_ref().ok(), Some(&held_by(winners[0])));
         }
     }
 }

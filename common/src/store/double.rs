@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 
-use super::{ScanPage, ScanSlice, Store, StoreError, StoreSummary};
+use super::{Lease, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
 use crate::domain::RegionCode;
 use crate::domain::{Meter, MeterId, Reading, RegionProfile, Run};
 
@@ -161,7 +161,7 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
         name: &str,
         holder: &str,
         ttl: std::time::Duration,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Lease, StoreError> {
         self.inner.acquire_lease(name, holder, ttl).await
     }
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {

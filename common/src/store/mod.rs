@@ -93,6 +93,26 @@ pub struct ScanPage {
     pub next: Option<String>,
 }
 
+/// The answer to [`Store::acquire_lease`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lease {
+    /// The asker holds the lease now (taken, or renewed).
+    Acquired,
+    /// Another holder has it; the asker may try again later.
+    HeldBy(String),
+}
+
+impl Lease {
+    /// From the holder the store found: the asker's own name means it holds the lease.
+    pub fn of(current: String, asker: &str) -> Self {
+        if current == asker {
+            Self::Acquired
+        } else {
+            Self::HeldBy(current)
+        }
+    }
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Cheap round trip, for readiness checks.
@@ -168,14 +188,14 @@ pub trait Store: Send + Sync + 'static {
     async fn revocations(&self) -> Result<Vec<(MeterId, DateTime<Utc>)>, StoreError>;
 
     /// Takes the named lease for `holder` until `ttl` from now, or renews it when `holder`
-    /// has it already. `Some(other)` when another holder has it (nothing changed): the
-    /// store decides atomically, so of several processes asking at once exactly one gets it.
+    /// has it already. [`Lease::HeldBy`] another holder leaves it unchanged: the store
+    /// decides atomically, so of several processes asking at once exactly one gets it.
     async fn acquire_lease(
         &self,
         name: &str,
         holder: &str,
         ttl: std::time::Duration,
-    ) -> Result<Option<String>, StoreError>;
+    ) -> Result<Lease, StoreError>;
     /// Gives the lease up if `holder` has it; a lease someone else holds is left alone.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
 }

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
+use super::{Lease, RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
 use crate::domain::{
     Meter, MeterId, Reading, RegionCode, RegionProfile, Run, from_epoch, from_epoch_ms,
 };
@@ -537,7 +537,7 @@ impl Store for SqliteStore {
         name: &str,
         holder: &str,
         ttl: std::time::Duration,
-    ) -> Result<Option<String>, StoreError> {
+    ) -> Result<Lease, StoreError> {
         let (name, holder) = (name.to_owned(), holder.to_owned());
         let now = Utc::now().timestamp_millis();
         let until = now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX));
@@ -555,7 +555,7 @@ impl Store for SqliteStore {
                 params![name],
                 |r| r.get(0),
             )?;
-            Ok((current != holder).then_some(current))
+            Ok(Lease::of(current, &holder))
         })
         .await
     }

@@ -9,12 +9,12 @@ use std::collections::BTreeMap;
 
 use askama::Template;
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Days, NaiveDate, TimeZone, Timelike, Utc};
 use chrono_tz::Europe::London;
-use iot_common::auth::Claims;
 use iot_common::domain::{MeterId, Reading};
 use iot_common::http::bearer_token;
 use iot_common::problem::ApiError;
@@ -22,9 +22,10 @@ use iot_common::store::MAX_READBACK;
 use iot_common::{ProfileFigures, RegionProfile};
 use serde::Deserialize;
 
+use crate::access::SameSite;
 use crate::present::{day, kwh};
 use crate::respond;
-use crate::sessions::{cross_site, same_origin};
+use crate::sessions::SignInPage;
 use crate::state::WebState;
 use crate::svg::{Bar, Tick, at, hour_ticks};
 
@@ -93,38 +94,46 @@ fn sign_in(s: &WebState, status: StatusCode, message: Option<&str>) -> Response 
     respond::page_with(status, &page).unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The meter the request speaks for: a bearer token, else a live session whose token has
-/// not been revoked since. `Err` carries the page to answer instead.
-fn signed_in(s: &WebState, headers: &HeaderMap) -> Result<Option<MeterId>, Box<Response>> {
-    if let Ok(token) = bearer_token(headers) {
-        return match s.auth.check(token) {
-            Ok(meter) => Ok(Some(meter)),
-            Err(e) => Err(Box::new(ApiError::from(e).into_response())),
-        };
-    }
-    let Some(claims) = s.residents.get(headers) else {
-        return Ok(None);
-    };
-    if s.auth.revocations.is_revoked(&claims) {
-        let mut res = sign_in(
-            s,
-            StatusCode::UNAUTHORIZED,
-            Some("This meter's token was revoked; sign in with its new token."),
-        );
-        if let Ok(v) = header::HeaderValue::from_str(&s.residents.close(headers)) {
-            res.headers_mut().insert(header::SET_COOKIE, v);
+/// The meter a request speaks for: a valid bearer token, else a live session whose token
+/// has not been revoked since. Anyone else gets the sign-in form instead (200 when nobody
+/// signed in; 401 with the reason for a bad token or a revoked session, whose cookie is
+/// cleared).
+pub struct Resident(MeterId);
+
+impl FromRequestParts<WebState> for Resident {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, s: &WebState) -> Result<Self, Response> {
+        let headers = &parts.headers;
+        if let Ok(token) = bearer_token(headers) {
+            return s
+                .auth
+                .check(token)
+                .map(Self)
+                .map_err(|e| ApiError::from(e).into_response());
         }
-        return Err(Box::new(res));
+        let Some(claims) = s.residents.get(headers) else {
+            return Err(sign_in(s, StatusCode::OK, None));
+        };
+        if s.auth.revocations.is_revoked(&claims) {
+            let mut res = sign_in(
+                s,
+                StatusCode::UNAUTHORIZED,
+                Some("This meter's token was revoked; sign in with its new token."),
+            );
+            if let Ok(v) = header::HeaderValue::from_str(&s.residents.close(headers)) {
+                res.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            return Err(res);
+        }
+        Ok(Self(claims.meter_id))
     }
-    Ok(Some(claims.meter_id))
 }
 
-pub async fn page(State(s): State<WebState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let meter = match signed_in(&s, &headers) {
-        Ok(Some(meter)) => meter,
-        Ok(None) => return Ok(sign_in(&s, StatusCode::OK, None)),
-        Err(res) => return Ok(*res),
-    };
+pub async fn page(
+    Resident(meter): Resident,
+    State(s): State<WebState>,
+) -> Result<Response, ApiError> {
     let home = home(&s, &meter).await?;
     respond::page(&MePage {
         attribution: s.attribution(),
@@ -139,54 +148,32 @@ pub struct Login {
 }
 
 pub async fn login(
+    _: SameSite,
     State(s): State<WebState>,
     extensions: Extensions,
-    headers: HeaderMap,
     Form(form): Form<Login>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return cross_site("site's").into_response();
-    }
     let client = iot_common::server::peer(&extensions).map(|p| p.ip());
-    if let Some(wait) = s.residents.throttled(client) {
-        let mut res = sign_in(
-            &s,
-            StatusCode::TOO_MANY_REQUESTS,
-            Some("Too many failed sign-ins from here; wait a minute and try again."),
-        );
-        res.headers_mut().insert(header::RETRY_AFTER, wait.into());
-        return res;
-    }
-    let claims: Option<Claims> = s
-        .auth
-        .tokens
-        .verify(form.token.trim())
-        .ok()
-        .filter(|c| !s.auth.revocations.is_revoked(c));
-    let Some(claims) = claims else {
-        s.residents.failed(client);
-        return sign_in(
-            &s,
-            StatusCode::UNAUTHORIZED,
-            Some("That is not a meter token in service here: check it, or ask for a new one."),
-        );
+    let verify = || {
+        s.auth
+            .tokens
+            .verify(form.token.trim())
+            .ok()
+            .filter(|c| !s.auth.revocations.is_revoked(c))
     };
-    (
-        [(header::SET_COOKIE, s.residents.open_with(claims))],
-        Redirect::to("/me"),
+    s.residents.sign_in(
+        client,
+        verify,
+        SignInPage {
+            landing: "/me",
+            wrong_token: "That is not a meter token in service here: check it, or ask for a new one.",
+            form: &|status, message| sign_in(&s, status, Some(message)),
+        },
     )
-        .into_response()
 }
 
-pub async fn logout(State(s): State<WebState>, headers: HeaderMap) -> Response {
-    if !same_origin(&headers) {
-        return cross_site("site's").into_response();
-    }
-    (
-        [(header::SET_COOKIE, s.residents.close(&headers))],
-        Redirect::to("/me"),
-    )
-        .into_response()
+pub async fn logout(_: SameSite, State(s): State<WebState>, headers: HeaderMap) -> Response {
+    s.residents.sign_out(&headers, "/me")
 }
 
 /// UTC instant at which London day `d` starts.

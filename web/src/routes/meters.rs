@@ -4,11 +4,11 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, Utc};
 use iot_common::domain::MeterId;
-use iot_common::http::require_analyst;
+use iot_common::http::Analyst;
 use iot_common::problem::{ApiError, ErrorCode};
 use serde_json::json;
 
@@ -26,21 +26,16 @@ impl From<ProvisionError> for ApiError {
     }
 }
 
-pub async fn list_meters(
-    State(s): State<WebState>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    require_analyst(&s.operator_token, &headers)?;
+pub async fn list_meters(_: Analyst, State(s): State<WebState>) -> Result<Response, ApiError> {
     let meters = s.store.meters().await?;
     Ok(Json(json!({ "meters": meters })).into_response())
 }
 
 pub async fn register_meter(
+    _: Analyst,
     State(s): State<WebState>,
-    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    require_analyst(&s.operator_token, &headers)?;
     let req = new_meter(&body)?;
     let (meter, token) = provision(s.store.as_ref(), &s.regions, &s.auth.tokens, req).await?;
     let created = Json(json!({"meter": meter, "token": token}));
@@ -64,11 +59,10 @@ fn new_meter(body: &[u8]) -> Result<NewMeter, ApiError> {
 /// every meter replica within its refresh interval. The registration and the readings stay;
 /// registering the meter again issues a token that works.
 pub async fn revoke_meter(
+    _: Analyst,
     State(s): State<WebState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    require_analyst(&s.operator_token, &headers)?;
     let meter = MeterId::parse(id)
         .map_err(|e| ApiError::new(ErrorCode::InvalidMeter, e.to_string()).field("meter_id"))?;
     let at = Utc::now();

@@ -84,10 +84,10 @@ pub fn internal_router(state: WebState) -> Router {
             .route("/internal/console/login", post(console::login))
             .route("/internal/console/logout", post(console::logout))
             .route("/internal/console/recompute", post(console::recompute))
-            .route("/internal/console/compare", get(console::compare))
+            .route("/internal/console/compare", get(console::compare::compare))
             .route(
                 "/internal/console/query",
-                get(console::query_page).post(console::query),
+                get(console::sql::query_page).post(console::sql::query),
             )
             .route("/internal/static/app.css", get(assets::css))
             .route("/internal/static/progress.js", get(assets::progress_js))

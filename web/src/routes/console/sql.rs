@@ -1,0 +1,173 @@
+//! The console's SQL page: an analyst's query over the readings and profiles, answered as
+//! a table, or as a CSV or Parquet download.
+
+use askama::Template;
+use axum::Form;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use iot_common::problem::{ApiError, ErrorCode};
+use serde::Deserialize;
+
+use super::AnalystPage;
+use crate::access::{SameSite, SignedInAnalyst};
+use crate::respond;
+use crate::state::{AnalyticsError, WebState};
+
+/// What the SQL page starts with: a query over the last week that runs as it stands.
+const EXAMPLE_SQL: &str = "SELECT region, count(DISTINCT meter_id) AS meters, count(*) AS readings, \
+round(sum(kwh), 1) AS kwh\nFROM readings\nWHERE ts >= now() - INTERVAL '7 days'\n\
+GROUP BY region\nORDER BY kwh DESC";
+
+struct Column {
+    name: String,
+    kind: String,
+}
+
+struct Cell {
+    text: String,
+    number: bool,
+}
+
+struct AnswerTable {
+    columns: Vec<Column>,
+    rows: Vec<Vec<Cell>>,
+    row_count: u64,
+    truncated: bool,
+    row_limit: u64,
+    elapsed_ms: u64,
+}
+
+#[derive(Template)]
+#[template(path = "console_query.html")]
+struct QueryPage {
+    sql: String,
+    error: Option<String>,
+    table: Option<AnswerTable>,
+}
+
+/// The JSON answer (`columns`, `rows`, …) as the page's table.
+fn answer_table(body: &[u8]) -> Option<AnswerTable> {
+    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let columns = v
+        .get("columns")?
+        .as_array()?
+        .iter()
+        .map(|c| Column {
+            name: c.get("name").and_then(|n| n.as_str()).unwrap_or("").into(),
+            kind: c.get("type").and_then(|n| n.as_str()).unwrap_or("").into(),
+        })
+        .collect();
+    let rows = v
+        .get("rows")?
+        .as_array()?
+        .iter()
+        .map(|row| {
+            row.as_array()
+                .map(|cells| {
+                    cells
+                        .iter()
+                        .map(|c| Cell {
+                            number: c.is_number(),
+                            text: match c {
+                                serde_json::Value::Null => "NULL".into(),
+                                serde_json::Value::String(s) => s.clone(),
+                                other => other.to_string(),
+                            },
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect();
+    let number = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    Some(AnswerTable {
+        columns,
+        rows,
+        row_count: number("row_count"),
+        truncated: v.get("truncated").and_then(serde_json::Value::as_bool) == Some(true),
+        row_limit: number("row_limit"),
+        elapsed_ms: number("elapsed_ms"),
+    })
+}
+
+pub async fn query_page(_: AnalystPage) -> Result<Response, ApiError> {
+    respond::page(&QueryPage {
+        sql: EXAMPLE_SQL.into(),
+        error: None,
+        table: None,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct QueryForm {
+    sql: String,
+    #[serde(default)]
+    format: Option<String>,
+}
+
+#[tracing::instrument(skip_all)]
+pub async fn query(
+    _: SameSite,
+    _: SignedInAnalyst,
+    State(s): State<WebState>,
+    Form(form): Form<QueryForm>,
+) -> Result<Response, ApiError> {
+    let format = match form.format.as_deref().unwrap_or("json") {
+        f @ ("json" | "csv" | "parquet") => f,
+        other => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("unknown format `{other}`: json, csv or parquet"),
+            )
+            .field("format"));
+        }
+    };
+    let job = s
+        .analytics
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("no analytics job is connected to this service"))?;
+    let answered = job.query(&form.sql, format).await;
+    let page = |error: Option<String>, table: Option<AnswerTable>, status: StatusCode| {
+        respond::page_with(
+            status,
+            &QueryPage {
+                sql: form.sql.clone(),
+                error,
+                table,
+            },
+        )
+    };
+    match answered {
+        Err(AnalyticsError::Refused(why) | AnalyticsError::Invalid(why)) => {
+            page(Some(why), None, StatusCode::BAD_REQUEST)
+        }
+        Err(e @ AnalyticsError::Unavailable(_)) => Err(e.into()),
+        Ok(answer) if format == "json" => match answer_table(&answer.body) {
+            Some(table) => page(None, Some(table), StatusCode::OK),
+            None => Err(ApiError::unavailable(
+                "the analytics job answered something unreadable",
+            )),
+        },
+        Ok(answer) => {
+            let mut res = (
+                [
+                    (header::CONTENT_TYPE, answer.content_type),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"query.{format}\""),
+                    ),
+                ],
+                answer.body,
+            )
+                .into_response();
+            if answer.truncated {
+                res.headers_mut().insert(
+                    "x-iot-truncated",
+                    axum::http::HeaderValue::from_static("true"),
+                );
+            }
+            Ok(res)
+        }
+    }
+}
