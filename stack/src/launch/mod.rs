@@ -9,6 +9,10 @@
 //! Cassandra image's cluster name, data centre and heap), and their healthchecks run as the
 //! file writes them (`cqlsh`; the Kafka image's `bin/` tool from the same jars). HAProxy runs
 //! from `deploy/haproxy.cfg` with its binds and its DNS server mapped.
+//!
+//! Here: supervision (start order, spawning, healthchecks, stopping). Beside it: `nodes` (the
+//! real Kafka and Cassandra), `edge` (HAProxy and its DNS), `preflight` (each command and
+//! variable checked against the binaries before anything starts).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::Ipv4Addr;
@@ -16,12 +20,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use iot_common::test_services::node_runner;
-
 use crate::StackError;
 use crate::addresses::Addresses;
 use crate::compose::{Condition, Healthcheck, Service};
 use crate::dns::Dns;
+
+mod edge;
+mod nodes;
+mod preflight;
+
+pub use edge::map_haproxy;
+pub use nodes::kafka_properties;
+use preflight::check_command;
+pub use preflight::{image_binaries, image_env};
 
 /// What a run needs: the project's files, the binaries and the Compose variables.
 #[derive(Debug, Clone)]
@@ -39,9 +50,6 @@ pub struct StackConfig {
     /// The second octet of the run's loopback addresses.
     pub prefix: u8,
 }
-
-/// Variables every binary reads outside its flags.
-const READ_BY_EVERY_BINARY: &[&str] = &["RUST_LOG"];
 
 enum Kind {
     Kafka,
@@ -291,116 +299,6 @@ impl Stack {
         Ok(())
     }
 
-    /// The `kafka` service as a real broker on its own address, configured the way the
-    /// apache/kafka image turns the file's `KAFKA_*` variables into server properties.
-    fn start_kafka(&mut self, s: &Service, config: &StackConfig) -> Result<(), StackError> {
-        let ip = self.addresses.of(&s.name)[0];
-        let dir = self.data_dir.join(&s.name);
-        let env: BTreeMap<String, String> = s
-            .environment
-            .iter()
-            .map(|(k, v)| (k.clone(), self.addresses.map(v, ip)))
-            .chain(runner_env())
-            .collect();
-        let props = kafka_properties(&env, ip, &dir.join("data"));
-        let file = config.work_dir.join(format!("{}.properties", s.name));
-        std::fs::create_dir_all(&dir)
-            .and_then(|()| std::fs::write(&file, props))
-            .map_err(|e| StackError::Setup(format!("{}: {e}", file.display())))?;
-        let heap = java_heap(env.get("KAFKA_OPTS").map_or("", String::as_str)).unwrap_or("512m");
-        let mut cmd = Command::new(node_runner());
-        cmd.args([
-            "kafka",
-            "--addr",
-            &ip.to_string(),
-            "--port",
-            "9092",
-            "--heap",
-            heap,
-        ])
-        .args(["--config", &path_str(&file)?, "--dir", &path_str(&dir)?]);
-        if let Some(id) = env.get("CLUSTER_ID") {
-            cmd.args(["--cluster-id", id]);
-        }
-        // The image's tools, for its healthcheck: the same classes from the broker's jars.
-        let lib = node_lib("kafka")?;
-        let bin = config.work_dir.join("opt-kafka/bin");
-        let tool = bin.join("kafka-broker-api-versions.sh");
-        std::fs::create_dir_all(&bin)
-            .and_then(|()| {
-                std::fs::write(
-                    &tool,
-                    format!(
-                        "#!/bin/sh\n# The apache/kafka image's tool of this name: its class, from the broker's jars.\n\
-                         exec java ${{KAFKA_HEAP_OPTS:--Xmx256m}} $KAFKA_OPTS -cp '{lib}/*' \
-                         org.apache.kafka.tools.BrokerApiVersionsCommand \"$@\"\n"
-                    ),
-                )
-            })
-            .and_then(|()| {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755))
-            })
-            .map_err(|e| StackError::Setup(format!("{}: {e}", tool.display())))?;
-        self.image_paths.push((
-            "/opt/kafka/".into(),
-            format!("{}/", path_str(&bin.join(".."))?),
-        ));
-        self.spawn(s, s.name.clone(), ip, env, cmd, config)?;
-        if let Some(p) = self.procs.last_mut() {
-            p.node_pid = Some(dir.join("pid"));
-        }
-        Ok(())
-    }
-
-    /// The `cassandra` service as a real node on its own address, with the cassandra
-    /// image's settings the file gives (cluster name, data centre, heap).
-    fn start_cassandra(&mut self, s: &Service, config: &StackConfig) -> Result<(), StackError> {
-        let ip = self.addresses.of(&s.name)[0];
-        let dir = self.data_dir.join(&s.name);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StackError::Setup(format!("{}: {e}", dir.display())))?;
-        let var = |k: &str| s.environment.get(k).cloned();
-        let mut cmd = Command::new(node_runner());
-        cmd.args(["cassandra", "--addr", &ip.to_string(), "--port", "9042"])
-            .args(["--dir", &path_str(&dir)?]);
-        if let Some(heap) = var("MAX_HEAP_SIZE") {
-            cmd.args(["--heap", &heap]);
-        }
-        if let Some(name) = var("CASSANDRA_CLUSTER_NAME") {
-            cmd.args(["--cluster-name", &name]);
-        }
-        if let Some(dc) = var("CASSANDRA_DC") {
-            cmd.args(["--dc", &dc]);
-        }
-        // cqlsh in the container asks the container's own address; here that is `ip`.
-        let env = runner_env()
-            .chain([("CQLSH_HOST".to_owned(), ip.to_string())])
-            .collect();
-        self.spawn(s, s.name.clone(), ip, env, cmd, config)?;
-        if let Some(p) = self.procs.last_mut() {
-            p.node_pid = Some(dir.join("pid"));
-        }
-        Ok(())
-    }
-
-    fn start_edge(&mut self, s: &Service, config: &StackConfig) -> Result<(), StackError> {
-        let ip = self.addresses.of(&s.name)[0];
-        let cfg = std::fs::read_to_string(config.root.join("deploy/haproxy.cfg"))
-            .map_err(|e| StackError::service(&s.name, format!("deploy/haproxy.cfg: {e}")))?;
-        let names: BTreeMap<String, Vec<Ipv4Addr>> = self.addresses.hosts.clone();
-        let dns = Dns::start(names)
-            .map_err(|e| StackError::service(&s.name, format!("cannot start its DNS: {e}")))?;
-        let mapped = map_haproxy(&cfg, ip, &dns.addr.to_string());
-        let path = config.work_dir.join("haproxy.cfg");
-        std::fs::write(&path, mapped)
-            .map_err(|e| StackError::Setup(format!("{}: {e}", path.display())))?;
-        self._dns = Some(dns);
-        let mut cmd = Command::new("haproxy");
-        cmd.args(["-db", "-f", &path_str(&path)?]);
-        self.spawn(s, s.name.clone(), ip, BTreeMap::new(), cmd, config)
-    }
-
     fn spawn(
         &mut self,
         s: &Service,
@@ -567,86 +465,6 @@ fn path_str(p: &Path) -> Result<String, StackError> {
         .ok_or_else(|| StackError::Setup(format!("{} is not UTF-8", p.display())))
 }
 
-/// The edge's config with its binds on the edge's address and Docker's DNS replaced.
-pub fn map_haproxy(cfg: &str, ip: Ipv4Addr, dns: &str) -> String {
-    cfg.lines()
-        .map(|line| {
-            let trimmed = line.trim_start();
-            if let Some(port) = trimmed.strip_prefix("bind :") {
-                format!("    bind {ip}:{port}")
-            } else {
-                line.replace("127.0.0.11:53", dns)
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-        + "\n"
-}
-
-/// The broker's server properties from the apache/kafka image's rules: each `KAFKA_X_Y`
-/// variable is property `x.y` (`__` is `_`, `___` is `-`), except the launcher's own
-/// variables. Listeners without a host bind the container's address; the data goes to `data`.
-pub fn kafka_properties(env: &BTreeMap<String, String>, ip: Ipv4Addr, data: &Path) -> String {
-    const LAUNCHER: &[&str] = &[
-        "KAFKA_OPTS",
-        "KAFKA_HEAP_OPTS",
-        "KAFKA_JMX_OPTS",
-        "KAFKA_LOG4J_OPTS",
-        "KAFKA_JVM_PERFORMANCE_OPTS",
-        "KAFKA_GC_LOG_OPTS",
-        "KAFKA_VERSION",
-    ];
-    let mut out = String::new();
-    for (k, v) in env {
-        let Some(name) = k.strip_prefix("KAFKA_") else {
-            continue;
-        };
-        if LAUNCHER.contains(&k.as_str()) {
-            continue;
-        }
-        let key = name
-            .to_lowercase()
-            .replace("___", "-")
-            .replace("__", "\u{0}")
-            .replace('_', ".")
-            .replace('\u{0}', "_");
-        let value = match key.as_str() {
-            "log.dirs" => data.display().to_string(),
-            _ => v.replace("://:", &format!("://{ip}:")),
-        };
-        out.push_str(&format!("{key}={value}\n"));
-    }
-    out
-}
-
-/// What the node runner needs of this machine's environment: where the jars are cached and
-/// which Java runs them (the image's own variables are the file's).
-fn runner_env() -> impl Iterator<Item = (String, String)> {
-    ["HOME", "IOT_NODES_CACHE", "JAVA_HOME", "TMPDIR"]
-        .into_iter()
-        .filter_map(|k| Some((k.to_owned(), std::env::var(k).ok()?)))
-}
-
-/// The `-Xmx` of a JVM options string, as the node runner's `--heap` takes it.
-fn java_heap(opts: &str) -> Option<&str> {
-    opts.split_whitespace().find_map(|o| o.strip_prefix("-Xmx"))
-}
-
-/// The folder of a node's jars (fetched once by the node runner).
-fn node_lib(kind: &str) -> Result<String, StackError> {
-    let out = Command::new(node_runner())
-        .args(["fetch", kind])
-        .output()
-        .map_err(|e| StackError::Setup(format!("tests/nodes/run: {e}")))?;
-    if !out.status.success() {
-        return Err(StackError::Setup(format!(
-            "tests/nodes/run fetch {kind}: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
-
 /// Services in an order that starts each after what it depends on.
 pub fn start_order(services: &[Service]) -> Result<Vec<String>, StackError> {
     let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
@@ -673,155 +491,4 @@ pub fn start_order(services: &[Service]) -> Result<Vec<String>, StackError> {
         }
     }
     Ok(order)
-}
-
-/// The runtime image's `ENV` (the last stage of the Dockerfile).
-pub fn image_env(dockerfile: &str) -> BTreeMap<String, String> {
-    let last_stage = dockerfile.rsplit("\nFROM ").next().unwrap_or("");
-    last_stage
-        .lines()
-        .filter_map(|l| l.strip_prefix("ENV "))
-        .flat_map(|l| l.split_whitespace())
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect()
-}
-
-/// The binaries the Dockerfile copies into the image.
-pub fn image_binaries(dockerfile: &str) -> BTreeSet<String> {
-    dockerfile
-        .split_whitespace()
-        .filter_map(|w| w.strip_prefix("target/release/"))
-        .filter(|w| !w.is_empty() && !w.contains('/') && !w.contains('*'))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// The command names a binary of the image and one of its subcommands, and every variable
-/// the file gives the service is one that binary reads (its `--help` lists them).
-fn check_command(
-    s: &Service,
-    bin_dir: &Path,
-    binaries: &BTreeSet<String>,
-) -> Result<(), StackError> {
-    let Some(program) = s.command.first() else {
-        return Err(StackError::service(&s.name, "has no command"));
-    };
-    if !binaries.contains(program) {
-        return Err(StackError::service(
-            &s.name,
-            format!("command `{program}` is not a binary of the image ({binaries:?})"),
-        ));
-    }
-    let bin = bin_dir.join(program);
-    if !bin.is_file() {
-        return Err(StackError::Setup(format!(
-            "{} is not built: cargo build --workspace --bins (or cargo test --workspace) first",
-            bin.display()
-        )));
-    }
-    let subcommands: Vec<&String> = s.command[1..]
-        .iter()
-        .take_while(|a| !a.starts_with('-'))
-        .collect();
-    // Flags may sit on the binary or on any subcommand on the way: read every level's help.
-    let mut read: BTreeSet<String> = READ_BY_EVERY_BINARY
-        .iter()
-        .map(|v| (*v).to_owned())
-        .collect();
-    for depth in 0..=subcommands.len() {
-        let out = Command::new(&bin)
-            .args(&subcommands[..depth])
-            .arg("--help")
-            .env_clear()
-            .output()
-            .map_err(|e| StackError::service(&s.name, format!("cannot run {program}: {e}")))?;
-        if !out.status.success() {
-            return Err(StackError::service(
-                &s.name,
-                format!(
-                    "command {:?} is not a command of `{program}`: {}",
-                    s.command,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                ),
-            ));
-        }
-        read.extend(env_names(&String::from_utf8_lossy(&out.stdout)));
-    }
-    let unread: Vec<&String> = s
-        .environment
-        .keys()
-        .filter(|k| !read.contains(k.as_str()))
-        .collect();
-    if !unread.is_empty() {
-        return Err(StackError::service(
-            &s.name,
-            format!(
-                "{unread:?} {} read by no flag of `{}`",
-                if unread.len() == 1 { "is" } else { "are" },
-                s.command.join(" ")
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// The variables a clap `--help` text lists (`[env: NAME=...]`).
-fn env_names(help: &str) -> Vec<String> {
-    // clap wraps long lines; one space between words keeps `[env: NAME` whole.
-    let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
-    help.split("[env: ")
-        .skip(1)
-        .filter_map(|rest| rest.split(['=', ']']).next())
-        .map(str::to_owned)
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn help_texts_name_their_variables() {
-        let help = "  --a <A>  x [env:\n   IOT_A=] [default: 1]\n  --s <S> [env: IOT_SECRET]";
-        assert_eq!(env_names(help), ["IOT_A", "IOT_SECRET"]);
-    }
-
-    #[test]
-    fn kafka_variables_become_the_image_s_properties() {
-        let env = BTreeMap::from(
-            [
-                ("CLUSTER_ID", "abc"),
-                ("KAFKA_NODE_ID", "1"),
-                ("KAFKA_LISTENERS", "PLAINTEXT://:9092,CONTROLLER://:9093"),
-                ("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@127.3.1.1:9093"),
-                ("KAFKA_LOG_DIRS", "/var/lib/kafka/data"),
-                ("KAFKA_OPTS", "-Xms512m -Xmx512m"),
-                ("KAFKA_SOME__ODD___NAME", "x"),
-            ]
-            .map(|(k, v)| (k.to_owned(), v.to_owned())),
-        );
-        let props = kafka_properties(&env, Ipv4Addr::new(127, 3, 1, 1), Path::new("/d"));
-        let lines: Vec<&str> = props.lines().collect();
-        assert_eq!(
-            lines,
-            [
-                "controller.quorum.voters=1@127.3.1.1:9093",
-                "listeners=PLAINTEXT://127.3.1.1:9092,CONTROLLER://127.3.1.1:9093",
-                "log.dirs=/d",
-                "node.id=1",
-                "some_odd-name=x",
-            ]
-        );
-        assert_eq!(java_heap("-Xms512m -Xmx512m"), Some("512m"));
-    }
-
-    #[test]
-    fn haproxy_binds_and_dns_are_mapped() {
-        let cfg =
-            "resolvers docker\n    nameserver dns 127.0.0.11:53\nfrontend x\n    bind :8080\n";
-        let out = map_haproxy(cfg, Ipv4Addr::new(127, 3, 1, 1), "127.0.0.1:5353");
-        assert!(out.contains("nameserver dns 127.0.0.1:5353"), "{out}");
-        assert!(out.contains("bind 127.3.1.1:8080"), "{out}");
-    }
 }
