@@ -11,13 +11,14 @@ use iot_analytics::api::{RunsState, runs_router};
 use iot_analytics::job::RunRequest;
 use iot_analytics::sql::{SqlEngine, SqlLimits, SqlSource};
 use iot_analytics::sql_output::{AnswerFormat, answer_bytes};
-use iot_analytics::{Analytics, JobConfig, JobError};
+use iot_analytics::{Analytics, JobConfig};
 use iot_common::auth::{MeterAuth, MeterTokens, StaticToken};
 use iot_common::bus::Bus;
 use iot_common::bus::sqlite_log::SqliteLog;
 use iot_common::domain::Trigger;
 use iot_common::http::{Health, fallback, health_routes};
 use iot_common::metrics::Metrics;
+use iot_common::problem::ApiError;
 use iot_common::regions::Regions;
 use iot_common::server::HttpLimits;
 use iot_common::service::{ListenError, Service};
@@ -351,34 +352,21 @@ impl AnalyticsPort for InProcessAnalytics {
             request.to.as_deref(),
             request.publish,
         )
-        .map_err(|e| {
-            AnalyticsError::Invalid(match &e.field {
-                Some(field) => format!("{field}: {}", e.message),
-                None => e.message,
-            })
-        })?;
+        .map_err(AnalyticsError::from)?;
         self.job
             .trigger(Trigger::Console, request)
             .await
-            .map_err(|e| match e {
-                JobError::Busy(_) => AnalyticsError::Refused(e.to_string()),
-                JobError::Window { .. } => AnalyticsError::Invalid(e.to_string()),
-                other => AnalyticsError::Unavailable(other.to_string()),
-            })
+            .map_err(|e| AnalyticsError::from(ApiError::from(e)))
     }
 
-    async fn query(&self, sql: &str, format: &str) -> Result<QueryAnswer, AnalyticsError> {
-        let format = AnswerFormat::parse(format)
-            .ok_or_else(|| AnalyticsError::Refused(format!("unknown format `{format}`")))?;
-        let answer = self.sql.run(sql).await.map_err(|e| {
-            if e.is_analysts() {
-                AnalyticsError::Invalid(e.to_string())
-            } else {
-                AnalyticsError::Unavailable(e.to_string())
-            }
-        })?;
+    async fn query(&self, sql: &str, format: AnswerFormat) -> Result<QueryAnswer, AnalyticsError> {
+        let answer = self
+            .sql
+            .run(sql)
+            .await
+            .map_err(|e| AnalyticsError::from(ApiError::from(e)))?;
         let body = answer_bytes(&answer, format)
-            .map_err(|e| AnalyticsError::Unavailable(e.to_string()))?;
+            .map_err(|e| AnalyticsError::unavailable(e.to_string()))?;
         Ok(QueryAnswer {
             content_type: format.content_type().to_owned(),
             body,

@@ -1,6 +1,6 @@
 //! The regional profile as a streaming aggregation over Arrow record batches.
 //!
-//! Definition (README, "Regional energy profiles"), in the regions' local time:
+//! Definition (docs/analytics.md), in the regions' local time:
 //! - per (region, meter, local day): daily kWh = sum of kWh;
 //! - per region: meters, readings, mean / median / p90 of daily kWh, mean daily kWh on
 //!   weekdays and on weekends;

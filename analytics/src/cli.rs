@@ -26,7 +26,7 @@ use crate::output::{parquet_writer, write_profiles};
 use crate::schema::{readings_schema, rows_to_batch};
 use crate::source::{aggregate, register_parquet, session};
 use crate::sql::{SqlArgs, SqlEngine, SqlError, SqlLimits, SqlSource};
-use crate::sql_output::{AnswerFormat, answer_bytes};
+use crate::sql_output::{answer_bytes, format_of_path};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -369,7 +369,7 @@ async fn sql(
     output: Option<PathBuf>,
     limits: SqlArgs,
 ) -> Result<(), CliError> {
-    let format = output.as_deref().map(AnswerFormat::of_path).transpose()?;
+    let format = output.as_deref().map(format_of_path).transpose()?;
     let source = match input {
         Some(path) => SqlSource::Parquet(path),
         None => SqlSource::Store(open_store(&job).await?),

@@ -10,54 +10,17 @@ use datafusion::parquet::file::properties::WriterProperties;
 use crate::output::OutputError;
 use crate::sql::SqlAnswer;
 
-/// How a SQL answer is sent: a JSON table, or a file for the analyst's own tools.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AnswerFormat {
-    #[default]
-    Json,
-    Csv,
-    Parquet,
-}
+pub use iot_common::analytics_wire::{AnswerColumn, AnswerFormat, JsonAnswer};
 
-impl AnswerFormat {
-    pub fn content_type(self) -> &'static str {
-        match self {
-            AnswerFormat::Json => "application/json",
-            AnswerFormat::Csv => "text/csv; charset=utf-8",
-            AnswerFormat::Parquet => "application/vnd.apache.parquet",
-        }
-    }
-
-    pub fn extension(self) -> &'static str {
-        match self {
-            AnswerFormat::Json => "json",
-            AnswerFormat::Csv => "csv",
-            AnswerFormat::Parquet => "parquet",
-        }
-    }
-
-    /// `json`, `csv` or `parquet`.
-    pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "json" => Some(AnswerFormat::Json),
-            "csv" => Some(AnswerFormat::Csv),
-            "parquet" => Some(AnswerFormat::Parquet),
-            _ => None,
-        }
-    }
-
-    /// The format a file name asks for.
-    pub fn of_path(path: &Path) -> Result<Self, OutputError> {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("csv") => Ok(AnswerFormat::Csv),
-            Some("parquet") => Ok(AnswerFormat::Parquet),
-            Some("json") => Ok(AnswerFormat::Json),
-            _ => Err(OutputError::Format(path.display().to_string())),
-        }
+/// The format a file name asks for.
+pub fn format_of_path(path: &Path) -> Result<AnswerFormat, OutputError> {
+    match path.extension().and_then(|e| e.to_str()) {
+        Some("csv") => Ok(AnswerFormat::Csv),
+        Some("parquet") => Ok(AnswerFormat::Parquet),
+        Some("json") => Ok(AnswerFormat::Json),
+        _ => Err(OutputError::Format(path.display().to_string())),
     }
 }
-
 fn column_names(answer: &SqlAnswer) -> Vec<&str> {
     answer
         .schema
@@ -67,9 +30,8 @@ fn column_names(answer: &SqlAnswer) -> Vec<&str> {
         .collect()
 }
 
-/// The answer as `{"columns": [{"name", "type"}], "rows": [[…]], "row_count", "truncated",
-/// "row_limit", "elapsed_ms"}`: rows as arrays in column order, timestamps as RFC 3339.
-pub fn answer_json(answer: &SqlAnswer) -> Result<serde_json::Value, OutputError> {
+/// The answer as a [`JsonAnswer`]: rows as arrays in column order, timestamps as RFC 3339.
+pub fn answer_json(answer: &SqlAnswer) -> Result<JsonAnswer, OutputError> {
     use datafusion::arrow::json::{WriterBuilder, writer::JsonArray};
     let mut buf = Vec::new();
     {
@@ -87,31 +49,32 @@ pub fn answer_json(answer: &SqlAnswer) -> Result<serde_json::Value, OutputError>
     } else {
         serde_json::from_slice(&buf).map_err(|e| OutputError::Json(e.to_string()))?
     };
-    let rows: Vec<serde_json::Value> = objects
+    let rows = objects
         .into_iter()
         .map(|mut o| {
-            serde_json::Value::Array(
-                names
-                    .iter()
-                    .map(|n| o.remove(*n).unwrap_or(serde_json::Value::Null))
-                    .collect(),
-            )
+            names
+                .iter()
+                .map(|n| o.remove(*n).unwrap_or(serde_json::Value::Null))
+                .collect()
         })
         .collect();
-    let columns: Vec<serde_json::Value> = answer
+    let columns = answer
         .schema
         .fields()
         .iter()
-        .map(|f| serde_json::json!({ "name": f.name(), "type": f.data_type().to_string() }))
+        .map(|f| AnswerColumn {
+            name: f.name().clone(),
+            kind: f.data_type().to_string(),
+        })
         .collect();
-    Ok(serde_json::json!({
-        "columns": columns,
-        "rows": rows,
-        "row_count": answer.rows,
-        "truncated": answer.truncated,
-        "row_limit": answer.row_limit,
-        "elapsed_ms": answer.elapsed.as_millis() as u64,
-    }))
+    Ok(JsonAnswer {
+        columns,
+        rows,
+        row_count: answer.rows as u64,
+        truncated: answer.truncated,
+        row_limit: answer.row_limit as u64,
+        elapsed_ms: answer.elapsed.as_millis() as u64,
+    })
 }
 
 /// The answer's rows encoded as `format`.

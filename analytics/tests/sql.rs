@@ -1,4 +1,4 @@
-//! Analysts' SQL over a store: the README's example queries give the job's own figures for a
+//! Analysts' SQL over a store: the example queries of `docs/sql.md` give the job's own figures for a
 //! borough, anything but a read-only query is refused, and the limits hold with clear errors.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use iot_common::domain::{Meter, MeterId, Reading, RegionCode};
 use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 
-/// The window the README's examples name: 28 London days, across the end of summer time.
+/// The window the examples of `docs/sql.md` name: 28 London days, across the end of summer time.
 const FROM: &str = "2026-10-24T23:00:00Z";
 const TO: &str = "2026-11-22T00:00:00Z";
 const BOROUGH: &str = "E09000007";
@@ -28,15 +28,11 @@ fn region(s: &str) -> RegionCode {
     s.parse().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The ```sql blocks of the README's "SQL over the readings" section.
-fn readme_queries() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .unwrap_or_else(|e| panic!("README: {e}"));
-    let (_, section) = readme
-        .split_once("### SQL over the readings")
-        .unwrap_or_else(|| panic!("the README has no SQL section"));
-    let section = section.split("\n## ").next().unwrap_or_default();
-    section
+/// The ```sql blocks of `docs/sql.md`, the analysts' guide.
+fn guide_queries() -> Vec<String> {
+    let guide = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/sql.md"))
+        .unwrap_or_else(|e| panic!("docs/sql.md: {e}"));
+    guide
         .split("```sql\n")
         .skip(1)
         .filter_map(|b| b.split_once("```").map(|(q, _)| q.to_owned()))
@@ -91,7 +87,7 @@ async fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
     (dir, store)
 }
 
-/// The job's own figures for the borough over the README's window.
+/// The job's own figures for the borough over the examples' window.
 async fn job_figures(store: Arc<dyn Store>) -> ProfileFigures {
     let ctx = session(2);
     register_store(&ctx, store, at(FROM), at(TO), 4)
@@ -121,8 +117,7 @@ async fn rows(engine: &SqlEngine, sql: &str) -> Vec<Vec<serde_json::Value>> {
         .run(sql)
         .await
         .unwrap_or_else(|e| panic!("{sql}\n{e}"));
-    let json = answer_json(&answer).unwrap_or_else(|e| panic!("{e}"));
-    serde_json::from_value(json["rows"].clone()).unwrap_or_else(|e| panic!("{e}"))
+    answer_json(&answer).unwrap_or_else(|e| panic!("{e}")).rows
 }
 
 fn close(what: &str, sql: f64, job: f64) {
@@ -137,19 +132,19 @@ fn number(v: &serde_json::Value) -> f64 {
 }
 
 #[tokio::test]
-async fn the_readme_queries_give_the_jobs_figures_for_the_borough() {
+async fn the_sql_guide_queries_give_the_jobs_figures_for_the_borough() {
     let (_dir, store) = store().await;
     let job = job_figures(store.clone()).await;
-    let queries = readme_queries();
+    let queries = guide_queries();
     assert_eq!(
         queries.len(),
         2,
-        "the README shows a daily and an hourly query"
+        "docs/sql.md shows a daily and an hourly query"
     );
     for q in &queries {
         assert!(
             q.contains(FROM) && q.contains(TO) && q.contains(BOROUGH),
-            "the README's query names this test's window and borough:\n{q}"
+            "docs/sql.md's query names this test's window and borough:\n{q}"
         );
     }
     let sql = engine(store, SqlLimits::default());

@@ -4,6 +4,7 @@
 //! HTTP plumbing every service uses (listeners with timeouts, health, metrics, problem+json
 //! errors). A service's own logic lives in its own crate.
 
+pub mod analytics_wire;
 pub mod auth;
 pub mod bus;
 pub mod domain;

@@ -23,8 +23,20 @@ const SERVER_DETAIL: &str =
     "the service could not handle this request; retry later, or quote the request id";
 
 /// What went wrong, as the client reads it in the problem's `type`
-/// (`urn:iot-demo:problem:<code>`). Each code has exactly one status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// (`urn:iot-demo:problem:<code>`, the variant's name in snake case). Each code has exactly
+/// one status.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::EnumIter,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::Display,
+)]
+#[strum(serialize_all = "snake_case")]
 pub enum ErrorCode {
     /// The request cannot be read (a broken body or form).
     BadRequest,
@@ -79,35 +91,10 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 27] = [
-        ErrorCode::BadRequest,
-        ErrorCode::MalformedJson,
-        ErrorCode::MalformedBody,
-        ErrorCode::InvalidQuery,
-        ErrorCode::Unauthorized,
-        ErrorCode::Forbidden,
-        ErrorCode::CrossSite,
-        ErrorCode::NotFound,
-        ErrorCode::MethodNotAllowed,
-        ErrorCode::RequestTimeout,
-        ErrorCode::RunInProgress,
-        ErrorCode::NotStarted,
-        ErrorCode::PayloadTooLarge,
-        ErrorCode::BatchTooLarge,
-        ErrorCode::UnsupportedMediaType,
-        ErrorCode::InvalidReading,
-        ErrorCode::InvalidMeter,
-        ErrorCode::EmptyBatch,
-        ErrorCode::InvalidRequest,
-        ErrorCode::TooManyRequests,
-        ErrorCode::Internal,
-        ErrorCode::Overloaded,
-        ErrorCode::Unavailable,
-        ErrorCode::ServiceTimeout,
-        ErrorCode::QueryRefused,
-        ErrorCode::QueryInvalid,
-        ErrorCode::QueryOverLimit,
-    ];
+    /// Every code, in declaration order.
+    pub fn all() -> impl Iterator<Item = ErrorCode> {
+        <ErrorCode as strum::IntoEnumIterator>::iter()
+    }
 
     /// The one status this code is answered with.
     pub fn status(self) -> StatusCode {
@@ -134,36 +121,7 @@ impl ErrorCode {
 
     /// The code as it appears in the problem's `type`.
     pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            BadRequest => "bad_request",
-            MalformedJson => "malformed_json",
-            MalformedBody => "malformed_body",
-            InvalidQuery => "invalid_query",
-            Unauthorized => "unauthorized",
-            Forbidden => "forbidden",
-            CrossSite => "cross_site",
-            NotFound => "not_found",
-            MethodNotAllowed => "method_not_allowed",
-            RequestTimeout => "request_timeout",
-            RunInProgress => "run_in_progress",
-            NotStarted => "not_started",
-            PayloadTooLarge => "payload_too_large",
-            BatchTooLarge => "batch_too_large",
-            UnsupportedMediaType => "unsupported_media_type",
-            InvalidReading => "invalid_reading",
-            InvalidMeter => "invalid_meter",
-            EmptyBatch => "empty_batch",
-            InvalidRequest => "invalid_request",
-            TooManyRequests => "too_many_requests",
-            Internal => "internal",
-            Overloaded => "overloaded",
-            Unavailable => "unavailable",
-            ServiceTimeout => "service_timeout",
-            QueryRefused => "query_refused",
-            QueryInvalid => "query_invalid",
-            QueryOverLimit => "query_over_limit",
-        }
+        self.into()
     }
 
     /// How long a client should wait before trying again, for the codes that say so.
@@ -376,9 +334,10 @@ mod tests {
             ("query_invalid", 400),
             ("query_over_limit", 422),
         ];
-        assert_eq!(ErrorCode::ALL.len(), expected.len());
-        for (code, (name, status)) in ErrorCode::ALL.into_iter().zip(expected) {
+        assert_eq!(ErrorCode::all().count(), expected.len());
+        for (code, (name, status)) in ErrorCode::all().zip(expected) {
             assert_eq!(code.as_str(), name);
+            assert_eq!(name.parse::<ErrorCode>().ok(), Some(code), "{name}");
             assert_eq!(code.status().as_u16(), status, "{name}");
             let rendered = ApiError::new(code, "x").into_response();
             assert_eq!(rendered.status().as_u16(), status, "{name}");
@@ -387,7 +346,7 @@ mod tests {
 
     #[test]
     fn a_status_alone_maps_to_a_code_with_that_status() {
-        for code in ErrorCode::ALL {
+        for code in ErrorCode::all() {
             let back = ErrorCode::for_status(code.status());
             assert_eq!(back.status(), code.status(), "{code:?}");
         }

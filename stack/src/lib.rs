@@ -2,9 +2,11 @@
 //! its services as local processes with the file's own commands, environment, healthchecks
 //! and start order; [`flow`] then checks the data flow end to end through the edge. Used by
 //! this crate's test and by the `compose-as-processes` command a person can run.
+//! [`configuration`] writes `docs/configuration.md` from the binaries' own `--help`.
 
 pub mod addresses;
 pub mod compose;
+pub mod configuration;
 pub mod dns;
 pub mod flow;
 pub mod launch;

@@ -346,5 +346,8 @@ fn the_scan_sees_grouped_imports_super_and_finds_a_cycle() {
         (s(&["b"]), BTreeSet::from([s(&["a"])])),
     ]
     .into();
-    assert_eq!(find_cycle(&graph), Some(vec![s(&["a"]), s(&["b"]), s(&["a"])]));
+    assert_eq!(
+        find_cycle(&graph),
+        Some(vec![s(&["a"]), s(&["b"]), s(&["a"])])
+    );
 }

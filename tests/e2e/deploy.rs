@@ -422,8 +422,9 @@ fn the_image_builds_every_crate_and_ships_every_binary_compose_runs() {
             "the stub loop misses {m}"
         );
     }
-    // A developers' tool: it runs the compose file as processes, outside any image.
-    let not_shipped = ["compose-as-processes"];
+    // Developers' tools, outside any image: the compose file run as processes, and the
+    // configuration document written from the binaries' `--help` (`stack/src/bin/`).
+    let not_shipped = ["compose-as-processes", "config-doc"];
     for b in bins.iter().filter(|b| !not_shipped.contains(&b.as_str())) {
         assert!(
             dockerfile.contains(&format!("target/release/{b} ")),

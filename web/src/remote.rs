@@ -5,6 +5,8 @@
 use std::time::Duration;
 
 use iot_common::Run;
+use iot_common::analytics_wire::AnswerFormat;
+use iot_common::problem::ErrorCode;
 
 use crate::state::{
     AnalyticsError, AnalyticsPort, BackfillView, FleetProgress, QueryAnswer, RecomputeRequest,
@@ -42,38 +44,42 @@ struct Started {
 }
 
 fn unreachable(e: reqwest::Error) -> AnalyticsError {
-    AnalyticsError::Unavailable(format!("the analytics service is unreachable: {e}"))
+    AnalyticsError::unavailable(format!("the analytics service is unreachable: {e}"))
 }
 
-/// A refusal's own words: the problem document's `detail` (after its `field`), else the body.
-async fn refusal(response: reqwest::Response) -> String {
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    let problem = serde_json::from_str::<serde_json::Value>(&body).ok();
-    let text = |k: &str| {
-        problem
-            .as_ref()
-            .and_then(|v| v.get(k))
-            .and_then(|d| d.as_str())
-            .map(str::to_owned)
-    };
-    match (text("field"), text("detail")) {
-        (Some(field), Some(detail)) => format!("{field}: {detail}"),
-        (None, Some(detail)) => detail,
-        _ => format!("the analytics service answered {status}: {body}"),
-    }
+/// The part of a problem document a refusal is read from.
+#[derive(serde::Deserialize)]
+struct Problem {
+    #[serde(rename = "type")]
+    kind: String,
+    detail: Option<String>,
+    field: Option<String>,
 }
 
-/// What a refusal means: 409 a run is going, another 4xx the analyst's input, else an outage.
+/// A refusal as the analytics service said it: the problem document's code, field and
+/// detail. Anything else (a proxy's page, a body that is no problem) is an outage when the
+/// status is, and the analyst's input otherwise.
 async fn refused(response: reqwest::Response) -> AnalyticsError {
     let status = response.status();
-    let words = refusal(response).await;
-    if status == reqwest::StatusCode::CONFLICT {
-        AnalyticsError::Refused(words)
-    } else if status.is_client_error() {
-        AnalyticsError::Invalid(words)
-    } else {
-        AnalyticsError::Unavailable(words)
+    let body = response.text().await.unwrap_or_default();
+    let problem = serde_json::from_str::<Problem>(&body).ok().and_then(|p| {
+        let code = p.kind.strip_prefix("urn:iot-demo:problem:")?.parse().ok()?;
+        Some((code, p))
+    });
+    match problem {
+        Some((code, p)) => AnalyticsError {
+            code,
+            field: p.field,
+            message: p.detail.unwrap_or_else(|| status.to_string()),
+        },
+        None if status.is_client_error() => AnalyticsError {
+            code: ErrorCode::for_status(status),
+            field: None,
+            message: format!("the analytics service answered {status}: {body}"),
+        },
+        None => {
+            AnalyticsError::unavailable(format!("the analytics service answered {status}: {body}"))
+        }
     }
 }
 
@@ -106,13 +112,13 @@ impl AnalyticsPort for RemoteAnalytics {
             .await
             .map(|s| s.run)
             .map_err(|e| {
-                AnalyticsError::Unavailable(format!(
+                AnalyticsError::unavailable(format!(
                     "the analytics service answered something unreadable: {e}"
                 ))
             })
     }
 
-    async fn query(&self, sql: &str, format: &str) -> Result<QueryAnswer, AnalyticsError> {
+    async fn query(&self, sql: &str, format: AnswerFormat) -> Result<QueryAnswer, AnalyticsError> {
         let response = self
             .client
             .post(&self.query_url)

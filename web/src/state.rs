@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use iot_common::Run;
+use iot_common::analytics_wire::AnswerFormat;
 use iot_common::auth::{MeterAuth, StaticToken};
+use iot_common::problem::{ApiError, ErrorCode};
 use iot_common::regions::Regions;
 use iot_common::store::Store;
 
@@ -13,18 +15,59 @@ use crate::cache::{ProfileCache, Profiles, SummaryCache};
 use crate::geometry::MapGeometry;
 use crate::sessions::{RESIDENT_COOKIE, Sessions};
 
-/// Why a recompute did not start or a query has no answer.
-#[derive(Debug, thiserror::Error)]
-pub enum AnalyticsError {
-    /// A run is going already.
-    #[error("{0}")]
-    Refused(String),
-    /// What the analyst sent is wrong (a window's field, the SQL); the message says how.
-    #[error("{0}")]
-    Invalid(String),
+/// Why a recompute did not start or a query has no answer, as the analytics job said it:
+/// the same code (and so the same status) whether the job runs in process or remote.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", self.words())]
+pub struct AnalyticsError {
+    pub code: ErrorCode,
+    /// The request field at fault (a window's `from`, the `sql`), when there is one.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl AnalyticsError {
     /// The job or its store does not answer (or the analytics service is unreachable).
-    #[error("{0}")]
-    Unavailable(String),
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            code: ErrorCode::Unavailable,
+            field: None,
+            message: message.into(),
+        }
+    }
+
+    /// Whether it is about what the analyst sent (or a run going already), not an outage.
+    pub fn is_analysts(&self) -> bool {
+        self.code.status().is_client_error()
+    }
+
+    /// The message as a page shows it: `field: message`.
+    pub fn words(&self) -> String {
+        match &self.field {
+            Some(field) => format!("{field}: {}", self.message),
+            None => self.message.clone(),
+        }
+    }
+}
+
+impl From<ApiError> for AnalyticsError {
+    fn from(e: ApiError) -> Self {
+        Self {
+            code: e.code,
+            field: e.field,
+            message: e.message,
+        }
+    }
+}
+
+impl From<AnalyticsError> for ApiError {
+    fn from(e: AnalyticsError) -> Self {
+        let error = ApiError::new(e.code, e.message);
+        match e.field {
+            Some(field) => error.field(field),
+            None => error,
+        }
+    }
 }
 
 /// A SQL query's answer as the analytics job encodes it.
@@ -51,8 +94,8 @@ pub struct RecomputeRequest {
 #[async_trait::async_trait]
 pub trait AnalyticsPort: Send + Sync {
     async fn recompute(&self, request: &RecomputeRequest) -> Result<Run, AnalyticsError>;
-    /// One read-only query; `format` is `json`, `csv` or `parquet`.
-    async fn query(&self, sql: &str, format: &str) -> Result<QueryAnswer, AnalyticsError>;
+    /// One read-only query, answered in `format`.
+    async fn query(&self, sql: &str, format: AnswerFormat) -> Result<QueryAnswer, AnalyticsError>;
 }
 
 /// How far the simulated fleet's backfill has come, as the fleet reports it.

@@ -257,7 +257,7 @@ pub struct Meter {
     pub registered_at: DateTime<Utc>,
 }
 
-/// What the batch job computes for one region (README, "Regional energy profiles").
+/// What the batch job computes for one region (docs/analytics.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileFigures {
     pub region: RegionCode,

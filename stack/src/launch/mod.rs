@@ -32,6 +32,7 @@ mod preflight;
 pub use edge::map_haproxy;
 pub use nodes::kafka_properties;
 use preflight::check_command;
+pub(crate) use preflight::env_names;
 pub use preflight::{image_binaries, image_env};
 
 /// What a run needs: the project's files, the binaries and the Compose variables.

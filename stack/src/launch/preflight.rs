@@ -105,7 +105,7 @@ pub(super) fn check_command(
 }
 
 /// The variables a clap `--help` text lists (`[env: NAME=...]`).
-fn env_names(help: &str) -> Vec<String> {
+pub(crate) fn env_names(help: &str) -> Vec<String> {
     // clap wraps long lines; one space between words keeps `[env: NAME` whole.
     let help = help.split_whitespace().collect::<Vec<_>>().join(" ");
     help.split("[env: ")

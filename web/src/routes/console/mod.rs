@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::access::{SameSite, SignedInAnalyst, signed_in_analyst};
 use crate::respond;
 use crate::sessions::SignInPage;
-use crate::state::{AnalyticsError, RecomputeRequest, WebState};
+use crate::state::{RecomputeRequest, WebState};
 
 pub mod compare;
 pub mod sql;
@@ -55,17 +55,6 @@ struct ConsolePage {
     going: bool,
     /// The recompute form as sent, so a refused window can be corrected.
     form: RecomputeForm,
-}
-
-impl From<AnalyticsError> for ApiError {
-    fn from(e: AnalyticsError) -> Self {
-        let code = match e {
-            AnalyticsError::Refused(_) => ErrorCode::NotStarted,
-            AnalyticsError::Invalid(_) => ErrorCode::InvalidRequest,
-            AnalyticsError::Unavailable(_) => ErrorCode::Unavailable,
-        };
-        ApiError::new(code, e.to_string())
-    }
 }
 
 /// An analyst on one of the console's pages; anyone else gets the sign-in form (401).
@@ -293,12 +282,8 @@ pub async fn recompute(
     };
     match job.recompute(&request).await {
         Ok(_) => Ok(Redirect::to(CONSOLE).into_response()),
-        Err(AnalyticsError::Invalid(why)) => {
-            console(&s, StatusCode::UNPROCESSABLE_ENTITY, Some(why), form).await
-        }
-        Err(AnalyticsError::Refused(why)) => {
-            console(&s, StatusCode::CONFLICT, Some(why), form).await
-        }
+        // The analyst's to correct: the page again, with the form as sent, and the code's status.
+        Err(e) if e.is_analysts() => console(&s, e.code.status(), Some(e.words()), form).await,
         Err(e) => Err(e.into()),
     }
 }

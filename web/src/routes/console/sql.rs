@@ -6,13 +6,14 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use iot_common::analytics_wire::{AnswerFormat, JsonAnswer};
 use iot_common::problem::{ApiError, ErrorCode};
 use serde::Deserialize;
 
 use super::AnalystPage;
 use crate::access::{SameSite, SignedInAnalyst};
 use crate::respond;
-use crate::state::{AnalyticsError, WebState};
+use crate::state::WebState;
 
 /// What the SQL page starts with: a query over the last week that runs as it stands.
 const EXAMPLE_SQL: &str = "SELECT region, count(DISTINCT meter_id) AS meters, count(*) AS readings, \
@@ -46,48 +47,35 @@ struct QueryPage {
     table: Option<AnswerTable>,
 }
 
-/// The JSON answer (`columns`, `rows`, …) as the page's table.
+/// The JSON answer as the page's table.
 fn answer_table(body: &[u8]) -> Option<AnswerTable> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let columns = v
-        .get("columns")?
-        .as_array()?
-        .iter()
-        .map(|c| Column {
-            name: c.get("name").and_then(|n| n.as_str()).unwrap_or("").into(),
-            kind: c.get("type").and_then(|n| n.as_str()).unwrap_or("").into(),
-        })
-        .collect();
-    let rows = v
-        .get("rows")?
-        .as_array()?
-        .iter()
-        .map(|row| {
-            row.as_array()
-                .map(|cells| {
-                    cells
-                        .iter()
-                        .map(|c| Cell {
-                            number: c.is_number(),
-                            text: match c {
-                                serde_json::Value::Null => "NULL".into(),
-                                serde_json::Value::String(s) => s.clone(),
-                                other => other.to_string(),
-                            },
-                        })
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-        .collect();
-    let number = |k: &str| v.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    let answer: JsonAnswer = serde_json::from_slice(body).ok()?;
+    let cell = |c: serde_json::Value| Cell {
+        number: c.is_number(),
+        text: match c {
+            serde_json::Value::Null => "NULL".into(),
+            serde_json::Value::String(s) => s,
+            other => other.to_string(),
+        },
+    };
     Some(AnswerTable {
-        columns,
-        rows,
-        row_count: number("row_count"),
-        truncated: v.get("truncated").and_then(serde_json::Value::as_bool) == Some(true),
-        row_limit: number("row_limit"),
-        elapsed_ms: number("elapsed_ms"),
+        columns: answer
+            .columns
+            .into_iter()
+            .map(|c| Column {
+                name: c.name,
+                kind: c.kind,
+            })
+            .collect(),
+        rows: answer
+            .rows
+            .into_iter()
+            .map(|row| row.into_iter().map(cell).collect())
+            .collect(),
+        row_count: answer.row_count,
+        truncated: answer.truncated,
+        row_limit: answer.row_limit,
+        elapsed_ms: answer.elapsed_ms,
     })
 }
 
@@ -113,15 +101,15 @@ pub async fn query(
     State(s): State<WebState>,
     Form(form): Form<QueryForm>,
 ) -> Result<Response, ApiError> {
-    let format = match form.format.as_deref().unwrap_or("json") {
-        f @ ("json" | "csv" | "parquet") => f,
-        other => {
-            return Err(ApiError::new(
+    let format = match form.format.as_deref() {
+        None => AnswerFormat::Json,
+        Some(name) => name.parse::<AnswerFormat>().map_err(|_| {
+            ApiError::new(
                 ErrorCode::InvalidRequest,
-                format!("unknown format `{other}`: json, csv or parquet"),
+                format!("unknown format `{name}`: json, csv or parquet"),
             )
-            .field("format"));
-        }
+            .field("format")
+        })?,
     };
     let job = s
         .analytics
@@ -139,11 +127,9 @@ pub async fn query(
         )
     };
     match answered {
-        Err(AnalyticsError::Refused(why) | AnalyticsError::Invalid(why)) => {
-            page(Some(why), None, StatusCode::BAD_REQUEST)
-        }
-        Err(e @ AnalyticsError::Unavailable(_)) => Err(e.into()),
-        Ok(answer) if format == "json" => match answer_table(&answer.body) {
+        Err(e) if e.is_analysts() => page(Some(e.words()), None, e.code.status()),
+        Err(e) => Err(e.into()),
+        Ok(answer) if format == AnswerFormat::Json => match answer_table(&answer.body) {
             Some(table) => page(None, Some(table), StatusCode::OK),
             None => Err(ApiError::unavailable(
                 "the analytics job answered something unreadable",
@@ -155,7 +141,7 @@ pub async fn query(
                     (header::CONTENT_TYPE, answer.content_type),
                     (
                         header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"query.{format}\""),
+                        format!("attachment; filename=\"query.{}\"", format.extension()),
                     ),
                 ],
                 answer.body,
