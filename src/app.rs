@@ -28,8 +28,7 @@ use iot_meter::{IngestConfig, MeterState};
 use iot_simulator::backfill::{Backfill, BackfillStatus};
 use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
 use iot_web::{
-    AnalyticsError, AnalyticsPort, BackfillView, FleetProgress, QueryAnswer, RecomputeRequest,
-    WebState,
+    AnalyticsError, AnalyticsPort, FleetProgress, QueryAnswer, RecomputeRequest, WebState,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -327,11 +326,8 @@ struct InProcessFleet(Arc<OnceLock<BackfillStatus>>);
 
 #[async_trait::async_trait]
 impl FleetProgress for InProcessFleet {
-    async fn backfill(&self) -> Option<BackfillView> {
-        let report = self.0.get()?.report();
-        serde_json::to_value(report)
-            .and_then(serde_json::from_value)
-            .ok()
+    async fn backfill(&self) -> Option<iot_common::wire::BackfillReport> {
+        Some(self.0.get()?.report())
     }
 }
 

@@ -10,7 +10,7 @@ use datafusion::parquet::file::properties::WriterProperties;
 use crate::output::OutputError;
 use crate::sql::SqlAnswer;
 
-pub use iot_common::analytics_wire::{AnswerColumn, AnswerFormat, JsonAnswer};
+pub use iot_common::wire::{AnswerColumn, AnswerFormat, JsonAnswer};
 
 /// The format a file name asks for.
 pub fn format_of_path(path: &Path) -> Result<AnswerFormat, OutputError> {

@@ -69,7 +69,8 @@ pub fn row_sizes(id_len: usize) -> RowSizes {
         kwh: 0.25,
         interval_s: 1800,
     };
-    let regions = std::collections::HashMap::from([(id.clone(), Some("E09000007".to_owned()))]);
+    let region = iot_common::domain::RegionCode::parse("E09000007").expect("a valid region code");
+    let regions = crate::write_path::Regions::from([(reading.meter_id.clone(), Some(region))]);
     let region_row: Row = region_rows(&[&reading], &regions, 64, false)
         .into_iter()
         .flatten()

@@ -8,6 +8,7 @@ use std::num::NonZeroUsize;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use iot_common::domain::{MeterId, RegionCode};
 use lru::LruCache;
 
 /// Defaults: four hours is eight posts of a half-hourly meter per lookup; 1,000,000 entries
@@ -19,15 +20,15 @@ pub const DEFAULT_CAPACITY: usize = 1_000_000;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cached {
     /// Known and fresh.
-    Fresh(String),
+    Fresh(RegionCode),
     /// Known once, but older than the TTL: look it up again; if the region changed, this
     /// process may have filed readings under the old one since the meter moved.
-    Stale(String),
+    Stale(RegionCode),
     Unknown,
 }
 
 pub struct RegionCache {
-    entries: Mutex<LruCache<String, (String, Instant)>>,
+    entries: Mutex<LruCache<MeterId, (RegionCode, Instant)>>,
     ttl: Duration,
 }
 
@@ -40,7 +41,7 @@ impl RegionCache {
         }
     }
 
-    pub fn get(&self, meter: &str) -> Cached {
+    pub fn get(&self, meter: &MeterId) -> Cached {
         let Ok(mut entries) = self.entries.lock() else {
             return Cached::Unknown;
         };
@@ -52,11 +53,11 @@ impl RegionCache {
     }
 
     /// Records what was looked up or written: a region, or none (forgets the meter).
-    pub fn put(&self, meter: &str, region: Option<&str>) {
+    pub fn put(&self, meter: &MeterId, region: Option<&RegionCode>) {
         if let Ok(mut entries) = self.entries.lock() {
             match region {
                 Some(r) => {
-                    entries.put(meter.to_owned(), (r.to_owned(), Instant::now()));
+                    entries.put(meter.clone(), (r.clone(), Instant::now()));
                 }
                 None => {
                     entries.pop(meter);
@@ -72,17 +73,19 @@ mod tests {
 
     #[test]
     fn entries_expire_into_stale_and_the_least_recent_goes_first() {
+        let m = |s: &str| MeterId::parse(s).unwrap_or_else(|e| panic!("{e}"));
+        let r = |s: &str| RegionCode::parse(s).unwrap_or_else(|e| panic!("{e}"));
         let cache = RegionCache::new(2, Duration::from_millis(30));
-        cache.put("a", Some("R1"));
-        cache.put("b", Some("R2"));
-        assert_eq!(cache.get("a"), Cached::Fresh("R1".into()));
-        cache.put("c", Some("R3"));
+        cache.put(&m("a"), Some(&r("R1")));
+        cache.put(&m("b"), Some(&r("R2")));
+        assert_eq!(cache.get(&m("a")), Cached::Fresh(r("R1")));
+        cache.put(&m("c"), Some(&r("R3")));
         // "b" was used least recently.
-        assert_eq!(cache.get("b"), Cached::Unknown);
+        assert_eq!(cache.get(&m("b")), Cached::Unknown);
         assert_eq!(cache.entries.lock().unwrap().len(), 2);
         std::thread::sleep(Duration::from_millis(40));
-        assert_eq!(cache.get("a"), Cached::Stale("R1".into()));
-        cache.put("a", None);
-        assert_eq!(cache.get("a"), Cached::Unknown);
+        assert_eq!(cache.get(&m("a")), Cached::Stale(r("R1")));
+        cache.put(&m("a"), None);
+        assert_eq!(cache.get(&m("a")), Cached::Unknown);
     }
 }

@@ -151,3 +151,41 @@ pub const ALL: &[&str] = &[
     LEASE_HOLDER,
     LEASE_RELEASE,
 ];
+
+#[cfg(test)]
+mod tests {
+    /// The statements [`super::ALL`] may leave out, and why: they read no table of ours.
+    const NOT_SCHEMA_CHECKED: &[&str] = &["BOOTSTRAPPED"];
+
+    #[test]
+    fn every_statement_constant_is_in_all_and_so_schema_checked() {
+        let source = include_str!("statements.rs");
+        let declared: Vec<&str> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("pub const "))
+            .filter_map(|l| l.split_once(": &str"))
+            .map(|(name, _)| name)
+            .collect();
+        let (_, listed) = source
+            .split_once("pub const ALL: &[&str] = &[")
+            .unwrap_or_else(|| panic!("no ALL list"));
+        let listed: Vec<&str> = listed
+            .split("];")
+            .next()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        assert!(declared.len() > 40, "the scan found {declared:?}");
+        let missing: Vec<&&str> = declared
+            .iter()
+            .filter(|n| !listed.contains(n) && !NOT_SCHEMA_CHECKED.contains(n))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "not in statements::ALL, so never schema-checked: {missing:?}"
+        );
+        assert_eq!(listed.len(), super::ALL.len());
+    }
+}

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use iot_common::domain::Reading;
+use iot_common::domain::{MeterId, Reading, RegionCode};
 use iot_common::store::StoreError;
 use scylla::value::{CqlDate, CqlTimestamp, CqlValue};
 
@@ -87,16 +87,16 @@ pub trait WritePort: Send + Sync {
     /// Writes `rows` of `write`, every row in one partition.
     async fn write(&self, write: Write, rows: Vec<Row>) -> Result<(), StoreError>;
     /// The region `meter` is registered in (a read of `meters`).
-    async fn meter_region(&self, meter: &str) -> Result<Option<String>, StoreError>;
+    async fn meter_region(&self, meter: &MeterId) -> Result<Option<RegionCode>, StoreError>;
 }
 
 /// A meter whose cached region was stale and turned out different: it moved, and readings
 /// this process filed since may sit under the old region until re-filed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Moved {
-    pub meter: String,
-    pub old: String,
-    pub new: Option<String>,
+    pub meter: MeterId,
+    pub old: RegionCode,
+    pub new: Option<RegionCode>,
 }
 
 fn text(s: &str) -> CqlValue {
@@ -116,24 +116,27 @@ fn interval(r: &Reading) -> CqlValue {
 }
 
 /// A (region, day, shard) partition key.
-type RegionPartition = (String, NaiveDate, i32);
+type RegionPartition = (RegionCode, NaiveDate, i32);
+
+/// The region each meter of a write is filed under (`None`: unregistered or in no region).
+pub type Regions = HashMap<MeterId, Option<RegionCode>>;
 
 /// `readings` of meters with a region in `regions`, as rows of `readings_by_region_shard`
 /// grouped by partition; `key_only` gives the primary key alone (for a DELETE).
 pub fn region_rows(
     readings: &[&Reading],
-    regions: &HashMap<String, Option<String>>,
+    regions: &Regions,
     shards: u32,
     key_only: bool,
 ) -> Vec<Vec<Row>> {
     let mut parts: BTreeMap<RegionPartition, Vec<Row>> = BTreeMap::new();
     for r in readings {
-        let Some(Some(region)) = regions.get(r.meter_id.as_str()) else {
+        let Some(Some(region)) = regions.get(&r.meter_id) else {
             continue;
         };
         let (day, shard) = (day_of(r.ts), shard_of(r.meter_id.as_str(), shards));
         let mut row = vec![
-            text(region),
+            text(region.as_str()),
             date(day),
             CqlValue::Int(shard),
             timestamp(r.ts),
@@ -179,14 +182,14 @@ impl ReadingWriter {
     ) -> Result<Vec<Moved>, StoreError> {
         // Inside one batch every write has the same timestamp, so duplicates must not reach
         // it.
-        let mut latest: BTreeMap<(&str, DateTime<Utc>), &Reading> = BTreeMap::new();
+        let mut latest: BTreeMap<(&MeterId, DateTime<Utc>), &Reading> = BTreeMap::new();
         for r in readings {
-            latest.insert((r.meter_id.as_str(), r.ts), r);
+            latest.insert((&r.meter_id, r.ts), r);
         }
         if latest.is_empty() {
             return Ok(Vec::new());
         }
-        let meters: BTreeSet<&str> = latest.keys().map(|(m, _)| *m).collect();
+        let meters: BTreeSet<&MeterId> = latest.keys().map(|(m, _)| *m).collect();
         let readings: Vec<&Reading> = latest.into_values().collect();
         let (regions, moved) = self.regions_of(port, &meters).await?;
 
@@ -233,10 +236,10 @@ impl ReadingWriter {
         // A meter placed while this write ran re-filed its readings without these: look
         // again, now that they are stored where a registration looks for them. Only meters
         // in no region pay this read, and a registered fleet has none.
-        let unplaced: Vec<&str> = regions
+        let unplaced: Vec<&MeterId> = regions
             .iter()
             .filter(|(_, region)| region.is_none())
-            .map(|(id, _)| id.as_str())
+            .map(|(id, _)| id)
             .collect();
         if !unplaced.is_empty() {
             let found = fan_out(
@@ -246,12 +249,12 @@ impl ReadingWriter {
                     .collect(),
             )
             .await?;
-            let placed: HashMap<String, Option<String>> = found
+            let placed: Regions = found
                 .into_iter()
                 .filter(|(_, region)| region.is_some())
                 .map(|(m, region)| {
-                    self.regions.put(m, region.as_deref());
-                    (m.to_owned(), region)
+                    self.regions.put(m, region.as_ref());
+                    (m.clone(), region)
                 })
                 .collect();
             if !placed.is_empty() {
@@ -267,14 +270,14 @@ impl ReadingWriter {
     async fn regions_of(
         &self,
         port: &dyn WritePort,
-        meters: &BTreeSet<&str>,
-    ) -> Result<(HashMap<String, Option<String>>, Vec<Moved>), StoreError> {
+        meters: &BTreeSet<&MeterId>,
+    ) -> Result<(Regions, Vec<Moved>), StoreError> {
         let mut known = HashMap::with_capacity(meters.len());
         let mut lookups = Vec::new();
         for m in meters {
             match self.regions.get(m) {
                 Cached::Fresh(region) => {
-                    known.insert((*m).to_owned(), Some(region));
+                    known.insert((*m).clone(), Some(region));
                 }
                 Cached::Stale(old) => lookups.push((*m, Some(old))),
                 Cached::Unknown => lookups.push((*m, None)),
@@ -291,15 +294,15 @@ impl ReadingWriter {
         .await?;
         let mut moved = Vec::new();
         for (m, old, region) in found {
-            self.regions.put(m, region.as_deref());
-            if let Some(old) = old.filter(|old| region.as_deref() != Some(old.as_str())) {
+            self.regions.put(m, region.as_ref());
+            if let Some(old) = old.filter(|old| region.as_ref() != Some(old)) {
                 moved.push(Moved {
-                    meter: m.to_owned(),
+                    meter: m.clone(),
                     old,
                     new: region.clone(),
                 });
             }
-            known.insert(m.to_owned(), region);
+            known.insert(m.clone(), region);
         }
         Ok((known, moved))
     }
@@ -308,7 +311,6 @@ impl ReadingWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use iot_common::domain::MeterId;
     use std::sync::Mutex;
     use std::time::Duration;
 
@@ -327,9 +329,10 @@ mod tests {
             self.writes.lock().unwrap().push((write, rows));
             Ok(())
         }
-        async fn meter_region(&self, meter: &str) -> Result<Option<String>, StoreError> {
-            self.lookups.lock().unwrap().push(meter.to_owned());
-            Ok(self.regions.lock().unwrap().get(meter).cloned())
+        async fn meter_region(&self, meter: &MeterId) -> Result<Option<RegionCode>, StoreError> {
+            self.lookups.lock().unwrap().push(meter.to_string());
+            let region = self.regions.lock().unwrap().get(meter.as_str()).cloned();
+            Ok(region.map(|r| RegionCode::parse(r).unwrap()))
         }
     }
 
@@ -480,9 +483,9 @@ mod tests {
         assert_eq!(
             moved,
             vec![Moved {
-                meter: "HOME0000".into(),
-                old: "E09000000".into(),
-                new: Some("E09000033".into())
+                meter: MeterId::parse("HOME0000").unwrap(),
+                old: RegionCode::parse("E09000000").unwrap(),
+                new: Some(RegionCode::parse("E09000033").unwrap())
             }]
         );
     }

@@ -4,7 +4,6 @@
 //! HTTP plumbing every service uses (listeners with timeouts, health, metrics, problem+json
 //! errors). A service's own logic lives in its own crate.
 
-pub mod analytics_wire;
 pub mod auth;
 pub mod bus;
 pub mod domain;
@@ -20,6 +19,7 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 pub mod test_services;
+pub mod wire;
 
 mod sqlite;
 

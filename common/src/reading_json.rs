@@ -45,9 +45,25 @@ pub fn parse_reading(bytes: &[u8]) -> Result<Reading, JsonError> {
     run(bytes, seed, &failure)
 }
 
-/// A request body: one reading object or an array of 1 to `max` of them. Returns the readings
-/// and whether they came as an array.
-pub fn parse_readings(bytes: &[u8], max: usize) -> Result<(Vec<Reading>, bool), JsonError> {
+/// How a request body carried its readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BodyShape {
+    /// One reading object: errors name no index.
+    #[default]
+    One,
+    /// An array of readings: errors name the reading's index.
+    Array,
+}
+
+/// A request body's readings and how it carried them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ParsedBody {
+    pub readings: Vec<Reading>,
+    pub shape: BodyShape,
+}
+
+/// A request body: one reading object or an array of 1 to `max` of them.
+pub fn parse_readings(bytes: &[u8], max: usize) -> Result<ParsedBody, JsonError> {
     let failure = RefCell::new(None);
     let seed = BodySeed {
         max,
@@ -81,7 +97,7 @@ struct BodySeed<'f> {
 }
 
 impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
-    type Value = (Vec<Reading>, bool);
+    type Value = ParsedBody;
 
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
         d.deserialize_any(self)
@@ -89,7 +105,7 @@ impl<'de> DeserializeSeed<'de> for BodySeed<'_> {
 }
 
 impl<'de> Visitor<'de> for BodySeed<'_> {
-    type Value = (Vec<Reading>, bool);
+    type Value = ParsedBody;
 
     fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
         f.write_str("a reading object or an array of readings")
@@ -104,7 +120,10 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
                 // One element more than allowed is enough to refuse; the rest is not read.
                 return match seq.next_element::<IgnoredAny>()? {
                     Some(_) => Err(fail(self.failure, JsonError::TooMany { max: self.max })),
-                    None => Ok((readings, true)),
+                    None => Ok(ParsedBody {
+                        readings,
+                        shape: BodyShape::Array,
+                    }),
                 };
             }
             let seed = ReadingSeed {
@@ -114,7 +133,12 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
             match seq.next_element_seed(seed)? {
                 Some(r) => readings.push(r),
                 None if readings.is_empty() => return Err(fail(self.failure, JsonError::Empty)),
-                None => return Ok((readings, true)),
+                None => {
+                    return Ok(ParsedBody {
+                        readings,
+                        shape: BodyShape::Array,
+                    });
+                }
             }
         }
     }
@@ -124,7 +148,10 @@ impl<'de> Visitor<'de> for BodySeed<'_> {
             index: None,
             failure: self.failure,
         };
-        seed.visit_map(map).map(|r| (vec![r], false))
+        seed.visit_map(map).map(|r| ParsedBody {
+            readings: vec![r],
+            shape: BodyShape::One,
+        })
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
@@ -337,9 +364,7 @@ fn whole_seconds() -> FieldError {
 mod tests {
     use super::*;
 
-    fn field_of(
-        r: Result<(Vec<Reading>, bool), JsonError>,
-    ) -> Option<(Option<usize>, &'static str)> {
+    fn field_of(r: Result<ParsedBody, JsonError>) -> Option<(Option<usize>, &'static str)> {
         match r {
             Err(JsonError::Reading { index, error }) => Some((index, error.field)),
             _ => None,
@@ -350,12 +375,12 @@ mod tests {
 
     #[test]
     fn one_object_or_an_array() {
-        let (one, batch) = parse_readings(GOOD.as_bytes(), 10).unwrap_or_default();
-        assert_eq!((one.len(), batch), (1, false));
+        let one = parse_readings(GOOD.as_bytes(), 10).unwrap_or_default();
+        assert_eq!((one.readings.len(), one.shape), (1, BodyShape::One));
         let body = format!("[{GOOD},{GOOD}]");
-        let (two, batch) = parse_readings(body.as_bytes(), 10).unwrap_or_default();
-        assert_eq!((two.len(), batch), (2, true));
-        assert_eq!(two[0].interval_s, DEFAULT_INTERVAL_S);
+        let two = parse_readings(body.as_bytes(), 10).unwrap_or_default();
+        assert_eq!((two.readings.len(), two.shape), (2, BodyShape::Array));
+        assert_eq!(two.readings[0].interval_s, DEFAULT_INTERVAL_S);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use iot_common::domain::{AcceptWindow, FieldError, MeterId};
 use iot_common::http::authenticate_meter;
 use iot_common::metrics::Metrics;
 use iot_common::problem::{ApiError, ErrorCode};
-use iot_common::reading_json::{JsonError, parse_readings};
+use iot_common::reading_json::{BodyShape, JsonError, ParsedBody, parse_readings};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
@@ -176,10 +176,13 @@ fn readings_of(
     token_meter: &MeterId,
     window: AcceptWindow,
 ) -> Result<Vec<Reading>, ApiError> {
-    let (readings, batch) = parse_readings(body, MAX_BATCH).map_err(body_error)?;
+    let ParsedBody { readings, shape } = parse_readings(body, MAX_BATCH).map_err(body_error)?;
     let now = Utc::now();
     for (i, reading) in readings.iter().enumerate() {
-        let at_index = |e: ApiError| if batch { e.index(i) } else { e };
+        let at_index = |e: ApiError| match shape {
+            BodyShape::Array => e.index(i),
+            BodyShape::One => e,
+        };
         window
             .check(reading, now)
             .map_err(|e| at_index(invalid(&e)))?;

@@ -15,7 +15,7 @@ use axum::routing::get;
 use chrono::{DateTime, Utc};
 use iot_common::domain::{DEFAULT_INTERVAL_S, MeterId};
 use iot_common::store::{MAX_READBACK, Store, StoreError};
-use serde::Serialize;
+
 use tokio_util::sync::CancellationToken;
 
 /// The history the fleet posted before going live: `[from, to)` for every one of its meters.
@@ -27,29 +27,7 @@ pub struct Backfill {
     pub readings: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Posting to the meter.
-    Posting,
-    /// Acknowledged; waiting for the sink to store it.
-    Storing,
-    Stored,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct BackfillReport {
-    pub phase: Phase,
-    pub meters: usize,
-    /// Meters whose whole backfill is in the store.
-    pub meters_stored: usize,
-    pub readings_posted: usize,
-    /// Readings the whole backfill holds.
-    pub readings_expected: usize,
-    pub started_at: Option<DateTime<Utc>>,
-    pub from: Option<DateTime<Utc>>,
-    pub to: Option<DateTime<Utc>>,
-}
+pub use iot_common::wire::{BackfillPhase, BackfillReport};
 
 /// Shared between the fleet's tasks and its internal listener.
 #[derive(Clone)]
@@ -58,14 +36,8 @@ pub struct BackfillStatus(Arc<Mutex<BackfillReport>>);
 impl BackfillStatus {
     pub fn new(meters: usize) -> Self {
         Self(Arc::new(Mutex::new(BackfillReport {
-            phase: Phase::Posting,
-            meters,
-            meters_stored: 0,
-            readings_posted: 0,
-            readings_expected: 0,
-            started_at: None,
-            from: None,
-            to: None,
+            meters: meters as u64,
+            ..BackfillReport::default()
         })))
     }
 
@@ -79,7 +51,7 @@ impl BackfillStatus {
     /// The fleet starts posting `expected` readings.
     pub(crate) fn posting(&self, expected: usize) {
         self.update(|r| {
-            r.readings_expected = expected;
+            r.readings_expected = expected as u64;
             r.started_at = Some(Utc::now());
         });
     }
@@ -88,9 +60,9 @@ impl BackfillStatus {
     /// bus log, with no need to read the readings back).
     pub fn stored(&self, backfill: &Backfill) {
         self.update(|r| {
-            r.phase = Phase::Stored;
+            r.phase = BackfillPhase::Stored;
             r.meters_stored = r.meters;
-            r.readings_posted = backfill.readings;
+            r.readings_posted = backfill.readings as u64;
             r.from = Some(backfill.from);
             r.to = Some(backfill.to);
         });
@@ -98,7 +70,7 @@ impl BackfillStatus {
 
     /// The meter has acknowledged `posted` readings so far.
     pub(crate) fn posted(&self, posted: usize) {
-        self.update(|r| r.readings_posted = posted);
+        self.update(|r| r.readings_posted = posted as u64);
     }
 
     fn update(&self, f: impl FnOnce(&mut BackfillReport)) {
@@ -118,7 +90,7 @@ impl BackfillStatus {
 
 async fn report(State(status): State<BackfillStatus>) -> Response {
     let report = status.report();
-    let code = if report.phase == Phase::Stored {
+    let code = if report.phase == BackfillPhase::Stored {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -136,8 +108,8 @@ pub async fn wait_until_stored(
     shutdown: &CancellationToken,
 ) {
     status.update(|r| {
-        r.phase = Phase::Storing;
-        r.readings_posted = backfill.readings;
+        r.phase = BackfillPhase::Storing;
+        r.readings_posted = backfill.readings as u64;
         r.from = Some(backfill.from);
         r.to = Some(backfill.to);
     });
@@ -150,9 +122,9 @@ pub async fn wait_until_stored(
             Err(e) => tracing::warn!(error = %e, "cannot check the fleet backfill in the store"),
         }
         let left = pending.len();
-        status.update(|r| r.meters_stored = r.meters - left);
+        status.update(|r| r.meters_stored = r.meters.saturating_sub(left as u64));
         if pending.is_empty() {
-            status.update(|r| r.phase = Phase::Stored);
+            status.update(|r| r.phase = BackfillPhase::Stored);
             tracing::info!(readings = backfill.readings, "fleet backfill stored");
             return;
         }

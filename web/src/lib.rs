@@ -27,6 +27,5 @@ pub mod trend;
 pub use provisioning::{NewMeter, ProvisionError, provision};
 pub use routes::{external_router, internal_router};
 pub use state::{
-    AnalyticsError, AnalyticsPort, BackfillView, FleetProgress, QueryAnswer, RecomputeRequest,
-    WebState,
+    AnalyticsError, AnalyticsPort, FleetProgress, QueryAnswer, RecomputeRequest, WebState,
 };

@@ -5,12 +5,10 @@
 use std::time::Duration;
 
 use iot_common::Run;
-use iot_common::analytics_wire::AnswerFormat;
 use iot_common::problem::ErrorCode;
+use iot_common::wire::AnswerFormat;
 
-use crate::state::{
-    AnalyticsError, AnalyticsPort, BackfillView, FleetProgress, QueryAnswer, RecomputeRequest,
-};
+use crate::state::{AnalyticsError, AnalyticsPort, FleetProgress, QueryAnswer, RecomputeRequest};
 
 /// A query may run for as long as the analytics service lets it (20 s by default), under the
 /// HTTP request timeout of both services.
@@ -169,7 +167,7 @@ impl RemoteFleet {
 #[async_trait::async_trait]
 impl FleetProgress for RemoteFleet {
     /// The report comes with 200 once stored and 503 before: both carry it.
-    async fn backfill(&self) -> Option<BackfillView> {
+    async fn backfill(&self) -> Option<iot_common::wire::BackfillReport> {
         let response = self.client.get(&self.url).send().await.ok()?;
         response.json().await.ok()
     }

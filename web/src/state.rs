@@ -5,11 +5,11 @@
 use std::sync::Arc;
 
 use iot_common::Run;
-use iot_common::analytics_wire::AnswerFormat;
 use iot_common::auth::{MeterAuth, StaticToken};
 use iot_common::problem::{ApiError, ErrorCode};
 use iot_common::regions::Regions;
 use iot_common::store::Store;
+use iot_common::wire::{AnswerFormat, BackfillReport};
 
 use crate::cache::{ProfileCache, Profiles, SummaryCache};
 use crate::geometry::MapGeometry;
@@ -98,25 +98,11 @@ pub trait AnalyticsPort: Send + Sync {
     async fn query(&self, sql: &str, format: AnswerFormat) -> Result<QueryAnswer, AnalyticsError>;
 }
 
-/// How far the simulated fleet's backfill has come, as the fleet reports it.
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-pub struct BackfillView {
-    /// `posting`, `storing` or `stored`.
-    pub phase: String,
-    pub meters: u64,
-    pub meters_stored: u64,
-    pub readings_posted: u64,
-    #[serde(default)]
-    pub readings_expected: u64,
-    #[serde(default)]
-    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
 /// The simulated fleet, in process or remote: its backfill's progress (`None`: no fleet, or
 /// it does not answer).
 #[async_trait::async_trait]
 pub trait FleetProgress: Send + Sync {
-    async fn backfill(&self) -> Option<BackfillView>;
+    async fn backfill(&self) -> Option<BackfillReport>;
 }
 
 #[derive(Clone)]

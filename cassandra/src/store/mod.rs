@@ -202,15 +202,22 @@ impl WritePort for CassandraStore {
         self.batch(self.statements.for_write(write), rows).await
     }
 
-    async fn meter_region(&self, meter: &str) -> Result<Option<String>, StoreError> {
+    async fn meter_region(&self, meter: &MeterId) -> Result<Option<RegionCode>, StoreError> {
         let result = self
             .client
-            .execute("meter region", &self.statements.meter_region, (meter,))
+            .execute(
+                "meter region",
+                &self.statements.meter_region,
+                (meter.as_str(),),
+            )
             .await?;
-        Ok(rows::<(Option<String>,)>(result)?
+        rows::<(Option<String>,)>(result)?
             .into_iter()
             .next()
-            .and_then(|r| r.0))
+            .and_then(|r| r.0)
+            .map(RegionCode::parse)
+            .transpose()
+            .map_err(decode)
     }
 }
 
@@ -258,8 +265,7 @@ impl Store for CassandraStore {
         // A sink's cached region was stale: readings it filed since the move may sit under
         // the old region. Re-filing all of the meter's readings is idempotent and rare.
         for m in moved {
-            let meter = MeterId::parse(&m.meter).map_err(decode)?;
-            self.refile(&meter, Some(&m.old), m.new.as_deref()).await?;
+            self.refile(&m.meter, Some(&m.old), m.new.as_ref()).await?;
         }
         Ok(())
     }

@@ -1,27 +1,25 @@
 //! Re-filing: a meter's readings follow it into its region's partitions when it is placed
 //! or moves (see the store's module comment for when that happens).
 
-use std::collections::HashMap;
-
 use chrono::{NaiveDate, TimeDelta};
 use iot_common::domain::{Meter, MeterId, Reading, RegionCode};
 use iot_common::store::{Store, StoreError};
 
-use super::{CassandraStore, decode};
+use super::CassandraStore;
 use crate::client::rows;
 use crate::layout::day_start;
-use crate::write_path::{Write, WritePort, fan_out, region_rows, write_parts};
+use crate::write_path::{Regions, Write, WritePort, fan_out, region_rows, write_parts};
 
 impl CassandraStore {
     /// Writes the meters and re-files the readings of those whose region changed.
     pub(super) async fn put_meters_refiling(&self, meters: &[Meter]) -> Result<(), StoreError> {
         // The regions they had, to re-file their readings if that changes.
-        let before: HashMap<String, Option<String>> = fan_out(
+        let before: Regions = fan_out(
             meters
                 .iter()
                 .map(|m| async move {
-                    let region = self.meter_region(m.meter_id.as_str()).await?;
-                    Ok::<_, StoreError>((m.meter_id.to_string(), region))
+                    let region = self.meter_region(&m.meter_id).await?;
+                    Ok::<_, StoreError>((m.meter_id.clone(), region))
                 })
                 .collect(),
         )
@@ -30,28 +28,26 @@ impl CassandraStore {
         .collect();
         fan_out(meters.iter().map(|m| self.put_meter(m)).collect()).await?;
         for m in meters {
-            self.writer
-                .cache()
-                .put(m.meter_id.as_str(), m.region.as_deref());
+            self.writer.cache().put(&m.meter_id, m.region.as_ref());
         }
         let moved: Vec<_> = meters
             .iter()
             .filter_map(|m| {
-                let old = before.get(m.meter_id.as_str()).cloned().flatten();
-                (old.as_deref() != m.region.as_deref()).then_some((m, old))
+                let old = before.get(&m.meter_id).cloned().flatten();
+                (old != m.region).then_some((m, old))
             })
             .map(|(m, old)| async move {
                 let refiled = self
-                    .refile(&m.meter_id, old.as_deref(), m.region.as_deref())
+                    .refile(&m.meter_id, old.as_ref(), m.region.as_ref())
                     .await;
                 if refiled.is_err() {
                     // Put the old region back, so that the caller's retry sees the change
                     // again and re-files then.
                     let back = Meter {
-                        region: old.map(RegionCode::parse).transpose().map_err(decode)?,
+                        region: old,
                         ..m.clone()
                     };
-                    self.writer.cache().put(m.meter_id.as_str(), None);
+                    self.writer.cache().put(&m.meter_id, None);
                     self.put_meter(&back).await?;
                 }
                 refiled
@@ -106,8 +102,8 @@ impl CassandraStore {
     pub(super) async fn refile(
         &self,
         meter_id: &MeterId,
-        old: Option<&str>,
-        new: Option<&str>,
+        old: Option<&RegionCode>,
+        new: Option<&RegionCode>,
     ) -> Result<(), StoreError> {
         let readings = self.all_readings_of(meter_id).await?;
         if readings.is_empty() {
@@ -115,7 +111,7 @@ impl CassandraStore {
         }
         let refs: Vec<&Reading> = readings.iter().collect();
         let shards = self.writer.shards();
-        let under = |region: &str| HashMap::from([(meter_id.to_string(), Some(region.to_owned()))]);
+        let under = |region: &RegionCode| Regions::from([(meter_id.clone(), Some(region.clone()))]);
         // Into the new region first: a reading is never in neither.
         for (region, statement, key_only) in [
             (new, Write::ByRegion, false),

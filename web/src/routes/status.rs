@@ -12,7 +12,9 @@ use iot_common::regions::Regions;
 use iot_common::store::StoreSummary;
 
 use crate::respond;
-use crate::state::{BackfillView, WebState};
+use iot_common::wire::{BackfillPhase, BackfillReport, Progress, ProgressItem};
+
+use crate::state::WebState;
 
 #[derive(Template)]
 #[template(path = "status.html")]
@@ -36,18 +38,18 @@ struct BackfillLine {
     text: String,
 }
 
-fn backfill_line(b: &BackfillView) -> BackfillLine {
+fn backfill_line(b: &BackfillReport) -> BackfillLine {
     let elapsed = b.started_at.map(|t| (Utc::now() - t).num_seconds().max(0));
-    let text = match b.phase.as_str() {
-        "stored" => format!(
+    let text = match b.phase {
+        BackfillPhase::Stored => format!(
             "the fleet's {} meters' history is stored ({} readings)",
             b.meters, b.readings_posted
         ),
-        "storing" => format!(
+        BackfillPhase::Storing => format!(
             "{} readings posted; {} of {} meters' history stored so far",
             b.readings_posted, b.meters_stored, b.meters
         ),
-        _ => format!(
+        BackfillPhase::Posting => format!(
             "posting the fleet's history: {} of {} readings ({:.0} %){}",
             b.readings_posted,
             b.readings_expected,
@@ -55,15 +57,15 @@ fn backfill_line(b: &BackfillView) -> BackfillLine {
             elapsed.map_or_else(String::new, |s| format!(", {s} s"))
         ),
     };
-    let (value, max) = match b.phase.as_str() {
-        "storing" => (b.meters_stored, b.meters),
-        _ => (
+    let (value, max) = match b.phase {
+        BackfillPhase::Storing => (b.meters_stored, b.meters),
+        BackfillPhase::Posting | BackfillPhase::Stored => (
             b.readings_posted,
             b.readings_expected.max(b.readings_posted),
         ),
     };
     BackfillLine {
-        going: b.phase != "stored",
+        going: b.phase != BackfillPhase::Stored,
         value,
         max,
         text,
@@ -89,16 +91,19 @@ pub async fn status(State(s): State<WebState>, headers: HeaderMap) -> Result<Res
         None => None,
     };
     if wants_json(&headers) {
-        let items: Vec<serde_json::Value> = backfill
-            .iter()
-            .map(|b| {
-                serde_json::json!({
-                    "id": "backfill", "value": b.value, "max": b.max,
-                    "text": b.text, "done": !b.going,
-                })
+        let items = backfill
+            .into_iter()
+            .map(|b| ProgressItem {
+                id: "backfill".into(),
+                value: b.value,
+                max: Some(b.max),
+                text: b.text,
+                done: !b.going,
+                run_id: None,
+                status: None,
             })
             .collect();
-        return Ok(axum::Json(serde_json::json!({ "items": items })).into_response());
+        return Ok(axum::Json(Progress { items }).into_response());
     }
     let (taken, summary) = s.summary.get(&s.store).await?;
     let age = chrono::Duration::from_std(taken.elapsed()).unwrap_or_default();

@@ -14,6 +14,7 @@ use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use iot_common::Run;
 use iot_common::problem::{ApiError, ErrorCode};
+use iot_common::wire::{Progress, ProgressItem};
 use serde::Deserialize;
 
 use crate::access::{SameSite, SignedInAnalyst, signed_in_analyst};
@@ -133,13 +134,13 @@ fn is_going(r: &Run) -> bool {
 
 /// How far a run has come: rows scanned of an estimate (the last succeeded run's rows,
 /// scaled to this run's window), and time since it started.
-struct Progress {
+struct RunProgress {
     value: u64,
     max: Option<u64>,
     text: String,
 }
 
-fn progress_of(run: &Run, runs: &[Run]) -> Progress {
+fn progress_of(run: &Run, runs: &[Run]) -> RunProgress {
     let span = |r: &Run| match (r.window_from, r.window_to) {
         (Some(a), Some(b)) => (b - a).num_seconds().max(1) as f64,
         _ => 0.0,
@@ -165,7 +166,7 @@ fn progress_of(run: &Run, runs: &[Run]) -> Progress {
         Some(s) => text.push_str(&format!(", {s} s")),
         None => text.push_str(", queued"),
     }
-    Progress {
+    RunProgress {
         value: run.rows_scanned,
         max: estimate,
         text,
@@ -175,23 +176,23 @@ fn progress_of(run: &Run, runs: &[Run]) -> Progress {
 /// `GET /internal/console/progress`: the runs going now, for the console's progress bars.
 pub async fn progress(_: SignedInAnalyst, State(s): State<WebState>) -> Result<Response, ApiError> {
     let runs = s.store.runs(50).await?;
-    let items: Vec<serde_json::Value> = runs
+    let items = runs
         .iter()
         .filter(|r| is_going(r))
         .map(|r| {
             let p = progress_of(r, &runs);
-            serde_json::json!({
-                "id": format!("progress-{}", r.run_id),
-                "run_id": r.run_id,
-                "status": r.status,
-                "value": p.value,
-                "max": p.max,
-                "text": p.text,
-                "done": false,
-            })
+            ProgressItem {
+                id: format!("progress-{}", r.run_id),
+                value: p.value,
+                max: p.max,
+                text: p.text,
+                done: false,
+                run_id: Some(r.run_id.clone()),
+                status: Some(r.status),
+            }
         })
         .collect();
-    Ok(axum::Json(serde_json::json!({ "items": items })).into_response())
+    Ok(axum::Json(Progress { items }).into_response())
 }
 
 fn run_row(r: Run) -> RunRow {

@@ -6,8 +6,8 @@ use axum::Form;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use iot_common::analytics_wire::{AnswerFormat, JsonAnswer};
 use iot_common::problem::{ApiError, ErrorCode};
+use iot_common::wire::{AnswerFormat, JsonAnswer};
 use serde::Deserialize;
 
 use super::AnalystPage;

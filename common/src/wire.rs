@@ -1,7 +1,12 @@
-//! The wire types at the web ↔ analytics boundary, one definition both sides use: how a SQL
-//! answer is asked for ([`AnswerFormat`]) and what its JSON form is ([`JsonAnswer`]).
+//! The wire types between services, one definition both sides use: how a SQL answer is
+//! asked for ([`AnswerFormat`]) and its JSON form ([`JsonAnswer`]), web ↔ analytics; the
+//! fleet's backfill report ([`BackfillReport`]), fleet → web; and the progress items the pages'
+//! progress bars poll ([`Progress`]), web → browser.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+use crate::domain::RunStatus;
 
 /// How a SQL answer is sent: a JSON table, or a file for the analyst's own tools.
 #[derive(
@@ -58,6 +63,60 @@ pub struct JsonAnswer {
     pub truncated: bool,
     pub row_limit: u64,
     pub elapsed_ms: u64,
+}
+
+/// How far the fleet's backfill has come.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackfillPhase {
+    /// Posting to the meter.
+    #[default]
+    Posting,
+    /// Acknowledged; waiting for the sink to store it.
+    Storing,
+    Stored,
+}
+
+/// The fleet's `GET /backfill`: its history's progress into the store.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct BackfillReport {
+    pub phase: BackfillPhase,
+    pub meters: u64,
+    /// Meters whose whole backfill is in the store.
+    pub meters_stored: u64,
+    pub readings_posted: u64,
+    /// Readings the whole backfill holds.
+    #[serde(default)]
+    pub readings_expected: u64,
+    #[serde(default)]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub from: Option<DateTime<Utc>>,
+    #[serde(default)]
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// One progress bar of a page (`static/progress.js` polls them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProgressItem {
+    /// The bar's element id.
+    pub id: String,
+    pub value: u64,
+    /// `None`: no estimate of the end yet.
+    pub max: Option<u64>,
+    pub text: String,
+    pub done: bool,
+    /// For a run's bar: which run, and its status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<RunStatus>,
+}
+
+/// What a progress poll answers.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Progress {
+    pub items: Vec<ProgressItem>,
 }
 
 #[cfg(test)]
