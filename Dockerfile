@@ -24,7 +24,8 @@ COPY analytics/Cargo.toml analytics/
 COPY web/Cargo.toml web/
 COPY migrations/Cargo.toml migrations/
 COPY stack/Cargo.toml stack/
-RUN for crate in . common kafka cassandra meter simulator analytics web migrations stack; do \
+COPY testkit/Cargo.toml testkit/
+RUN for crate in . common kafka cassandra meter simulator analytics web migrations stack testkit; do \
         mkdir -p "$crate/src" && touch "$crate/src/lib.rs"; \
     done \
  && for crate in . cassandra meter simulator analytics web stack; do \

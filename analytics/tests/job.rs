@@ -108,14 +108,8 @@ async fn until_run(
     run_id: &str,
     done: impl Fn(&iot_common::Run) -> bool,
 ) -> Option<iot_common::Run> {
-    for _ in 0..200 {
-        let run = store.run(run_id).await.ok().flatten().filter(|r| done(r));
-        if run.is_some() {
-            return run;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    None
+    let check = || async { store.run(run_id).await.ok().flatten().filter(|r| done(r)) };
+    iot_testkit::poll(Duration::from_secs(5), Duration::from_millis(25), check).await
 }
 
 #[tokio::test]

@@ -2,7 +2,7 @@
 //! run's lease in the store keeps replicas from recomputing together.
 
 use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,16 +10,9 @@ use iot_common::domain::{DEFAULT_INTERVAL_S, Meter, MeterId, Reading};
 use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 
-const TOKEN: &str = "replicas-analyst-token";
+use iot_testkit::secrets::ANALYST_TOKEN as TOKEN;
 
-struct Serve(Child);
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use iot_testkit::KillOnDrop as Serve;
 
 fn free_addr() -> String {
     let l = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-const SECRET: &str = "cli-test-secret-of-thirty-two-bytes-or-more";
+use iot_testkit::secrets::METER_SECRET as SECRET;
 
 fn meter(env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_meter"));

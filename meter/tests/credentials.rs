@@ -3,9 +3,8 @@
 //! secret rotates without downtime (the previous secret's tokens work while it is configured
 //! as previous, and not after).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::{DurationRound, TimeDelta, Utc};
@@ -13,21 +12,15 @@ use iot_common::auth::MeterTokens;
 use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_kafka::test_broker::TestBroker;
+use iot_testkit::{KillOnDrop, listening};
 use tokio::time::Instant;
 
-const CURRENT: &str = "current-meter-secret-of-thirty-two-bytes";
+use iot_testkit::secrets::METER_SECRET as CURRENT;
 const PREVIOUS: &str = "previous-meter-secret-of-thirty-two-byte";
 
 struct Meter {
-    child: Child,
+    _child: KillOnDrop,
     url: String,
-}
-
-impl Drop for Meter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn meter(broker: &TestBroker, data: &Path, previous: Option<&str>) -> Meter {
@@ -51,25 +44,10 @@ fn meter(broker: &TestBroker, data: &Path, previous: Option<&str>) -> Meter {
         Some(p) => cmd.env("IOT_METER_SECRET_PREVIOUS", p),
         None => cmd.env_remove("IOT_METER_SECRET_PREVIOUS"),
     };
-    let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn meter: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
     // Owned at once, so the process is reaped however this function ends.
-    let mut meter = Meter {
-        child,
-        url: String::new(),
-    };
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap_or_else(|e| panic!("meter stdout: {e}"));
-        if let Some(rest) = line.strip_prefix("listening external=") {
-            meter.url = rest
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            return meter;
-        }
-    }
-    panic!("the meter exited before it listened");
+    let mut child = KillOnDrop(cmd.spawn().unwrap_or_else(|e| panic!("spawn meter: {e}")));
+    let (url, _) = listening(&mut child, "meter");
+    Meter { _child: child, url }
 }
 
 /// Posts one reading of `meter_id` with `token`; the status.

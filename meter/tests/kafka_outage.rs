@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-const SECRET: &str = "outage-secret-of-thirty-two-bytes-at-least";
+use iot_testkit::secrets::METER_SECRET as SECRET;
 
 const DEADLINE: Duration = Duration::from_secs(2);
 

@@ -9,7 +9,7 @@
 //! (each test in a keyspace of its own), except for (b), which kills a node of its own.
 
 use std::net::Ipv4Addr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,11 +27,13 @@ use iot_simulator::acked_load::{
 };
 use tokio::time::Instant;
 
-const SECRET: &str = "real-path-test-secret-of-32-bytes-or-more";
+use iot_testkit::KillOnDrop;
+use iot_testkit::secrets::METER_SECRET as SECRET;
 
 /// `simulator sink` on `broker` into `cassandra`'s keyspace, as the compose file runs it.
-fn sink(broker: &TestBroker, cassandra: &CassandraConfig) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_simulator"))
+/// Killed when dropped, so a failing test leaves no sink behind.
+fn sink(broker: &TestBroker, cassandra: &CassandraConfig) -> KillOnDrop {
+    let child = Command::new(env!("CARGO_BIN_EXE_simulator"))
         .arg("sink")
         .env("IOT_KAFKA_BROKERS", broker.brokers())
         .env("IOT_KAFKA_PARTITIONS", "4")
@@ -44,7 +46,8 @@ fn sink(broker: &TestBroker, cassandra: &CassandraConfig) -> Child {
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("start `simulator sink`: {e}"))
+        .unwrap_or_else(|e| panic!("start `simulator sink`: {e}"));
+    KillOnDrop(child)
 }
 
 /// The meter service on `broker`, reading revocations from `store` as it does in compose.

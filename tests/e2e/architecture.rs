@@ -273,9 +273,13 @@ fn no_crate_has_modules_that_import_each_other() {
     assert!(crates.iter().any(|c| c == "stack"), "{crates:?}");
     let mut cycles = Vec::new();
     for krate in &crates {
-        let graph = import_graph(&root.join(krate).join("src"));
+        let src = root.join(krate).join("src");
+        let graph = import_graph(&src);
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        // A crate of one file has no modules to import each other; migrations' are data.
         assert!(
-            krate == "migrations" || !graph.is_empty(),
+            krate == "migrations" || files.len() < 2 || !graph.is_empty(),
             "{krate}: no imports found; is the scan broken?"
         );
         if let Some(cycle) = find_cycle(&graph) {

@@ -4,20 +4,22 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::{eventually, start_app};
+use crate::support::{TestApp, eventually};
 use iot_common::regions::Regions;
 use iot_simulator::FleetConfig;
 
 #[tokio::test]
 async fn every_simulated_meter_reports_and_every_region_has_meters() {
     let meters = 66;
-    let app = start_app(Some(FleetConfig {
-        meters,
-        backfill_days: 2,
-        seed: 7,
-        ..FleetConfig::default()
-    }))
-    .await;
+    let app = TestApp::builder()
+        .fleet(FleetConfig {
+            meters,
+            backfill_days: 2,
+            seed: 7,
+            ..FleetConfig::default()
+        })
+        .start()
+        .await;
     let store = app.app.store.clone();
     let all_in = eventually(Duration::from_secs(60), || {
         let store = store.clone();

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use chrono::{DurationRound, TimeDelta, Utc};
 use iot_common::auth::MeterTokens;
+use iot_testkit::{reset_peak_rss, status_kib};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -255,25 +256,6 @@ async fn a_stranger_is_refused_before_the_body_is_read() {
     );
 }
 
-/// A line of a process's `/proc/PID/status` in KiB (`VmHWM`: peak resident memory).
-fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
-/// Resets a process's peak resident memory to what it holds now (`clear_refs` 5), so the
-/// next peak is what comes after, not a start-up peak that could hide it.
-fn reset_peak_rss(pid: u32) -> u64 {
-    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
-        .unwrap_or_else(|e| panic!("/proc/{pid}/clear_refs: {e}"));
-    status_kib(pid, "VmHWM:")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 /// A 4 MiB body is held once, in one buffer, while it is parsed: the peak resident memory
 /// after the first such body (the allocator's arenas keep later ones in memory already
@@ -297,7 +279,7 @@ async fn four_mib_of_zeros_is_held_once_and_refused_at_its_first_reading() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(res.status().as_u16(), 422);
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let before = reset_peak_rss(proc.0.id());
+    let before = reset_peak_rss(proc.id());
     let zeros = format!("[{}0]", "0,".repeat(2 * 1024 * 1024 - 2));
     assert!(zeros.len() <= 4 * 1024 * 1024);
     let body_kib = zeros.len() as u64 / 1024;
@@ -315,7 +297,7 @@ async fn four_mib_of_zeros_is_held_once_and_refused_at_its_first_reading() {
         let problem: Value = res.json().await.unwrap_or(Value::Null);
         assert_eq!(problem["index"], 0, "{problem}");
         assert_eq!(problem["field"], "reading", "{problem}");
-        grown.get_or_insert_with(|| status_kib(proc.0.id(), "VmHWM:").saturating_sub(before));
+        grown.get_or_insert_with(|| status_kib(proc.id(), "VmHWM:").saturating_sub(before));
     }
     let grown = grown.unwrap_or_default();
     println!("peak RSS grew by {grown} KiB for the first {body_kib} KiB body of zeros");

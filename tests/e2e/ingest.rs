@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::support::{ANALYST, SendOrPanic, TestApp, eventually, start_app, token, tokens};
+use crate::support::{ANALYST, SendOrPanic, TestApp, eventually, token, tokens};
 use chrono::{DateTime, Duration as Span, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -48,7 +48,7 @@ async fn read_back(app: &TestApp, meter: &str, from: DateTime<Utc>) -> Vec<Value
 
 #[tokio::test]
 async fn a_posted_reading_reads_back_once_even_when_posted_twice() {
-    let app = start_app(None).await;
+    let app = TestApp::start().await;
     let ts = slot(3);
     let body = reading("MAC000123", ts, 0.123).to_string();
     let (status, res) = post(&app, Some(&token("MAC000123")), body.clone()).await;
@@ -76,7 +76,7 @@ async fn a_posted_reading_reads_back_once_even_when_posted_twice() {
 
 #[tokio::test]
 async fn every_bad_request_gets_its_documented_4xx_and_stores_nothing() {
-    let app = start_app(None).await;
+    let app = TestApp::start().await;
     let m = "MAC000777";
     let good = reading(m, slot(2), 0.5);
     let with = |k: &str, v: Value| {
@@ -186,7 +186,7 @@ async fn every_bad_request_gets_its_documented_4xx_and_stores_nothing() {
 
 #[tokio::test]
 async fn a_full_batch_is_accepted_and_one_more_is_too_many() {
-    let app = start_app(None).await;
+    let app = TestApp::start().await;
     let m = "MAC000900";
     let start = slot(24 * 250);
     let batch: Vec<Value> = (0..10_000)
@@ -209,7 +209,7 @@ async fn a_full_batch_is_accepted_and_one_more_is_too_many() {
 
 #[tokio::test]
 async fn read_back_is_for_the_meter_owner_only() {
-    let app = start_app(None).await;
+    let app = TestApp::start().await;
     let url = app.ext("/api/v1/meters/MAC000001/readings");
     let res = app.client.get(&url).send_or_panic().await;
     assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
@@ -239,7 +239,7 @@ async fn read_back_is_for_the_meter_owner_only() {
 
 #[tokio::test]
 async fn internal_routes_live_only_on_the_internal_listener() {
-    let app = start_app(None).await;
+    let app = TestApp::start().await;
     for path in ["/healthz", "/readyz", "/metrics", "/internal/v1/meters"] {
         let res = app.client.get(app.ext(path)).send_or_panic().await;
         assert_eq!(
@@ -261,7 +261,7 @@ async fn internal_routes_live_only_on_the_internal_listener() {
 
 #[tokio::test]
 async fn operators_register_meters_on_the_internal_listener() {
-    let app = start_app(None).await;
+    let app = TestApp::start().await;
     let url = app.int("/internal/v1/meters");
     let body = json!({"meter_id": "HOME-1", "lat": 51.5138, "lon": -0.0984, "household_size": 2, "dwelling": "flat"});
     let res = app.client.post(&url).json(&body).send_or_panic().await;
@@ -321,7 +321,7 @@ async fn operators_register_meters_on_the_internal_listener() {
 
 #[tokio::test]
 async fn readings_of_an_unregistered_meter_are_kept_without_a_region() {
-    let app = start_app(None).await;
+    let app = TestApp::start().await;
     let m = "UNREGISTERED-9";
     let (status, _) = post(&app, Some(&token(m)), reading(m, slot(5), 0.3).to_string()).await;
     assert_eq!(status, StatusCode::ACCEPTED);
@@ -343,7 +343,7 @@ async fn readings_of_an_unregistered_meter_are_kept_without_a_region() {
 
 #[tokio::test]
 async fn a_revoked_meter_is_refused_at_once_and_a_token_issued_after_works() {
-    let app = start_app(None).await;
+    let app = TestApp::start().await;
     let old = token("REVOKE-1");
     let body = || reading("REVOKE-1", slot(3), 0.3).to_string();
     assert_eq!(post(&app, Some(&old), body()).await.0, StatusCode::ACCEPTED);

@@ -1,24 +1,18 @@
 //! A household's own page: sign-in with the meter's token, a session that shows that meter
 //! and no other, a bearer header for scripts, and revocation ending the session.
 
+use iot_testkit::no_redirect_client;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 
 use crate::support::{ANALYST, SendOrPanic, households};
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
-
 #[tokio::test]
 async fn a_resident_sees_their_own_meter_against_their_borough_and_no_one_elses() {
     let h = households().await;
     let app = &h.app;
-    let c = client();
+    let c = no_redirect_client();
     let (mine, theirs) = (&h.meters[0], &h.meters[1]);
 
     let res = c.get(app.ext("/me")).send_or_panic().await;

@@ -2,24 +2,17 @@
 //! durable), SIGTERM stops it cleanly, and stopping it again and again while meters post
 //! loses no reading it answered 202 for.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use chrono::Utc;
 use iot_common::auth::MeterTokens;
 use iot_common::store::sqlite::SqliteStore;
 use iot_simulator::acked_load::{AckedLoad, Target, assert_all_stored, terminate};
+use iot_testkit::{listening, poll_until};
 use serde_json::{Value, json};
 
-pub(crate) struct Proc(pub(crate) Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub(crate) use iot_testkit::KillOnDrop as Proc;
 
 /// Starts `iot-demo` on free ports without a fleet; returns it and its external base URL.
 fn launch(data: &std::path::Path) -> (Proc, String) {
@@ -46,16 +39,8 @@ pub(crate) fn launch_with(data: &std::path::Path, flags: &[&str]) -> (Proc, Stri
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap_or_else(|e| panic!("spawn iot-demo: {e}"));
-    let stdout = child.stdout.take().unwrap_or_else(|| panic!("no stdout"));
-    let proc = Proc(child);
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap_or_else(|e| panic!("read stdout: {e}"));
-        if let Some(rest) = line.strip_prefix("listening external=") {
-            let (external, internal) = rest.split_once(" internal=").unwrap_or((rest, ""));
-            return (proc, external.trim().to_owned(), internal.trim().to_owned());
-        }
-    }
-    panic!("iot-demo exited before it listened");
+    let (external, internal) = listening(&mut child, "iot-demo");
+    (Proc(child), external, internal)
 }
 
 pub(crate) fn token(data: &std::path::Path, meter: &str) -> String {
@@ -129,13 +114,14 @@ async fn kill_dash_nine_right_after_202_loses_nothing() {
 /// Waits until `load` has had `more` readings accepted since now: the process is mid-load.
 async fn until_accepted(load: &AckedLoad, more: usize) {
     let goal = load.accepted() + more;
-    for _ in 0..600 {
-        if load.accepted() >= goal {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the meter accepted fewer than {more} readings in 12 s");
+    let what = format!("the meter accepting {more} more readings");
+    poll_until(
+        &what,
+        Duration::from_secs(12),
+        Duration::from_millis(20),
+        || async { (load.accepted() >= goal).then_some(()) },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,8 +6,7 @@ use iot_demo::app::AppConfig;
 use iot_demo::{RunningApp, start};
 use iot_simulator::FleetConfig;
 
-pub const SECRET: &str = "test-meter-secret-of-at-least-32-bytes";
-pub const ANALYST: &str = "test-analyst-token";
+pub use iot_testkit::secrets::{ANALYST_TOKEN as ANALYST, METER_SECRET as SECRET};
 
 pub struct TestApp {
     pub app: RunningApp,
@@ -25,13 +24,42 @@ impl TestApp {
     }
 }
 
-pub async fn start_app(fleet: Option<FleetConfig>) -> TestApp {
-    launch(fleet, None).await
+/// How a test's app is started: [`TestApp::start`] for the plain app (no fleet, the London
+/// boroughs), or [`TestApp::builder`] to give it a fleet or another region file.
+#[derive(Default)]
+pub struct TestAppBuilder {
+    fleet: Option<FleetConfig>,
+    regions: Option<std::path::PathBuf>,
 }
 
-/// The app on another region file, without a fleet.
-pub async fn start_app_with_regions(regions: Option<std::path::PathBuf>) -> TestApp {
-    launch(None, regions).await
+impl TestAppBuilder {
+    /// Runs the simulated fleet too.
+    pub fn fleet(mut self, fleet: FleetConfig) -> Self {
+        self.fleet = Some(fleet);
+        self
+    }
+
+    /// Reads its regions from `file` instead of the embedded boroughs.
+    pub fn regions(mut self, file: std::path::PathBuf) -> Self {
+        self.regions = Some(file);
+        self
+    }
+
+    /// Starts the app on free loopback ports, with its data in a directory of its own.
+    pub async fn start(self) -> TestApp {
+        launch(self.fleet, self.regions).await
+    }
+}
+
+impl TestApp {
+    /// The plain app: no fleet, the London boroughs.
+    pub async fn start() -> TestApp {
+        Self::builder().start().await
+    }
+
+    pub fn builder() -> TestAppBuilder {
+        TestAppBuilder::default()
+    }
 }
 
 async fn launch(fleet: Option<FleetConfig>, regions: Option<std::path::PathBuf>) -> TestApp {
@@ -78,16 +106,13 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if check().await {
-            return true;
-        }
-        if tokio::time::Instant::now() > deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let check = || {
+        let answer = check();
+        async move { answer.await.then_some(()) }
+    };
+    iot_testkit::poll(limit, Duration::from_millis(50), check)
+        .await
+        .is_some()
 }
 
 /// Sends a request a test expects to reach the server; a transport error fails the test.
@@ -108,7 +133,7 @@ pub const MISSING: &str = "E09000016";
 
 /// The app with a profile in the store for every London borough but [`MISSING`].
 pub async fn with_profiles() -> TestApp {
-    let app = start_app(None).await;
+    let app = TestApp::start().await;
     let regions = iot_common::regions::Regions::london().unwrap_or_else(|e| panic!("{e}"));
     let now = chrono::Utc::now();
     let profiles: Vec<iot_common::RegionProfile> = regions
@@ -160,7 +185,7 @@ pub struct Households {
 pub const HOME_BOROUGH: &str = "E09000007";
 
 pub async fn households() -> Households {
-    let app = start_app(None).await;
+    let app = TestApp::start().await;
     let mut meters = Vec::new();
     for (id, peak) in [("HOME0001", 0.9), ("HOME0002", 0.3), ("HOME0003", 0.6)] {
         let res = app

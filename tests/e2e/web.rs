@@ -1,6 +1,7 @@
 //! The residents' pages and API and the analyst console, over real HTTP, with profiles in
 //! the store for every borough but one.
 
+use iot_testkit::no_redirect_client;
 use std::time::Duration;
 
 use crate::support::{ANALYST, MISSING, SendOrPanic, TestApp, with_profiles};
@@ -159,10 +160,7 @@ async fn the_console_is_internal_and_needs_the_analyst_token() {
     let (status, _, html) = text(&app, app.int("/internal/console")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert!(html.contains("Sign in"));
-    let no_redirects = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let no_redirects = no_redirect_client();
     let res = no_redirects
         .post(app.int("/internal/console/login"))
         .form(&[("token", "wrong")])
@@ -229,7 +227,7 @@ async fn a_region_name_with_markup_renders_as_text() {
       {"type":"Feature","properties":{"code":"X2","name":"Plain & \"quoted\""},
        "geometry":{"type":"Polygon","coordinates":[[[-0.1,51.4],[0.0,51.4],[0.0,51.5],[-0.1,51.5],[-0.1,51.4]]]}}]}"#;
     std::fs::write(&file, geojson).unwrap_or_else(|e| panic!("{e}"));
-    let app = crate::support::start_app_with_regions(Some(file)).await;
+    let app = TestApp::builder().regions(file).start().await;
     for path in [
         "/",
         "/regions/X1",
@@ -257,10 +255,7 @@ async fn a_region_name_with_markup_renders_as_text() {
 #[tokio::test]
 async fn console_sessions_hold_no_token_refuse_other_sites_and_throttle_guessing() {
     let app = with_profiles().await;
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"));
+    let client = no_redirect_client();
     let login = app.int("/internal/console/login");
     let host = app.app.internal.to_string();
 
@@ -417,13 +412,15 @@ async fn the_status_page_uses_the_stylesheet_and_a_cached_summary() {
 /// refreshed by the pages' script from JSON answers.
 #[tokio::test]
 async fn the_console_and_the_status_page_show_progress() {
-    let app = crate::support::start_app(Some(iot_simulator::FleetConfig {
-        meters: 33,
-        backfill_days: 2,
-        seed: 5,
-        ..iot_simulator::FleetConfig::default()
-    }))
-    .await;
+    let app = TestApp::builder()
+        .fleet(iot_simulator::FleetConfig {
+            meters: 33,
+            backfill_days: 2,
+            seed: 5,
+            ..iot_simulator::FleetConfig::default()
+        })
+        .start()
+        .await;
     let store = app.app.store.clone();
     let now = chrono::Utc::now();
     let window = (now - chrono::Duration::days(28), now);

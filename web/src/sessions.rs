@@ -145,6 +145,12 @@ impl<V: Clone> Sessions<V> {
     }
 }
 
+/// What a sign-in form posts.
+#[derive(serde::Deserialize)]
+pub struct SignInForm {
+    pub token: String,
+}
+
 /// What a sign-in form needs of its page: where a signed-in browser lands, what a wrong
 /// token is told, and the form again with a message, answered with a status.
 pub struct SignInPage<'a> {

@@ -2,6 +2,7 @@
 //! and never an internal path, the internal one serves health and the console, and the
 //! console's "recompute now" reaches a separate analytics service over HTTP.
 
+use iot_testkit::no_redirect_client;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,14 +16,7 @@ use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_web::cli::{Cli, RunningWeb, start};
 
-const TOKEN: &str = "analyst-token-for-tests";
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap_or_else(|e| panic!("{e}"))
-}
+use iot_testkit::secrets::ANALYST_TOKEN as TOKEN;
 
 /// The analytics runs API on a free port, on the store in `dir`.
 async fn analytics(dir: &std::path::Path) -> SocketAddr {
@@ -78,7 +72,7 @@ async fn the_web_service_serves_each_listener_its_routes_and_recomputes_remotely
     let analytics = analytics(dir.path()).await;
     let web = web(dir.path(), &format!("http://{analytics}")).await;
     let (ext, int) = (web.external, web.internal);
-    let c = client();
+    let c = no_redirect_client();
     assert_eq!(status(c.get(format!("http://{ext}/"))).await, 200);
     assert_eq!(
         status(c.get(format!("http://{ext}/api/v1/regions"))).await,
@@ -133,7 +127,7 @@ async fn the_console_asks_sql_of_the_analytics_service() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let analytics = analytics(dir.path()).await;
     let web = web(dir.path(), &format!("http://{analytics}")).await;
-    let c = client();
+    let c = no_redirect_client();
     let page = format!("http://{}/internal/console/query", web.internal);
     assert_eq!(status(c.get(&page)).await, 401, "signed out");
     let ask = |sql: &str, format: &str| {
@@ -197,7 +191,7 @@ async fn recompute_says_so_when_the_analytics_service_is_down() {
         l.local_addr().unwrap_or_else(|e| panic!("{e}"))
     };
     let web = web(dir.path(), &format!("http://{closed}")).await;
-    let response = client()
+    let response = no_redirect_client()
         .post(format!(
             "http://{}/internal/console/recompute",
             web.internal

@@ -20,12 +20,11 @@ use iot_common::http::bearer_token;
 use iot_common::problem::ApiError;
 use iot_common::store::MAX_READBACK;
 use iot_common::{ProfileFigures, RegionProfile};
-use serde::Deserialize;
 
 use crate::access::SameSite;
 use crate::present::{day, kwh};
 use crate::respond;
-use crate::sessions::SignInPage;
+use crate::sessions::{SignInForm, SignInPage};
 use crate::state::WebState;
 use crate::svg::{Bar, Tick, at, hour_ticks};
 
@@ -142,16 +141,11 @@ pub async fn page(
     })
 }
 
-#[derive(Deserialize)]
-pub struct Login {
-    token: String,
-}
-
 pub async fn login(
     _: SameSite,
     State(s): State<WebState>,
     extensions: Extensions,
-    Form(form): Form<Login>,
+    Form(form): Form<SignInForm>,
 ) -> Response {
     let client = iot_common::server::peer(&extensions).map(|p| p.ip());
     let verify = || {
@@ -231,11 +225,7 @@ async fn home(s: &WebState, meter: &MeterId) -> Result<Home, ApiError> {
         .meter_readings(meter, day_start(first), day_start(today), MAX_READBACK)
         .await?;
     let t = tally(&readings);
-    let mean = if t.days.is_empty() {
-        0.0
-    } else {
-        t.days.values().map(|d| d.0).sum::<f64>() / t.days.len() as f64
-    };
+    let mean = mean_day(&t);
     let figures = profile.map(|p| &p.figures);
     Ok(Home {
         meter_id: meter.to_string(),
@@ -256,6 +246,14 @@ async fn home(s: &WebState, meter: &MeterId) -> Result<Home, ApiError> {
         first_day: day(day_start(first)),
         last_day: day(day_start(today) - chrono::Duration::seconds(1)),
     })
+}
+
+/// The household's average day over the days it has readings, in kWh (0 with none).
+fn mean_day(t: &Tally) -> f64 {
+    if t.days.is_empty() {
+        return 0.0;
+    }
+    t.days.values().map(|d| d.0).sum::<f64>() / t.days.len() as f64
 }
 
 const WIDTH: f64 = 600.0;

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::access::{SameSite, SignedInAnalyst, signed_in_analyst};
 use crate::respond;
-use crate::sessions::SignInPage;
+use crate::sessions::{SignInForm, SignInPage};
 use crate::state::{RecomputeRequest, WebState};
 
 pub mod compare;
@@ -218,16 +218,11 @@ fn run_row(r: Run) -> RunRow {
     }
 }
 
-#[derive(Deserialize)]
-pub struct Login {
-    token: String,
-}
-
 pub async fn login(
     _: SameSite,
     State(s): State<WebState>,
     extensions: Extensions,
-    Form(form): Form<Login>,
+    Form(form): Form<SignInForm>,
 ) -> Response {
     let client = iot_common::server::peer(&extensions).map(|p| p.ip());
     s.sessions.sign_in(

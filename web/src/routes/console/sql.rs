@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::AnalystPage;
 use crate::access::{SameSite, SignedInAnalyst};
 use crate::respond;
-use crate::state::WebState;
+use crate::state::{QueryAnswer, WebState};
 
 /// What the SQL page starts with: a query over the last week that runs as it stands.
 const EXAMPLE_SQL: &str = "SELECT region, count(DISTINCT meter_id) AS meters, count(*) AS readings, \
@@ -101,32 +101,16 @@ pub async fn query(
     State(s): State<WebState>,
     Form(form): Form<QueryForm>,
 ) -> Result<Response, ApiError> {
-    let format = match form.format.as_deref() {
-        None => AnswerFormat::Json,
-        Some(name) => name.parse::<AnswerFormat>().map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidRequest,
-                format!("unknown format `{name}`: json, csv or parquet"),
-            )
-            .field("format")
-        })?,
-    };
+    let format = format_of(form.format.as_deref())?;
     let job = s
         .analytics
         .as_ref()
         .ok_or_else(|| ApiError::unavailable("no analytics job is connected to this service"))?;
-    let answered = job.query(&form.sql, format).await;
     let page = |error: Option<String>, table: Option<AnswerTable>, status: StatusCode| {
-        respond::page_with(
-            status,
-            &QueryPage {
-                sql: form.sql.clone(),
-                error,
-                table,
-            },
-        )
+        let sql = form.sql.clone();
+        respond::page_with(status, &QueryPage { sql, error, table })
     };
-    match answered {
+    match job.query(&form.sql, format).await {
         Err(e) if e.is_analysts() => page(Some(e.words()), None, e.code.status()),
         Err(e) => Err(e.into()),
         Ok(answer) if format == AnswerFormat::Json => match answer_table(&answer.body) {
@@ -135,25 +119,40 @@ pub async fn query(
                 "the analytics job answered something unreadable",
             )),
         },
-        Ok(answer) => {
-            let mut res = (
-                [
-                    (header::CONTENT_TYPE, answer.content_type),
-                    (
-                        header::CONTENT_DISPOSITION,
-                        format!("attachment; filename=\"query.{}\"", format.extension()),
-                    ),
-                ],
-                answer.body,
-            )
-                .into_response();
-            if answer.truncated {
-                res.headers_mut().insert(
-                    "x-iot-truncated",
-                    axum::http::HeaderValue::from_static("true"),
-                );
-            }
-            Ok(res)
-        }
+        Ok(answer) => Ok(download(answer, format)),
     }
+}
+
+/// The form's `format` (JSON when it names none).
+fn format_of(name: Option<&str>) -> Result<AnswerFormat, ApiError> {
+    let Some(name) = name else {
+        return Ok(AnswerFormat::Json);
+    };
+    name.parse().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("unknown format `{name}`: json, csv or parquet"),
+        )
+        .field("format")
+    })
+}
+
+/// A CSV or Parquet answer as a download, saying when it was cut at the row limit.
+fn download(answer: QueryAnswer, format: AnswerFormat) -> Response {
+    let disposition = format!("attachment; filename=\"query.{}\"", format.extension());
+    let mut res = (
+        [
+            (header::CONTENT_TYPE, answer.content_type),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        answer.body,
+    )
+        .into_response();
+    if answer.truncated {
+        res.headers_mut().insert(
+            "x-iot-truncated",
+            axum::http::HeaderValue::from_static("true"),
+        );
+    }
+    res
 }
