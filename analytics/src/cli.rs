@@ -485,10 +485,7 @@ async fn serve_api(
 }
 
 fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
+    iot_common::proc_status::peak_rss_mib(None)
 }
 
 async fn bench(input: &Path, threads: usize, repeat: usize, tz: Tz) -> Result<(), CliError> {

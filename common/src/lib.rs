@@ -11,6 +11,7 @@ pub mod flags;
 pub mod http;
 pub mod metrics;
 pub mod problem;
+pub mod proc_status;
 pub mod reading_json;
 pub mod regions;
 pub mod retry;

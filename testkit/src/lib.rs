@@ -103,12 +103,7 @@ pub fn no_redirect_client() -> reqwest::Client {
 /// A `/proc/PID/status` line in KiB, `field` with its colon (`"VmHWM:"`: peak resident
 /// memory; `"VmRSS:"`: resident now).
 pub fn status_kib(pid: u32, field: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    iot_common::proc_status::status_kib(Some(pid), field)
         .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
 }
 

@@ -244,15 +244,8 @@ impl Stack {
         self.procs
             .iter()
             .filter_map(|p| {
-                let status = std::fs::read_to_string(format!("/proc/{}/status", p.pid()?)).ok()?;
-                let kib: f64 = status
-                    .lines()
-                    .find_map(|l| l.strip_prefix("VmHWM:"))?
-                    .split_whitespace()
-                    .next()?
-                    .parse()
-                    .ok()?;
-                Some((p.name.clone(), kib / 1024.0))
+                let mib = iot_common::proc_status::peak_rss_mib(Some(p.pid()?))?;
+                Some((p.name.clone(), mib))
             })
             .collect()
     }
