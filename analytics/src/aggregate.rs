@@ -1,15 +1,19 @@
 //! The regional profile as a streaming aggregation over Arrow record batches.
 //!
 //! Definition (docs/analytics.md), in the regions' local time:
-//! - per (region, meter, local day): daily kWh = sum of kWh;
+//! - per (region, meter, local day): the day goes through validation and estimation
+//!   ([`crate::quality`]); a day it keeps has daily kWh = the sum of its accepted readings and
+//!   estimates (for a complete, unflagged day: the sum of its readings), an excluded day
+//!   counts nowhere;
 //! - per region: meters, readings, mean / median / p90 of daily kWh, mean daily kWh on
-//!   weekdays and on weekends;
-//! - `hourly_kwh[h]` = mean over (meter, local day) of the kWh in local hour h — that is, the
-//!   region's kWh in hour h divided by the number of (meter, day) pairs with readings in h;
-//!   `peak_hour` its first argmax.
+//!   weekdays and on weekends, and how many meter-days were complete, estimated, excluded;
+//! - `hourly_kwh[h]` = mean over the kept (meter, local day) of the kWh in local hour h — that
+//!   is, the region's kWh in hour h divided by the number of kept (meter, day) pairs with
+//!   readings or estimates in h; `peak_hour` its first argmax.
 //!
 //! Each partition of the scan feeds its own [`ProfileAccumulator`]; accumulators merge. The
-//! state is one small record per (region, meter, local day), never the readings themselves.
+//! state is one record per (region, meter, local day) holding the day's half-hour slots,
+//! never the readings themselves.
 
 use std::collections::HashMap;
 
@@ -22,17 +26,20 @@ use datafusion::arrow::error::ArrowError;
 
 pub use iot_common::ProfileFigures;
 
-use iot_common::domain::RegionCode;
+use iot_common::domain::{MeterDayCounts, RegionCode};
 
 use crate::local_time::{LocalClock, LocalDay, iso_weekday};
+use crate::quality::{DaySlots, Rules, SLOT_S, Verdict, validate};
 use crate::schema::{KWH_COL, METER_COL, REGION_COL, TS_COL};
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct DayAcc {
+    /// The readings' sum in scan order: a clean day's daily kWh, exactly as it always was.
     kwh: f64,
     n: u32,
     /// Bit h set: the day has readings in local hour h.
     hours: u32,
+    slots: DaySlots,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +86,7 @@ struct Lookup {
 #[derive(Debug, Clone)]
 pub struct ProfileAccumulator {
     clock: LocalClock,
+    rules: Rules,
     regions: Vec<RegionAcc>,
     region_index: HashMap<String, u32>,
     series: Vec<Series>,
@@ -162,8 +170,13 @@ fn epoch_seconds(batch: &RecordBatch) -> Result<(Vec<i64>, Option<Vec<bool>>), A
 
 impl ProfileAccumulator {
     pub fn new(clock: LocalClock) -> Self {
+        Self::with_rules(clock, Rules::default())
+    }
+
+    pub fn with_rules(clock: LocalClock, rules: Rules) -> Self {
         Self {
             clock,
+            rules,
             regions: Vec::new(),
             region_index: HashMap::new(),
             series: Vec::new(),
@@ -258,6 +271,8 @@ impl ProfileAccumulator {
 
         // Readings come grouped by meter in practice: look the series up only on a change.
         let mut current: Option<Lookup> = None;
+        // And by day: the start of the last day seen.
+        let mut day_start: Option<(LocalDay, i64)> = None;
         for (i, &ts) in secs.iter().enumerate() {
             if any_nulls
                 && (ts_valid.as_ref().is_some_and(|v| !v[i])
@@ -289,10 +304,19 @@ impl ProfileAccumulator {
             };
             let v = kwh.value(i);
             let (day, hour) = self.clock.day_hour(ts);
+            let start = match day_start {
+                Some((d, start)) if d == day => start,
+                _ => {
+                    let start = self.clock.day_start_utc(day);
+                    day_start = Some((day, start));
+                    start
+                }
+            };
             let acc = self.series[series as usize].day_mut(day);
             acc.kwh += v;
             acc.n += 1;
             acc.hours |= 1 << hour;
+            acc.slots.add(((ts - start) / SLOT_S) as usize, v);
             self.regions[region as usize].hour_kwh[hour as usize] += v;
             self.rows += 1;
         }
@@ -304,6 +328,8 @@ impl ProfileAccumulator {
         self.rows += other.rows;
         self.skipped += other.skipped;
         if let Some((lo, hi)) = other.ts_range {
+            // Validation reads local hours of the merged days.
+            self.clock.cover(lo, hi);
             self.ts_range = Some(match self.ts_range {
                 None => (lo, hi),
                 Some((a, b)) => (a.min(lo), b.max(hi)),
@@ -332,58 +358,92 @@ impl ProfileAccumulator {
                 acc.kwh += d.kwh;
                 acc.n += d.n;
                 acc.hours |= d.hours;
+                acc.slots.merge(&d.slots);
             }
         }
     }
 
     /// The profile of every region seen, ordered by region code.
     pub fn finish(&self) -> Vec<ProfileFigures> {
+        #[derive(Default)]
         struct RegionTotals {
             meters: u64,
             readings: u64,
             daily: Vec<f64>,
-            /// Each meter's mean over its days with readings.
+            /// Each meter's mean over the days it keeps.
             meter_means: Vec<f64>,
             weekday: (f64, u64),
             weekend: (f64, u64),
             hour_days: [u64; 24],
+            /// What estimates add to and exclusions take from the readings' hourly sums:
+            /// all zero on clean data, so its figures are the readings' own.
+            hour_adjust: [f64; 24],
+            counts: MeterDayCounts,
         }
         let mut work: Vec<RegionTotals> = (0..self.regions.len())
-            .map(|_| RegionTotals {
-                meters: 0,
-                readings: 0,
-                daily: Vec::new(),
-                meter_means: Vec::new(),
-                weekday: (0.0, 0),
-                weekend: (0.0, 0),
-                hour_days: [0; 24],
-            })
+            .map(|_| RegionTotals::default())
             .collect();
+        let mut shapes = DayShapes::new(&self.clock);
+        // A meter's days run from its first reading to the last day any meter has one, so
+        // a meter gone silent counts its silent days.
+        let last_day = self.ts_range.map(|(_, hi)| self.clock.day_hour(hi).0);
         for s in &self.series {
             let w = &mut work[s.region as usize];
             w.meters += 1;
-            let (mut kwh, mut days) = (0.0, 0u32);
-            for (k, d) in s.days.iter().enumerate() {
-                if d.n == 0 {
+            let seen = s.days.len() as LocalDay;
+            let span = last_day.map_or(seen, |last| seen.max(last - s.base + 1)) as usize;
+            let day_of = |k: usize| s.base + k as LocalDay;
+            let read = |k: usize| s.days.get(k).filter(|d| d.n > 0);
+            let slots: Vec<Option<&DaySlots>> =
+                (0..span).map(|k| read(k).map(|d| &d.slots)).collect();
+            let expected: Vec<u8> = (0..span).map(|k| shapes.slots(day_of(k))).collect();
+            let raw: Vec<f64> = (0..span).map(|k| read(k).map_or(0.0, |d| d.kwh)).collect();
+            let verdicts = validate(&slots, &expected, &raw, &self.rules);
+            let (mut kwh, mut kept) = (0.0, 0u32);
+            for (k, v) in verdicts.iter().enumerate() {
+                let (day, acc) = (day_of(k), read(k));
+                w.readings += acc.map_or(0, |d| u64::from(d.n));
+                let Some(day_kwh) = v.kwh else {
+                    w.counts.excluded += 1;
+                    if let Some(d) = acc {
+                        for slot in (0..d.slots.kwh.len()).filter(|k| d.slots.has(*k)) {
+                            w.hour_adjust[shapes.hour(day, slot)] -= d.slots.kwh[slot];
+                        }
+                    }
                     continue;
-                }
-                kwh += d.kwh;
-                days += 1;
-                w.readings += u64::from(d.n);
-                w.daily.push(d.kwh);
-                let part = if iso_weekday(s.base + k as LocalDay) <= 5 {
+                };
+                let hours = match acc {
+                    Some(d) if v.estimates.is_empty() && v.questionable.is_none() => {
+                        w.counts.complete += 1;
+                        d.hours
+                    }
+                    _ => {
+                        w.counts.estimated += 1;
+                        edited_hours(
+                            &mut shapes,
+                            day,
+                            acc.map(|d| &d.slots),
+                            v,
+                            &mut w.hour_adjust,
+                        )
+                    }
+                };
+                kwh += day_kwh;
+                kept += 1;
+                w.daily.push(day_kwh);
+                let part = if iso_weekday(day) <= 5 {
                     &mut w.weekday
                 } else {
                     &mut w.weekend
                 };
-                part.0 += d.kwh;
+                part.0 += day_kwh;
                 part.1 += 1;
                 for (h, n) in w.hour_days.iter_mut().enumerate() {
-                    *n += u64::from(d.hours >> h & 1);
+                    *n += u64::from(hours >> h & 1);
                 }
             }
-            if days > 0 {
-                w.meter_means.push(kwh / f64::from(days));
+            if kept > 0 {
+                w.meter_means.push(kwh / f64::from(kept));
             }
         }
         let mut out: Vec<ProfileFigures> = self
@@ -395,9 +455,9 @@ impl ProfileAccumulator {
                 w.daily.sort_by(f64::total_cmp);
                 w.meter_means.sort_by(f64::total_cmp);
                 let mut hourly = [0.0; 24];
-                for ((out, sum), days) in hourly.iter_mut().zip(r.hour_kwh).zip(w.hour_days) {
-                    if days > 0 {
-                        *out = sum / days as f64;
+                for (h, out) in hourly.iter_mut().enumerate() {
+                    if w.hour_days[h] > 0 {
+                        *out = (r.hour_kwh[h] + w.hour_adjust[h]) / w.hour_days[h] as f64;
                     }
                 }
                 let mean = |(sum, n): (f64, u64)| (n > 0).then(|| sum / n as f64);
@@ -416,11 +476,74 @@ impl ProfileAccumulator {
                     meter_daily_percentiles: (0..=100)
                         .map(|p| quantile_cont(&w.meter_means, f64::from(p) / 100.0))
                         .collect(),
+                    meter_days: w.counts,
                 }
             })
             .collect();
         out.sort_by(|a, b| a.region.cmp(&b.region));
         out
+    }
+}
+
+/// The local hours an edited day has use in (accepted readings and estimates), with what
+/// its edits change in the region's hourly sums: the questionable interval taken out, the
+/// estimates added.
+fn edited_hours(
+    shapes: &mut DayShapes<'_>,
+    day: LocalDay,
+    slots: Option<&DaySlots>,
+    verdict: &Verdict,
+    hour_adjust: &mut [f64; 24],
+) -> u32 {
+    let mut hours = 0u32;
+    if let Some(d) = slots {
+        for slot in (0..d.kwh.len()).filter(|k| d.has(*k)) {
+            let h = shapes.hour(day, slot);
+            if verdict.questionable == Some(slot as u8) {
+                hour_adjust[h] -= d.kwh[slot];
+            } else {
+                hours |= 1 << h;
+            }
+        }
+    }
+    for e in &verdict.estimates {
+        let h = shapes.hour(day, usize::from(e.slot));
+        hours |= 1 << h;
+        hour_adjust[h] += e.kwh;
+    }
+    hours
+}
+
+/// Local days' starts and lengths in slots, found once per day.
+struct DayShapes<'a> {
+    clock: &'a LocalClock,
+    starts: HashMap<LocalDay, i64>,
+}
+
+impl<'a> DayShapes<'a> {
+    fn new(clock: &'a LocalClock) -> Self {
+        Self {
+            clock,
+            starts: HashMap::new(),
+        }
+    }
+
+    fn start(&mut self, day: LocalDay) -> i64 {
+        *self
+            .starts
+            .entry(day)
+            .or_insert_with(|| self.clock.day_start_utc(day))
+    }
+
+    /// Half-hour slots in the day: 46, 48 or 50 across DST.
+    fn slots(&mut self, day: LocalDay) -> u8 {
+        ((self.start(day + 1) - self.start(day)) / SLOT_S) as u8
+    }
+
+    /// The local hour slot `slot` of `day` falls in.
+    fn hour(&mut self, day: LocalDay, slot: usize) -> usize {
+        let t = self.start(day) + slot as i64 * SLOT_S;
+        usize::from(self.clock.day_hour(t).1)
     }
 }
 
@@ -456,18 +579,25 @@ pub fn quantile_cont(sorted: &[f64], q: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
+    use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
     use iot_common::store::RegionReading;
 
     use super::*;
     use crate::schema::{readings_schema, rows_to_batch};
 
-    fn batch(rows: &[(&str, &str, &str, f64)]) -> RecordBatch {
+    const LONDON: chrono_tz::Tz = chrono_tz::Europe::London;
+
+    type Row = (&'static str, &'static str, DateTime<Utc>, f64);
+
+    fn batch(rows: &[Row]) -> RecordBatch {
         let rows: Vec<RegionReading> = rows
             .iter()
             .map(|(region, meter, ts, kwh)| RegionReading {
                 region: region.parse().unwrap_or_else(|e| panic!("{e}")),
                 meter_id: meter.parse().unwrap_or_else(|e| panic!("{e}")),
-                ts: ts.parse().unwrap_or_default(),
+                ts: *ts,
                 kwh: *kwh,
                 interval_s: None,
             })
@@ -475,10 +605,95 @@ mod tests {
         rows_to_batch(&readings_schema(), &rows).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn profile(rows: &[(&str, &str, &str, f64)]) -> Vec<ProfileFigures> {
-        let mut acc = ProfileAccumulator::new(LocalClock::new(chrono_tz::Europe::London));
+    fn profile(rows: &[Row]) -> Vec<ProfileFigures> {
+        let mut acc = ProfileAccumulator::new(LocalClock::new(LONDON));
         acc.update(&batch(rows)).unwrap_or_else(|e| panic!("{e}"));
         acc.finish()
+    }
+
+    /// Every half hour of the London days `from` to `to` (inclusive) for one meter, with a
+    /// use that varies by slot but has no spike.
+    fn full_days(
+        region: &'static str,
+        meter: &'static str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Vec<Row> {
+        let start = |d: NaiveDate| {
+            LONDON
+                .from_local_datetime(&d.and_hms_opt(0, 0, 0).unwrap_or_default())
+                .earliest()
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_default()
+        };
+        let (mut t, end) = (start(from), start(to + chrono::Days::new(1)));
+        let mut rows = Vec::new();
+        let mut k = 0u32;
+        while t < end {
+            rows.push((
+                region,
+                meter,
+                t,
+                0.2 + 0.01 * f64::from(k % 7) + f64::from(meter.len() as u32) * 0.05,
+            ));
+            t += chrono::Duration::minutes(30);
+            k += 1;
+        }
+        rows
+    }
+
+    fn date(s: &str) -> NaiveDate {
+        s.parse().unwrap_or_default()
+    }
+
+    /// The definition computed the plain way, reading by reading with chrono-tz, for one
+    /// region of complete days: daily sums, and the hourly means over (meter, day).
+    fn naive(rows: &[Row]) -> (Vec<f64>, [f64; 24], usize, usize) {
+        let mut days: BTreeMap<(&str, NaiveDate), f64> = BTreeMap::new();
+        let mut hours: BTreeMap<(&str, NaiveDate, u32), f64> = BTreeMap::new();
+        for (_, m, ts, kwh) in rows {
+            let local = ts.with_timezone(&LONDON);
+            *days.entry((m, local.date_naive())).or_default() += kwh;
+            *hours
+                .entry((m, local.date_naive(), local.hour()))
+                .or_default() += kwh;
+        }
+        let mut hourly = [0.0; 24];
+        let mut n = [0u32; 24];
+        for ((_, _, h), kwh) in &hours {
+            hourly[*h as usize] += kwh;
+            n[*h as usize] += 1;
+        }
+        for (v, n) in hourly.iter_mut().zip(n) {
+            *v /= f64::from(n.max(1));
+        }
+        let weekend = days
+            .keys()
+            .filter(|(_, d)| d.weekday().number_from_monday() > 5)
+            .count();
+        let mut daily: Vec<f64> = days.values().copied().collect();
+        daily.sort_by(f64::total_cmp);
+        (daily, hourly, weekend, days.len())
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() <= 1e-12 * a.abs().max(1.0)
+    }
+
+    fn matches_naive(p: &ProfileFigures, rows: &[Row]) {
+        let (daily, hourly, _, days) = naive(rows);
+        assert_eq!(p.readings as usize, rows.len());
+        assert_eq!(p.meter_days.complete as usize, days);
+        assert_eq!((p.meter_days.estimated, p.meter_days.excluded), (0, 0));
+        assert!(close(
+            p.avg_daily_kwh,
+            daily.iter().sum::<f64>() / days as f64
+        ));
+        assert!(close(p.p50_daily_kwh, quantile_cont(&daily, 0.5)));
+        assert!(close(p.p90_daily_kwh, quantile_cont(&daily, 0.9)));
+        for (h, (ours, theirs)) in p.hourly_kwh.iter().zip(hourly).enumerate() {
+            assert!(close(*ours, theirs), "hour {h}: {ours} vs {theirs}");
+        }
     }
 
     #[test]
@@ -491,81 +706,132 @@ mod tests {
     }
 
     #[test]
-    fn spring_forward_day_has_23_local_hours() {
-        // 2026-03-29 (Sunday): 00:30 UTC is 00:30 GMT; 01:00 UTC is already 02:00 BST.
-        // 22:30 UTC on the 28th is 22:30 GMT on Saturday the 28th; 23:30 UTC on the 29th
-        // is 00:30 BST on Monday the 30th.
-        let p = profile(&[
-            ("R", "m", "2026-03-28T22:30:00Z", 1.0),
-            ("R", "m", "2026-03-29T00:30:00Z", 2.0),
-            ("R", "m", "2026-03-29T01:00:00Z", 4.0),
-            ("R", "m", "2026-03-29T22:30:00Z", 8.0),
-            ("R", "m", "2026-03-29T23:30:00Z", 16.0),
-        ]);
-        let p = &p[0];
-        assert_eq!(p.readings, 5);
-        // Days: Sat 28 = 1, Sun 29 = 2 + 4 + 8 = 14, Mon 30 = 16.
-        assert_eq!(p.avg_daily_kwh, (1.0 + 14.0 + 16.0) / 3.0);
-        assert_eq!(p.p50_daily_kwh, 14.0);
-        assert_eq!(p.weekend_avg_daily_kwh, Some(7.5));
-        assert_eq!(p.weekday_avg_daily_kwh, Some(16.0));
-        let mut want = [0.0; 24];
-        want[22] = 1.0; // Sat 22:xx
-        want[0] = (2.0 + 16.0) / 2.0; // Sun 00:30 and Mon 00:30
-        want[2] = 4.0; // Sun 02:00 BST
-        want[23] = 8.0; // Sun 23:30 BST
-        assert_eq!(p.hourly_kwh, want);
-        assert_eq!(p.peak_hour, 0);
+    fn spring_forward_day_has_46_slots_and_23_local_hours() {
+        // 2026-03-29 (Sunday): local 01:00 GMT jumps to 02:00 BST.
+        let rows = full_days("R", "m", date("2026-03-28"), date("2026-03-30"));
+        assert_eq!(rows.len(), 48 + 46 + 48);
+        let p = &profile(&rows)[0];
+        matches_naive(p, &rows);
+        // Local hour 1 exists on Saturday and Monday only.
+        assert_eq!(p.weekend_avg_daily_kwh.map(|_| ()), Some(()));
     }
 
     #[test]
-    fn fall_back_day_has_25_local_hours() {
-        // 2026-10-25 (Sunday): 00:30 UTC is 01:30 BST, 01:30 UTC is 01:30 GMT: both local
-        // hour 1 of the same day; 23:30 UTC on the 24th is 00:30 BST on the 25th.
-        let p = profile(&[
-            ("R", "m", "2026-10-24T22:30:00Z", 1.0),
-            ("R", "m", "2026-10-24T23:30:00Z", 2.0),
-            ("R", "m", "2026-10-25T00:30:00Z", 4.0),
-            ("R", "m", "2026-10-25T01:30:00Z", 8.0),
-            ("R", "m", "2026-10-25T23:30:00Z", 16.0),
-        ]);
-        let p = &p[0];
-        // Days: Sat 24 = 1 (23:30 BST), Sun 25 = 2 + 4 + 8 + 16 (23:30 GMT) = 30.
-        assert_eq!(p.avg_daily_kwh, 15.5);
-        let mut want = [0.0; 24];
-        want[23] = (1.0 + 16.0) / 2.0;
-        want[0] = 2.0;
-        want[1] = 12.0; // both 01:30s in one (meter, day, hour)
-        assert_eq!(p.hourly_kwh, want);
-        assert_eq!(p.peak_hour, 1);
-        assert_eq!(p.weekday_avg_daily_kwh, None);
+    fn fall_back_day_has_50_slots_and_25_local_hours() {
+        // 2026-10-25 (Sunday): local 01:00 to 02:00 happens twice, both in local hour 1.
+        let rows = full_days("R", "m", date("2026-10-24"), date("2026-10-26"));
+        assert_eq!(rows.len(), 48 + 50 + 48);
+        let p = &profile(&rows)[0];
+        matches_naive(p, &rows);
+        assert_eq!(p.weekday_avg_daily_kwh.map(|_| ()), Some(()));
     }
 
     #[test]
     fn regions_meters_and_partitions() {
-        let rows = [
-            ("A", "m1", "2026-01-05T10:00:00Z", 1.0),
-            ("A", "m1", "2026-01-05T10:30:00Z", 1.0),
-            ("A", "m2", "2026-01-05T10:00:00Z", 3.0),
-            ("B", "m3", "2026-01-06T18:00:00Z", 2.0),
-            ("A", "m1", "2026-01-06T10:00:00Z", 5.0),
-        ];
+        let mut rows = full_days("A", "m1", date("2026-01-05"), date("2026-01-06"));
+        rows.extend(full_days(
+            "A",
+            "m22",
+            date("2026-01-05"),
+            date("2026-01-06"),
+        ));
+        rows.extend(full_days("B", "m3", date("2026-01-06"), date("2026-01-06")));
         let whole = profile(&rows);
-        let mut a = ProfileAccumulator::new(LocalClock::new(chrono_tz::Europe::London));
+        let mut a = ProfileAccumulator::new(LocalClock::new(LONDON));
         let mut b = a.clone();
-        a.update(&batch(&rows[..2]))
-            .unwrap_or_else(|e| panic!("{e}"));
-        b.update(&batch(&rows[2..]))
-            .unwrap_or_else(|e| panic!("{e}"));
+        // Partitions split meter-days: each holds every other reading.
+        let (even, odd): (Vec<Row>, Vec<Row>) =
+            rows.iter()
+                .enumerate()
+                .fold((Vec::new(), Vec::new()), |(mut e, mut o), (i, r)| {
+                    if i % 2 == 0 {
+                        e.push(*r)
+                    } else {
+                        o.push(*r)
+                    }
+                    (e, o)
+                });
+        a.update(&batch(&even)).unwrap_or_else(|e| panic!("{e}"));
+        b.update(&batch(&odd)).unwrap_or_else(|e| panic!("{e}"));
         a.merge(b);
-        assert_eq!(a.finish(), whole, "merging partitions changes nothing");
-        assert_eq!(whole.len(), 2);
+        let merged = a.finish();
+        assert_eq!(merged.len(), 2);
+        for (m, w) in merged.iter().zip(&whole) {
+            assert_eq!(
+                (m.meters, m.readings, m.meter_days),
+                (w.meters, w.readings, w.meter_days)
+            );
+            assert!(close(m.avg_daily_kwh, w.avg_daily_kwh));
+        }
         let ra = &whole[0];
-        assert_eq!((ra.region.as_str(), ra.meters, ra.readings), ("A", 2, 4));
-        // (m1, Jan 5) = 2, (m2, Jan 5) = 3, (m1, Jan 6) = 5.
-        assert_eq!(ra.avg_daily_kwh, 10.0 / 3.0);
-        assert_eq!(ra.p50_daily_kwh, 3.0);
-        assert_eq!(ra.hourly_kwh[10], 10.0 / 3.0);
-        assert_eq!(whole[1].peak_hour, 18);
+        assert_eq!(
+            (ra.region.as_str(), ra.meters, ra.readings),
+            ("A", 2, 4 * 48)
+        );
+        matches_naive(ra, &rows[..4 * 48]);
+        assert_eq!(whole[1].meter_days.complete, 1);
+    }
+
+    #[test]
+    fn gaps_are_estimated_and_a_silent_meter_counts_its_silent_days() {
+        let mut rows = full_days("A", "m1", date("2026-01-05"), date("2026-01-07"));
+        // m1 misses two half hours on the 5th: interpolated.
+        rows.retain(|r| {
+            !(r.2
+                >= "2026-01-05T10:00:00Z"
+                    .parse::<DateTime<Utc>>()
+                    .unwrap_or_default()
+                && r.2
+                    < "2026-01-05T11:00:00Z"
+                        .parse::<DateTime<Utc>>()
+                        .unwrap_or_default())
+        });
+        // m22 stops after the 5th: the 6th and 7th are excluded.
+        rows.extend(full_days(
+            "A",
+            "m22",
+            date("2026-01-05"),
+            date("2026-01-05"),
+        ));
+        let p = &profile(&rows)[0];
+        assert_eq!(
+            p.meter_days,
+            MeterDayCounts {
+                complete: 3,
+                estimated: 1,
+                excluded: 2
+            }
+        );
+        assert_eq!(p.readings as usize, rows.len());
+        // The interpolated day sums as if complete (its use is linear across the gap only
+        // approximately, so within what the interpolation changes).
+        let clean: f64 = full_days("A", "m1", date("2026-01-05"), date("2026-01-05"))
+            .iter()
+            .map(|r| r.3)
+            .sum();
+        assert!(p.avg_daily_kwh > 0.0 && (clean - p.p50_daily_kwh).abs() < 1.0);
+    }
+
+    #[test]
+    fn a_spike_is_left_out_of_the_profile() {
+        let clean = full_days("A", "m1", date("2026-01-05"), date("2026-01-05"));
+        let mut spiked = clean.clone();
+        spiked[20].3 = 50.0 * 0.25;
+        let (p, q) = (&profile(&clean)[0], &profile(&spiked)[0]);
+        assert_eq!(
+            q.meter_days,
+            MeterDayCounts {
+                complete: 0,
+                estimated: 1,
+                excluded: 0
+            }
+        );
+        // Slot 20 is replaced by the mean of its neighbours.
+        let fill = (clean[19].3 + clean[21].3) / 2.0;
+        assert!(close(q.avg_daily_kwh, p.avg_daily_kwh - clean[20].3 + fill));
+        assert!(close(
+            q.hourly_kwh[10],
+            p.hourly_kwh[10] - clean[20].3 + fill
+        ));
     }
 }

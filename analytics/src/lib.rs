@@ -13,6 +13,7 @@ pub mod first_run;
 pub mod job;
 pub mod local_time;
 pub mod output;
+pub mod quality;
 pub mod schema;
 pub mod source;
 pub mod sql;

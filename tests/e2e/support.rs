@@ -161,6 +161,7 @@ pub async fn with_profiles() -> TestApp {
                     hourly_kwh: hourly,
                     peak_hour: 18,
                     meter_daily_percentiles: Vec::new(),
+                    meter_days: Default::default(),
                 },
             }
         })

@@ -121,6 +121,7 @@ mod tests {
                 hourly_kwh: [0.0; 24],
                 peak_hour: 0,
                 meter_daily_percentiles: Vec::new(),
+                meter_days: Default::default(),
             },
         }
     }

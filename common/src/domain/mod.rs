@@ -276,6 +276,32 @@ pub struct ProfileFigures {
     /// before it existed. Kept for a household's own page, not published in the open API.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub meter_daily_percentiles: Vec<f64>,
+    /// How the household-days behind the figures fared in validation; all zero in profiles
+    /// computed before it existed.
+    #[serde(default)]
+    pub meter_days: MeterDayCounts,
+}
+
+/// Meter-days of a window by what validation made of them (docs/analytics.md, "Data
+/// quality"): complete as read, kept with some intervals estimated, or left out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeterDayCounts {
+    pub complete: u64,
+    pub estimated: u64,
+    pub excluded: u64,
+}
+
+impl MeterDayCounts {
+    /// The household-days the figures are based on.
+    pub fn kept(&self) -> u64 {
+        self.complete + self.estimated
+    }
+
+    /// Estimated days as a share of the kept ones; `None` before counts were kept.
+    pub fn estimated_share(&self) -> Option<f64> {
+        let kept = self.kept();
+        (kept > 0).then(|| self.estimated as f64 / kept as f64)
+    }
 }
 
 impl ProfileFigures {

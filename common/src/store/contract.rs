@@ -226,6 +226,11 @@ fn profile(region: &str, run: &str, avg: f64) -> RegionProfile {
             hourly_kwh: hourly,
             peak_hour: 18,
             meter_daily_percentiles: vec![avg * 0.5, avg, avg * 2.0],
+            meter_days: crate::domain::MeterDayCounts {
+                complete: 40,
+                estimated: 3,
+                excluded: 1,
+            },
         },
     }
 }

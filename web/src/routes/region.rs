@@ -105,6 +105,7 @@ fn empty_figures(shape: &Shape) -> ProfileFigures {
         hourly_kwh: [0.0; 24],
         peak_hour: 0,
         meter_daily_percentiles: Vec::new(),
+        meter_days: Default::default(),
     }
 }
 
