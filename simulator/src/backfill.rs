@@ -13,18 +13,21 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
-use iot_common::domain::{DEFAULT_INTERVAL_S, MeterId};
+use iot_common::domain::MeterId;
 use iot_common::store::{MAX_READBACK, Store, StoreError};
 
 use tokio_util::sync::CancellationToken;
 
 /// The history the fleet posted before going live: `[from, to)` for every one of its meters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backfill {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
     /// Readings acknowledged by the meter.
     pub readings: usize,
+    /// How many readings of the window each meter posted: all its half hours, less what its
+    /// faults dropped or still hold.
+    pub per_meter: Vec<(MeterId, usize)>,
 }
 
 pub use iot_common::wire::{BackfillPhase, BackfillReport};
@@ -98,11 +101,11 @@ async fn report(State(status): State<BackfillStatus>) -> Response {
     (code, Json(report)).into_response()
 }
 
-/// Polls the store until every meter holds all its backfill readings, or `shutdown`. A
-/// store error is logged and the check tried again: it says nothing about the readings.
+/// Polls the store until every meter holds all the backfill readings it posted, or
+/// `shutdown`. A store error is logged and the check tried again: it says nothing about the
+/// readings.
 pub async fn wait_until_stored(
     store: &dyn Store,
-    meters: Vec<MeterId>,
     backfill: Backfill,
     status: &BackfillStatus,
     shutdown: &CancellationToken,
@@ -113,11 +116,9 @@ pub async fn wait_until_stored(
         r.from = Some(backfill.from);
         r.to = Some(backfill.to);
     });
-    let slots = (backfill.to - backfill.from).num_seconds() / i64::from(DEFAULT_INTERVAL_S);
-    let expected = usize::try_from(slots).unwrap_or(0).min(MAX_READBACK);
-    let mut pending = meters;
+    let mut pending = backfill.per_meter.clone();
     loop {
-        match still_missing(store, &pending, backfill, expected).await {
+        match still_missing(store, &pending, &backfill).await {
             Ok(still) => pending = still,
             Err(e) => tracing::warn!(error = %e, "cannot check the fleet backfill in the store"),
         }
@@ -136,21 +137,20 @@ pub async fn wait_until_stored(
     }
 }
 
-/// The meters that do not hold `expected` readings in the backfill window yet.
+/// The meters that do not hold the readings they posted in the backfill window yet.
 async fn still_missing(
     store: &dyn Store,
-    meters: &[MeterId],
-    backfill: Backfill,
-    expected: usize,
-) -> Result<Vec<MeterId>, StoreError> {
+    meters: &[(MeterId, usize)],
+    backfill: &Backfill,
+) -> Result<Vec<(MeterId, usize)>, StoreError> {
     let mut still = Vec::new();
-    for meter in meters {
+    for (meter, posted) in meters {
         let held = store
             .meter_readings(meter, backfill.from, backfill.to, MAX_READBACK)
             .await?
             .len();
-        if held < expected {
-            still.push(meter.clone());
+        if held < (*posted).min(MAX_READBACK) {
+            still.push((meter.clone(), *posted));
         }
     }
     Ok(still)

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use chrono_tz::Tz;
 use iot_common::Reading;
 use iot_common::auth::MeterTokens;
@@ -22,6 +22,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::backfill::{Backfill, BackfillStatus};
+use crate::faults::{Fate, FaultRates, Faults};
 use crate::household::{Household, draw_household};
 
 const DAY_S: i64 = 86_400;
@@ -44,6 +45,8 @@ pub struct FleetConfig {
     /// Base URL of the meter's external listener, e.g. `http://127.0.0.1:8080`.
     pub meter_url: String,
     pub tz: Tz,
+    /// How the meters fail ([`FaultRates::OFF`]: never).
+    pub faults: FaultRates,
 }
 
 impl Default for FleetConfig {
@@ -58,6 +61,7 @@ impl Default for FleetConfig {
             id_prefix: "MAC".into(),
             meter_url: "http://127.0.0.1:8080".into(),
             tz: chrono_tz::Europe::London,
+            faults: FaultRates::default(),
         }
     }
 }
@@ -85,6 +89,7 @@ pub enum FleetError {
 pub struct Fleet {
     households: Arc<Vec<Household>>,
     config: FleetConfig,
+    faults: Faults,
     /// How far the backfill has come, for `GET /backfill` and the status page.
     status: BackfillStatus,
 }
@@ -107,6 +112,7 @@ impl Fleet {
         Ok(Self {
             status: BackfillStatus::new(households.len()),
             households: Arc::new(households),
+            faults: Faults::new(config.faults),
             config,
         })
     }
@@ -165,20 +171,24 @@ impl Fleet {
         let backfill_start = replay_start - i64::from(self.config.backfill_days) * DAY_S;
 
         let days = self.config.backfill_days;
-        let expected = self.households.len() as i64 * (replay_start - backfill_start) / interval;
+        let per_meter = self.backfill_expected(backfill_start, replay_start);
+        let expected: usize = per_meter.iter().map(|(_, n)| n).sum();
         tracing::info!(
             meters = self.households.len(),
             days,
             readings = expected,
+            faults = %self.faults.rates(),
             "fleet backfill starting"
         );
-        self.status.posting(usize::try_from(expected).unwrap_or(0));
+        self.status.posting(expected);
         let started = std::time::Instant::now();
         let mut posted = 0usize;
         for day in 0..i64::from(days) {
             let from = backfill_start + day * DAY_S;
             let to = (from + DAY_S).min(replay_start);
-            posted += self.post_slots(&poster, from, to, &shutdown).await?;
+            posted += self
+                .post_slots(&poster, from, to, backfill_start, &shutdown)
+                .await?;
             self.status.posted(posted);
             let secs = started.elapsed().as_secs_f64().max(1e-9);
             tracing::info!(
@@ -201,6 +211,7 @@ impl Fleet {
                 from: from_epoch(backfill_start),
                 to: from_epoch(replay_start),
                 readings: posted,
+                per_meter,
             });
         }
 
@@ -210,7 +221,8 @@ impl Fleet {
             let v = clock.now();
             let due = v - v.rem_euclid(interval);
             if due > next {
-                self.post_slots(&poster, next, due, &shutdown).await?;
+                self.post_slots(&poster, next, due, backfill_start, &shutdown)
+                    .await?;
                 next = due;
             }
             let wait = clock
@@ -223,51 +235,95 @@ impl Fleet {
         }
     }
 
-    /// Posts every household's readings for the slots in `[from, to)`; returns how many.
+    /// How many readings of `[from, to)` each meter posts before `to`: what its faults leave
+    /// of the window, with the backlogs of outages that end inside it.
+    pub fn backfill_expected(&self, from: i64, to: i64) -> Vec<(MeterId, usize)> {
+        let interval = i64::from(DEFAULT_INTERVAL_S);
+        self.households
+            .iter()
+            .map(|h| {
+                let n = (from..to)
+                    .step_by(interval as usize)
+                    .filter(|ts| match self.faults.fate(h, *ts) {
+                        Fate::Sent => true,
+                        Fate::Held { until } => until < to,
+                        Fate::Lost => false,
+                    })
+                    .count();
+                (h.meter_id.clone(), n)
+            })
+            .collect()
+    }
+
+    /// The readings household `h` sends for the slots in `[from, to)`: those its faults let
+    /// through, with any backlog released then (readings from `history` on), each value
+    /// its use or a spike, and whether the day's send is repeated.
+    fn readings_of(&self, h: &Household, from: i64, to: i64, history: i64) -> Vec<(Reading, bool)> {
+        let interval = i64::from(DEFAULT_INTERVAL_S);
+        let live = (from..to)
+            .step_by(interval as usize)
+            .filter(|ts| self.faults.fate(h, *ts) == Fate::Sent);
+        let mut times: Vec<i64> = live
+            .chain(self.faults.released(h, from, to, history))
+            .collect();
+        times.sort_unstable();
+        times
+            .into_iter()
+            .map(|ts| {
+                let at = from_epoch(ts);
+                let kwh = self
+                    .faults
+                    .spike(h, ts)
+                    .unwrap_or_else(|| h.kwh(at, DEFAULT_INTERVAL_S, self.config.tz));
+                let reading = Reading {
+                    meter_id: h.meter_id.clone(),
+                    ts: at,
+                    kwh,
+                    interval_s: DEFAULT_INTERVAL_S,
+                };
+                (reading, self.faults.duplicated(h, ts))
+            })
+            .collect()
+    }
+
+    /// Posts every household's readings for the slots in `[from, to)`; returns how many
+    /// (a day sent twice counts once).
     async fn post_slots(
         &self,
         poster: &Arc<Poster>,
         from: i64,
         to: i64,
+        history: i64,
         shutdown: &CancellationToken,
     ) -> Result<usize, FleetError> {
-        let interval = i64::from(DEFAULT_INTERVAL_S);
-        let slots: Vec<DateTime<Utc>> = (0..)
-            .map(|k| from + k * interval)
-            .take_while(|s| *s < to)
-            .map(from_epoch)
-            .collect();
-        if slots.is_empty() {
+        if from >= to {
             return Ok(0);
         }
         let gate = Arc::new(Semaphore::new(self.config.concurrency.max(1)));
         let mut tasks = JoinSet::new();
         let mut total = 0;
-        for idx in 0..self.households.len() {
-            for chunk in slots.chunks(MAX_SLOTS_PER_POST) {
+        for h in self.households.iter() {
+            let readings = self.readings_of(h, from, to, history);
+            for chunk in readings.chunks(MAX_SLOTS_PER_POST) {
                 let permit = tokio::select! {
                     () = shutdown.cancelled() => return Err(FleetError::Cancelled),
                     p = gate.clone().acquire_owned() => p.map_err(|_| FleetError::Cancelled)?,
                 };
-                let (households, poster, shutdown) =
-                    (self.households.clone(), poster.clone(), shutdown.clone());
-                let (chunk, tz) = (chunk.to_vec(), self.config.tz);
+                let (poster, shutdown) = (poster.clone(), shutdown.clone());
+                let (sent, again): (Vec<Reading>, Vec<Reading>) = (
+                    chunk.iter().map(|(r, _)| r.clone()).collect(),
+                    chunk
+                        .iter()
+                        .filter(|(_, twice)| *twice)
+                        .map(|(r, _)| r.clone())
+                        .collect(),
+                );
                 tasks.spawn(async move {
                     let _permit = permit;
-                    let h = &households[idx];
-                    let readings: Vec<Reading> = chunk
-                        .into_iter()
-                        .map(|ts| Reading {
-                            meter_id: h.meter_id.clone(),
-                            ts,
-                            kwh: h.kwh(ts, DEFAULT_INTERVAL_S, tz),
-                            interval_s: DEFAULT_INTERVAL_S,
-                        })
-                        .collect();
-                    poster
-                        .post(&readings, &shutdown)
-                        .await
-                        .map(|()| readings.len())
+                    poster.post(&sent, &shutdown).await?;
+                    // A modem's retry after a lost answer: the same readings once more.
+                    poster.post(&again, &shutdown).await?;
+                    Ok(sent.len())
                 });
             }
             // Surface a failure early rather than after queueing every request.

@@ -24,6 +24,11 @@ pub struct FleetFlags {
     /// Fleet requests in flight at once.
     #[arg(long, env = "IOT_FLEET_CONCURRENCY", default_value_t = 8)]
     pub fleet_concurrency: usize,
+    /// How the meters fail, drawn from the seed: `on` (a few per cent of meter-days have a
+    /// short gap, an outage, a repeated send or a spike), `off` (a clean fleet), or chances
+    /// per meter-day such as `gaps=0.03,outages=0.003,late=0.5,duplicates=0.02,spikes=0.005`.
+    #[arg(long, env = "IOT_FLEET_FAULTS", default_value = "on")]
+    pub faults: crate::faults::FaultRates,
 }
 
 impl FleetFlags {
@@ -36,6 +41,7 @@ impl FleetFlags {
             speed: self.speed,
             seed: self.seed,
             concurrency: self.fleet_concurrency.max(1),
+            faults: self.faults,
             meter_url: meter_url.to_owned(),
             ..crate::FleetConfig::default()
         }

@@ -115,11 +115,6 @@ pub async fn start_fleet(
     let metrics = Arc::new(Metrics::new());
     let mut service = Service::new();
     let status = fleet.backfill_status();
-    let meters = fleet
-        .households()
-        .iter()
-        .map(|h| h.meter_id.clone())
-        .collect();
     let (backfilled_tx, backfilled) = tokio::sync::oneshot::channel();
     let (m, stop) = (metrics.clone(), service.shutdown_token());
     service.spawn("fleet", async move {
@@ -132,7 +127,7 @@ pub async fn start_fleet(
     service.spawn("backfill check", async move {
         // An error means the fleet stopped before its backfill was acknowledged; it says why.
         if let Ok(backfill) = backfilled.await {
-            wait_until_stored(s.as_ref(), meters, backfill, &st, &stop).await;
+            wait_until_stored(s.as_ref(), backfill, &st, &stop).await;
         }
         Ok::<(), std::convert::Infallible>(())
     });

@@ -7,6 +7,7 @@ use std::time::Duration;
 use crate::support::{TestApp, eventually};
 use iot_common::regions::Regions;
 use iot_simulator::FleetConfig;
+use iot_simulator::faults::FaultRates;
 
 #[tokio::test]
 async fn every_simulated_meter_reports_and_every_region_has_meters() {
@@ -16,6 +17,8 @@ async fn every_simulated_meter_reports_and_every_region_has_meters() {
             meters,
             backfill_days: 2,
             seed: 7,
+            // Every half hour of every meter, so the count below is exact.
+            faults: FaultRates::OFF,
             ..FleetConfig::default()
         })
         .start()
