@@ -417,6 +417,8 @@ async fn the_console_and_the_status_page_show_progress() {
             meters: 33,
             backfill_days: 2,
             seed: 5,
+            // Every half hour once, so the page's count below is exact.
+            faults: iot_simulator::faults::FaultRates::OFF,
             ..iot_simulator::FleetConfig::default()
         })
         .start()

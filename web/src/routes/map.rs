@@ -10,7 +10,7 @@ use strum::VariantArray;
 use crate::cache::Profiles;
 use crate::geometry::MapGeometry;
 use crate::metric::Metric;
-use crate::present::{when, window_text};
+use crate::present::{basis, total_days, when, window_text};
 use crate::respond;
 use crate::state::WebState;
 
@@ -56,6 +56,8 @@ struct MapPage<'a> {
     legend: Vec<LegendRow>,
     computed_at: Option<String>,
     window: String,
+    /// How many household-days the map rests on, and how many were estimated.
+    basis: Option<String>,
 }
 
 /// The lowest and highest value of `metric` over the regions that have a profile.
@@ -108,6 +110,7 @@ pub async fn map(
         legend: scale.map_or_else(Vec::new, |scale| legend(q.metric, &scale)),
         computed_at: newest.map(|p| when(p.computed_at)),
         window: newest.map(window_text).unwrap_or_default(),
+        basis: basis(&total_days(profiles.values())),
     })
 }
 

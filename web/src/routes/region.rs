@@ -8,7 +8,7 @@ use iot_common::problem::ApiError;
 use iot_common::{ProfileFigures, RegionProfile};
 
 use crate::geometry::Shape;
-use crate::present::{kwh, when, window_text};
+use crate::present::{basis, kwh, when, window_text};
 use crate::respond;
 use crate::state::WebState;
 use crate::svg::{Bar, Tick, hour_ticks};
@@ -26,6 +26,8 @@ struct ProfileView {
     computed_at: String,
     window: String,
     run_id: String,
+    /// How many household-days the figures rest on, and how many were estimated.
+    basis: Option<String>,
 }
 
 struct Chart {
@@ -124,6 +126,7 @@ fn profile_view(p: &RegionProfile) -> ProfileView {
         computed_at: when(p.computed_at),
         window: window_text(p),
         run_id: p.run_id.clone(),
+        basis: basis(&f.meter_days),
     }
 }
 
