@@ -18,6 +18,8 @@ pub struct FlowReport {
     /// Readings each meter replica accepted.
     pub per_replica: Vec<(String, u64)>,
     pub backfill_posted: u64,
+    /// What the fleet's fault plan lets through of its backfill (all of it with faults off).
+    pub backfill_expected: u64,
     pub stored: u64,
     pub first_run: Run,
     pub coloured_regions: usize,
@@ -41,6 +43,7 @@ pub async fn check(
         .map_err(|e| flow(e.to_string()))?;
     let backfill = backfill_stored(stack, &http).await?;
     let backfill_posted = backfill["readings_posted"].as_u64().unwrap_or(0);
+    let backfill_expected = backfill["readings_expected"].as_u64().unwrap_or(0);
     let per_replica = replicas_served(stack, &http).await?;
     let store = stack_store(stack).await?;
     let store = store.as_ref();
@@ -76,6 +79,7 @@ pub async fn check(
     Ok(FlowReport {
         per_replica,
         backfill_posted,
+        backfill_expected,
         stored,
         first_run,
         coloured_regions,
