@@ -76,6 +76,8 @@ pub struct AppConfig {
     pub unit_price_pence: f64,
     /// Time between scheduled recomputes.
     pub recompute_every: Duration,
+    /// A meter is silent after this long without a reading.
+    pub silent_after: Duration,
 }
 
 pub struct RunningApp {
@@ -126,7 +128,11 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         shutdown.clone(),
     );
     service.spawn("revocations", refresh);
-    let (external, internal) = routers(&parts, &config);
+    let (external, internal, web) = routers(&parts, &config);
+    service.spawn(
+        "silent meters",
+        iot_web::silence::watch(web.watched(), service.shutdown_token()),
+    );
     let ext_addr = service
         .listen("external", config.external_addr, external)
         .await?;
@@ -199,7 +205,7 @@ async fn open(config: &AppConfig) -> Result<Parts, AppError> {
 
 /// The external listener's routes (ingest and the residents' web) and the internal one's
 /// (health, the operators' web, the runs API).
-fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router) {
+fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router, WebState) {
     let web = WebState::new(
         parts.store.clone(),
         parts.regions.clone(),
@@ -212,7 +218,9 @@ fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router) {
         })),
     )
     .secure_cookies(config.cookie_secure)
-    .with_fleet(Arc::new(InProcessFleet(parts.fleet_status.clone())));
+    .with_fleet(Arc::new(InProcessFleet(parts.fleet_status.clone())))
+    .silent_after(config.silent_after)
+    .with_metrics(parts.metrics.clone());
     let meter = MeterState::new(
         parts.bus.clone(),
         parts.auth.clone(),
@@ -228,14 +236,14 @@ fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router) {
             store: Some(parts.store.clone()),
             bus: Some(parts.bus.clone()),
         }))
-        .merge(iot_web::internal_router(web))
+        .merge(iot_web::internal_router(web.clone()))
         .merge(runs_router(RunsState {
             analytics: parts.analytics.clone(),
             analyst_token: StaticToken::new(&config.analyst_token),
             sql: parts.sql.clone(),
         }))
         .fallback(fallback);
-    (external, internal)
+    (external, internal, web)
 }
 
 /// Registers the fleet's meters and starts it posting to the external listener. The

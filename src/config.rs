@@ -73,6 +73,10 @@ pub struct RunArgs {
     /// Electricity unit price the estimator uses, pence per kWh.
     #[arg(long, env = "IOT_UNIT_PRICE_PENCE", default_value_t = 24.5)]
     pub unit_price_pence: f64,
+    /// A registered meter with no reading for this many hours is silent (on /status, the
+    /// `iot_meters_silent` gauge and the console's data-quality page).
+    #[arg(long, env = "IOT_SILENT_AFTER_HOURS", default_value_t = 6.0, value_parser = iot_common::flags::parse_hours)]
+    pub silent_after_hours: f64,
     /// How long the meter waits for the bus before answering 503.
     #[arg(long, env = "IOT_PUBLISH_TIMEOUT_MS", default_value_t = 10_000)]
     pub publish_timeout_ms: u64,

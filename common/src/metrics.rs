@@ -32,6 +32,9 @@ pub struct Metrics {
     pub fleet_retries: Counter,
     /// Meters the fleet simulates.
     pub fleet_meters: Gauge,
+    /// Registered meters with no reading for the silence threshold (the web service's
+    /// `--silent-after-hours`, 6 by default).
+    pub meters_silent: Gauge,
 }
 
 impl Default for Metrics {
@@ -54,6 +57,7 @@ impl Metrics {
             fleet_posted: Counter::default(),
             fleet_retries: Counter::default(),
             fleet_meters: Gauge::default(),
+            meters_silent: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -105,6 +109,11 @@ impl Metrics {
             "fleet_meters",
             "Meters the fleet simulates",
             m.fleet_meters.clone(),
+        );
+        registry.register(
+            "meters_silent",
+            "Registered meters with no reading for the silence threshold (6 hours by default)",
+            m.meters_silent.clone(),
         );
         Self { registry, ..m }
     }

@@ -11,5 +11,6 @@ mod hostile;
 mod ingest;
 mod me;
 mod process;
+mod quality;
 mod support;
 mod web;

@@ -78,6 +78,11 @@ impl SummaryCache {
         summary
     }
 
+    /// A summary taken now, which later `get`s answer with.
+    pub async fn refresh(&self, store: &Arc<dyn Store>) -> Result<Arc<StoreSummary>, StoreError> {
+        Ok(self.put(store.summary().await?))
+    }
+
     /// The summary and when it was taken.
     pub async fn get(
         self: &Arc<Self>,

@@ -66,6 +66,10 @@ pub struct Cli {
     /// Electricity unit price the estimator uses, pence per kWh.
     #[arg(long, env = "IOT_UNIT_PRICE_PENCE", default_value_t = 24.5)]
     pub unit_price_pence: f64,
+    /// A registered meter with no reading for this many hours is silent (on /status, the
+    /// `iot_meters_silent` gauge and the console's data-quality page).
+    #[arg(long, env = "IOT_SILENT_AFTER_HOURS", default_value_t = 6.0, value_parser = iot_common::flags::parse_hours)]
+    pub silent_after_hours: f64,
     #[command(flatten)]
     pub store: StoreArgs,
 }
@@ -114,7 +118,9 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
         cli.unit_price_pence,
         recompute,
     )
-    .secure_cookies(cli.cookie_secure);
+    .secure_cookies(cli.cookie_secure)
+    .silent_after(Duration::from_secs_f64(cli.silent_after_hours * 3600.0))
+    .with_metrics(Arc::new(Metrics::new()));
     let web = match cli.fleet_url.as_deref().map(str::trim) {
         Some(url) if !url.is_empty() => web.with_fleet(Arc::new(RemoteFleet::new(url)?)),
         _ => web,
@@ -126,6 +132,10 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
         service.shutdown_token(),
     );
     service.spawn("revocations", refresh);
+    service.spawn(
+        "silent meters",
+        crate::silence::watch(web.watched(), service.shutdown_token()),
+    );
     let external = service
         .listen(
             "external",
@@ -135,7 +145,7 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
         .await?;
     let internal_routes = Router::new()
         .merge(health_routes(Health {
-            metrics: Arc::new(Metrics::new()),
+            metrics: web.metrics.clone(),
             store: Some(store),
             bus: None,
         }))

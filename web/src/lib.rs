@@ -20,6 +20,7 @@ pub mod remote;
 pub mod respond;
 pub mod routes;
 pub mod sessions;
+pub mod silence;
 pub mod state;
 pub mod svg;
 pub mod trend;

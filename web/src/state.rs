@@ -126,6 +126,10 @@ pub struct WebState {
     pub sessions: Arc<Sessions>,
     /// Signed-in residents' sessions, each holding its meter token's claims.
     pub residents: Arc<Sessions<iot_common::auth::Claims>>,
+    /// The silent meters, as the watch task last found them.
+    pub silence: Arc<crate::silence::SilenceWatch>,
+    /// The metrics the internal listener serves (the silent-meters gauge is set here).
+    pub metrics: Arc<iot_common::metrics::Metrics>,
 }
 
 impl iot_common::http::AnalystSecret for WebState {
@@ -156,7 +160,31 @@ impl WebState {
             summary: Arc::default(),
             sessions: Arc::new(Sessions::new(false)),
             residents: Arc::new(Sessions::for_cookie(RESIDENT_COOKIE, "/me", false)),
+            silence: Arc::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Sets the silent-meters gauge in `metrics` (those the internal listener serves).
+    pub fn with_metrics(mut self, metrics: Arc<iot_common::metrics::Metrics>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// What the silent-meters watch (`silence::watch`) reads and writes.
+    pub fn watched(&self) -> crate::silence::Watched {
+        crate::silence::Watched {
+            store: self.store.clone(),
+            summary: self.summary.clone(),
+            metrics: self.metrics.clone(),
+            silence: self.silence.clone(),
+        }
+    }
+
+    /// A meter is silent after `after` without a reading.
+    pub fn silent_after(mut self, after: std::time::Duration) -> Self {
+        self.silence = Arc::new(crate::silence::SilenceWatch::new(after));
+        self
     }
 
     /// Follows `fleet`'s backfill on the status page.

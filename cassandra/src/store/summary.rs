@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, NaiveDate, Utc};
-use iot_common::domain::RegionCode;
+use iot_common::domain::{MeterId, RegionCode};
 use iot_common::store::{Store, StoreError, StoreSummary};
 
 use super::CassandraStore;
@@ -23,12 +23,13 @@ impl CassandraStore {
         let days: Vec<(String, NaiveDate, Option<DateTime<Utc>>)> =
             self.all_rows(&self.statements.meter_days_all).await?;
         let mut latest: Option<DateTime<Utc>> = None;
-        let mut with_readings = std::collections::HashSet::new();
+        let mut by_meter: BTreeMap<String, Option<DateTime<Utc>>> = BTreeMap::new();
         let mut partitions: BTreeSet<(String, NaiveDate)> = BTreeSet::new();
         for (meter, day, last) in days {
             latest = latest.max(last);
             partitions.insert((meter.clone(), crate::layout::month_of(day_start(day))));
-            with_readings.insert(meter);
+            let newest = by_meter.entry(meter).or_default();
+            *newest = (*newest).max(last);
         }
         let counts = fan_out(
             partitions
@@ -54,14 +55,21 @@ impl CassandraStore {
         let readings: u64 = counts.iter().sum();
         let registered_with_readings = meters
             .iter()
-            .filter(|m| with_readings.contains(m.meter_id.as_str()))
+            .filter(|m| by_meter.contains_key(m.meter_id.as_str()))
             .count() as u64;
+        // Ids that do not parse were never written by this version: left out, as the scan
+        // leaves them out.
+        let last_reading_by_meter = by_meter
+            .into_iter()
+            .filter_map(|(meter, last)| Some((MeterId::parse(meter).ok()?, last?)))
+            .collect();
         Ok(StoreSummary {
             meters: meters.len() as u64,
             readings,
             meters_by_region: by_region.into_iter().collect(),
             meters_with_readings: registered_with_readings,
             latest_reading: latest,
+            last_reading_by_meter,
         })
     }
 }

@@ -385,6 +385,22 @@ pub async fn summary_counts_what_was_written(store: &dyn Store) {
         .map(|(_, n)| *n);
     assert_eq!(in_region, Some(2));
     assert!(after.latest_reading.is_some_and(|t| t >= at(T0 + 4 * 1800)));
+    let last = |meter: &str| {
+        after
+            .last_reading_by_meter
+            .iter()
+            .find(|(m, _)| m.as_str() == meter)
+            .map(|(_, t)| *t)
+    };
+    assert_eq!(last(&m1), Some(at(T0 + 4 * 1800)), "m1's newest reading");
+    assert_eq!(last(&m2), None, "m2 has none");
+    assert!(
+        after
+            .last_reading_by_meter
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0),
+        "ordered by meter, each once"
+    );
 }
 
 /// Corrections of one reading, written one after another as fast as they come: the last

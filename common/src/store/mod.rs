@@ -46,6 +46,10 @@ pub struct StoreSummary {
     /// Registered meters that have at least one reading.
     pub meters_with_readings: u64,
     pub latest_reading: Option<DateTime<Utc>>,
+    /// Each meter's newest reading (by its start), for every meter that has one, ordered by
+    /// meter: how silent meters are found. Not part of the summary's JSON.
+    #[serde(skip)]
+    pub last_reading_by_meter: Vec<(MeterId, DateTime<Utc>)>,
 }
 
 /// How long past runs' profiles are kept (as long as run records).

@@ -495,12 +495,23 @@ impl Store for SqliteStore {
             let by_region = statement
                 .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
+            let mut statement = c.prepare(
+                "SELECT meter_id, max(ts) FROM readings GROUP BY meter_id ORDER BY meter_id",
+            )?;
+            let last = statement
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()?
+                .into_iter()
+                // Only parsed ids are ever written.
+                .filter_map(|(m, ts)| Some((MeterId::parse(m).ok()?, from_epoch(ts))))
+                .collect();
             Ok(StoreSummary {
                 meters: meters.max(0) as u64,
                 readings: readings.max(0) as u64,
                 meters_by_region: by_region,
                 meters_with_readings: with_readings.max(0) as u64,
                 latest_reading: latest.map(from_epoch),
+                last_reading_by_meter: last,
             })
         })
         .await

@@ -85,6 +85,11 @@ pub fn internal_router(state: WebState) -> Router {
             .route("/internal/console/logout", post(console::logout))
             .route("/internal/console/recompute", post(console::recompute))
             .route("/internal/console/compare", get(console::compare::compare))
+            .route("/internal/console/quality", get(console::quality::page))
+            .route(
+                "/internal/v1/quality/silent-meters",
+                get(console::quality::silent_meters),
+            )
             .route(
                 "/internal/console/query",
                 get(console::sql::query_page).post(console::sql::query),

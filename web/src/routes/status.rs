@@ -27,6 +27,8 @@ struct StatusPage<'a> {
     unplaced: u64,
     attribution: &'a str,
     backfill: Option<BackfillLine>,
+    /// How many meters are silent, once the watch has looked.
+    silent: Option<String>,
 }
 
 /// The fleet's backfill as the page prints it.
@@ -121,7 +123,19 @@ pub async fn status(State(s): State<WebState>, headers: HeaderMap) -> Result<Res
             .attribution()
             .unwrap_or("not stated in the region file"),
         backfill,
+        silent: silent_line(&s.silence.report()),
     })
+}
+
+/// "3 meters silent (no reading for 6 hours or more)", once the watch has looked.
+fn silent_line(report: &crate::silence::SilenceReport) -> Option<String> {
+    report.as_of?;
+    let n = report.meters.len();
+    Some(format!(
+        "{n} {} silent (no reading for {} hours or more)",
+        if n == 1 { "meter" } else { "meters" },
+        report.silent_after_hours
+    ))
 }
 
 fn region_rows(regions: &Regions, summary: &StoreSummary) -> Vec<RegionRow> {

@@ -23,6 +23,7 @@ use crate::sessions::{SignInForm, SignInPage};
 use crate::state::{RecomputeRequest, WebState};
 
 pub mod compare;
+pub mod quality;
 pub mod sql;
 
 /// Where the console lives, and where sign-in and sign-out land.
