@@ -834,4 +834,84 @@ mod tests {
             p.hourly_kwh[10] - clean[20].3 + fill
         ));
     }
+
+    #[test]
+    fn a_spike_of_fifty_times_is_flagged_and_leaves_the_borough_p90_where_it_was() {
+        let mut clean = Vec::new();
+        for m in ["m1", "m22", "m333", "m4444", "m55555"] {
+            clean.extend(full_days("A", m, date("2026-01-05"), date("2026-01-14")));
+        }
+        let p = &profile(&clean)[0];
+        // Into the busiest household's day, at a slot its neighbours interpolate exactly
+        // (the use rises by the same step either side).
+        let at = clean
+            .iter()
+            .rposition(|r| r.1 == "m55555" && r.2.with_timezone(&LONDON).hour() == 12)
+            .unwrap_or_else(|| panic!("no noon reading"));
+        let first = clean.iter().position(|r| r.1 == "m55555").unwrap_or(0);
+        let i = (at - 2..=at)
+            .find(|&i| (1..=5).contains(&((i - first) % 7)))
+            .unwrap_or(at);
+        let mut spiked = clean.clone();
+        spiked[i].3 *= 50.0;
+        let q = &profile(&spiked)[0];
+        assert_eq!(q.meter_days.estimated, 1, "{:?}", q.meter_days);
+        assert!(
+            (q.p90_daily_kwh - p.p90_daily_kwh).abs() < 1e-12,
+            "p90 {} against {} without the spike",
+            q.p90_daily_kwh,
+            p.p90_daily_kwh
+        );
+        // Taken as read, the spike alone would have made that day the borough's top one.
+        assert!(clean[i].3 * 49.0 > p.p90_daily_kwh * 0.5);
+    }
+
+    #[test]
+    fn one_meter_through_meter_days_counts_as_the_job_counts() {
+        let (from, to) = (date("2026-03-16"), date("2026-04-05"));
+        let mut rows = Vec::new();
+        for (n, m) in ["m1", "m22", "m333"].into_iter().enumerate() {
+            let mut mine = full_days("A", m, from, to);
+            let len = mine.len();
+            // A two-slot gap, a day-long outage and a spike, at places that differ by meter.
+            mine.drain(100 + n * 9..102 + n * 9);
+            mine.drain(300 + n * 48..348 + n * 48);
+            mine[700 + n].3 *= 40.0;
+            mine.truncate(len - 60 - n * 100);
+            rows.extend(mine);
+        }
+        let job = &profile(&rows)[0];
+        let mut counts = MeterDayCounts::default();
+        let mut kept_kwh = 0.0;
+        for m in ["m1", "m22", "m333"] {
+            let readings: Vec<iot_common::Reading> = rows
+                .iter()
+                .filter(|r| r.1 == m)
+                .map(|r| iot_common::Reading {
+                    meter_id: m.parse().unwrap_or_else(|e| panic!("{e}")),
+                    ts: r.2,
+                    kwh: r.3,
+                    interval_s: 1800,
+                })
+                .collect();
+            for d in iot_common::quality::meter_days(&readings, from, to, LONDON, &Rules::default())
+            {
+                match d.verdict.kwh {
+                    None => counts.excluded += 1,
+                    Some(kwh) => {
+                        kept_kwh += kwh;
+                        if d.verdict.estimates.is_empty() && d.verdict.questionable.is_none() {
+                            counts.complete += 1;
+                        } else {
+                            counts.estimated += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(counts, job.meter_days);
+        assert!(job.meter_days.estimated > 0 && job.meter_days.excluded > 0);
+        let job_kwh = job.avg_daily_kwh * job.meter_days.kept() as f64;
+        assert!(close(kept_kwh, job_kwh), "{kept_kwh} against {job_kwh}");
+    }
 }

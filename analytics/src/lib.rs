@@ -11,9 +11,7 @@ pub mod cli;
 #[cfg(feature = "distributed")]
 pub mod first_run;
 pub mod job;
-pub mod local_time;
 pub mod output;
-pub mod quality;
 pub mod schema;
 pub mod source;
 pub mod sql;
@@ -22,4 +20,5 @@ pub mod sql_tables;
 #[cfg(feature = "distributed")]
 pub mod store_bench;
 
+pub use iot_common::{local_time, quality};
 pub use job::{Analytics, JobConfig, JobError};

@@ -1,17 +1,20 @@
 //! What every service of the smart-meter platform shares, and nothing more: the domain types
 //! (readings, meters, regions, profiles, runs), the two ports every byte of I/O goes through
-//! (`store::Store` and `bus::Bus`) with their embedded adapters, meter authentication, and the
-//! HTTP plumbing every service uses (listeners with timeouts, health, metrics, problem+json
-//! errors). A service's own logic lives in its own crate.
+//! (`store::Store` and `bus::Bus`) with their embedded adapters, local days and the
+//! data-quality rules (VEE) every figure passes, meter authentication, and the HTTP plumbing
+//! every service uses (listeners with timeouts, health, metrics, problem+json errors). A
+//! service's own logic lives in its own crate.
 
 pub mod auth;
 pub mod bus;
 pub mod domain;
 pub mod flags;
 pub mod http;
+pub mod local_time;
 pub mod metrics;
 pub mod problem;
 pub mod proc_status;
+pub mod quality;
 pub mod reading_json;
 pub mod regions;
 pub mod retry;

@@ -349,8 +349,31 @@ async fn a_resident_signs_in_with_their_token_and_sees_their_curve_over_the_boro
     assert!(!html.contains("HOME0001") && !html.contains("HOME0003"));
     assert_eq!(
         html.matches("class=\"bar mine\"").count(),
-        10 + 24,
-        "ten days of the household's own use and its 24-hour curve"
+        9 + 24,
+        "nine whole days of the household's own use and its 24-hour curve"
+    );
+    assert_eq!(
+        html.matches("class=\"bar mine estimated\"").count(),
+        1,
+        "and the day with its gap, marked"
+    );
+    // The gap's hour, in London time as the page says it.
+    let gap = |slot: i64| {
+        chrono::DateTime::from_timestamp(crate::support::households_start() + slot * 1800, 0)
+            .unwrap_or_default()
+            .with_timezone(&chrono_tz::Europe::London)
+            .format("%H:%M")
+            .to_string()
+    };
+    let range = crate::support::HOME0002_GAP;
+    let hours = format!("{}–{}", gap(range.start), gap(range.end));
+    let listed = browser
+        .eval("document.getElementById('estimated')?.innerText ?? ''")
+        .await;
+    let listed = listed.as_str().unwrap_or_default();
+    assert!(
+        listed.contains(&hours) && listed.contains("interpolated"),
+        "the list shows {hours} as interpolated: {listed}"
     );
     assert!(
         html.contains("class=\"line borough\""),

@@ -186,6 +186,16 @@ pub struct Households {
 /// The borough the households live in (Camden).
 pub const HOME_BOROUGH: &str = "E09000007";
 
+/// The half hours HOME0002 misses (10:00 to 11:00 UTC on its sixth day of ten): a gap its
+/// page shows as interpolated.
+pub const HOME0002_GAP: std::ops::Range<i64> = 5 * 48 + 20..5 * 48 + 22;
+
+/// The UTC midnight ten days ago the households' readings start at.
+pub fn households_start() -> i64 {
+    let now = chrono::Utc::now().timestamp();
+    now - now.rem_euclid(86_400) - 10 * 86_400
+}
+
 pub async fn households() -> Households {
     let app = TestApp::start().await;
     let mut meters = Vec::new();
@@ -202,10 +212,10 @@ pub async fn households() -> Households {
         let token = body["token"].as_str().unwrap_or_default().to_owned();
         meters.push((id.to_owned(), token, peak));
     }
-    let now = chrono::Utc::now().timestamp();
-    let start = now - now.rem_euclid(86_400) - 10 * 86_400;
+    let start = households_start();
     for (id, token, peak) in &meters {
         let readings: Vec<serde_json::Value> = (0..10 * 48)
+            .filter(|s| !(id == "HOME0002" && HOME0002_GAP.contains(s)))
             .map(|s: i64| {
                 let ts = chrono::DateTime::from_timestamp(start + s * 1800, 0).unwrap_or_default();
                 // A flat night and an evening peak (UTC hours 17 to 20).
@@ -229,7 +239,12 @@ pub async fn households() -> Households {
     let store = app.app.store.clone();
     let stored = eventually(Duration::from_secs(30), || {
         let store = store.clone();
-        async move { store.summary().await.is_ok_and(|s| s.readings >= 3 * 480) }
+        async move {
+            store
+                .summary()
+                .await
+                .is_ok_and(|s| s.readings >= 3 * 480 - 2)
+        }
     })
     .await;
     assert!(stored, "the households' readings are stored");

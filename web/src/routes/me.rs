@@ -18,6 +18,7 @@ use chrono_tz::Europe::London;
 use iot_common::domain::{MeterId, Reading};
 use iot_common::http::bearer_token;
 use iot_common::problem::ApiError;
+use iot_common::quality::{MeterDay, Quality, Rules, meter_days};
 use iot_common::store::MAX_READBACK;
 use iot_common::{ProfileFigures, RegionProfile};
 
@@ -47,10 +48,16 @@ struct Band {
     label: String,
 }
 
+/// A day's bar, marked when some of the day is estimated or the day is left out.
+struct DayBar {
+    bar: Bar,
+    edited: bool,
+}
+
 struct DailyChart {
     width: u32,
     height: u32,
-    bars: Vec<Bar>,
+    bars: Vec<DayBar>,
     ticks: Vec<Tick>,
     band: Option<Band>,
 }
@@ -72,6 +79,7 @@ struct Home {
     daily: DailyChart,
     hourly: HourlyChart,
     readings: usize,
+    edited: Vec<EditedDay>,
     first_day: String,
     last_day: String,
 }
@@ -181,21 +189,40 @@ fn day_start(d: NaiveDate) -> DateTime<Utc> {
         )
 }
 
-/// Per local day: kWh and readings; per local hour: kWh summed over days and the days with
-/// readings in that hour.
+/// A day of the household's, as the page shows it.
+struct DayUse {
+    /// The day's use as the profiles count it (readings and estimates), or the readings'
+    /// sum when the day is left out.
+    kwh: f64,
+    readings: u32,
+    estimated: bool,
+    excluded: bool,
+}
+
+/// Per local day, its use; per local hour: kWh summed over days and the days with readings
+/// in that hour.
 struct Tally {
-    days: BTreeMap<NaiveDate, (f64, u32)>,
+    days: BTreeMap<NaiveDate, DayUse>,
     hours: [(f64, u32); 24],
 }
 
-fn tally(readings: &[Reading]) -> Tally {
-    let mut days: BTreeMap<NaiveDate, (f64, u32)> = BTreeMap::new();
+fn tally(readings: &[Reading], days: &[MeterDay]) -> Tally {
+    let days = days
+        .iter()
+        .filter(|d| d.readings > 0 || d.verdict.kwh.is_some())
+        .map(|d| {
+            let day = DayUse {
+                kwh: d.verdict.kwh.unwrap_or(d.raw_kwh),
+                readings: d.readings,
+                estimated: d.verdict.estimated(),
+                excluded: d.verdict.excluded(),
+            };
+            (d.day, day)
+        })
+        .collect();
     let mut day_hours: BTreeMap<(NaiveDate, u32), f64> = BTreeMap::new();
     for r in readings {
         let local = r.ts.with_timezone(&London);
-        let d = days.entry(local.date_naive()).or_default();
-        d.0 += r.kwh;
-        d.1 += 1;
         *day_hours
             .entry((local.date_naive(), local.hour()))
             .or_default() += r.kwh;
@@ -209,6 +236,62 @@ fn tally(readings: &[Reading]) -> Tally {
     Tally { days, hours }
 }
 
+/// A day with estimated readings or left out, for the page's list.
+struct EditedDay {
+    day: String,
+    /// Local times of the estimated intervals, runs joined ("10:00–11:00").
+    intervals: String,
+    how: &'static str,
+    outcome: &'static str,
+}
+
+fn edited_days(days: &[MeterDay]) -> Vec<EditedDay> {
+    days.iter()
+        .filter(|d| d.verdict.estimated() || d.verdict.excluded())
+        .map(|d| {
+            let estimates: Vec<(DateTime<Utc>, f64, Quality)> = d.estimated().collect();
+            let how = match (
+                estimates.iter().any(|e| e.2 == Quality::Interpolated),
+                estimates.iter().any(|e| e.2 == Quality::ReferenceDay),
+            ) {
+                (true, true) => "interpolated, and from the same weekday a week or two before",
+                (true, false) => "interpolated from the readings either side",
+                (false, true) => "from the same weekday a week or two before",
+                (false, false) => "",
+            };
+            let outcome = if d.verdict.excluded() {
+                "left out of the comparisons (too much missing)"
+            } else {
+                "estimated, and counted"
+            };
+            EditedDay {
+                day: d.day.format("%a %-d %b").to_string(),
+                intervals: runs(estimates.iter().map(|e| e.0)),
+                how,
+                outcome,
+            }
+        })
+        .collect()
+}
+
+/// Half-hour starts (in order) as local time ranges: "10:00–11:00, 14:30–15:00".
+fn runs(starts: impl Iterator<Item = DateTime<Utc>>) -> String {
+    let mut spans: Vec<(DateTime<Utc>, DateTime<Utc>)> = Vec::new();
+    for t in starts {
+        let end = t + chrono::Duration::minutes(30);
+        match spans.last_mut() {
+            Some(last) if last.1 == t => last.1 = end,
+            _ => spans.push((t, end)),
+        }
+    }
+    let local = |t: DateTime<Utc>| t.with_timezone(&London).format("%H:%M").to_string();
+    spans
+        .iter()
+        .map(|(a, b)| format!("{}–{}", local(*a), local(*b)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 async fn home(s: &WebState, meter: &MeterId) -> Result<Home, ApiError> {
     let registered = s.store.meter(meter).await?;
     let region = registered.and_then(|m| m.region);
@@ -220,11 +303,23 @@ async fn home(s: &WebState, meter: &MeterId) -> Result<Home, ApiError> {
         .map(|r| r.name.clone());
     let today = Utc::now().with_timezone(&London).date_naive();
     let first = today - Days::new(DAYS);
-    let readings = s
+    // Two weeks more than the page shows: the reference days of its first fortnight.
+    let history = first - Days::new(14);
+    let mut readings = s
         .store
-        .meter_readings(meter, day_start(first), day_start(today), MAX_READBACK)
+        .meter_readings(meter, day_start(history), day_start(today), MAX_READBACK)
         .await?;
-    let t = tally(&readings);
+    let days = meter_days(
+        &readings,
+        history,
+        today - Days::new(1),
+        London,
+        &Rules::default(),
+    );
+    let days: Vec<MeterDay> = days.into_iter().filter(|d| d.day >= first).collect();
+    let shown_from = day_start(first);
+    readings.retain(|r| r.ts >= shown_from);
+    let t = tally(&readings, &days);
     let mean = mean_day(&t);
     let figures = profile.map(|p| &p.figures);
     Ok(Home {
@@ -243,17 +338,30 @@ async fn home(s: &WebState, meter: &MeterId) -> Result<Home, ApiError> {
         daily: daily_chart(&t, first, figures),
         hourly: hourly_chart(&t, figures),
         readings: readings.len(),
+        edited: edited_days(&days),
         first_day: day(day_start(first)),
         last_day: day(day_start(today) - chrono::Duration::seconds(1)),
     })
 }
 
-/// The household's average day over the days it has readings, in kWh (0 with none).
+/// The household's average day in kWh, as the borough's figures count a household: over
+/// the days not left out (over every day with readings when all are; 0 with none).
 fn mean_day(t: &Tally) -> f64 {
-    if t.days.is_empty() {
+    let kept: Vec<f64> = t
+        .days
+        .values()
+        .filter(|d| !d.excluded)
+        .map(|d| d.kwh)
+        .collect();
+    let days: Vec<f64> = if kept.is_empty() {
+        t.days.values().map(|d| d.kwh).collect()
+    } else {
+        kept
+    };
+    if days.is_empty() {
         return 0.0;
     }
-    t.days.values().map(|d| d.0).sum::<f64>() / t.days.len() as f64
+    days.iter().sum::<f64>() / days.len() as f64
 }
 
 const WIDTH: f64 = 600.0;
@@ -271,7 +379,7 @@ fn daily_chart(t: &Tally, first: NaiveDate, f: Option<&ProfileFigures>) -> Daily
     let top = scale_top(
         t.days
             .values()
-            .map(|d| d.0)
+            .map(|d| d.kwh)
             .chain(f.map(|f| f.p90_daily_kwh)),
     );
     let usable = HEIGHT - TOP - BOTTOM;
@@ -286,14 +394,29 @@ fn daily_chart(t: &Tally, first: NaiveDate, f: Option<&ProfileFigures>) -> Daily
     for k in 0..DAYS {
         let d = first + Days::new(k);
         let x = LEFT + k as f64 * slot;
-        if let Some((v, n)) = t.days.get(&d) {
-            bars.push(Bar {
-                x: at(x + 1.0),
-                y: at(y(*v)),
-                w: at(slot - 2.0),
-                h: at(v / top * usable),
-                peak: false,
-                label: format!("{}: {} kWh ({n} readings)", d.format("%a %-d %b"), kwh(*v)),
+        if let Some(u) = t.days.get(&d) {
+            let note = if u.excluded {
+                ", left out: too much missing"
+            } else if u.estimated {
+                ", some estimated"
+            } else {
+                ""
+            };
+            bars.push(DayBar {
+                bar: Bar {
+                    x: at(x + 1.0),
+                    y: at(y(u.kwh)),
+                    w: at(slot - 2.0),
+                    h: at(u.kwh / top * usable),
+                    peak: false,
+                    label: format!(
+                        "{}: {} kWh ({} readings{note})",
+                        d.format("%a %-d %b"),
+                        kwh(u.kwh),
+                        u.readings
+                    ),
+                },
+                edited: u.estimated || u.excluded,
             });
         }
         if k % 7 == 0 {
@@ -384,17 +507,42 @@ mod tests {
     }
 
     #[test]
+    fn estimated_intervals_read_as_local_time_ranges() {
+        let t = |s: &str| s.parse::<DateTime<Utc>>().unwrap_or_default();
+        let starts = [
+            "2026-07-01T09:00:00Z",
+            "2026-07-01T09:30:00Z",
+            "2026-07-01T13:30:00Z",
+        ];
+        assert_eq!(
+            runs(starts.iter().map(|s| t(s))),
+            "10:00–11:00, 14:30–15:00",
+            "British summer time"
+        );
+    }
+
+    #[test]
     fn days_and_hours_are_londons() {
         // 23:30 UTC on 1 July is 00:30 on 2 July in London (summer time).
-        let t = tally(&[
+        let readings = [
             reading("2026-07-01T22:30:00Z", 1.0),
             reading("2026-07-01T23:30:00Z", 2.0),
             reading("2026-07-02T23:00:00Z", 4.0),
-        ]);
+        ];
         let d = |s: &str| s.parse::<NaiveDate>().unwrap_or_default();
-        assert_eq!(t.days.get(&d("2026-07-01")), Some(&(1.0, 1)));
-        assert_eq!(t.days.get(&d("2026-07-02")), Some(&(2.0, 1)));
-        assert_eq!(t.days.get(&d("2026-07-03")), Some(&(4.0, 1)));
+        let days = meter_days(
+            &readings,
+            d("2026-06-30"),
+            d("2026-07-03"),
+            London,
+            &Rules::default(),
+        );
+        let t = tally(&readings, &days);
+        let day = |s: &str| t.days.get(&d(s)).map(|u| (u.kwh, u.readings, u.excluded));
+        assert_eq!(day("2026-06-30"), None, "before its first reading");
+        assert_eq!(day("2026-07-01"), Some((1.0, 1, true)));
+        assert_eq!(day("2026-07-02"), Some((2.0, 1, true)));
+        assert_eq!(day("2026-07-03"), Some((4.0, 1, true)));
         assert_eq!(t.hours[23], (1.0, 1));
         assert_eq!(
             t.hours[0],

@@ -23,6 +23,10 @@
 //! per (meter, start), the later write winning. The raw readings are never changed; estimates
 //! live beside them, with quality bits numbered as IEEE 2030.5's `qualityFlags`.
 
+mod meter_days;
+
+pub use meter_days::{MeterDay, meter_days};
+
 /// Seconds in a slot: the half hour the platform's meters report by default.
 pub const SLOT_S: i64 = 1800;
 /// Most slots a local day has (the 25-hour day of a DST fall-back).
