@@ -15,6 +15,8 @@ pub mod output;
 pub mod schema;
 pub mod source;
 pub mod sql;
+mod sql_filters;
+pub mod sql_meter_days;
 pub mod sql_output;
 pub mod sql_tables;
 #[cfg(feature = "distributed")]

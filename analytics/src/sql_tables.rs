@@ -1,8 +1,8 @@
 //! The tables analysts query by SQL: `readings` served from the store with the time range
-//! and regions of the query's filters pushed into the store's scan, and the small tables
-//! (`meters`, `profiles`, `runs`) read whole from the store for each query.
+//! and regions of the query's filters pushed into the store's scan, `meter_days`
+//! (`sql_meter_days`) likewise, and the small tables (`meters`, `profiles`, `runs`) read
+//! whole from the store for each query.
 
-use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
@@ -15,19 +15,16 @@ use datafusion::arrow::array::{
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
-use datafusion::logical_expr::{
-    BinaryExpr, Expr, Operator, TableProviderFilterPushDown, TableType,
-};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use iot_common::domain::RegionCode;
 use iot_common::store::{RegionReading, Store};
 use iot_common::{RegionProfile, Run};
 
 use crate::source::deal_slices;
+use crate::sql_filters::Pushed;
 
 /// The columns of the SQL `readings` table.
 pub fn sql_readings_schema() -> SchemaRef {
@@ -78,137 +75,6 @@ fn sql_rows_to_batch(
 )]
 pub struct NoTimeBound;
 
-/// What a query's filters say about the readings it needs.
-#[derive(Debug, Default, PartialEq)]
-struct Pushed {
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-    /// `None`: every region.
-    regions: Option<BTreeSet<String>>,
-}
-
-fn timestamp_of(v: &ScalarValue) -> Option<DateTime<Utc>> {
-    let ms = match v {
-        ScalarValue::TimestampSecond(Some(s), _) => s.checked_mul(1000)?,
-        ScalarValue::TimestampMillisecond(Some(ms), _) => *ms,
-        ScalarValue::TimestampMicrosecond(Some(us), _) => us.div_euclid(1000),
-        ScalarValue::TimestampNanosecond(Some(ns), _) => ns.div_euclid(1_000_000),
-        ScalarValue::Date32(Some(d)) => i64::from(*d) * 86_400_000,
-        _ => return None,
-    };
-    DateTime::from_timestamp_millis(ms)
-}
-
-/// The column a side of a comparison names, through casts the planner put on it.
-fn column_name(e: &Expr) -> Option<&str> {
-    match e {
-        Expr::Column(c) => Some(c.name.as_str()),
-        Expr::Cast(c) => column_name(&c.expr),
-        Expr::TryCast(c) => column_name(&c.expr),
-        _ => None,
-    }
-}
-
-fn literal(e: &Expr) -> Option<&ScalarValue> {
-    match e {
-        Expr::Literal(v, _) => Some(v),
-        Expr::Cast(c) => literal(&c.expr),
-        _ => None,
-    }
-}
-
-fn text(v: &ScalarValue) -> Option<String> {
-    match v {
-        ScalarValue::Utf8(Some(s))
-        | ScalarValue::LargeUtf8(Some(s))
-        | ScalarValue::Utf8View(Some(s)) => Some(s.clone()),
-        _ => None,
-    }
-}
-
-const MS: TimeDelta = TimeDelta::milliseconds(1);
-
-impl Pushed {
-    fn later_from(&mut self, t: DateTime<Utc>) {
-        self.from = Some(self.from.map_or(t, |f| f.max(t)));
-    }
-    fn earlier_to(&mut self, t: DateTime<Utc>) {
-        self.to = Some(self.to.map_or(t, |x| x.min(t)));
-    }
-    fn only_regions(&mut self, r: BTreeSet<String>) {
-        self.regions = Some(match self.regions.take() {
-            None => r,
-            Some(have) => have.intersection(&r).cloned().collect(),
-        });
-    }
-
-    /// Folds in one filter if it is one the scan uses; false if it is not.
-    fn take(&mut self, e: &Expr) -> bool {
-        match e {
-            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                let (col, value, op) = match (column_name(left), literal(right)) {
-                    (Some(c), Some(v)) => (c, v, *op),
-                    _ => match (literal(left), column_name(right), op.swap()) {
-                        (Some(v), Some(c), Some(op)) => (c, v, op),
-                        _ => return false,
-                    },
-                };
-                match (col, op) {
-                    ("ts", _) => {
-                        let Some(t) = timestamp_of(value) else {
-                            return false;
-                        };
-                        match op {
-                            Operator::GtEq | Operator::Gt => self.later_from(t),
-                            Operator::Lt => self.earlier_to(t),
-                            Operator::LtEq => self.earlier_to(t + MS),
-                            Operator::Eq => {
-                                self.later_from(t);
-                                self.earlier_to(t + MS);
-                            }
-                            _ => return false,
-                        }
-                        true
-                    }
-                    ("region", Operator::Eq) => match text(value) {
-                        Some(r) => {
-                            self.only_regions(BTreeSet::from([r]));
-                            true
-                        }
-                        None => false,
-                    },
-                    _ => false,
-                }
-            }
-            Expr::Between(b) if !b.negated && column_name(&b.expr) == Some("ts") => {
-                match (
-                    literal(&b.low).and_then(timestamp_of),
-                    literal(&b.high).and_then(timestamp_of),
-                ) {
-                    (Some(low), Some(high)) => {
-                        self.later_from(low);
-                        self.earlier_to(high + MS);
-                        true
-                    }
-                    _ => false,
-                }
-            }
-            Expr::InList(l) if !l.negated && column_name(&l.expr) == Some("region") => {
-                let names: Option<BTreeSet<String>> =
-                    l.list.iter().map(|e| literal(e).and_then(text)).collect();
-                match names {
-                    Some(names) => {
-                        self.only_regions(names);
-                        true
-                    }
-                    None => false,
-                }
-            }
-            _ => false,
-        }
-    }
-}
-
 /// The store's readings as a table whose scans read only the window and regions the query's
 /// filters name. The filters stay in the plan too (pushed down as inexact), so the answer
 /// never depends on how finely the store can cut.
@@ -248,16 +114,7 @@ impl TableProvider for ReadingsTable {
         &self,
         filters: &[&Expr],
     ) -> Result<Vec<TableProviderFilterPushDown>, DataFusionError> {
-        Ok(filters
-            .iter()
-            .map(|f| {
-                if Pushed::default().take(f) {
-                    TableProviderFilterPushDown::Inexact
-                } else {
-                    TableProviderFilterPushDown::Unsupported
-                }
-            })
-            .collect())
+        Ok(Pushed::pushdown("ts", filters))
     }
 
     async fn scan(
@@ -267,21 +124,13 @@ impl TableProvider for ReadingsTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
-        let mut pushed = Pushed::default();
-        for f in filters {
-            pushed.take(f);
-        }
+        let pushed = Pushed::of("ts", filters);
         let from = pushed
             .from
             .ok_or_else(|| DataFusionError::External(Box::new(NoTimeBound)))?;
         // Nothing is dated much after now (the meter refuses it), so an open end is now.
         let to = pushed.to.unwrap_or_else(|| Utc::now() + TimeDelta::days(1));
-        let regions: Option<Vec<RegionCode>> = pushed.regions.map(|names| {
-            names
-                .iter()
-                .filter_map(|n| RegionCode::parse(n.as_str()).ok())
-                .collect()
-        });
+        let regions = pushed.region_codes();
         let slices = if from < to {
             self.store
                 .scan_slices(from, to, regions.as_deref())
@@ -453,67 +302,17 @@ pub async fn register_store_tables(
         let runs = store.runs(RUNS_TABLE).await.map_err(external)?;
         ctx.register_table("runs", mem_table(runs_batch(&runs)?)?)?;
     }
+    if wanted("meter_days") {
+        let job = crate::JobConfig::default();
+        ctx.register_table(
+            "meter_days",
+            Arc::new(crate::sql_meter_days::MeterDaysTable::new(
+                store.clone(),
+                job.tz,
+                job.window_days,
+            )),
+        )?;
+    }
     ctx.register_table("readings", Arc::new(ReadingsTable::new(store, partitions)))?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use datafusion::prelude::{col, lit};
-
-    fn at(s: &str) -> DateTime<Utc> {
-        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
-    }
-
-    fn ts(s: &str) -> Expr {
-        lit(ScalarValue::TimestampMillisecond(
-            Some(at(s).timestamp_millis()),
-            Some("UTC".into()),
-        ))
-    }
-
-    fn pushed(filters: &[Expr]) -> Pushed {
-        let mut p = Pushed::default();
-        for f in filters {
-            p.take(f);
-        }
-        p
-    }
-
-    #[test]
-    fn time_bounds_and_regions_are_read_from_filters() {
-        let p = pushed(&[
-            col("ts").gt_eq(ts("2026-11-01T00:00:00Z")),
-            col("ts").lt(ts("2026-11-08T00:00:00Z")),
-            col("region").eq(lit("E09000001")),
-        ]);
-        assert_eq!(p.from, Some(at("2026-11-01T00:00:00Z")));
-        assert_eq!(p.to, Some(at("2026-11-08T00:00:00Z")));
-        assert_eq!(p.regions, Some(BTreeSet::from(["E09000001".to_owned()])));
-    }
-
-    #[test]
-    fn the_tightest_bounds_win_and_a_flipped_comparison_counts() {
-        let p = pushed(&[
-            ts("2026-11-02T00:00:00Z").lt_eq(col("ts")),
-            col("ts").gt(ts("2026-11-01T00:00:00Z")),
-            col("ts").lt_eq(ts("2026-11-05T00:00:00Z")),
-            col("ts").lt(ts("2026-11-09T00:00:00Z")),
-            col("region").in_list(vec![lit("A"), lit("B")], false),
-            col("region").eq(lit("B")),
-        ]);
-        assert_eq!(p.from, Some(at("2026-11-02T00:00:00Z")));
-        assert_eq!(p.to, Some(at("2026-11-05T00:00:00.001Z")));
-        assert_eq!(p.regions, Some(BTreeSet::from(["B".to_owned()])));
-    }
-
-    #[test]
-    fn other_filters_are_not_taken() {
-        let mut p = Pushed::default();
-        assert!(!p.take(&col("kwh").gt(lit(1.0))));
-        assert!(!p.take(&col("ts").not_eq(ts("2026-11-01T00:00:00Z"))));
-        assert!(!p.take(&col("region").in_list(vec![lit("A")], true)));
-        assert_eq!(p, Pushed::default());
-    }
 }

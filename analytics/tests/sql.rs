@@ -24,6 +24,10 @@ fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
+fn date(s: &str) -> chrono::NaiveDate {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
 fn region(s: &str) -> RegionCode {
     s.parse().unwrap_or_else(|e| panic!("{e}"))
 }
@@ -43,6 +47,25 @@ fn guide_queries() -> Vec<String> {
 /// either side, every meter-day complete (so the job's validation changes nothing), and
 /// meter 3 a day late (from London midnight of the 26th), so the borough's days do not all have the same meters.
 async fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+    store_with(false).await
+}
+
+/// Whether a faulty store leaves out (`None`) or changes the reading of meter `i` at `ts`: a
+/// one-hour gap, a whole day missing, six hours missing, and a spike, in the borough.
+fn fault(i: u32, ts: i64, kwh: f64) -> Option<f64> {
+    let within = |a: &str, b: &str| (at(a).timestamp()..at(b).timestamp()).contains(&ts);
+    match i {
+        1 if within("2026-11-02T10:00:00Z", "2026-11-02T11:00:00Z") => None,
+        2 if within("2026-11-05T00:00:00Z", "2026-11-06T00:00:00Z") => None,
+        0 if within("2026-11-15T00:00:00Z", "2026-11-15T06:00:00Z") => None,
+        4 if ts == at("2026-11-10T18:00:00Z").timestamp() => Some(50.0),
+        // Elsewhere, nine days silent.
+        5 if within("2026-11-08T00:00:00Z", "2026-11-17T00:00:00Z") => None,
+        _ => Some(kwh),
+    }
+}
+
+async fn store_with(faulty: bool) -> (tempfile::TempDir, Arc<dyn Store>) {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store: Arc<dyn Store> = Arc::new(
         SqliteStore::open(&SqliteStore::path_in(dir.path())).unwrap_or_else(|e| panic!("{e}")),
@@ -65,11 +88,15 @@ async fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
         let mut ts = from;
         while ts < to {
             let slot = (ts / 1800) as u32;
-            if !(i == 3 && ts < at("2026-10-26T00:00:00Z").timestamp()) {
+            let kwh = f64::from((slot * 7 + i * 13) % 97) / 100.0;
+            let kwh = if faulty { fault(i, ts, kwh) } else { Some(kwh) };
+            if let Some(kwh) =
+                kwh.filter(|_| !(i == 3 && ts < at("2026-10-26T00:00:00Z").timestamp()))
+            {
                 readings.push(Reading {
                     meter_id: id.clone(),
                     ts: DateTime::from_timestamp(ts, 0).unwrap_or_default(),
-                    kwh: f64::from((slot * 7 + i * 13) % 97) / 100.0,
+                    kwh,
                     interval_s: 1800,
                 });
             }
@@ -181,6 +208,80 @@ async fn the_sql_guide_queries_give_the_jobs_figures_for_the_borough() {
         }
     }
     assert_eq!(peak.0, usize::from(job.peak_hour), "peak hour");
+}
+
+#[tokio::test]
+async fn meter_days_counts_what_the_job_counts_on_faulty_readings() {
+    let (_dir, store) = store_with(true).await;
+    let job = job_figures(store.clone()).await;
+    let sql = engine(store, SqlLimits::default());
+    let q = format!(
+        "SELECT count(*) FILTER (WHERE NOT excluded AND estimated = 0), \
+                count(*) FILTER (WHERE NOT excluded AND estimated > 0), \
+                count(*) FILTER (WHERE excluded), \
+                avg(kwh), \
+                count(*) FILTER (WHERE flags LIKE '%spike%') \
+         FROM meter_days \
+         WHERE day >= DATE '2026-10-25' AND day < DATE '2026-11-22' AND region = '{BOROUGH}'"
+    );
+    let got = rows(&sql, &q).await;
+    let [row] = got.as_slice() else {
+        panic!("one row: {got:?}")
+    };
+    let d = job.meter_days;
+    assert_eq!(
+        [row[0].as_u64(), row[1].as_u64(), row[2].as_u64()],
+        [Some(d.complete), Some(d.estimated), Some(d.excluded)],
+        "{d:?}"
+    );
+    assert!(
+        d.estimated >= 3 && d.excluded >= 1,
+        "the faults show: {d:?}"
+    );
+    close("avg_daily_kwh", number(&row[3]), job.avg_daily_kwh);
+    assert_eq!(row[4].as_u64(), Some(1), "the spike is flagged");
+    // Without a region filter, every region's meters; without a day filter, the default
+    // window: the 28 days before today.
+    let all = rows(
+        &sql,
+        "SELECT count(DISTINCT meter_id) FROM meter_days \
+         WHERE day BETWEEN DATE '2026-10-25' AND DATE '2026-11-21'",
+    )
+    .await;
+    assert_eq!(all[0][0].as_u64(), Some(7));
+
+    // The console's data-quality queries.
+    let (from, to) = (date("2026-10-25"), date("2026-11-22"));
+    let worst = rows(&sql, &iot_common::wire::worst_meters_sql(from, to)).await;
+    assert_eq!(worst[0][0], "SQL00005", "nine days left out: {worst:?}");
+    assert_eq!(worst[0][4].as_u64(), Some(9));
+    assert_eq!(
+        worst.len(),
+        5,
+        "meters 0, 1, 2, 4 and 5 have edited days: {worst:?}"
+    );
+    let prolonged = rows(&sql, &iot_common::wire::prolonged_estimation_sql(from, to)).await;
+    assert_eq!(
+        prolonged,
+        [vec![
+            serde_json::json!("SQL00005"),
+            serde_json::json!("E09000001"),
+            serde_json::json!(9),
+            serde_json::json!("2026-11-08"),
+            serde_json::json!("2026-11-16"),
+        ]],
+        "only the nine days running"
+    );
+    let recent = rows(&sql, "SELECT CAST(min(day) AS VARCHAR) FROM meter_days").await;
+    let earliest = (Utc::now()
+        .with_timezone(&chrono_tz::Europe::London)
+        .date_naive()
+        - chrono::Days::new(28))
+    .to_string();
+    match recent[0][0].as_str() {
+        None => {}
+        Some(first) => assert!(first >= earliest.as_str(), "{first} before {earliest}"),
+    }
 }
 
 #[tokio::test]

@@ -1,12 +1,52 @@
 //! The wire types between services, one definition both sides use: how a SQL answer is
 //! asked for ([`AnswerFormat`]) and its JSON form ([`JsonAnswer`]), web ↔ analytics; the
 //! fleet's backfill report ([`BackfillReport`]), fleet → web; and the progress items the pages'
-//! progress bars poll ([`Progress`]), web → browser.
+//! progress bars poll ([`Progress`]), web → browser; and the queries the console's
+//! data-quality page asks of the analysts' `meter_days` table ([`worst_meters_sql`],
+//! [`prolonged_estimation_sql`]), web → analytics.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::RunStatus;
+
+/// The meters with the most days left out, then estimated, of the local days `[from, to)`:
+/// meter, region, days, estimated, excluded.
+pub fn worst_meters_sql(from: NaiveDate, to: NaiveDate) -> String {
+    format!(
+        "SELECT meter_id, region, count(*) AS days, \
+                count(*) FILTER (WHERE NOT excluded AND estimated > 0) AS estimated, \
+                count(*) FILTER (WHERE excluded) AS excluded \
+         FROM meter_days WHERE day >= DATE '{from}' AND day < DATE '{to}' \
+         GROUP BY meter_id, region \
+         HAVING count(*) FILTER (WHERE excluded OR estimated > 0) > 0 \
+         ORDER BY excluded DESC, estimated DESC, meter_id \
+         LIMIT 10"
+    )
+}
+
+/// Days a meter may run estimated (or missing) before it is reported.
+pub const PROLONGED_ESTIMATION_DAYS: u32 = 7;
+
+/// Each run of more than [`PROLONGED_ESTIMATION_DAYS`] consecutive days a meter was
+/// estimated or left out, of the local days `[from, to)`: meter, region, days, first and
+/// last day. A meter's days are consecutive in `meter_days`, so along a run a day's number
+/// less its rank among the meter's edited days is constant.
+pub fn prolonged_estimation_sql(from: NaiveDate, to: NaiveDate) -> String {
+    format!(
+        "SELECT meter_id, region, count(*) AS days, \
+                CAST(min(day) AS VARCHAR) AS first_day, CAST(max(day) AS VARCHAR) AS last_day \
+         FROM (SELECT meter_id, region, day, \
+                      CAST(day AS BIGINT) \
+                      - row_number() OVER (PARTITION BY meter_id ORDER BY day) AS run \
+               FROM meter_days \
+               WHERE day >= DATE '{from}' AND day < DATE '{to}' \
+                 AND (excluded OR estimated > 0)) \
+         GROUP BY meter_id, region, run \
+         HAVING count(*) > {PROLONGED_ESTIMATION_DAYS} \
+         ORDER BY days DESC, meter_id"
+    )
+}
 
 /// How a SQL answer is sent: a JSON table, or a file for the analyst's own tools.
 #[derive(

@@ -95,6 +95,27 @@ async fn a_recompute_over_a_faulty_fleet_counts_estimated_and_excluded_days() {
         html.contains("id=\"completeness\"") && html.contains("<rect class=\"bar\""),
         "{html}"
     );
+    assert!(
+        html.contains("id=\"worst\"")
+            && (html.contains("id=\"prolonged\"") || html.contains("id=\"prolonged-none\"")),
+        "the meters of note: {html}"
+    );
+    let noted: Value = app
+        .client
+        .get(app.int("/internal/v1/quality/meters"))
+        .bearer_auth(ANALYST)
+        .send_or_panic()
+        .await
+        .json()
+        .await
+        .unwrap_or(Value::Null);
+    let worst = noted["worst"].as_array().cloned().unwrap_or_default();
+    assert!(!worst.is_empty() && worst.len() <= 10, "{noted}");
+    let left_out = |m: &Value| m["excluded"].as_u64().unwrap_or(0);
+    assert!(
+        worst.windows(2).all(|w| left_out(&w[0]) >= left_out(&w[1])),
+        "most days left out first: {noted}"
+    );
     app.app.stop(Duration::from_secs(10)).await;
 }
 

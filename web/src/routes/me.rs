@@ -266,7 +266,11 @@ fn edited_days(days: &[MeterDay]) -> Vec<EditedDay> {
             };
             EditedDay {
                 day: d.day.format("%a %-d %b").to_string(),
-                intervals: runs(estimates.iter().map(|e| e.0)),
+                intervals: if d.readings == 0 {
+                    "no readings received".to_owned()
+                } else {
+                    runs(estimates.iter().map(|e| e.0))
+                },
                 how,
                 outcome,
             }
@@ -303,22 +307,18 @@ async fn home(s: &WebState, meter: &MeterId) -> Result<Home, ApiError> {
         .map(|r| r.name.clone());
     let today = Utc::now().with_timezone(&London).date_naive();
     let first = today - Days::new(DAYS);
-    // Two weeks more than the page shows: the reference days of its first fortnight.
-    let history = first - Days::new(14);
-    let mut readings = s
+    let readings = s
         .store
-        .meter_readings(meter, day_start(history), day_start(today), MAX_READBACK)
+        .meter_readings(meter, day_start(first), day_start(today), MAX_READBACK)
         .await?;
+    // The profile's window and rules: the days count as the borough's figures count them.
     let days = meter_days(
         &readings,
-        history,
+        first,
         today - Days::new(1),
         London,
         &Rules::default(),
     );
-    let days: Vec<MeterDay> = days.into_iter().filter(|d| d.day >= first).collect();
-    let shown_from = day_start(first);
-    readings.retain(|r| r.ts >= shown_from);
     let t = tally(&readings, &days);
     let mean = mean_day(&t);
     let figures = profile.map(|p| &p.figures);

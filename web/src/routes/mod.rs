@@ -91,6 +91,10 @@ pub fn internal_router(state: WebState) -> Router {
                 get(console::quality::silent_meters),
             )
             .route(
+                "/internal/v1/quality/meters",
+                get(console::quality::noted_meters),
+            )
+            .route(
                 "/internal/console/query",
                 get(console::sql::query_page).post(console::sql::query),
             )
