@@ -67,8 +67,8 @@ fn write_csv(path: &Path, profiles: &[ProfileFigures]) -> Result<(), OutputError
     let hours: Vec<String> = (0..24).map(|h| format!("h{h:02}")).collect();
     writeln!(
         f,
-        "region_id,meters,readings,avg_daily_kwh,p50_daily_kwh,p90_daily_kwh,\
-         weekday_avg_daily_kwh,weekend_avg_daily_kwh,peak_hour,{}",
+        "region_id,meters,readings,complete,estimated,excluded,avg_daily_kwh,p50_daily_kwh,\
+         p90_daily_kwh,weekday_avg_daily_kwh,weekend_avg_daily_kwh,peak_hour,{}",
         hours.join(",")
     )
     .map_err(io(path))?;
@@ -77,10 +77,13 @@ fn write_csv(path: &Path, profiles: &[ProfileFigures]) -> Result<(), OutputError
         let hourly: Vec<String> = p.hourly_kwh.iter().map(|x| format!("{x:.6}")).collect();
         writeln!(
             f,
-            "{},{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{},{},{},{}",
             p.region,
             p.meters,
             p.readings,
+            p.meter_days.complete,
+            p.meter_days.estimated,
+            p.meter_days.excluded,
             p.avg_daily_kwh,
             p.p50_daily_kwh,
             p.p90_daily_kwh,
@@ -99,6 +102,9 @@ pub(crate) fn profiles_batch(profiles: &[ProfileFigures]) -> Result<RecordBatch,
         Field::new("region_id", DataType::Utf8, false),
         Field::new("meters", DataType::UInt64, false),
         Field::new("readings", DataType::UInt64, false),
+        Field::new("complete", DataType::UInt64, false),
+        Field::new("estimated", DataType::UInt64, false),
+        Field::new("excluded", DataType::UInt64, false),
         Field::new("avg_daily_kwh", DataType::Float64, false),
         Field::new("p50_daily_kwh", DataType::Float64, false),
         Field::new("p90_daily_kwh", DataType::Float64, false),
@@ -109,16 +115,18 @@ pub(crate) fn profiles_batch(profiles: &[ProfileFigures]) -> Result<RecordBatch,
     let f64s = |f: fn(&ProfileFigures) -> f64| -> ArrayRef {
         Arc::new(Float64Array::from_iter_values(profiles.iter().map(f)))
     };
+    let u64s = |f: fn(&ProfileFigures) -> u64| -> ArrayRef {
+        Arc::new(UInt64Array::from_iter_values(profiles.iter().map(f)))
+    };
     let mut cols: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             profiles.iter().map(|p| p.region.as_str()),
         )),
-        Arc::new(UInt64Array::from_iter_values(
-            profiles.iter().map(|p| p.meters),
-        )),
-        Arc::new(UInt64Array::from_iter_values(
-            profiles.iter().map(|p| p.readings),
-        )),
+        u64s(|p| p.meters),
+        u64s(|p| p.readings),
+        u64s(|p| p.meter_days.complete),
+        u64s(|p| p.meter_days.estimated),
+        u64s(|p| p.meter_days.excluded),
         f64s(|p| p.avg_daily_kwh),
         f64s(|p| p.p50_daily_kwh),
         f64s(|p| p.p90_daily_kwh),

@@ -83,6 +83,22 @@ fn text(v: &serde_json::Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
+/// A row of `worst_meters_sql` (meter, region, days, estimated, excluded), or with `runs` of
+/// `prolonged_estimation_sql` (meter, region, days, first and last day).
+fn noted(r: &[serde_json::Value], runs: bool) -> NotedMeter {
+    let count = |v: &serde_json::Value| v.as_u64().filter(|_| !runs);
+    let day = |v: &serde_json::Value| runs.then(|| text(v));
+    NotedMeter {
+        meter_id: text(&r[0]),
+        region: text(&r[1]),
+        days: r[2].as_u64().unwrap_or(0),
+        estimated: count(&r[3]),
+        excluded: count(&r[4]),
+        first_day: day(&r[3]),
+        last_day: day(&r[4]),
+    }
+}
+
 /// Asks analytics' SQL for the meters of note of `[from, to)`.
 async fn meters_of_note(
     s: &WebState,
@@ -90,34 +106,15 @@ async fn meters_of_note(
 ) -> Result<MetersOfNote, AnalyticsError> {
     let worst = ask(s, &worst_meters_sql(from, to)).await?;
     let prolonged = ask(s, &prolonged_estimation_sql(from, to)).await?;
-    let worst = worst
-        .rows
-        .iter()
-        .filter(|r| r.len() >= 5)
-        .map(|r| NotedMeter {
-            meter_id: text(&r[0]),
-            region: text(&r[1]),
-            days: r[2].as_u64().unwrap_or(0),
-            estimated: r[3].as_u64(),
-            excluded: r[4].as_u64(),
-            first_day: None,
-            last_day: None,
-        })
-        .collect();
-    let prolonged = prolonged
-        .rows
-        .iter()
-        .filter(|r| r.len() >= 5)
-        .map(|r| NotedMeter {
-            meter_id: text(&r[0]),
-            region: text(&r[1]),
-            days: r[2].as_u64().unwrap_or(0),
-            estimated: None,
-            excluded: None,
-            first_day: Some(text(&r[3])),
-            last_day: Some(text(&r[4])),
-        })
-        .collect();
+    let decode = |answer: JsonAnswer, runs: bool| {
+        answer
+            .rows
+            .iter()
+            .filter(|r| r.len() >= 5)
+            .map(|r| noted(r, runs))
+            .collect()
+    };
+    let (worst, prolonged) = (decode(worst, false), decode(prolonged, true));
     Ok(MetersOfNote {
         from,
         to,
