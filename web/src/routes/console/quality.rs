@@ -1,6 +1,7 @@
 //! The console's data-quality page: per borough, how the current profiles' household-days
-//! fared in validation (complete, estimated, excluded) with a completeness bar chart, and
-//! the silent meters; and the silent meters as JSON for scripts.
+//! fared in validation (complete, estimated, excluded) with a completeness bar chart, the
+//! meters of note (most days left out, estimated for days running: SQL over `meter_days`)
+//! and the silent meters; and the meters of note and the silent meters as JSON for scripts.
 
 use askama::Template;
 use axum::Json;
