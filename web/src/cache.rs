@@ -78,9 +78,15 @@ impl SummaryCache {
         summary
     }
 
-    /// A summary taken now, which later `get`s answer with.
+    /// A summary taken now, which later `get`s answer with. While it is taken a stale `get`
+    /// starts no second one (on Cassandra each is a scan of every meter-day).
     pub async fn refresh(&self, store: &Arc<dyn Store>) -> Result<Arc<StoreSummary>, StoreError> {
-        Ok(self.put(store.summary().await?))
+        let mine = !self.refreshing.swap(true, Ordering::AcqRel);
+        let taken = store.summary().await.map(|summary| self.put(summary));
+        if mine {
+            self.refreshing.store(false, Ordering::Release);
+        }
+        taken
     }
 
     /// The summary and when it was taken.

@@ -17,6 +17,7 @@ use iot_common::wire::{
 use serde::Serialize;
 
 use super::AnalystPage;
+use crate::cache::Profiles;
 use crate::present::{count, when};
 use crate::respond;
 use crate::silence::SilenceReport;
@@ -62,12 +63,11 @@ pub struct MetersOfNote {
 }
 
 /// The current profiles' window as local days, once there are profiles.
-async fn profiles_window(s: &WebState) -> Result<Option<(NaiveDate, NaiveDate)>, ApiError> {
-    let profiles = s.current_profiles().await?;
-    Ok(profiles.values().next().map(|p| {
+fn profiles_window(profiles: &Profiles) -> Option<(NaiveDate, NaiveDate)> {
+    profiles.values().next().map(|p| {
         let day = |t: chrono::DateTime<chrono::Utc>| t.with_timezone(&London).date_naive();
         (day(p.window_from), day(p.window_to))
-    }))
+    })
 }
 
 async fn ask(s: &WebState, sql: &str) -> Result<JsonAnswer, AnalyticsError> {
@@ -215,7 +215,7 @@ pub async fn page(_: AnalystPage, State(s): State<WebState>) -> Result<Response,
         })
         .collect::<Vec<_>>();
     let report = s.silence.report();
-    let noted = match profiles_window(&s).await? {
+    let noted = match profiles_window(&profiles) {
         None => Err("No profiles computed yet.".to_owned()),
         Some(window) => meters_of_note(&s, window)
             .await
@@ -257,8 +257,7 @@ pub async fn silent_meters(_: Analyst, State(s): State<WebState>) -> Response {
 /// `GET /internal/v1/quality/meters`: the meters of note of the current profiles' window
 /// (404 before the first profiles; 503 when the analytics service does not answer).
 pub async fn noted_meters(_: Analyst, State(s): State<WebState>) -> Result<Response, ApiError> {
-    let window = profiles_window(&s)
-        .await?
+    let window = profiles_window(&s.current_profiles().await?)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no profiles computed yet"))?;
     Ok(Json(meters_of_note(&s, window).await?).into_response())
 }
