@@ -72,8 +72,8 @@ pub struct AppConfig {
     pub analytics: JobConfig,
     /// What one analyst's SQL query may use.
     pub sql: SqlLimits,
-    /// Electricity price for the estimator, pence per kWh.
-    pub unit_price_pence: f64,
+    /// The tariffs the estimator and a household's page price energy on.
+    pub tariffs: iot_web::tariffs::Tariffs,
     /// Time between scheduled recomputes.
     pub recompute_every: Duration,
     /// A meter is silent after this long without a reading.
@@ -211,7 +211,7 @@ fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router, WebState) {
         parts.regions.clone(),
         parts.auth.clone(),
         StaticToken::new(&config.analyst_token),
-        config.unit_price_pence,
+        config.tariffs.clone(),
         Some(Arc::new(InProcessAnalytics {
             job: parts.analytics.clone(),
             sql: parts.sql.clone(),

@@ -70,9 +70,10 @@ pub struct RunArgs {
     /// DataFusion partitions for the recompute.
     #[arg(long, env = "IOT_ANALYTICS_THREADS", default_value_t = 2)]
     pub analytics_threads: usize,
-    /// Electricity unit price the estimator uses, pence per kWh.
-    #[arg(long, env = "IOT_UNIT_PRICE_PENCE", default_value_t = 24.5)]
-    pub unit_price_pence: f64,
+    /// Tariffs the estimator and a household's page price energy on: a TOML file (or JSON,
+    /// ending in `.json`) checked at start-up; unset: the shipped price-cap and night tariffs.
+    #[arg(long, env = "IOT_TARIFFS")]
+    pub tariffs: Option<std::path::PathBuf>,
     /// A registered meter with no reading for this many hours is silent (on /status, the
     /// `iot_meters_silent` gauge and the console's data-quality page).
     #[arg(long, env = "IOT_SILENT_AFTER_HOURS", default_value_t = 6.0, value_parser = iot_common::flags::parse_hours)]

@@ -61,7 +61,7 @@ async fn run(cli: Cli, tokens: MeterTokens) -> anyhow::Result<()> {
         },
         sql: run.sql.limits(),
         recompute_every: Duration::from_secs(run.recompute_every_min.max(1) * 60),
-        unit_price_pence: run.unit_price_pence,
+        tariffs: iot_web::tariffs::Tariffs::load(run.tariffs.as_deref())?,
         silent_after: Duration::from_secs_f64(run.silent_after_hours * 3600.0),
     };
     let app = iot_demo::start(config).await?;

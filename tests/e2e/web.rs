@@ -97,7 +97,15 @@ async fn the_estimator_answers_with_a_range_and_refuses_nonsense() {
     // The typical household is the region's median: 5.50 kWh a day, 2008 kWh a year.
     assert!(html.contains("<b>5.50 kWh a day</b>"), "{html}");
     assert!(html.contains("2008 kWh a year"));
-    assert!(html.contains("£492 a year"), "2007.5 kWh at 24.5p");
+    // The shipped price cap: 2007.5 kWh × 25.73p = £516.53 and 365 × 51.37p = £187.50.
+    assert!(html.contains("<b>£704.03</b>"), "{html}");
+    assert!(html.contains("<b>£58.67</b>"), "a twelfth of it");
+    // The night tariff: 511 kWh off peak × 14p + 1496.5 kWh × 34p + £187.50 = £767.85.
+    assert!(html.contains("<b>£767.85</b>"), "{html}");
+    assert!(
+        html.contains("id=\"cheapest\">Standard variable, at the price cap</b>"),
+        "a household with little use at night pays less on the flat rate"
+    );
     let (_, _, big) = text(
         &app,
         app.ext("/estimate?region=E09000001&size=5&dwelling=detached"),

@@ -63,9 +63,10 @@ pub struct Cli {
     /// unset: no fleet on the status page.
     #[arg(long, env = "IOT_FLEET_URL")]
     pub fleet_url: Option<String>,
-    /// Electricity unit price the estimator uses, pence per kWh.
-    #[arg(long, env = "IOT_UNIT_PRICE_PENCE", default_value_t = 24.5)]
-    pub unit_price_pence: f64,
+    /// Tariffs the estimator and a household's page price energy on: a TOML file (or JSON,
+    /// ending in `.json`) checked at start-up; unset: the shipped price-cap and night tariffs.
+    #[arg(long, env = "IOT_TARIFFS")]
+    pub tariffs: Option<PathBuf>,
     /// A registered meter with no reading for this many hours is silent (on /status, the
     /// `iot_meters_silent` gauge and the console's data-quality page).
     #[arg(long, env = "IOT_SILENT_AFTER_HOURS", default_value_t = 6.0, value_parser = iot_common::flags::parse_hours)]
@@ -80,6 +81,8 @@ pub enum CliError {
     Empty(&'static str),
     #[error(transparent)]
     Secret(#[from] iot_common::auth::SecretError),
+    #[error(transparent)]
+    Tariffs(#[from] crate::tariffs::TariffError),
     #[error(transparent)]
     Regions(#[from] iot_common::regions::RegionError),
     #[error("cannot open the store: {0}")]
@@ -102,6 +105,7 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
     if cli.analyst_token.trim().is_empty() {
         return Err(CliError::Empty("IOT_ANALYST_TOKEN"));
     }
+    let tariffs = crate::tariffs::Tariffs::load(cli.tariffs.as_deref())?;
     let regions = Arc::new(Regions::load(cli.regions.as_deref())?);
     let store = cli.store.open_patiently(Duration::from_secs(120)).await?;
     let recompute = match &cli.analytics_url {
@@ -115,7 +119,7 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
         regions,
         MeterAuth::new(tokens),
         StaticToken::new(&cli.analyst_token),
-        cli.unit_price_pence,
+        tariffs,
         recompute,
     )
     .secure_cookies(cli.cookie_secure)

@@ -6,10 +6,12 @@
 //! Where things live: [`state`] (what handlers share, and the `AnalyticsPort` port), [`routes`]
 //! (wiring, and one module per page family), [`respond`] and [`present`] (rendering and
 //! formatting helpers), [`metric`] (what the map shows), [`cache`], [`access`] (who may ask), [`sessions`],
-//! [`provisioning`]; [`cli`] runs it as its own process.
+//! [`provisioning`], [`tariffs`] (tariffs as data, bills in exact money); [`cli`] runs it as its own process.
 
 pub mod access;
 pub mod cache;
+pub mod costs;
+pub mod export;
 #[cfg(feature = "distributed")]
 pub mod cli;
 pub mod geometry;
@@ -23,6 +25,7 @@ pub mod sessions;
 pub mod silence;
 pub mod state;
 pub mod svg;
+pub mod tariffs;
 pub mod trend;
 
 pub use provisioning::{NewMeter, ProvisionError, provision};

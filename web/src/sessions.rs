@@ -27,6 +27,14 @@ pub const FAILURE_WINDOW: Duration = Duration::from_secs(60);
 /// Most sessions kept at once; the oldest goes first (a bound, not a limit anyone meets).
 const MAX_SESSIONS: usize = 10_000;
 
+/// What a resident's session holds: the claims of the meter token it signed in with, and
+/// the tariff the resident chose on their page (none yet: the default one).
+#[derive(Debug, Clone)]
+pub struct ResidentSession {
+    pub claims: iot_common::auth::Claims,
+    pub tariff: Option<String>,
+}
+
 /// Live sessions, each holding a `V` (nothing for an analyst, the meter's claims for a
 /// resident), under one cookie scoped to one path.
 pub struct Sessions<V = ()> {
@@ -101,6 +109,23 @@ impl<V: Clone> Sessions<V> {
         live.get(id)
             .filter(|(e, _)| *e > Instant::now())
             .map(|(_, v)| v.clone())
+    }
+
+    /// Changes what the request's live session holds; false when it has none.
+    pub fn update(&self, headers: &HeaderMap, change: impl FnOnce(&mut V)) -> bool {
+        let Some(id) = session_id(headers, self.cookie) else {
+            return false;
+        };
+        let Ok(mut live) = self.live.lock() else {
+            return false;
+        };
+        match live.get_mut(id).filter(|(e, _)| *e > Instant::now()) {
+            Some((_, v)) => {
+                change(v);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Ends the request's session; returns the `Set-Cookie` value that clears the cookie.

@@ -115,8 +115,8 @@ pub struct WebState {
     /// The analyst token (`IOT_ANALYST_TOKEN`): operators and analysts present it on
     /// internal routes, or sign in to the console with it.
     pub analyst_token: StaticToken,
-    /// Electricity unit price for the estimator, pence per kWh.
-    pub unit_price_pence: f64,
+    /// The tariffs the estimator and a household's page price energy on.
+    pub tariffs: Arc<crate::tariffs::Tariffs>,
     pub analytics: Option<Arc<dyn AnalyticsPort>>,
     /// The fleet whose backfill the status page follows, when there is one.
     pub fleet: Option<Arc<dyn FleetProgress>>,
@@ -125,7 +125,7 @@ pub struct WebState {
     /// Signed-in analysts' console sessions.
     pub sessions: Arc<Sessions>,
     /// Signed-in residents' sessions, each holding its meter token's claims.
-    pub residents: Arc<Sessions<iot_common::auth::Claims>>,
+    pub residents: Arc<Sessions<crate::sessions::ResidentSession>>,
     /// The silent meters, as the watch task last found them.
     pub silence: Arc<crate::silence::SilenceWatch>,
     /// The metrics the internal listener serves (the silent-meters gauge is set here).
@@ -144,7 +144,7 @@ impl WebState {
         regions: Arc<Regions>,
         auth: MeterAuth,
         analyst_token: StaticToken,
-        unit_price_pence: f64,
+        tariffs: crate::tariffs::Tariffs,
         analytics: Option<Arc<dyn AnalyticsPort>>,
     ) -> Self {
         Self {
@@ -153,7 +153,7 @@ impl WebState {
             regions,
             auth,
             analyst_token,
-            unit_price_pence,
+            tariffs: Arc::new(tariffs),
             analytics,
             fleet: None,
             profiles: Arc::default(),

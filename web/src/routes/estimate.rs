@@ -1,5 +1,7 @@
-//! `GET /estimate`: a household's likely use and cost from its region's profile, its size
-//! and its kind of dwelling.
+//! `GET /estimate`: a household's likely use and bill from its region's profile, its size
+//! and its kind of dwelling: the yearly and monthly bill on each tariff, from the borough's
+//! median day to its p90 day, priced on the borough's typical hourly curve, and which
+//! tariff is cheaper for such a household.
 
 use askama::Template;
 use axum::extract::State;
@@ -10,9 +12,11 @@ use iot_common::problem::{ApiError, ErrorCode, Query};
 use serde::Deserialize;
 use strum::VariantArray;
 
+use crate::costs::typical_bill;
 use crate::present::kwh;
 use crate::respond;
 use crate::state::WebState;
+use crate::tariffs::Tariff;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,11 +35,21 @@ struct EstimateView {
     yearly: String,
     yearly_low: String,
     yearly_high: String,
-    cost: String,
-    cost_low: String,
-    cost_high: String,
-    price: String,
+    bills: Vec<TariffEstimate>,
+    cheapest: String,
     explanation: String,
+}
+
+/// A tariff's bill for the household, a year and a month, median day to p90 day.
+struct TariffEstimate {
+    name: String,
+    rates: String,
+    about: String,
+    yearly: String,
+    yearly_high: String,
+    monthly: String,
+    monthly_high: String,
+    cheapest: bool,
 }
 
 #[derive(Template)]
@@ -130,9 +144,32 @@ fn household_of(s: &WebState, q: EstimateQuery) -> Result<Household, ApiError> {
 
 fn estimate_view(s: &WebState, h: &Household, figures: &ProfileFigures) -> EstimateView {
     let e = estimate(figures, h.size, h.dwelling);
-    let price = s.unit_price_pence;
     let year = |d: f64| d * 365.0;
-    let cost = |d: f64| format!("{:.0}", year(d) * price / 100.0);
+    let yearly = |t: &Tariff, d: f64| typical_bill(t, d, &figures.hourly_kwh, 365).total;
+    let priced: Vec<(&Tariff, _, _)> = s
+        .tariffs
+        .all()
+        .iter()
+        .map(|t| (t, yearly(t, e.daily_p50), yearly(t, e.daily_p90)))
+        .collect();
+    let cheapest = priced
+        .iter()
+        .min_by_key(|(_, low, _)| *low)
+        .map_or("", |(t, _, _)| t.id.as_str());
+    let bills = priced
+        .iter()
+        .map(|(t, low, high)| TariffEstimate {
+            name: t.name.clone(),
+            rates: t.rates_text(),
+            about: format!("rates {}; source: {}", t.period(), t.source),
+            yearly: low.pounds(),
+            yearly_high: high.pounds(),
+            monthly: low.part(1, 12).pounds(),
+            monthly_high: high.part(1, 12).pounds(),
+            cheapest: t.id == cheapest,
+        })
+        .collect();
+    let cheapest = s.tariffs.get(cheapest).map_or_else(String::new, |t| t.name.clone());
     let name = s.geometry.shape(&h.region).map_or("", |g| g.name.as_str());
     EstimateView {
         daily: kwh(e.daily_p50),
@@ -141,14 +178,14 @@ fn estimate_view(s: &WebState, h: &Household, figures: &ProfileFigures) -> Estim
         yearly: format!("{:.0}", year(e.daily_p50)),
         yearly_low: format!("{:.0}", year(e.daily_p50)),
         yearly_high: format!("{:.0}", year(e.daily_p90)),
-        cost: cost(e.daily_p50),
-        cost_low: cost(e.daily_p50),
-        cost_high: cost(e.daily_p90),
-        price: format!("{price:.1}"),
+        bills,
+        cheapest,
         explanation: format!(
             "{name}'s median household uses {} kWh a day and one household-day in ten exceeds {} kWh; \
              a {}-person {} uses about {:.2}× a typical two-person terraced home, so the range is \
-             the median to the p90 scaled by {:.2}.",
+             the median to the p90 scaled by {:.2}. Bills spread each day over {name}'s typical \
+             hourly curve, price each half hour at the rate in force then, and add 365 days of \
+             standing charge; a month is a twelfth of the year.",
             kwh(figures.p50_daily_kwh),
             kwh(figures.p90_daily_kwh),
             h.size,

@@ -3,7 +3,10 @@
 //! `Authorization: Bearer` header works too, for scripts. The page shows the meter's last 28
 //! days against its borough: daily use over the borough's median-to-p90 band, the average
 //! day's hourly curve over the borough's, and where the household stands among the
-//! borough's meters. Only the signed-in meter's readings are ever read.
+//! borough's meters; what those days cost on the resident's tariff (chosen on the page and
+//! kept in the session) and on every other, priced on the household's own half hours; a
+//! note when the last week is unusual; and the household's data as CSV. Only the signed-in
+//! meter's readings are ever read.
 
 use std::collections::BTreeMap;
 
@@ -13,24 +16,29 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Days, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{DateTime, Days, NaiveDate, Timelike, Utc};
 use chrono_tz::Europe::London;
 use iot_common::domain::{MeterId, Reading};
 use iot_common::http::bearer_token;
-use iot_common::problem::ApiError;
+use iot_common::problem::{ApiError, ErrorCode, Query};
 use iot_common::quality::{MeterDay, Quality, Rules, meter_days};
 use iot_common::store::MAX_READBACK;
 use iot_common::{ProfileFigures, RegionProfile};
 
 use crate::access::SameSite;
+use crate::costs::{UnusualWeek, billed_intervals, typical_bill, unusual_week};
+use crate::export::{Download, Export, MAX_WINDOW_DAYS, day_start};
 use crate::present::{day, kwh};
 use crate::respond;
-use crate::sessions::{SignInForm, SignInPage};
+use crate::sessions::{ResidentSession, SignInForm, SignInPage};
 use crate::state::WebState;
 use crate::svg::{Bar, Tick, at, hour_ticks};
+use crate::tariffs::{Bill, Tariff};
 
 /// Days the page covers: whole local days before today, as the default profile window.
 const DAYS: u64 = 28;
+/// Days read: the page's, and the four weeks before its last week that tell its usual.
+const READ_DAYS: u64 = 35;
 
 struct Borough {
     name: String,
@@ -82,6 +90,49 @@ struct Home {
     edited: Vec<EditedDay>,
     first_day: String,
     last_day: String,
+    costs: Costs,
+    unusual: Option<Unusual>,
+    /// The download form's default window, `YYYY-MM-DD`.
+    download_from: String,
+    download_to: String,
+}
+
+/// One tariff's price of the household's days.
+struct TariffCost {
+    id: String,
+    name: String,
+    rates: String,
+    total: String,
+    /// Against the resident's tariff: "£1.23 more", "£0.45 less", "".
+    against: String,
+    chosen: bool,
+    cheapest: bool,
+}
+
+/// What the household's days cost.
+struct Costs {
+    days: u32,
+    chosen_name: String,
+    chosen_period: String,
+    chosen_source: String,
+    total: String,
+    energy: String,
+    standing: String,
+    lines: Vec<String>,
+    tariffs: Vec<TariffCost>,
+    cheapest_name: String,
+    /// What the cheapest would have saved, when it is not the resident's.
+    saving: Option<String>,
+    /// The borough's typical household on the resident's tariff, over the same days.
+    typical: Option<String>,
+}
+
+/// The last week, when it is well above the household's usual.
+struct Unusual {
+    mean: String,
+    usual: String,
+    percent: String,
+    days: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -105,7 +156,11 @@ fn sign_in(s: &WebState, status: StatusCode, message: Option<&str>) -> Response 
 /// has not been revoked since. Anyone else gets the sign-in form instead (200 when nobody
 /// signed in; 401 with the reason for a bad token or a revoked session, whose cookie is
 /// cleared).
-pub struct Resident(MeterId);
+pub struct Resident {
+    meter: MeterId,
+    /// The tariff chosen in the session, if any.
+    tariff: Option<String>,
+}
 
 impl FromRequestParts<WebState> for Resident {
     type Rejection = Response;
@@ -116,13 +171,16 @@ impl FromRequestParts<WebState> for Resident {
             return s
                 .auth
                 .check(token)
-                .map(Self)
+                .map(|meter| Self {
+                    meter,
+                    tariff: None,
+                })
                 .map_err(|e| ApiError::from(e).into_response());
         }
-        let Some(claims) = s.residents.get(headers) else {
+        let Some(session) = s.residents.get(headers) else {
             return Err(sign_in(s, StatusCode::OK, None));
         };
-        if s.auth.revocations.is_revoked(&claims) {
+        if s.auth.revocations.is_revoked(&session.claims) {
             let mut res = sign_in(
                 s,
                 StatusCode::UNAUTHORIZED,
@@ -133,15 +191,31 @@ impl FromRequestParts<WebState> for Resident {
             }
             return Err(res);
         }
-        Ok(Self(claims.meter_id))
+        Ok(Self {
+            meter: session.claims.meter_id,
+            tariff: session.tariff,
+        })
     }
 }
 
+/// `?tariff=` prices the page on that tariff without remembering it (for scripts).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PageQuery {
+    tariff: Option<String>,
+}
+
 pub async fn page(
-    Resident(meter): Resident,
+    resident: Resident,
     State(s): State<WebState>,
+    Query(q): Query<PageQuery>,
 ) -> Result<Response, ApiError> {
-    let home = home(&s, &meter).await?;
+    let chosen = match q.tariff.as_deref() {
+        Some(id) => Some(known_tariff(&s, id)?),
+        None => resident.tariff.as_deref().and_then(|id| s.tariffs.get(id)),
+    }
+    .unwrap_or_else(|| s.tariffs.default_tariff());
+    let home = home(&s, &resident.meter, chosen).await?;
     respond::page(&MePage {
         attribution: s.attribution(),
         home: Some(home),
@@ -162,6 +236,10 @@ pub async fn login(
             .verify(form.token.trim())
             .ok()
             .filter(|c| !s.auth.revocations.is_revoked(c))
+            .map(|claims| ResidentSession {
+                claims,
+                tariff: None,
+            })
     };
     s.residents.sign_in(
         client,
@@ -178,15 +256,106 @@ pub async fn logout(_: SameSite, State(s): State<WebState>, headers: HeaderMap) 
     s.residents.sign_out(&headers, "/me")
 }
 
-/// UTC instant at which London day `d` starts.
-fn day_start(d: NaiveDate) -> DateTime<Utc> {
-    London
-        .from_local_datetime(&d.and_time(chrono::NaiveTime::MIN))
-        .earliest()
-        .map_or_else(
-            || d.and_time(chrono::NaiveTime::MIN).and_utc(),
-            |t| t.with_timezone(&Utc),
+fn known_tariff<'a>(s: &'a WebState, id: &str) -> Result<&'a Tariff, ApiError> {
+    s.tariffs.get(id).ok_or_else(|| {
+        ApiError::new(ErrorCode::InvalidQuery, format!("no tariff `{id}` here")).field("tariff")
+    })
+}
+
+#[derive(serde::Deserialize)]
+pub struct TariffForm {
+    tariff: String,
+}
+
+/// `POST /me/tariff`: the resident's tariff, kept in their session; back to the page.
+pub async fn choose_tariff(
+    _: SameSite,
+    _: Resident,
+    State(s): State<WebState>,
+    headers: HeaderMap,
+    Form(form): Form<TariffForm>,
+) -> Result<Response, ApiError> {
+    let id = known_tariff(&s, form.tariff.trim())?.id.clone();
+    let kept = s
+        .residents
+        .update(&headers, |session| session.tariff = Some(id.clone()));
+    // A bearer caller has no session to keep it in: the page's address carries it.
+    let landing = if kept {
+        "/me".to_owned()
+    } else {
+        format!("/me?tariff={id}")
+    };
+    Ok(axum::response::Redirect::to(&landing).into_response())
+}
+
+/// The download window as the page's form sends it: local days, both included.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownloadQuery {
+    from: Option<String>,
+    to: Option<String>,
+}
+
+fn download_days(q: &DownloadQuery) -> Result<(NaiveDate, NaiveDate), ApiError> {
+    let parse = |v: Option<&str>, field: &'static str| {
+        v.filter(|v| !v.trim().is_empty())
+            .map(|v| {
+                v.trim().parse::<NaiveDate>().map_err(|_| {
+                    ApiError::new(ErrorCode::InvalidQuery, "must be a date, YYYY-MM-DD").field(field)
+                })
+            })
+            .transpose()
+    };
+    let today = Utc::now().with_timezone(&London).date_naive();
+    let to = parse(q.to.as_deref(), "to")?.unwrap_or(today - Days::new(1));
+    let from = parse(q.from.as_deref(), "from")?.unwrap_or(to - Days::new(DAYS - 1));
+    if from > to {
+        return Err(ApiError::new(ErrorCode::InvalidQuery, "from must not be after to").field("from"));
+    }
+    if (to - from).num_days() >= MAX_WINDOW_DAYS {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("a download covers at most {MAX_WINDOW_DAYS} days (the readings' retention)"),
         )
+        .field("from"));
+    }
+    Ok((from, to))
+}
+
+async fn download(
+    resident: Resident,
+    s: WebState,
+    q: DownloadQuery,
+    kind: Export,
+) -> Result<Response, ApiError> {
+    let (from, to) = download_days(&q)?;
+    Ok(Download {
+        store: s.store.clone(),
+        meter: resident.meter,
+        from: day_start(London, from),
+        to: day_start(London, to + Days::new(1)),
+        tz: London,
+        kind,
+    }
+    .response())
+}
+
+/// `GET /me/readings.csv?from=&to=`: the household's half hours over those local days.
+pub async fn readings_csv(
+    resident: Resident,
+    State(s): State<WebState>,
+    Query(q): Query<DownloadQuery>,
+) -> Result<Response, ApiError> {
+    download(resident, s, q, Export::Readings).await
+}
+
+/// `GET /me/daily.csv?from=&to=`: the household's daily totals over those local days.
+pub async fn daily_csv(
+    resident: Resident,
+    State(s): State<WebState>,
+    Query(q): Query<DownloadQuery>,
+) -> Result<Response, ApiError> {
+    download(resident, s, q, Export::Daily).await
 }
 
 /// A day of the household's, as the page shows it.
@@ -296,7 +465,7 @@ fn runs(starts: impl Iterator<Item = DateTime<Utc>>) -> String {
         .join(", ")
 }
 
-async fn home(s: &WebState, meter: &MeterId) -> Result<Home, ApiError> {
+async fn home(s: &WebState, meter: &MeterId, chosen: &Tariff) -> Result<Home, ApiError> {
     let registered = s.store.meter(meter).await?;
     let region = registered.and_then(|m| m.region);
     let profiles = s.current_profiles().await?;
@@ -307,21 +476,30 @@ async fn home(s: &WebState, meter: &MeterId) -> Result<Home, ApiError> {
         .map(|r| r.name.clone());
     let today = Utc::now().with_timezone(&London).date_naive();
     let first = today - Days::new(DAYS);
-    let readings = s
+    let read_from = today - Days::new(READ_DAYS);
+    let all = s
         .store
-        .meter_readings(meter, day_start(first), day_start(today), MAX_READBACK)
+        .meter_readings(
+            meter,
+            day_start(London, read_from),
+            day_start(London, today),
+            MAX_READBACK,
+        )
         .await?;
     // The profile's window and rules: the days count as the borough's figures count them.
-    let days = meter_days(
-        &readings,
-        first,
-        today - Days::new(1),
-        London,
-        &Rules::default(),
-    );
+    let all_days = meter_days(&all, read_from, today - Days::new(1), London, &Rules::default());
+    let page_from = day_start(London, first);
+    let readings: Vec<Reading> = all.iter().filter(|r| r.ts >= page_from).cloned().collect();
+    let days: Vec<MeterDay> = all_days.iter().filter(|d| d.day >= first).cloned().collect();
     let t = tally(&readings, &days);
     let mean = mean_day(&t);
     let figures = profile.map(|p| &p.figures);
+    let kept: BTreeMap<NaiveDate, f64> = all_days
+        .iter()
+        .filter_map(|d| d.verdict.kwh.map(|k| (d.day, k)))
+        .collect();
+    let unusual = unusual_week(&kept, today - Days::new(1), figures.map(|f| f.p90_daily_kwh))
+        .map(|w| unusual_view(&w));
     Ok(Home {
         meter_id: meter.to_string(),
         borough: figures.map(|f| Borough {
@@ -329,7 +507,6 @@ async fn home(s: &WebState, meter: &MeterId) -> Result<Home, ApiError> {
             p50: kwh(f.p50_daily_kwh),
             p90: kwh(f.p90_daily_kwh),
         }),
-        region_name,
         mean: kwh(mean),
         percentile: figures
             .filter(|_| !t.days.is_empty())
@@ -339,9 +516,117 @@ async fn home(s: &WebState, meter: &MeterId) -> Result<Home, ApiError> {
         hourly: hourly_chart(&t, figures),
         readings: readings.len(),
         edited: edited_days(&days),
-        first_day: day(day_start(first)),
-        last_day: day(day_start(today) - chrono::Duration::seconds(1)),
+        first_day: day(page_from),
+        last_day: day(day_start(London, today) - chrono::Duration::seconds(1)),
+        costs: costs(s, chosen, &readings, &days, figures, region_name.as_deref()),
+        region_name,
+        unusual,
+        download_from: first.to_string(),
+        download_to: (today - Days::new(1)).to_string(),
     })
+}
+
+/// The household's days priced on `chosen` and on every other tariff, and the borough's
+/// typical household on `chosen` over as many days. The days priced run from the meter's
+/// first day in the window (a standing charge for each).
+fn costs(
+    s: &WebState,
+    chosen: &Tariff,
+    readings: &[Reading],
+    days: &[MeterDay],
+    figures: Option<&ProfileFigures>,
+    borough: Option<&str>,
+) -> Costs {
+    let intervals = billed_intervals(readings, days);
+    let n = u32::try_from(days.len()).unwrap_or(u32::MAX);
+    let bills: Vec<(&Tariff, Bill)> = s
+        .tariffs
+        .all()
+        .iter()
+        .map(|t| (t, t.bill(intervals.iter().copied(), London, n)))
+        .collect();
+    let mine = chosen.bill(intervals.iter().copied(), London, n);
+    let cheapest = bills
+        .iter()
+        .min_by_key(|(_, b)| b.total)
+        .map_or(chosen, |(t, _)| *t);
+    let cheapest_total = bills
+        .iter()
+        .map(|(_, b)| b.total)
+        .min()
+        .unwrap_or(mine.total);
+    let tariffs = bills
+        .iter()
+        .map(|(t, b)| {
+            let diff = b.total - mine.total;
+            TariffCost {
+                id: t.id.clone(),
+                name: t.name.clone(),
+                rates: t.rates_text(),
+                total: b.total.pounds(),
+                against: match diff.0 {
+                    0 => String::new(),
+                    d if d > 0 => format!("{} more", diff.pounds()),
+                    _ => format!("{} less", (mine.total - b.total).pounds()),
+                },
+                chosen: t.id == chosen.id,
+                cheapest: t.id == cheapest.id,
+            }
+        })
+        .collect();
+    let lines = mine
+        .energy
+        .iter()
+        .map(|l| {
+            format!(
+                "{} kWh{} at {}/kWh: {}",
+                kwh(l.kwh()),
+                if l.off_peak { " off peak" } else { "" },
+                l.rate.text(),
+                l.cost.pounds()
+            )
+        })
+        .collect();
+    Costs {
+        days: n,
+        chosen_name: chosen.name.clone(),
+        chosen_period: chosen.period(),
+        chosen_source: chosen.source.clone(),
+        total: mine.total.pounds(),
+        energy: mine.energy_cost().pounds(),
+        standing: format!(
+            "{} days at {}: {}",
+            n,
+            chosen.standing_charge.text(),
+            mine.standing.pounds()
+        ),
+        lines,
+        tariffs,
+        cheapest_name: cheapest.name.clone(),
+        saving: (cheapest.id != chosen.id).then(|| (mine.total - cheapest_total).pounds()),
+        typical: figures.filter(|_| n > 0).map(|f| {
+            let b = typical_bill(chosen, f.p50_daily_kwh, &f.hourly_kwh, n);
+            format!(
+                "A typical household in {} (its median day, on the borough's hourly curve) would have paid {} on this tariff over the same {} days.",
+                borough.unwrap_or("your borough"),
+                b.total.pounds(),
+                n
+            )
+        }),
+    }
+}
+
+fn unusual_view(w: &UnusualWeek) -> Unusual {
+    Unusual {
+        mean: kwh(w.mean),
+        usual: kwh(w.usual),
+        percent: format!("{:.0}", (w.mean / w.usual - 1.0) * 100.0),
+        days: w
+            .days
+            .iter()
+            .map(|(d, v)| (d.format("%a %-d %b").to_string(), kwh(*v)))
+            .collect(),
+    }
 }
 
 /// The household's average day in kWh, as the borough's figures count a household: over

@@ -53,6 +53,9 @@ pub fn external_router(state: WebState) -> Router {
             .route("/me", get(me::page))
             .route("/me/login", post(me::login))
             .route("/me/logout", post(me::logout))
+            .route("/me/tariff", post(me::choose_tariff))
+            .route("/me/readings.csv", get(me::readings_csv))
+            .route("/me/daily.csv", get(me::daily_csv))
             .route("/static/app.css", get(assets::css))
             .route("/static/map.js", get(assets::map_js))
             .route("/static/progress.js", get(assets::progress_js))
@@ -67,6 +70,7 @@ pub fn external_router(state: WebState) -> Router {
                 "/api/v1/meters/{id}/readings",
                 get(readings::meter_readings),
             )
+            .route("/api/v1/meters/{id}/daily", get(readings::meter_daily))
             .with_state(state),
     )
 }

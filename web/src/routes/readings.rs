@@ -1,9 +1,10 @@
-//! `GET /api/v1/meters/{id}/readings`: a meter's own readings, for the holder of that
-//! meter's token.
+//! `GET /api/v1/meters/{id}/readings` and `/daily`: a meter's own readings and daily
+//! totals, for the holder of that meter's token: JSON pages of readings, or any window up
+//! to the retention as streamed CSV (`Accept: text/csv`, and always for `/daily`).
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use iot_common::domain::{MeterId, Reading};
@@ -13,6 +14,7 @@ use iot_common::store::MAX_READBACK;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::export::{Download, Export, MAX_WINDOW_DAYS};
 use crate::state::WebState;
 
 /// The window asked for, as RFC 3339 text: each bound is judged on its own, so an error
@@ -25,7 +27,8 @@ pub struct ReadingsQuery {
 }
 
 /// `from <= ts < to` (default: the last 7 days), oldest first, at most [`MAX_READBACK`];
-/// `next_from` says where to continue when there are more.
+/// `next_from` says where to continue when there are more. With `Accept: text/csv`: the
+/// whole window as CSV, estimated half hours included and flagged.
 pub async fn meter_readings(
     State(s): State<WebState>,
     Path(id): Path<String>,
@@ -34,11 +37,66 @@ pub async fn meter_readings(
 ) -> Result<Response, ApiError> {
     let meter = owned_meter(&s, &id, &headers)?;
     let (from, to) = window(&q)?;
+    if wants_csv(&headers) {
+        return download(&s, meter, from, to, Export::Readings);
+    }
     let readings = s
         .store
         .meter_readings(&meter, from, to, MAX_READBACK + 1)
         .await?;
     Ok(Json(page(&meter, from, to, &readings)).into_response())
+}
+
+/// The meter's daily totals over `from <= t < to` (default: the last 7 days) as CSV, each
+/// local day with its readings, its use and VEE's verdict.
+pub async fn meter_daily(
+    State(s): State<WebState>,
+    Path(id): Path<String>,
+    Query(q): Query<ReadingsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let meter = owned_meter(&s, &id, &headers)?;
+    let (from, to) = window(&q)?;
+    download(&s, meter, from, to, Export::Daily)
+}
+
+/// Whether the client asks for CSV (`text/csv` among its `Accept` types).
+fn wants_csv(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|t| {
+            t.split(';')
+                .next()
+                .is_some_and(|m| m.trim().eq_ignore_ascii_case("text/csv"))
+        })
+}
+
+fn download(
+    s: &WebState,
+    meter: MeterId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    kind: Export,
+) -> Result<Response, ApiError> {
+    if to - from > Duration::days(MAX_WINDOW_DAYS) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("a download covers at most {MAX_WINDOW_DAYS} days (the readings' retention)"),
+        )
+        .field("from"));
+    }
+    Ok(Download {
+        store: s.store.clone(),
+        meter,
+        from,
+        to,
+        tz: chrono_tz::Europe::London,
+        kind,
+    }
+    .response())
 }
 
 /// The meter of the path, if the request's token is that meter's: 401 without a valid
