@@ -10,6 +10,7 @@ mod fleet;
 mod hostile;
 mod ingest;
 mod me;
+mod money;
 mod process;
 mod quality;
 mod support;

@@ -129,9 +129,8 @@ mod tests {
     #[test]
     fn a_week_is_unusual_only_above_its_usual_by_30_percent_and_above_the_borough_p90() {
         let last = d("2026-11-30");
-        let mut days: BTreeMap<NaiveDate, f64> = (7..35)
-            .map(|k| (last - Days::new(k), 8.0))
-            .collect();
+        let mut days: BTreeMap<NaiveDate, f64> =
+            (7..35).map(|k| (last - Days::new(k), 8.0)).collect();
         for k in 0..7 {
             days.insert(last - Days::new(k), if k < 3 { 14.0 } else { 9.0 });
         }
@@ -143,7 +142,11 @@ mod tests {
             vec![d("2026-11-28"), d("2026-11-29"), d("2026-11-30")],
             "the days above 10.4 kWh"
         );
-        assert_eq!(unusual_week(&days, last, Some(12.0)), None, "under the borough's p90");
+        assert_eq!(
+            unusual_week(&days, last, Some(12.0)),
+            None,
+            "under the borough's p90"
+        );
         assert_eq!(unusual_week(&days, last, None), None, "no borough figures");
         for k in 0..7 {
             days.insert(last - Days::new(k), 10.0);
@@ -153,6 +156,10 @@ mod tests {
         let few: BTreeMap<NaiveDate, f64> = (0..20)
             .map(|k| (last - Days::new(k), if k < 7 { 20.0 } else { 8.0 }))
             .collect();
-        assert_eq!(unusual_week(&few, last, Some(5.0)), None, "too few usual days");
+        assert_eq!(
+            unusual_week(&few, last, Some(5.0)),
+            None,
+            "too few usual days"
+        );
     }
 }

@@ -105,7 +105,10 @@ impl Download {
         let stream = futures::stream::try_unfold((self, cursor), |(d, mut c)| async move {
             if !c.header {
                 c.header = true;
-                return Ok(Some((Bytes::from_static(d.kind.header().as_bytes()), (d, c))));
+                return Ok(Some((
+                    Bytes::from_static(d.kind.header().as_bytes()),
+                    (d, c),
+                )));
             }
             if c.next > d.last_day() {
                 return Ok(None);
@@ -145,13 +148,7 @@ impl Download {
                 span_days * most_per_day,
             )
             .await?;
-        let days = meter_days(
-            &readings,
-            look_from,
-            end,
-            self.tz,
-            &Rules::default(),
-        );
+        let days = meter_days(&readings, look_from, end, self.tz, &Rules::default());
         let mut out = String::new();
         for day in days.iter().filter(|m| m.day >= first && m.day < end) {
             match self.kind {

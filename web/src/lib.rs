@@ -10,10 +10,10 @@
 
 pub mod access;
 pub mod cache;
-pub mod costs;
-pub mod export;
 #[cfg(feature = "distributed")]
 pub mod cli;
+pub mod costs;
+pub mod export;
 pub mod geometry;
 pub mod metric;
 pub mod present;

@@ -37,11 +37,7 @@ impl Pence {
     pub fn pounds(self) -> String {
         let sign = if self.0 < 0 { "−" } else { "" };
         let p = self.0.unsigned_abs();
-        format!(
-            "{sign}£{}.{:02}",
-            crate::present::count(p / 100),
-            p % 100
-        )
+        format!("{sign}£{}.{:02}", crate::present::count(p / 100), p % 100)
     }
 
     /// Pounds as a CSV or JSON figure: "1234.56".
@@ -487,10 +483,7 @@ fn check(e: Entry) -> Result<Tariff, String> {
         return Err("`source` is empty: say where the rates come from".to_owned());
     }
     let applies_from = date(&required(e.applies_from, "applies_from")?, "applies_from")?;
-    let applies_to = e
-        .applies_to
-        .map(|v| date(&v, "applies_to"))
-        .transpose()?;
+    let applies_to = e.applies_to.map(|v| date(&v, "applies_to")).transpose()?;
     if applies_to.is_some_and(|to| to < applies_from) {
         return Err("`applies_to` is before `applies_from`".to_owned());
     }
@@ -600,7 +593,10 @@ unit_rate_p_per_kwh = 12.5
         assert_eq!(t.default_tariff().unit_rate, Price(257_300));
         let night = t.get("night").unwrap_or_else(|| panic!("night"));
         assert_eq!(night.off_peak.len(), 1);
-        assert_eq!(night.rates_text(), "34.00p/kWh, 14.00p/kWh 23:30–06:30; standing charge 51.37p/day");
+        assert_eq!(
+            night.rates_text(),
+            "34.00p/kWh, 14.00p/kWh 23:30–06:30; standing charge 51.37p/day"
+        );
     }
 
     #[test]
@@ -643,13 +639,23 @@ unit_rate_p_per_kwh = 12.5
         // (34): 14 kWh × 12.5p = 175p; 6.8 kWh × 30.25p = 205.7p → 206p; 45.1234p → 45p.
         let day = day_of(d("2026-07-15"), |h, m| {
             let minute = h * 60 + m;
-            if !(390..1410).contains(&minute) { 1.0 } else { 0.2 }
+            if !(390..1410).contains(&minute) {
+                1.0
+            } else {
+                0.2
+            }
         });
         let bill = night.bill(day, London, 1);
         let off = bill.energy.iter().find(|l| l.off_peak).cloned();
         let peak = bill.energy.iter().find(|l| !l.off_peak).cloned();
-        assert_eq!(off.map(|l| (l.micro_kwh, l.cost)), Some((14_000_000, Pence(175))));
-        assert_eq!(peak.map(|l| (l.micro_kwh, l.cost)), Some((6_800_000, Pence(206))));
+        assert_eq!(
+            off.map(|l| (l.micro_kwh, l.cost)),
+            Some((14_000_000, Pence(175)))
+        );
+        assert_eq!(
+            peak.map(|l| (l.micro_kwh, l.cost)),
+            Some((6_800_000, Pence(206)))
+        );
         assert_eq!(bill.standing, Pence(45));
         assert_eq!(bill.total, Pence(426));
 
@@ -657,10 +663,17 @@ unit_rate_p_per_kwh = 12.5
         // 16 off-peak half hours, 34 others.
         let long = day_of(d("2026-10-25"), |h, m| {
             let minute = h * 60 + m;
-            if !(390..1410).contains(&minute) { 1.0 } else { 0.2 }
+            if !(390..1410).contains(&minute) {
+                1.0
+            } else {
+                0.2
+            }
         });
         let bill = night.bill(long, London, 1);
-        assert_eq!(bill.energy.iter().find(|l| l.off_peak).map(|l| l.micro_kwh), Some(16_000_000));
+        assert_eq!(
+            bill.energy.iter().find(|l| l.off_peak).map(|l| l.micro_kwh),
+            Some(16_000_000)
+        );
         // 16 × 12.5p = 200p; 6.8 × 30.25p = 205.7p → 206p; 45p.
         assert_eq!(bill.total, Pence(200 + 206 + 45));
     }
@@ -670,7 +683,9 @@ unit_rate_p_per_kwh = 12.5
         let (flat, night) = (tariff("flat"), tariff("night"));
         let at_night = |h: u32, _| if !(7..23).contains(&h) { 1.0 } else { 0.1 };
         let by_day = |h: u32, _| if (9..18).contains(&h) { 1.0 } else { 0.1 };
-        let cost = |t: &Tariff, f: &dyn Fn(u32, u32) -> f64| t.bill(day_of(d("2026-05-05"), f), London, 7).total;
+        let cost = |t: &Tariff, f: &dyn Fn(u32, u32) -> f64| {
+            t.bill(day_of(d("2026-05-05"), f), London, 7).total
+        };
         assert!(cost(&night, &at_night) < cost(&flat, &at_night));
         assert!(cost(&flat, &by_day) < cost(&night, &by_day));
     }
@@ -687,22 +702,34 @@ unit_rate_p_per_kwh = 12.5
                  standing_charge_p_per_day = 50\nunit_rate_p_per_kwh = 25\n{extra}"
             )
         };
-        let two = format!("{}\n[[tariff]]\nid = \"b\"\nname = \"B\"\napplies_from = \"2026-01-01\"\nsource = \"s\"\nstanding_charge_p_per_day = 50\nunit_rate_p_per_kwh = -1\n", base(""));
+        let two = format!(
+            "{}\n[[tariff]]\nid = \"b\"\nname = \"B\"\napplies_from = \"2026-01-01\"\nsource = \"s\"\nstanding_charge_p_per_day = 50\nunit_rate_p_per_kwh = -1\n",
+            base("")
+        );
         assert_eq!(
             bad(&two),
             "the tariff file mine.toml: tariff 2 (`b`): `unit_rate_p_per_kwh`: -1 is not a price (pence, not negative)"
         );
-        let e = bad(&base("[[tariff.off_peak]]\nfrom = \"24:00\"\nto = \"06:00\"\nunit_rate_p_per_kwh = 10\n"));
-        assert!(e.contains("tariff 1 (`a`): off_peak 1: `from` `24:00` is not a time of day"), "{e}");
+        let e = bad(&base(
+            "[[tariff.off_peak]]\nfrom = \"24:00\"\nto = \"06:00\"\nunit_rate_p_per_kwh = 10\n",
+        ));
+        assert!(
+            e.contains("tariff 1 (`a`): off_peak 1: `from` `24:00` is not a time of day"),
+            "{e}"
+        );
         let e = bad(&base(
             "[[tariff.off_peak]]\nfrom = \"23:00\"\nto = \"06:00\"\nunit_rate_p_per_kwh = 10\n\
              [[tariff.off_peak]]\nfrom = \"05:00\"\nto = \"07:00\"\nunit_rate_p_per_kwh = 10\n",
         ));
         assert!(e.contains("off_peak 2: overlaps off_peak 1"), "{e}");
-        let e = bad(&base("").replace("unit_rate_p_per_kwh = 25", "unit_rate_p_per_kwh = 25.00001"));
+        let e =
+            bad(&base("").replace("unit_rate_p_per_kwh = 25", "unit_rate_p_per_kwh = 25.00001"));
         assert!(e.contains("more than four decimal places"), "{e}");
         let e = bad(&format!("{}\n{}", base(""), base("")));
-        assert!(e.contains("tariff 2 (`a`): another tariff has this id"), "{e}");
+        assert!(
+            e.contains("tariff 2 (`a`): another tariff has this id"),
+            "{e}"
+        );
         let e = bad(&base("").replace("source = \"s\"\n", ""));
         assert!(e.contains("`source` is missing"), "{e}");
         let e = bad(&base("colour = \"red\"\n"));
@@ -713,7 +740,10 @@ unit_rate_p_per_kwh = 12.5
             Err(e) => e.to_string(),
             Ok(_) => panic!("accepted"),
         };
-        assert!(e.contains("tariff 1 (`x`): `applies_from` `2026-13-01` is not a date"), "{e}");
+        assert!(
+            e.contains("tariff 1 (`x`): `applies_from` `2026-13-01` is not a date"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -169,7 +169,10 @@ fn estimate_view(s: &WebState, h: &Household, figures: &ProfileFigures) -> Estim
             cheapest: t.id == cheapest,
         })
         .collect();
-    let cheapest = s.tariffs.get(cheapest).map_or_else(String::new, |t| t.name.clone());
+    let cheapest = s
+        .tariffs
+        .get(cheapest)
+        .map_or_else(String::new, |t| t.name.clone());
     let name = s.geometry.shape(&h.region).map_or("", |g| g.name.as_str());
     EstimateView {
         daily: kwh(e.daily_p50),

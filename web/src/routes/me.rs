@@ -301,7 +301,8 @@ fn download_days(q: &DownloadQuery) -> Result<(NaiveDate, NaiveDate), ApiError> 
         v.filter(|v| !v.trim().is_empty())
             .map(|v| {
                 v.trim().parse::<NaiveDate>().map_err(|_| {
-                    ApiError::new(ErrorCode::InvalidQuery, "must be a date, YYYY-MM-DD").field(field)
+                    ApiError::new(ErrorCode::InvalidQuery, "must be a date, YYYY-MM-DD")
+                        .field(field)
                 })
             })
             .transpose()
@@ -310,7 +311,9 @@ fn download_days(q: &DownloadQuery) -> Result<(NaiveDate, NaiveDate), ApiError> 
     let to = parse(q.to.as_deref(), "to")?.unwrap_or(today - Days::new(1));
     let from = parse(q.from.as_deref(), "from")?.unwrap_or(to - Days::new(DAYS - 1));
     if from > to {
-        return Err(ApiError::new(ErrorCode::InvalidQuery, "from must not be after to").field("from"));
+        return Err(
+            ApiError::new(ErrorCode::InvalidQuery, "from must not be after to").field("from"),
+        );
     }
     if (to - from).num_days() >= MAX_WINDOW_DAYS {
         return Err(ApiError::new(
@@ -487,10 +490,20 @@ async fn home(s: &WebState, meter: &MeterId, chosen: &Tariff) -> Result<Home, Ap
         )
         .await?;
     // The profile's window and rules: the days count as the borough's figures count them.
-    let all_days = meter_days(&all, read_from, today - Days::new(1), London, &Rules::default());
+    let all_days = meter_days(
+        &all,
+        read_from,
+        today - Days::new(1),
+        London,
+        &Rules::default(),
+    );
     let page_from = day_start(London, first);
     let readings: Vec<Reading> = all.iter().filter(|r| r.ts >= page_from).cloned().collect();
-    let days: Vec<MeterDay> = all_days.iter().filter(|d| d.day >= first).cloned().collect();
+    let days: Vec<MeterDay> = all_days
+        .iter()
+        .filter(|d| d.day >= first)
+        .cloned()
+        .collect();
     let t = tally(&readings, &days);
     let mean = mean_day(&t);
     let figures = profile.map(|p| &p.figures);
@@ -498,8 +511,12 @@ async fn home(s: &WebState, meter: &MeterId, chosen: &Tariff) -> Result<Home, Ap
         .iter()
         .filter_map(|d| d.verdict.kwh.map(|k| (d.day, k)))
         .collect();
-    let unusual = unusual_week(&kept, today - Days::new(1), figures.map(|f| f.p90_daily_kwh))
-        .map(|w| unusual_view(&w));
+    let unusual = unusual_week(
+        &kept,
+        today - Days::new(1),
+        figures.map(|f| f.p90_daily_kwh),
+    )
+    .map(|w| unusual_view(&w));
     Ok(Home {
         meter_id: meter.to_string(),
         borough: figures.map(|f| Borough {
