@@ -591,16 +591,21 @@ fn costs(
             }
         })
         .collect();
+    let several = mine.energy.len() > 1;
     let lines = mine
         .energy
         .iter()
         .map(|l| {
+            let cost = if several {
+                format!(": {}", l.cost.pounds())
+            } else {
+                String::new()
+            };
             format!(
-                "{} kWh{} at {}/kWh: {}",
+                "{} kWh{} at {}/kWh{cost}",
                 kwh(l.kwh()),
                 if l.off_peak { " off peak" } else { "" },
                 l.rate.text(),
-                l.cost.pounds()
             )
         })
         .collect();
