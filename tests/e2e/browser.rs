@@ -144,6 +144,10 @@ async fn the_map_and_a_region_page_render_in_chromium() {
     )
     .await;
     assert!(dom.contains("kWh a day") && dom.contains("a year"));
+    assert!(
+        dom.contains("id=\"bills\"") && dom.contains("£") && dom.contains("id=\"cheapest\""),
+        "the bill on each tariff, in pounds"
+    );
     app.app.stop(Duration::from_secs(5)).await;
 }
 
@@ -383,6 +387,29 @@ async fn a_resident_signs_in_with_their_token_and_sees_their_curve_over_the_boro
         html.contains("class=\"band\""),
         "the borough's median-to-p90 band"
     );
+    let cost = browser
+        .eval("document.getElementById('cost-total')?.innerText ?? ''")
+        .await;
+    assert!(
+        cost.as_str().is_some_and(|c| c.starts_with('£')),
+        "the days' cost in pounds: {cost}"
+    );
+    // The tariff is chosen on the page, as a person would, and kept.
+    browser
+        .eval(
+            "document.querySelector('select[name=tariff]').value = 'night'; \
+             document.querySelector('form[action=\"/me/tariff\"]').submit(); true",
+        )
+        .await;
+    let kept = browser
+        .until(
+            "document.readyState === 'complete' && \
+             (document.getElementById('tariffs')?.innerText ?? '').includes('(Economy 7 style) (yours)')",
+            Duration::from_secs(20),
+        )
+        .await;
+    let at = browser.eval("document.body.innerText").await;
+    assert!(kept, "the night tariff is the household's now: {at}");
     let cookie = browser.eval("document.cookie").await;
     assert_eq!(
         cookie, "",

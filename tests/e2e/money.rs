@@ -387,6 +387,32 @@ async fn a_year_of_half_hours_downloads_as_csv_and_parses_back_to_the_stored_val
         .send_or_panic()
         .await;
     assert_eq!(too_long.status(), StatusCode::BAD_REQUEST);
+    for (from, to) in [
+        ("yesterday", ""),
+        ("+262143-12-30", "+262143-12-31"),
+        ("2026-02-30", ""),
+    ] {
+        let bad = app
+            .client
+            .get(app.ext("/me/readings.csv"))
+            .query(&[("from", from), ("to", to)])
+            .bearer_auth(&token2)
+            .send_or_panic()
+            .await;
+        assert_eq!(bad.status(), StatusCode::BAD_REQUEST, "{from} {to}");
+    }
+    let over = app
+        .client
+        .get(app.ext("/api/v1/meters/YEAR0002/readings"))
+        .query(&[
+            ("from", "2020-01-01T00:00:00Z"),
+            ("to", "2026-01-01T00:00:00Z"),
+        ])
+        .bearer_auth(&token2)
+        .header("accept", "text/csv")
+        .send_or_panic()
+        .await;
+    assert_eq!(over.status(), StatusCode::BAD_REQUEST, "over the retention");
     let others = app
         .client
         .get(app.ext("/api/v1/meters/YEAR0001/daily"))

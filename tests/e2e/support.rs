@@ -82,7 +82,7 @@ async fn launch(fleet: Option<FleetConfig>, regions: Option<std::path::PathBuf>)
         analytics: iot_analytics::JobConfig::default(),
         sql: iot_analytics::sql::SqlLimits::default(),
         recompute_every: Duration::from_secs(3600),
-        tariffs: iot_web::tariffs::Tariffs::default(),
+        tariffs: iot_web::tariffs::Tariffs::load(None).unwrap_or_else(|e| panic!("{e}")),
         silent_after: iot_web::silence::DEFAULT_SILENT_AFTER,
     };
     let app = start(config).await.unwrap_or_else(|e| panic!("start: {e}"));

@@ -425,25 +425,6 @@ impl Tariffs {
     }
 }
 
-impl Default for Tariffs {
-    fn default() -> Self {
-        // The shipped file is checked by a test; should it ever fail, the service refuses
-        // to start through `load`, and this fallback is a flat tariff rather than a panic.
-        Self::parse(DEFAULT_TARIFFS, "the shipped tariffs", false).unwrap_or_else(|_| {
-            Tariffs(vec![Tariff {
-                id: "flat".into(),
-                name: "Flat rate".into(),
-                applies_from: NaiveDate::default(),
-                applies_to: None,
-                source: String::new(),
-                standing_charge: Price(0),
-                unit_rate: Price(0),
-                off_peak: Vec::new(),
-            }])
-        })
-    }
-}
-
 fn required<T>(v: Option<T>, field: &str) -> Result<T, String> {
     v.ok_or_else(|| format!("`{field}` is missing"))
 }

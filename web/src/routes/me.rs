@@ -16,7 +16,7 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Days, NaiveDate, Timelike, Utc};
+use chrono::{DateTime, Datelike, Days, NaiveDate, Timelike, Utc};
 use chrono_tz::Europe::London;
 use iot_common::domain::{MeterId, Reading};
 use iot_common::http::bearer_token;
@@ -297,13 +297,21 @@ pub struct DownloadQuery {
 }
 
 fn download_days(q: &DownloadQuery) -> Result<(NaiveDate, NaiveDate), ApiError> {
+    // Days of years 1970 to 9999 only, so every day after one is a date too.
     let parse = |v: Option<&str>, field: &'static str| {
         v.filter(|v| !v.trim().is_empty())
             .map(|v| {
-                v.trim().parse::<NaiveDate>().map_err(|_| {
-                    ApiError::new(ErrorCode::InvalidQuery, "must be a date, YYYY-MM-DD")
+                v.trim()
+                    .parse::<NaiveDate>()
+                    .ok()
+                    .filter(|d| (1970..=9999).contains(&d.year()))
+                    .ok_or_else(|| {
+                        ApiError::new(
+                            ErrorCode::InvalidQuery,
+                            "must be a date, YYYY-MM-DD, of 1970 to 9999",
+                        )
                         .field(field)
-                })
+                    })
             })
             .transpose()
     };
@@ -562,7 +570,10 @@ fn costs(
         .iter()
         .map(|t| (t, t.bill(intervals.iter().copied(), London, n)))
         .collect();
-    let mine = chosen.bill(intervals.iter().copied(), London, n);
+    let mine = bills.iter().find(|(t, _)| t.id == chosen.id).map_or_else(
+        || chosen.bill(intervals.iter().copied(), London, n),
+        |(_, b)| b.clone(),
+    );
     let cheapest = bills
         .iter()
         .min_by_key(|(_, b)| b.total)
