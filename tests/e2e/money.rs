@@ -14,21 +14,7 @@ use iot_testkit::no_redirect_client;
 use iot_web::export::day_start;
 use reqwest::StatusCode;
 
-use crate::support::{ANALYST, HOME_BOROUGH, SendOrPanic, TestApp, with_profiles};
-
-/// Registers `id` in Camden; returns its token.
-async fn register(app: &TestApp, id: &str) -> String {
-    let res = app
-        .client
-        .post(app.int("/internal/v1/meters"))
-        .bearer_auth(ANALYST)
-        .json(&serde_json::json!({"meter_id": id, "region": HOME_BOROUGH}))
-        .send_or_panic()
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
-    body["token"].as_str().unwrap_or_default().to_owned()
-}
+use crate::support::{SendOrPanic, TestApp, register, with_profiles};
 
 /// Every half hour of the local days `first..first + days`, `kwh(day index, local minute)`
 /// each, stored as the sink would store them.

@@ -196,20 +196,25 @@ pub fn households_start() -> i64 {
     now - now.rem_euclid(86_400) - 10 * 86_400
 }
 
+/// Registers meter `id` in [`HOME_BOROUGH`] through the operators' API; returns its token.
+pub async fn register(app: &TestApp, id: &str) -> String {
+    let res = app
+        .client
+        .post(app.int("/internal/v1/meters"))
+        .bearer_auth(ANALYST)
+        .json(&serde_json::json!({"meter_id": id, "region": HOME_BOROUGH}))
+        .send_or_panic()
+        .await;
+    assert_eq!(res.status(), reqwest::StatusCode::CREATED);
+    let body: serde_json::Value = res.json().await.unwrap_or_default();
+    body["token"].as_str().unwrap_or_default().to_owned()
+}
+
 pub async fn households() -> Households {
     let app = TestApp::start().await;
     let mut meters = Vec::new();
     for (id, peak) in [("HOME0001", 0.9), ("HOME0002", 0.3), ("HOME0003", 0.6)] {
-        let res = app
-            .client
-            .post(app.int("/internal/v1/meters"))
-            .bearer_auth(ANALYST)
-            .json(&serde_json::json!({"meter_id": id, "region": HOME_BOROUGH}))
-            .send_or_panic()
-            .await;
-        assert_eq!(res.status(), reqwest::StatusCode::CREATED);
-        let body: serde_json::Value = res.json().await.unwrap_or_default();
-        let token = body["token"].as_str().unwrap_or_default().to_owned();
+        let token = register(&app, id).await;
         meters.push((id.to_owned(), token, peak));
     }
     let start = households_start();

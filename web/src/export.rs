@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, SecondsFormat, TimeZone, Utc};
 use chrono_tz::Tz;
 use iot_common::domain::{KNOWN_INTERVALS_S, MeterId, Reading};
+use iot_common::problem::{ApiError, ErrorCode};
 use iot_common::quality::{MeterDay, Quality, Rules, meter_days};
 use iot_common::store::{Store, StoreError};
 
@@ -50,12 +51,12 @@ impl Export {
 /// A download: one meter's `kind` over `from <= t < to`, in `tz`'s local days.
 #[derive(Clone)]
 pub struct Download {
-    pub store: Arc<dyn Store>,
-    pub meter: MeterId,
-    pub from: DateTime<Utc>,
-    pub to: DateTime<Utc>,
-    pub tz: Tz,
-    pub kind: Export,
+    store: Arc<dyn Store>,
+    meter: MeterId,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    tz: Tz,
+    kind: Export,
 }
 
 /// UTC instant at which local day `d` starts in `tz`.
@@ -73,6 +74,35 @@ struct Cursor {
 }
 
 impl Download {
+    /// A download of `meter`'s `kind` over `from <= t < to` in London's local days; 400 for
+    /// a window longer than [`MAX_WINDOW_DAYS`].
+    pub fn london(
+        store: Arc<dyn Store>,
+        meter: MeterId,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        kind: Export,
+    ) -> Result<Download, ApiError> {
+        // An hour's slack: whole local days across a change of the clocks may be an hour longer.
+        if to - from > chrono::Duration::days(MAX_WINDOW_DAYS) + chrono::Duration::hours(1) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!(
+                    "a download covers at most {MAX_WINDOW_DAYS} days (the readings' retention)"
+                ),
+            )
+            .field("from"));
+        }
+        Ok(Download {
+            store,
+            meter,
+            from,
+            to,
+            tz: chrono_tz::Europe::London,
+            kind,
+        })
+    }
+
     fn first_day(&self) -> NaiveDate {
         self.from.with_timezone(&self.tz).date_naive()
     }

@@ -27,7 +27,7 @@ use iot_common::{ProfileFigures, RegionProfile};
 
 use crate::access::SameSite;
 use crate::costs::{UnusualWeek, billed_intervals, typical_bill, unusual_week};
-use crate::export::{Download, Export, MAX_WINDOW_DAYS, day_start};
+use crate::export::{Download, Export, day_start};
 use crate::present::{day, kwh};
 use crate::respond;
 use crate::sessions::{ResidentSession, SignInForm, SignInPage};
@@ -323,13 +323,6 @@ fn download_days(q: &DownloadQuery) -> Result<(NaiveDate, NaiveDate), ApiError> 
             ApiError::new(ErrorCode::InvalidQuery, "from must not be after to").field("from"),
         );
     }
-    if (to - from).num_days() >= MAX_WINDOW_DAYS {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("a download covers at most {MAX_WINDOW_DAYS} days (the readings' retention)"),
-        )
-        .field("from"));
-    }
     Ok((from, to))
 }
 
@@ -340,15 +333,11 @@ async fn download(
     kind: Export,
 ) -> Result<Response, ApiError> {
     let (from, to) = download_days(&q)?;
-    Ok(Download {
-        store: s.store.clone(),
-        meter: resident.meter,
-        from: day_start(London, from),
-        to: day_start(London, to + Days::new(1)),
-        tz: London,
-        kind,
-    }
-    .response())
+    let (from, to) = (
+        day_start(London, from),
+        day_start(London, to + Days::new(1)),
+    );
+    Ok(Download::london(s.store.clone(), resident.meter, from, to, kind)?.response())
 }
 
 /// `GET /me/readings.csv?from=&to=`: the household's half hours over those local days.

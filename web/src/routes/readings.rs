@@ -14,7 +14,7 @@ use iot_common::store::MAX_READBACK;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::export::{Download, Export, MAX_WINDOW_DAYS};
+use crate::export::{Download, Export};
 use crate::state::WebState;
 
 /// The window asked for, as RFC 3339 text: each bound is judged on its own, so an error
@@ -81,22 +81,7 @@ fn download(
     to: DateTime<Utc>,
     kind: Export,
 ) -> Result<Response, ApiError> {
-    if to - from > Duration::days(MAX_WINDOW_DAYS) {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("a download covers at most {MAX_WINDOW_DAYS} days (the readings' retention)"),
-        )
-        .field("from"));
-    }
-    Ok(Download {
-        store: s.store.clone(),
-        meter,
-        from,
-        to,
-        tz: chrono_tz::Europe::London,
-        kind,
-    }
-    .response())
+    Ok(Download::london(s.store.clone(), meter, from, to, kind)?.response())
 }
 
 /// The meter of the path, if the request's token is that meter's: 401 without a valid
