@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 
-use crate::support::{ANALYST, SendOrPanic, households};
+use crate::support::{ANALYST, SendOrPanic, households, sign_in};
 
 #[tokio::test]
 async fn a_resident_sees_their_own_meter_against_their_borough_and_no_one_elses() {
@@ -33,18 +33,7 @@ async fn a_resident_sees_their_own_meter_against_their_borough_and_no_one_elses(
         .await;
     assert_eq!(bearer.status(), StatusCode::UNAUTHORIZED);
 
-    let login = c
-        .post(app.ext("/me/login"))
-        .form(&[("token", mine.1.as_str())])
-        .send_or_panic()
-        .await;
-    assert_eq!(login.status(), StatusCode::SEE_OTHER);
-    let cookie = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
+    let cookie = sign_in(app, &mine.1).await;
     assert!(
         cookie.starts_with("iot_me=") && cookie.contains("HttpOnly") && cookie.contains("Path=/me"),
         "{cookie}"

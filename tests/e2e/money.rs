@@ -14,7 +14,7 @@ use iot_testkit::no_redirect_client;
 use iot_web::export::day_start;
 use reqwest::StatusCode;
 
-use crate::support::{SendOrPanic, TestApp, register, with_profiles};
+use crate::support::{SendOrPanic, TestApp, register, sign_in, with_profiles};
 
 /// Every half hour of the local days `first..first + days`, `kwh(day index, local minute)`
 /// each, stored as the sink would store them.
@@ -161,19 +161,8 @@ async fn a_household_page_prices_its_own_half_hours_and_picks_the_tariff_that_su
 
     // Chosen on the page, kept in the session.
     let c = no_redirect_client();
-    let login = c
-        .post(app.ext("/me/login"))
-        .form(&[("token", night_token.as_str())])
-        .send_or_panic()
-        .await;
-    assert_eq!(login.status(), StatusCode::SEE_OTHER);
-    let cookie = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .unwrap_or_default()
-        .to_owned();
+    let set = sign_in(&app, &night_token).await;
+    let cookie = set.split(';').next().unwrap_or_default().to_owned();
     let chose = c
         .post(app.ext("/me/tariff"))
         .header("cookie", &cookie)

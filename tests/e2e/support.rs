@@ -210,6 +210,22 @@ pub async fn register(app: &TestApp, id: &str) -> String {
     body["token"].as_str().unwrap_or_default().to_owned()
 }
 
+/// Signs in on `/me` with a meter's `token` (303 to the page); returns the `Set-Cookie` value.
+pub async fn sign_in(app: &TestApp, token: &str) -> String {
+    let login = iot_testkit::no_redirect_client()
+        .post(app.ext("/me/login"))
+        .form(&[("token", token)])
+        .send_or_panic()
+        .await;
+    assert_eq!(login.status(), reqwest::StatusCode::SEE_OTHER);
+    login
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
 pub async fn households() -> Households {
     let app = TestApp::start().await;
     let mut meters = Vec::new();

@@ -40,13 +40,6 @@ impl Pence {
         format!("{sign}£{}.{:02}", crate::present::count(p / 100), p % 100)
     }
 
-    /// Pounds as a CSV or JSON figure: "1234.56".
-    pub fn decimal(self) -> String {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let p = self.0.unsigned_abs();
-        format!("{sign}{}.{:02}", p / 100, p % 100)
-    }
-
     /// A share of this amount, rounded to the penny: `self × n / d`.
     pub fn part(self, n: i64, d: i64) -> Pence {
         Pence(round_div(i128::from(self.0) * i128::from(n), i128::from(d)))
@@ -187,22 +180,6 @@ impl Bill {
     pub fn energy_cost(&self) -> Pence {
         self.energy.iter().map(|l| l.cost).sum()
     }
-
-    /// The share of the energy used off peak, 0 to 1.
-    pub fn off_peak_share(&self) -> f64 {
-        let all: i64 = self.energy.iter().map(|l| l.micro_kwh).sum();
-        let off: i64 = self
-            .energy
-            .iter()
-            .filter(|l| l.off_peak)
-            .map(|l| l.micro_kwh)
-            .sum();
-        if all == 0 {
-            0.0
-        } else {
-            off as f64 / all as f64
-        }
-    }
 }
 
 impl Tariff {
@@ -255,13 +232,7 @@ impl Tariff {
         tz: Tz,
         days: u32,
     ) -> Bill {
-        self.bill_by_clock(
-            intervals.into_iter().map(|(t, kwh)| {
-                let local = t.with_timezone(&tz);
-                ((local.hour() * 60 + local.minute()) as u16, kwh)
-            }),
-            days,
-        )
+        self.bill_by_clock(by_clock(intervals, tz), days)
     }
 
     /// "from 1 Jul 2025 to 30 Sep 2025" or "from 1 Jul 2025".
@@ -287,6 +258,18 @@ impl Tariff {
             self.standing_charge.text()
         )
     }
+}
+
+/// Intervals (`(start, kWh)`) as energy at `tz`'s clock minutes, what
+/// [`Tariff::bill_by_clock`] prices: convert once to price the same days on every tariff.
+pub fn by_clock(
+    intervals: impl IntoIterator<Item = (DateTime<Utc>, f64)>,
+    tz: Tz,
+) -> impl Iterator<Item = (u16, f64)> {
+    intervals.into_iter().map(move |(t, kwh)| {
+        let local = t.with_timezone(&tz);
+        ((local.hour() * 60 + local.minute()) as u16, kwh)
+    })
 }
 
 /// The tariffs on offer, in the file's order (the first is a page's default).
@@ -414,12 +397,6 @@ impl Tariffs {
         &self.0[0]
     }
 
-    /// The tariff with `id`, or the default one.
-    pub fn get_or_default(&self, id: Option<&str>) -> &Tariff {
-        id.and_then(|id| self.get(id))
-            .unwrap_or_else(|| self.default_tariff())
-    }
-
     pub fn get(&self, id: &str) -> Option<&Tariff> {
         self.0.iter().find(|t| t.id == id)
     }
@@ -543,16 +520,8 @@ unit_rate_p_per_kwh = 12.5
 
     /// Every half hour of London's local day `d`, `kwh(local hour, minute)` each.
     fn day_of(d: NaiveDate, kwh: impl Fn(u32, u32) -> f64) -> Vec<(DateTime<Utc>, f64)> {
-        let start = London
-            .from_local_datetime(&d.and_time(NaiveTime::MIN))
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default();
-        let next = London
-            .from_local_datetime(&(d + Duration::days(1)).and_time(NaiveTime::MIN))
-            .earliest()
-            .map(|t| t.with_timezone(&Utc))
-            .unwrap_or_default();
+        let start = crate::export::day_start(London, d);
+        let next = crate::export::day_start(London, d + Duration::days(1));
         let mut out = Vec::new();
         let mut t = start;
         while t < next {
@@ -561,6 +530,16 @@ unit_rate_p_per_kwh = 12.5
             t += Duration::minutes(30);
         }
         out
+    }
+
+    /// 1 kWh in each half hour from 23:30 to 06:30 (the test night tariff's window), 0.2 kWh
+    /// in the others.
+    fn at_night(h: u32, m: u32) -> f64 {
+        if !(390..1410).contains(&(h * 60 + m)) {
+            1.0
+        } else {
+            0.2
+        }
     }
 
     fn d(s: &str) -> NaiveDate {
@@ -618,14 +597,7 @@ unit_rate_p_per_kwh = 12.5
         let night = tariff("night");
         // 1 kWh in each off-peak half hour (23:30–06:30: 14 of them), 0.2 kWh in the others
         // (34): 14 kWh × 12.5p = 175p; 6.8 kWh × 30.25p = 205.7p → 206p; 45.1234p → 45p.
-        let day = day_of(d("2026-07-15"), |h, m| {
-            let minute = h * 60 + m;
-            if !(390..1410).contains(&minute) {
-                1.0
-            } else {
-                0.2
-            }
-        });
+        let day = day_of(d("2026-07-15"), at_night);
         let bill = night.bill(day, London, 1);
         let off = bill.energy.iter().find(|l| l.off_peak).cloned();
         let peak = bill.energy.iter().find(|l| !l.off_peak).cloned();
@@ -642,14 +614,7 @@ unit_rate_p_per_kwh = 12.5
 
         // On the day the clocks go back, 01:00–02:00 happens twice, both times off peak:
         // 16 off-peak half hours, 34 others.
-        let long = day_of(d("2026-10-25"), |h, m| {
-            let minute = h * 60 + m;
-            if !(390..1410).contains(&minute) {
-                1.0
-            } else {
-                0.2
-            }
-        });
+        let long = day_of(d("2026-10-25"), at_night);
         let bill = night.bill(long, London, 1);
         assert_eq!(
             bill.energy.iter().find(|l| l.off_peak).map(|l| l.micro_kwh),
@@ -731,7 +696,6 @@ unit_rate_p_per_kwh = 12.5
     fn money_prints_as_pounds() {
         assert_eq!(Pence(123_456).pounds(), "£1,234.56");
         assert_eq!(Pence(-5).pounds(), "−£0.05");
-        assert_eq!(Pence(-5).decimal(), "-0.05");
         assert_eq!(Pence(100).part(1, 12), Pence(8));
         assert_eq!(Price(257_300).text(), "25.73p");
         assert_eq!(Price(451_234).text(), "45.1234p");

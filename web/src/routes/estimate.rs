@@ -155,7 +155,7 @@ fn estimate_view(s: &WebState, h: &Household, figures: &ProfileFigures) -> Estim
     let cheapest = priced
         .iter()
         .min_by_key(|(_, low, _)| *low)
-        .map_or("", |(t, _, _)| t.id.as_str());
+        .map(|(t, _, _)| *t);
     let bills = priced
         .iter()
         .map(|(t, low, high)| TariffEstimate {
@@ -166,13 +166,10 @@ fn estimate_view(s: &WebState, h: &Household, figures: &ProfileFigures) -> Estim
             yearly_high: high.pounds(),
             monthly: low.part(1, 12).pounds(),
             monthly_high: high.part(1, 12).pounds(),
-            cheapest: t.id == cheapest,
+            cheapest: cheapest.is_some_and(|c| c.id == t.id),
         })
         .collect();
-    let cheapest = s
-        .tariffs
-        .get(cheapest)
-        .map_or_else(String::new, |t| t.name.clone());
+    let cheapest = cheapest.map_or_else(String::new, |t| t.name.clone());
     let name = s.geometry.shape(&h.region).map_or("", |g| g.name.as_str());
     EstimateView {
         daily: kwh(e.daily_p50),

@@ -33,7 +33,7 @@ use crate::respond;
 use crate::sessions::{ResidentSession, SignInForm, SignInPage};
 use crate::state::WebState;
 use crate::svg::{Bar, Tick, at, hour_ticks};
-use crate::tariffs::{Bill, Tariff};
+use crate::tariffs::{Bill, Tariff, by_clock};
 
 /// Days the page covers: whole local days before today, as the default profile window.
 const DAYS: u64 = 28;
@@ -494,14 +494,11 @@ async fn home(s: &WebState, meter: &MeterId, chosen: &Tariff) -> Result<Home, Ap
         London,
         &Rules::default(),
     );
+    // Both come oldest first: the page's 28 days are their tails.
     let page_from = day_start(London, first);
-    let readings: Vec<Reading> = all.iter().filter(|r| r.ts >= page_from).cloned().collect();
-    let days: Vec<MeterDay> = all_days
-        .iter()
-        .filter(|d| d.day >= first)
-        .cloned()
-        .collect();
-    let t = tally(&readings, &days);
+    let readings = &all[all.partition_point(|r| r.ts < page_from)..];
+    let days = &all_days[all_days.partition_point(|d| d.day < first)..];
+    let t = tally(readings, days);
     let mean = mean_day(&t);
     let figures = profile.map(|p| &p.figures);
     let kept: BTreeMap<NaiveDate, f64> = all_days
@@ -529,10 +526,10 @@ async fn home(s: &WebState, meter: &MeterId, chosen: &Tariff) -> Result<Home, Ap
         daily: daily_chart(&t, first, figures),
         hourly: hourly_chart(&t, figures),
         readings: readings.len(),
-        edited: edited_days(&days),
+        edited: edited_days(days),
         first_day: day(page_from),
         last_day: day(day_start(London, today) - chrono::Duration::seconds(1)),
-        costs: costs(s, chosen, &readings, &days, figures, region_name.as_deref()),
+        costs: costs(s, chosen, readings, days, figures, region_name.as_deref()),
         region_name,
         unusual,
         download_from: first.to_string(),
@@ -551,27 +548,22 @@ fn costs(
     figures: Option<&ProfileFigures>,
     borough: Option<&str>,
 ) -> Costs {
-    let intervals = billed_intervals(readings, days);
+    let energy: Vec<(u16, f64)> = by_clock(billed_intervals(readings, days), London).collect();
     let n = u32::try_from(days.len()).unwrap_or(u32::MAX);
     let bills: Vec<(&Tariff, Bill)> = s
         .tariffs
         .all()
         .iter()
-        .map(|t| (t, t.bill(intervals.iter().copied(), London, n)))
+        .map(|t| (t, t.bill_by_clock(energy.iter().copied(), n)))
         .collect();
     let mine = bills.iter().find(|(t, _)| t.id == chosen.id).map_or_else(
-        || chosen.bill(intervals.iter().copied(), London, n),
+        || chosen.bill_by_clock(energy.iter().copied(), n),
         |(_, b)| b.clone(),
     );
-    let cheapest = bills
+    let (cheapest, cheapest_total) = bills
         .iter()
         .min_by_key(|(_, b)| b.total)
-        .map_or(chosen, |(t, _)| *t);
-    let cheapest_total = bills
-        .iter()
-        .map(|(_, b)| b.total)
-        .min()
-        .unwrap_or(mine.total);
+        .map_or((chosen, mine.total), |(t, b)| (*t, b.total));
     let tariffs = bills
         .iter()
         .map(|(t, b)| {
