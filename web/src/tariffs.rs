@@ -481,7 +481,7 @@ fn check(e: Entry) -> Result<Tariff, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrono::{Duration, TimeZone};
+    use chrono::Duration;
     use chrono_tz::Europe::London;
 
     const FILE: &str = r#"
