@@ -231,6 +231,13 @@ impl Download {
     }
 }
 
+/// A day's sum to six decimals (a micro-kWh, as bills count), without the binary noise of
+/// a float sum ("1.8170000000000002" is "1.817").
+fn micro(kwh: f64) -> String {
+    let s = format!("{kwh:.6}");
+    s.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 fn daily_row(out: &mut String, day: &MeterDay) {
     let v = &day.verdict;
     let status = if v.excluded() {
@@ -240,14 +247,14 @@ fn daily_row(out: &mut String, day: &MeterDay) {
     } else {
         "complete"
     };
-    let kwh = v.kwh.map(|k| k.to_string()).unwrap_or_default();
+    let kwh = v.kwh.map(micro).unwrap_or_default();
     let flags: Vec<&str> = v.flags.names().collect();
     out.push_str(&format!(
         "{},{},{},{},{kwh},{status},{}\n",
         day.day,
         day.readings,
         day.expected,
-        day.raw_kwh,
+        micro(day.raw_kwh),
         flags.join("|")
     ));
 }
