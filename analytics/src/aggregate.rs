@@ -202,6 +202,11 @@ impl ProfileAccumulator {
         self.ts_range
     }
 
+    /// The local day of the latest reading seen.
+    pub fn last_day(&self) -> Option<LocalDay> {
+        self.ts_range.map(|(_, hi)| self.clock.day_hour(hi).0)
+    }
+
     /// The index of a region, added when first seen; a code that is not one is refused.
     fn region_idx(&mut self, code: &str) -> Result<u32, ArrowError> {
         if let Some(i) = self.region_index.get(code) {
@@ -365,6 +370,12 @@ impl ProfileAccumulator {
 
     /// The profile of every region seen, ordered by region code.
     pub fn finish(&self) -> Vec<ProfileFigures> {
+        self.finish_until(None)
+    }
+
+    /// [`Self::finish`] with the meters' days run to `until` if that is later than the last
+    /// day seen (as when other partitions saw later readings).
+    pub fn finish_until(&self, until: Option<LocalDay>) -> Vec<ProfileFigures> {
         #[derive(Default)]
         struct RegionTotals {
             meters: u64,
@@ -386,7 +397,10 @@ impl ProfileAccumulator {
         let mut shapes = DayShapes::new(&self.clock);
         // A meter's days run from its first reading to the last day any meter has one, so
         // a meter gone silent counts its silent days.
-        let last_day = self.ts_range.map(|(_, hi)| self.clock.day_hour(hi).0);
+        let last_day = match (self.last_day(), until) {
+            (Some(seen), Some(until)) => Some(seen.max(until)),
+            (seen, _) => seen,
+        };
         for s in &self.series {
             let w = &mut work[s.region as usize];
             w.meters += 1;

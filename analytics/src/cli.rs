@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -21,8 +21,8 @@ use crate::aggregate::ProfileFigures;
 use crate::api::{RunsState, runs_router};
 use crate::first_run::FirstRun;
 use crate::job::{Analytics, JobConfig, RunRequest, window};
-use crate::local_time::LocalClock;
 use crate::output::{parquet_writer, write_profiles};
+use crate::plan::Scanned;
 use crate::schema::{readings_schema, rows_to_batch};
 use crate::source::{aggregate, register_parquet, session};
 use crate::sql::{SqlArgs, SqlEngine, SqlError, SqlLimits, SqlSource};
@@ -221,8 +221,9 @@ pub async fn profile_parquet(
         .ok_or_else(|| CliError::Usage(format!("{} is not a UTF-8 path", input.display())))?;
     let ctx = session(threads);
     register_parquet(&ctx, path).await?;
-    let acc = aggregate(&ctx, LocalClock::new(tz), None, Arc::new(AtomicU64::new(0))).await?;
-    Ok((acc.finish(), acc.rows()))
+    let scanned = Scanned::default();
+    let figures = aggregate(&ctx, tz, None, scanned.clone()).await?;
+    Ok((figures, scanned.0.load(Ordering::Relaxed)))
 }
 
 pub async fn execute(cli: Cli) -> Result<(), CliError> {

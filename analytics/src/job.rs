@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::aggregate::ProfileFigures;
 use crate::local_time::{LocalClock, LocalDay};
+use crate::plan::Scanned;
 use crate::source::{aggregate, register_store, session};
 
 #[derive(Debug, Clone)]
@@ -418,14 +419,13 @@ impl Analytics {
         // Store reads wait on the network more than on the CPU, so more partitions than
         // threads keep both busy.
         let parts = self.config.threads.max(1) * 4;
-        register_store(&ctx, self.store.clone(), window.0, window.1, parts).await?;
-        let acc = tokio::select! {
-            acc = aggregate(&ctx, LocalClock::new(self.config.tz), None, scanned) => acc?,
+        register_store(&ctx, self.store.clone(), window.0, window.1, parts)?;
+        let figures = tokio::select! {
+            figures = aggregate(&ctx, self.config.tz, None, Scanned(scanned)) => figures?,
             () = lost.cancelled() => return Err(JobError::LeaseLost("another replica".into())),
         };
         let computed_at = Utc::now();
-        let profiles: Vec<RegionProfile> = acc
-            .finish()
+        let profiles: Vec<RegionProfile> = figures
             .into_iter()
             .map(|f| to_profile(f, run_id, window, computed_at, publish))
             .collect();

@@ -12,6 +12,7 @@ pub mod cli;
 pub mod first_run;
 pub mod job;
 pub mod output;
+pub mod plan;
 pub mod schema;
 pub mod source;
 pub mod sql;

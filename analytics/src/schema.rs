@@ -3,7 +3,9 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Float64Array, RecordBatch, StringArray, TimestampMillisecondArray};
+use datafusion::arrow::array::{
+    ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt32Array,
+};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::error::DataFusionError;
 use iot_common::store::RegionReading;
@@ -48,4 +50,44 @@ pub fn rows_to_batch(
             Arc::new(kwh),
         ],
     )?)
+}
+
+/// The columns of the SQL `readings` table.
+pub fn sql_readings_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("meter_id", DataType::Utf8, false),
+        Field::new("region", DataType::Utf8, false),
+        Field::new("ts", utc_ms(), false),
+        Field::new("kwh", DataType::Float64, false),
+        Field::new("interval_s", DataType::UInt32, true),
+    ]))
+}
+
+fn utc_ms() -> DataType {
+    DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
+}
+
+pub fn sql_rows_to_batch(
+    schema: &SchemaRef,
+    rows: &[RegionReading],
+) -> Result<RecordBatch, DataFusionError> {
+    let cols: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.meter_id.as_str()),
+        )),
+        Arc::new(StringArray::from_iter_values(
+            rows.iter().map(|r| r.region.as_str()),
+        )),
+        Arc::new(
+            TimestampMillisecondArray::from_iter_values(
+                rows.iter().map(|r| r.ts.timestamp_millis()),
+            )
+            .with_timezone("UTC"),
+        ),
+        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.kwh))),
+        Arc::new(UInt32Array::from(
+            rows.iter().map(|r| r.interval_s).collect::<Vec<_>>(),
+        )),
+    ];
+    Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }

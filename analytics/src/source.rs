@@ -1,38 +1,63 @@
 //! Where readings come from, as DataFusion tables: a Parquet file (the bench format:
 //! `meter_id`, `region_id`, `ts` timestamp[ms, UTC], `kwh`), or the store port scanned page
-//! by page into a stream of Arrow batches with the window pushed into the store's query.
-//! Either way the job runs one aggregation task per DataFusion partition.
+//! by page into a stream of Arrow batches with the window pushed into the store's query
+//! (`StoreScanExec`, a plan leaf whose partitions are the store's slices). Either way the
+//! profile is the plan of `crate::plan` over that table.
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::streaming::StreamingTable;
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::context::SessionState;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::{Expr, TableType};
+use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
+use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use datafusion::physical_plan::streaming::PartitionStream;
+use datafusion::physical_plan::{
+    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+};
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext, col, lit};
 use futures::StreamExt;
+use iot_common::ProfileFigures;
 use iot_common::store::{RegionReading, ScanSlice, Store, StoreError};
 
-use crate::aggregate::ProfileAccumulator;
-use crate::local_time::LocalClock;
-use crate::schema::{KWH_COL, METER_COL, REGION_COL, TS_COL, readings_schema, rows_to_batch};
+use crate::plan::{ProfileQueryPlanner, Scanned, collect_profiles};
+use crate::schema::{
+    KWH_COL, METER_COL, REGION_COL, TS_COL, readings_schema, rows_to_batch, sql_readings_schema,
+    sql_rows_to_batch,
+};
 
 /// The table name readings are registered under.
 pub const TABLE: &str = "readings";
 
-/// A session with `threads` partitions.
-pub fn session(threads: usize) -> SessionContext {
-    let config = SessionConfig::new()
+/// The configuration every session that runs the profile plan starts from.
+pub fn session_config(threads: usize) -> SessionConfig {
+    SessionConfig::new()
         .with_target_partitions(threads.max(1))
-        .with_batch_size(64 * 1024);
-    SessionContext::new_with_config(config)
+        .with_batch_size(64 * 1024)
+}
+
+/// A session state that plans the profile node, from `config`.
+pub fn profile_state(config: SessionConfig) -> SessionState {
+    SessionStateBuilder::new()
+        .with_config(config)
+        .with_default_features()
+        .with_query_planner(Arc::new(ProfileQueryPlanner))
+        .build()
+}
+
+/// An in-process session with `threads` partitions.
+pub fn session(threads: usize) -> SessionContext {
+    SessionContext::new_with_state(profile_state(session_config(threads)))
 }
 
 pub async fn register_parquet(ctx: &SessionContext, path: &str) -> Result<(), DataFusionError> {
@@ -118,98 +143,253 @@ where
     })
 }
 
-/// Store rows as one Arrow batch of a table's schema.
-pub type ToBatch = fn(&SchemaRef, &[RegionReading]) -> Result<RecordBatch, DataFusionError>;
+/// Which table's rows a store scan produces: the job's readings or the SQL `readings` table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum RowShape {
+    Profile,
+    Sql,
+}
 
-/// Some slices of the store's readings of one window, as one partition's stream of Arrow
-/// batches.
-pub struct StoreScan {
+impl RowShape {
+    pub fn schema(self) -> SchemaRef {
+        match self {
+            RowShape::Profile => readings_schema(),
+            RowShape::Sql => sql_readings_schema(),
+        }
+    }
+
+    fn batch(
+        self,
+        schema: &SchemaRef,
+        rows: &[RegionReading],
+    ) -> Result<RecordBatch, DataFusionError> {
+        match self {
+            RowShape::Profile => rows_to_batch(schema, rows),
+            RowShape::Sql => sql_rows_to_batch(schema, rows),
+        }
+    }
+}
+
+/// The store's readings of some slices as a leaf of a plan: partition `i` reads the slices of
+/// `parts[i]` one after another, page by page, straight from the store of the process that
+/// runs it (on a cluster, each executor's own connection).
+pub struct StoreScanExec {
     store: Arc<dyn Store>,
-    slices: Vec<ScanSlice>,
-    schema: SchemaRef,
-    to_batch: ToBatch,
+    parts: Vec<Vec<ScanSlice>>,
+    shape: RowShape,
+    projection: Option<Vec<usize>>,
+    properties: Arc<PlanProperties>,
 }
 
-impl fmt::Debug for StoreScan {
+impl fmt::Debug for StoreScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StoreScan({} slices)", self.slices.len())
+        write!(
+            f,
+            "StoreScanExec({:?}, {} partitions)",
+            self.shape,
+            self.parts.len()
+        )
     }
 }
 
-impl PartitionStream for StoreScan {
-    fn schema(&self) -> &SchemaRef {
-        &self.schema
+impl StoreScanExec {
+    pub fn try_new(
+        store: Arc<dyn Store>,
+        parts: Vec<Vec<ScanSlice>>,
+        shape: RowShape,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self, DataFusionError> {
+        let full = shape.schema();
+        let schema = match &projection {
+            Some(p) => Arc::new(full.project(p)?),
+            None => full,
+        };
+        let properties = Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(schema),
+            Partitioning::UnknownPartitioning(parts.len().max(1)),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ));
+        Ok(Self {
+            store,
+            parts,
+            shape,
+            projection,
+            properties,
+        })
     }
 
-    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
-        let schema = self.schema.clone();
-        let batch_schema = schema.clone();
-        let to_batch = self.to_batch;
-        let pages = read_ahead(scan_pages(self.store.clone(), self.slices.clone(), PAGE));
+    /// `slices` dealt round-robin over at most `partitions` partitions, so that many slices
+    /// (Cassandra's region-day-shards) are read `partitions` at a time.
+    pub fn dealt(
+        store: Arc<dyn Store>,
+        slices: Vec<ScanSlice>,
+        partitions: usize,
+        shape: RowShape,
+        projection: Option<Vec<usize>>,
+    ) -> Result<Self, DataFusionError> {
+        let n = partitions.clamp(1, slices.len().max(1));
+        let mut parts: Vec<Vec<ScanSlice>> = vec![Vec::new(); n];
+        for (i, slice) in slices.into_iter().enumerate() {
+            parts[i % n].push(slice);
+        }
+        Self::try_new(store, parts, shape, projection)
+    }
+
+    pub fn parts(&self) -> &[Vec<ScanSlice>] {
+        &self.parts
+    }
+
+    pub fn shape(&self) -> RowShape {
+        self.shape
+    }
+
+    pub fn projection(&self) -> Option<&Vec<usize>> {
+        self.projection.as_ref()
+    }
+}
+
+impl DisplayAs for StoreScanExec {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
+        let slices: usize = self.parts.iter().map(Vec::len).sum();
+        write!(
+            f,
+            "StoreScanExec: shape={:?}, slices={slices}, partitions={}",
+            self.shape,
+            self.parts.len()
+        )
+    }
+}
+
+impl ExecutionPlan for StoreScanExec {
+    fn name(&self) -> &str {
+        "StoreScanExec"
+    }
+
+    fn properties(&self) -> &Arc<PlanProperties> {
+        &self.properties
+    }
+
+    fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
+        Vec::new()
+    }
+
+    fn apply_expressions(
+        &self,
+        _f: &mut dyn FnMut(&Arc<dyn PhysicalExpr>) -> datafusion::common::Result<TreeNodeRecursion>,
+    ) -> datafusion::common::Result<TreeNodeRecursion> {
+        Ok(TreeNodeRecursion::Continue)
+    }
+
+    fn with_new_children(
+        self: Arc<Self>,
+        _children: Vec<Arc<dyn ExecutionPlan>>,
+    ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
+        Ok(self)
+    }
+
+    fn execute(
+        &self,
+        partition: usize,
+        _context: Arc<TaskContext>,
+    ) -> datafusion::common::Result<SendableRecordBatchStream> {
+        let slices = self.parts.get(partition).cloned().unwrap_or_default();
+        let full = self.shape.schema();
+        let shape = self.shape;
+        let projection = self.projection.clone();
+        let pages = read_ahead(scan_pages(self.store.clone(), slices, PAGE));
         let batches = pages.map(move |page| {
-            page.map_err(|e| DataFusionError::External(Box::new(e)))
-                .and_then(|rows| to_batch(&batch_schema, &rows))
+            let rows = page.map_err(|e| DataFusionError::External(Box::new(e)))?;
+            let batch = shape.batch(&full, &rows)?;
+            match &projection {
+                Some(p) => Ok(batch.project(p)?),
+                None => Ok(batch),
+            }
         });
-        Box::pin(RecordBatchStreamAdapter::new(schema, batches))
+        Ok(Box::pin(RecordBatchStreamAdapter::new(
+            self.schema(),
+            batches,
+        )))
+    }
+}
+
+/// The store's readings of one window as the job's `readings` table; its scan asks the store
+/// for the window's slices when planned (on a cluster, on the scheduler).
+pub struct StoreReadings {
+    pub store: Arc<dyn Store>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub partitions: usize,
+}
+
+impl fmt::Debug for StoreReadings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreReadings({} to {})", self.from, self.to)
+    }
+}
+
+#[async_trait::async_trait]
+impl TableProvider for StoreReadings {
+    fn schema(&self) -> SchemaRef {
+        readings_schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        _state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        _filters: &[Expr],
+        _limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+        let slices = self
+            .store
+            .scan_slices(self.from, self.to, None)
+            .await
+            .map_err(|e| DataFusionError::External(Box::new(e)))?;
+        Ok(Arc::new(StoreScanExec::dealt(
+            self.store.clone(),
+            slices,
+            self.partitions,
+            RowShape::Profile,
+            projection.cloned(),
+        )?))
     }
 }
 
 /// Registers the store's readings of `from <= ts < to` as the readings table, its scan slices
 /// read `partitions` at a time.
-pub async fn register_store(
+pub fn register_store(
     ctx: &SessionContext,
     store: Arc<dyn Store>,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     partitions: usize,
-) -> Result<usize, DataFusionError> {
-    let slices = store
-        .scan_slices(from, to, None)
-        .await
-        .map_err(|e| DataFusionError::External(Box::new(e)))?;
-    let schema = readings_schema();
-    let parts = deal_slices(&store, slices, partitions, &schema, rows_to_batch);
-    let n = parts.len();
-    let table = StreamingTable::try_new(schema, parts)?;
-    ctx.register_table(TABLE, Arc::new(table))?;
-    Ok(n)
+) -> Result<(), DataFusionError> {
+    ctx.register_table(
+        TABLE,
+        Arc::new(StoreReadings {
+            store,
+            from,
+            to,
+            partitions,
+        }),
+    )?;
+    Ok(())
 }
 
-/// `slices` dealt round-robin over at most `partitions` partitions, each reading its slices in
-/// turn, so that many slices (Cassandra's region-days) are read `partitions` at a time.
-pub fn deal_slices(
-    store: &Arc<dyn Store>,
-    slices: Vec<ScanSlice>,
-    partitions: usize,
-    schema: &SchemaRef,
-    to_batch: ToBatch,
-) -> Vec<Arc<dyn PartitionStream>> {
-    let n = partitions.clamp(1, slices.len().max(1));
-    let mut dealt: Vec<Vec<ScanSlice>> = vec![Vec::new(); n];
-    for (i, slice) in slices.into_iter().enumerate() {
-        dealt[i % n].push(slice);
-    }
-    dealt
-        .into_iter()
-        .map(|slices| {
-            Arc::new(StoreScan {
-                store: store.clone(),
-                slices,
-                schema: schema.clone(),
-                to_batch,
-            }) as Arc<dyn PartitionStream>
-        })
-        .collect()
-}
-
-/// Aggregates the registered readings with `from <= ts < to` (all of them without a window),
-/// one task per partition; `scanned` counts rows as they are folded in, for progress.
+/// The profile of the registered readings with `from <= ts < to` (all of them without a
+/// window), as a plan run on `ctx` (in process, or on the cluster `ctx` submits to); `scanned`
+/// counts rows as this process folds them in, for progress.
 pub async fn aggregate(
     ctx: &SessionContext,
-    clock: LocalClock,
+    tz: Tz,
     window: Option<(DateTime<Utc>, DateTime<Utc>)>,
-    scanned: Arc<AtomicU64>,
-) -> Result<ProfileAccumulator, DataFusionError> {
+    scanned: Scanned,
+) -> Result<Vec<ProfileFigures>, DataFusionError> {
     let mut df = ctx
         .table(TABLE)
         .await?
@@ -223,26 +403,7 @@ pub async fn aggregate(
         };
         df = df.filter(col(TS_COL).gt_eq(at(from)).and(col(TS_COL).lt(at(to))))?;
     }
-    let streams = df.execute_stream_partitioned().await?;
-    let mut tasks = tokio::task::JoinSet::new();
-    for mut stream in streams {
-        let mut acc = ProfileAccumulator::new(clock.clone());
-        let scanned = scanned.clone();
-        tasks.spawn(async move {
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                acc.update(&batch)?;
-                scanned.fetch_add(batch.num_rows() as u64, Ordering::Relaxed);
-            }
-            Ok::<_, DataFusionError>(acc)
-        });
-    }
-    let mut total = ProfileAccumulator::new(clock);
-    while let Some(done) = tasks.join_next().await {
-        let part = done.map_err(|e| DataFusionError::External(Box::new(e)))??;
-        total.merge(part);
-    }
-    Ok(total)
+    collect_profiles(df, tz, scanned).await
 }
 
 #[cfg(test)]
@@ -251,7 +412,7 @@ mod tests {
 
     #[tokio::test]
     async fn read_ahead_gives_every_item_in_order_and_fetches_while_the_reader_works() {
-        use std::sync::atomic::AtomicUsize;
+        use std::sync::atomic::{AtomicUsize, Ordering};
         let fetched = Arc::new(AtomicUsize::new(0));
         let counter = fetched.clone();
         let source = futures::stream::iter(0..5).map(move |i| {

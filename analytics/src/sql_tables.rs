@@ -10,60 +10,24 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use datafusion::arrow::array::{
     ArrayRef, Float64Array, RecordBatch, StringArray, TimestampMillisecondArray, UInt8Array,
-    UInt32Array, UInt64Array,
+    UInt64Array,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use datafusion::catalog::streaming::StreamingTable;
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::datasource::MemTable;
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::SessionContext;
-use iot_common::store::{RegionReading, Store};
+use iot_common::store::Store;
 use iot_common::{RegionProfile, Run};
 
-use crate::source::deal_slices;
+use crate::schema::sql_readings_schema;
+use crate::source::{RowShape, StoreScanExec};
 use crate::sql_filters::Pushed;
-
-/// The columns of the SQL `readings` table.
-pub fn sql_readings_schema() -> SchemaRef {
-    Arc::new(Schema::new(vec![
-        Field::new("meter_id", DataType::Utf8, false),
-        Field::new("region", DataType::Utf8, false),
-        Field::new("ts", utc_ms(), false),
-        Field::new("kwh", DataType::Float64, false),
-        Field::new("interval_s", DataType::UInt32, true),
-    ]))
-}
 
 fn utc_ms() -> DataType {
     DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()))
-}
-
-fn sql_rows_to_batch(
-    schema: &SchemaRef,
-    rows: &[RegionReading],
-) -> Result<RecordBatch, DataFusionError> {
-    let cols: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.meter_id.as_str()),
-        )),
-        Arc::new(StringArray::from_iter_values(
-            rows.iter().map(|r| r.region.as_str()),
-        )),
-        Arc::new(
-            TimestampMillisecondArray::from_iter_values(
-                rows.iter().map(|r| r.ts.timestamp_millis()),
-            )
-            .with_timezone("UTC"),
-        ),
-        Arc::new(Float64Array::from_iter_values(rows.iter().map(|r| r.kwh))),
-        Arc::new(UInt32Array::from(
-            rows.iter().map(|r| r.interval_s).collect::<Vec<_>>(),
-        )),
-    ];
-    Ok(RecordBatch::try_new(schema.clone(), cols)?)
 }
 
 /// A query over `readings` that does not say from when: refused, since on Cassandra it would
@@ -119,10 +83,10 @@ impl TableProvider for ReadingsTable {
 
     async fn scan(
         &self,
-        state: &dyn Session,
+        _state: &dyn Session,
         projection: Option<&Vec<usize>>,
         filters: &[Expr],
-        limit: Option<usize>,
+        _limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
         let pushed = Pushed::of("ts", filters);
         let from = pushed
@@ -139,16 +103,14 @@ impl TableProvider for ReadingsTable {
         } else {
             Vec::new()
         };
-        let parts = deal_slices(
-            &self.store,
+        let scan = StoreScanExec::dealt(
+            self.store.clone(),
             slices,
             self.partitions,
-            &self.schema,
-            sql_rows_to_batch,
-        );
-        StreamingTable::try_new(self.schema.clone(), parts)?
-            .scan(state, projection, &[], limit)
-            .await
+            RowShape::Sql,
+            projection.cloned(),
+        )?;
+        Ok(Arc::new(scan))
     }
 }
 

@@ -8,11 +8,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use iot_analytics::aggregate::ProfileFigures;
-use iot_analytics::local_time::LocalClock;
 use iot_analytics::output::parquet_writer;
 use iot_analytics::schema::{readings_schema, rows_to_batch};
 use iot_analytics::source::{aggregate, register_parquet, session};
@@ -128,15 +126,9 @@ async fn job(path: &Path) -> Vec<ProfileFigures> {
     register_parquet(&ctx, &path.to_string_lossy())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    aggregate(
-        &ctx,
-        LocalClock::new(LONDON),
-        None,
-        Arc::new(AtomicU64::new(0)),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"))
-    .finish()
+    aggregate(&ctx, LONDON, None, Default::default())
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Runs a reference script; `None` (after saying so, or failing under CI) without Python

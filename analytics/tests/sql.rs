@@ -2,11 +2,9 @@
 //! borough, anything but a read-only query is refused, and the limits hold with clear errors.
 
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use iot_analytics::local_time::LocalClock;
 use iot_analytics::source::{aggregate, register_store, session};
 use iot_analytics::sql::{SqlEngine, SqlError, SqlLimits, SqlSource};
 use iot_analytics::sql_output::{AnswerFormat, answer_bytes, answer_json};
@@ -117,18 +115,10 @@ async fn store_with(faulty: bool) -> (tempfile::TempDir, Arc<dyn Store>) {
 /// The job's own figures for the borough over the examples' window.
 async fn job_figures(store: Arc<dyn Store>) -> ProfileFigures {
     let ctx = session(2);
-    register_store(&ctx, store, at(FROM), at(TO), 4)
+    register_store(&ctx, store, at(FROM), at(TO), 4).unwrap_or_else(|e| panic!("{e}"));
+    aggregate(&ctx, chrono_tz::Europe::London, None, Default::default())
         .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    let acc = aggregate(
-        &ctx,
-        LocalClock::new(chrono_tz::Europe::London),
-        None,
-        Arc::new(AtomicU64::new(0)),
-    )
-    .await
-    .unwrap_or_else(|e| panic!("{e}"));
-    acc.finish()
+        .unwrap_or_else(|e| panic!("{e}"))
         .into_iter()
         .find(|f| f.region.as_str() == BOROUGH)
         .unwrap_or_else(|| panic!("no profile for {BOROUGH}"))

@@ -70,7 +70,7 @@ pub struct RegionReading {
 }
 
 /// A part of a window scan that can be read on its own, in parallel with the other parts.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScanSlice {
     pub from: DateTime<Utc>,
     pub to: DateTime<Utc>,
