@@ -19,12 +19,13 @@ use iot_common::store::Store;
 
 use crate::aggregate::ProfileFigures;
 use crate::api::{RunsState, runs_router};
+use crate::cluster::{ExecutorOptions, SchedulerClient, SchedulerOptions};
 use crate::first_run::FirstRun;
 use crate::job::{Analytics, JobConfig, RunRequest, window};
 use crate::output::{parquet_writer, write_profiles};
 use crate::plan::Scanned;
 use crate::schema::{readings_schema, rows_to_batch};
-use crate::source::{aggregate, register_parquet, session};
+use crate::source::{Cluster, aggregate, register_parquet, session};
 use crate::sql::{SqlArgs, SqlEngine, SqlError, SqlLimits, SqlSource};
 use crate::sql_output::{answer_bytes, format_of_path};
 
@@ -52,16 +53,41 @@ pub struct JobArgs {
     /// Time zone of the regions (IANA name).
     #[arg(long, env = "IOT_TZ", default_value = "Europe/London")]
     pub tz: Tz,
+    /// A Ballista scheduler (`analytics scheduler`) to run store runs and SQL on, as host:port
+    /// or df://host:port; unset, they run in this process. On a cluster --threads is the
+    /// partitions of each stage: the executors' task slots in all is a good figure.
+    #[arg(long, env = "IOT_BALLISTA_SCHEDULER")]
+    pub ballista_scheduler: Option<String>,
 }
 
 impl JobArgs {
-    pub fn job_config(&self) -> JobConfig {
+    /// The cluster runs and queries over `store` go to, if one is named.
+    pub fn cluster(&self, store: &Arc<dyn Store>) -> Option<Arc<dyn Cluster>> {
+        self.ballista_scheduler.as_ref().map(|at| {
+            let url = if at.contains("://") {
+                at.clone()
+            } else {
+                format!("df://{at}")
+            };
+            Arc::new(SchedulerClient::new(url, store.clone())) as Arc<dyn Cluster>
+        })
+    }
+
+    pub fn job_config(&self, store: &Arc<dyn Store>) -> JobConfig {
         JobConfig {
             tz: self.tz,
             threads: self.threads,
             window_days: self.window_days,
+            cluster: self.cluster(store),
         }
     }
+}
+
+/// The store a cluster process reads, and its time zone.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub store: iot_cassandra::StoreArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -118,6 +144,48 @@ pub enum Command {
         /// Window end, exclusive (RFC 3339).
         #[arg(long)]
         to: Option<DateTime<Utc>>,
+    },
+    /// A Ballista scheduler for runs and SQL (`IOT_BALLISTA_SCHEDULER` of the other
+    /// commands names it); it plans with our codecs and asks the store for its slices.
+    Scheduler {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        #[arg(long, env = "IOT_SCHEDULER_ADDR", default_value = "127.0.0.1:50050")]
+        bind: SocketAddr,
+        /// The host executors and clients reach this scheduler at.
+        #[arg(long, env = "IOT_SCHEDULER_EXTERNAL_HOST", default_value = "localhost")]
+        external_host: String,
+        /// An executor silent this long is lost: its tasks run again elsewhere.
+        #[arg(long, env = "IOT_EXECUTOR_TIMEOUT_S", default_value_t = 30)]
+        executor_timeout_s: u64,
+    },
+    /// A Ballista executor: runs the scheduler's tasks, reading its slices straight from the
+    /// store and serving its shuffle files to the others.
+    Executor {
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The scheduler, host:port.
+        #[arg(long, env = "IOT_BALLISTA_SCHEDULER", default_value = "localhost:50050")]
+        scheduler: String,
+        #[arg(long, env = "IOT_EXECUTOR_BIND_HOST", default_value = "127.0.0.1")]
+        bind_host: String,
+        /// Where the others fetch this executor's results (Arrow Flight).
+        #[arg(long, env = "IOT_EXECUTOR_PORT", default_value_t = 50051)]
+        port: u16,
+        #[arg(long, env = "IOT_EXECUTOR_GRPC_PORT", default_value_t = 50052)]
+        grpc_port: u16,
+        /// The host the others reach this executor at (default: its bind host).
+        #[arg(long, env = "IOT_EXECUTOR_EXTERNAL_HOST")]
+        external_host: Option<String>,
+        /// Tasks at a time.
+        #[arg(long, env = "IOT_EXECUTOR_SLOTS", default_value_t = 2)]
+        slots: usize,
+        /// Where shuffle files go (default: a temporary directory).
+        #[arg(long, env = "IOT_EXECUTOR_WORK_DIR")]
+        work_dir: Option<PathBuf>,
+        /// How often it tells the scheduler it is alive.
+        #[arg(long, env = "IOT_EXECUTOR_HEARTBEAT_S", default_value_t = 5)]
+        heartbeat_s: u64,
     },
     /// Serve the internal runs API and recompute on a schedule.
     Serve {
@@ -202,6 +270,8 @@ pub enum CliError {
     RunFailed(String),
     #[error(transparent)]
     Sql(#[from] SqlError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot start the query runtime: {0}")]
     Runtime(std::io::Error),
 }
@@ -255,6 +325,44 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             from,
             to,
         } => export(job, output, from, to).await,
+        Command::Scheduler {
+            cluster,
+            bind,
+            external_host,
+            executor_timeout_s,
+        } => {
+            let store = cluster.store.open_patiently(Duration::from_secs(120)).await?;
+            let options = SchedulerOptions {
+                bind,
+                external_host,
+                executor_timeout_s,
+            };
+            until_stopped(crate::cluster::run_scheduler(store, options)).await
+        }
+        Command::Executor {
+            cluster,
+            scheduler,
+            bind_host,
+            port,
+            grpc_port,
+            external_host,
+            slots,
+            work_dir,
+            heartbeat_s,
+        } => {
+            let store = cluster.store.open_patiently(Duration::from_secs(120)).await?;
+            let options = ExecutorOptions {
+                scheduler,
+                bind_host,
+                flight_port: port,
+                grpc_port,
+                external_host,
+                slots,
+                work_dir: work_dir.map(|d| d.display().to_string()),
+                heartbeat_s,
+            };
+            until_stopped(crate::cluster::run_executor(store, options)).await
+        }
         Command::Serve {
             job,
             internal_addr,
@@ -304,7 +412,24 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
                 batch,
             };
             let store = open_store(&job).await?;
-            Ok(crate::store_bench::bench_store(store, job.job_config(), label, size).await?)
+            let config = job.job_config(&store);
+            Ok(crate::store_bench::bench_store(store, config, label, size).await?)
+        }
+    }
+}
+
+/// Runs a cluster process until it ends or SIGTERM (or Ctrl-C) stops it. Nothing of a run
+/// lives in a scheduler or an executor alone: a run's client sees the failure, records the run
+/// failed and publishes nothing.
+async fn until_stopped(
+    process: impl std::future::Future<Output = Result<(), crate::cluster::ClusterError>>,
+) -> Result<(), CliError> {
+    let never = tokio_util::sync::CancellationToken::new();
+    tokio::select! {
+        ended = process => Ok(ended?),
+        () = iot_common::http::shutdown_signal(never) => {
+            tracing::info!("stopping");
+            Ok(())
         }
     }
 }
@@ -328,7 +453,7 @@ async fn run(
         }
         None => {
             let store = open_store(&job).await?;
-            let analytics = Analytics::new(store.clone(), job.job_config());
+            let analytics = Analytics::new(store.clone(), job.job_config(&store));
             let run = match analytics
                 .run_now(iot_common::domain::Trigger::Cli, request)
                 .await
@@ -375,7 +500,13 @@ async fn sql(
         Some(path) => SqlSource::Parquet(path),
         None => SqlSource::Store(open_store(&job).await?),
     };
-    let engine = SqlEngine::new(source, limits.limits(), job.threads).map_err(CliError::Runtime)?;
+    let cluster = match &source {
+        SqlSource::Store(store) => job.cluster(store),
+        SqlSource::Parquet(_) => None,
+    };
+    let engine = SqlEngine::new(source, limits.limits(), job.threads)
+        .map_err(CliError::Runtime)?
+        .on_cluster(cluster);
     let answer = engine.run(&query).await?;
     let cut = if answer.truncated {
         format!(
@@ -450,10 +581,11 @@ async fn serve_api(
     sql_limits: SqlLimits,
 ) -> Result<(), CliError> {
     let store = open_store(&job).await?;
-    let analytics = Analytics::new(store.clone(), job.job_config());
+    let analytics = Analytics::new(store.clone(), job.job_config(&store));
     let sql = Arc::new(
         SqlEngine::new(SqlSource::Store(store.clone()), sql_limits, job.threads)
-            .map_err(CliError::Runtime)?,
+            .map_err(CliError::Runtime)?
+            .on_cluster(job.cluster(&store)),
     );
     let router = Router::new()
         .merge(health_routes(Health {

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::aggregate::ProfileFigures;
 use crate::local_time::{LocalClock, LocalDay};
 use crate::plan::Scanned;
-use crate::source::{aggregate, register_store, session};
+use crate::source::{Cluster, aggregate, context, register_store};
 
 #[derive(Debug, Clone)]
 pub struct JobConfig {
@@ -30,6 +30,8 @@ pub struct JobConfig {
     pub threads: usize,
     /// Whole local days before today that a run covers.
     pub window_days: u32,
+    /// Where runs compute: a cluster, or (`None`) this process.
+    pub cluster: Option<Arc<dyn Cluster>>,
 }
 
 impl Default for JobConfig {
@@ -38,6 +40,7 @@ impl Default for JobConfig {
             tz: chrono_tz::Europe::London,
             threads: 2,
             window_days: 28,
+            cluster: None,
         }
     }
 }
@@ -415,15 +418,20 @@ impl Analytics {
         scanned: Arc<AtomicU64>,
         lost: &CancellationToken,
     ) -> Result<Vec<RegionProfile>, JobError> {
-        let ctx = session(self.config.threads);
+        let cluster = self.config.cluster.as_ref();
+        let ctx = context(cluster, self.config.threads).await?;
         // Store reads wait on the network more than on the CPU, so more partitions than
         // threads keep both busy.
         let parts = self.config.threads.max(1) * 4;
         register_store(&ctx, self.store.clone(), window.0, window.1, parts)?;
         let figures = tokio::select! {
-            figures = aggregate(&ctx, self.config.tz, None, Scanned(scanned)) => figures?,
+            figures = aggregate(&ctx, self.config.tz, None, Scanned(scanned.clone())) => figures?,
             () = lost.cancelled() => return Err(JobError::LeaseLost("another replica".into())),
         };
+        if cluster.is_some() {
+            // The executors counted what they read; this process saw only the answers.
+            scanned.store(figures.iter().map(|f| f.readings).sum(), Ordering::Relaxed);
+        }
         let computed_at = Utc::now();
         let profiles: Vec<RegionProfile> = figures
             .into_iter()

@@ -9,6 +9,8 @@ pub mod api;
 #[cfg(feature = "distributed")]
 pub mod cli;
 #[cfg(feature = "distributed")]
+pub mod cluster;
+#[cfg(feature = "distributed")]
 pub mod first_run;
 pub mod job;
 pub mod output;

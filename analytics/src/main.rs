@@ -11,10 +11,14 @@ fn main() -> anyhow::Result<()> {
         | Command::Serve { job, .. }
         | Command::Sql { job, .. }
         | Command::BenchStore { job, .. } => job.threads,
+        Command::Executor { slots, .. } => *slots,
+        Command::Scheduler { .. } => 2,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(threads.max(1))
         .enable_all()
+        // Planning recurses over the plan tree (Ballista's own binaries use 32 MiB).
+        .thread_stack_size(16 * 1024 * 1024)
         .build()?;
     runtime.block_on(execute(cli))?;
     Ok(())

@@ -39,6 +39,28 @@ use crate::schema::{
 /// The table name readings are registered under.
 pub const TABLE: &str = "readings";
 
+/// Where plans run when not in this process: a cluster, reached through a context whose plans
+/// it runs. The all-in-one has none; the `analytics` binary's is Ballista's
+/// (`crate::cluster`).
+#[async_trait::async_trait]
+pub trait Cluster: Send + Sync + fmt::Debug {
+    /// A context on the cluster with `config`'s settings.
+    async fn context(&self, config: SessionConfig) -> Result<SessionContext, DataFusionError>;
+    /// For logs and errors.
+    fn describe(&self) -> String;
+}
+
+/// A context on `cluster`, or in this process without one.
+pub async fn context(
+    cluster: Option<&Arc<dyn Cluster>>,
+    threads: usize,
+) -> Result<SessionContext, DataFusionError> {
+    match cluster {
+        Some(c) => c.context(session_config(threads)).await,
+        None => Ok(session(threads)),
+    }
+}
+
 /// The configuration every session that runs the profile plan starts from.
 pub fn session_config(threads: usize) -> SessionConfig {
     SessionConfig::new()

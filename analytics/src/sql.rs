@@ -20,6 +20,7 @@ use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use futures::StreamExt;
 use iot_common::store::{Store, StoreError};
 
+use crate::source::Cluster;
 use crate::sql_tables::{NoTimeBound, register_store_tables};
 
 /// What one query may use.
@@ -236,10 +237,20 @@ impl SqlEngine {
                 source,
                 limits,
                 threads,
+                cluster: None,
             }),
             running: Arc::new(tokio::sync::Semaphore::new(CONCURRENT)),
             runtime: QueryRuntime(Some(runtime)),
         })
+    }
+
+    /// The engine with its queries run on `cluster` (when there is one): the checks, the
+    /// queue and the row limit stay here; memory is each executor's.
+    pub fn on_cluster(mut self, cluster: Option<Arc<dyn Cluster>>) -> Self {
+        if let Some(planner) = Arc::get_mut(&mut self.planner) {
+            planner.cluster = cluster;
+        }
+        self
     }
 
     /// Runs one read-only query under the limits.
@@ -287,10 +298,17 @@ struct Planner {
     source: SqlSource,
     limits: SqlLimits,
     threads: usize,
+    cluster: Option<Arc<dyn Cluster>>,
 }
 
 impl Planner {
-    fn session(&self) -> Result<SessionContext, DataFusionError> {
+    async fn session(&self) -> Result<SessionContext, DataFusionError> {
+        if let Some(cluster) = &self.cluster {
+            let config = SessionConfig::new()
+                .with_target_partitions(self.threads)
+                .with_information_schema(true);
+            return cluster.context(config).await;
+        }
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(self.limits.memory_bytes, 1.0)
             .with_disk_manager_builder(
@@ -338,7 +356,7 @@ impl Planner {
         &self,
         sql: &str,
     ) -> Result<(SchemaRef, Vec<RecordBatch>, usize, bool), DataFusionError> {
-        let ctx = self.session()?;
+        let ctx = self.session().await?;
         self.register(&ctx, sql).await?;
         let options = SQLOptions::new()
             .with_allow_ddl(false)

@@ -84,6 +84,14 @@ impl MeterDaysTable {
         }
     }
 
+    pub fn tz(&self) -> Tz {
+        self.tz
+    }
+
+    pub fn default_days(&self) -> u32 {
+        self.default_days
+    }
+
     /// The local days `[first, last]` the filters name.
     fn days(&self, pushed: &Pushed) -> (NaiveDate, NaiveDate) {
         let today = Utc::now().with_timezone(&self.tz).date_naive();

@@ -62,6 +62,11 @@ impl ReadingsTable {
             partitions,
         }
     }
+
+    /// How many partitions its scans read the store's slices in.
+    pub fn partitions(&self) -> usize {
+        self.partitions
+    }
 }
 
 #[async_trait]
