@@ -63,7 +63,11 @@ pub struct JobArgs {
 impl JobArgs {
     /// The cluster runs and queries over `store` go to, if one is named.
     pub fn cluster(&self, store: &Arc<dyn Store>) -> Option<Arc<dyn Cluster>> {
-        self.ballista_scheduler.as_ref().map(|at| {
+        let at = self
+            .ballista_scheduler
+            .as_ref()
+            .filter(|at| !at.trim().is_empty());
+        at.map(|at| {
             let url = if at.contains("://") {
                 at.clone()
             } else {
@@ -165,7 +169,11 @@ pub enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
         /// The scheduler, host:port.
-        #[arg(long, env = "IOT_BALLISTA_SCHEDULER", default_value = "localhost:50050")]
+        #[arg(
+            long,
+            env = "IOT_BALLISTA_SCHEDULER",
+            default_value = "localhost:50050"
+        )]
         scheduler: String,
         #[arg(long, env = "IOT_EXECUTOR_BIND_HOST", default_value = "127.0.0.1")]
         bind_host: String,
@@ -331,7 +339,10 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             external_host,
             executor_timeout_s,
         } => {
-            let store = cluster.store.open_patiently(Duration::from_secs(120)).await?;
+            let store = cluster
+                .store
+                .open_patiently(Duration::from_secs(120))
+                .await?;
             let options = SchedulerOptions {
                 bind,
                 external_host,
@@ -350,7 +361,10 @@ pub async fn execute(cli: Cli) -> Result<(), CliError> {
             work_dir,
             heartbeat_s,
         } => {
-            let store = cluster.store.open_patiently(Duration::from_secs(120)).await?;
+            let store = cluster
+                .store
+                .open_patiently(Duration::from_secs(120))
+                .await?;
             let options = ExecutorOptions {
                 scheduler,
                 bind_host,

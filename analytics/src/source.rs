@@ -10,10 +10,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{AsArray, Int64Array, StringArray};
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::TreeNodeRecursion;
+use datafusion::datasource::memory::MemorySourceConfig;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::context::SessionState;
@@ -23,10 +26,11 @@ use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 use datafusion::physical_plan::{
-    DisplayAs, DisplayFormatType, ExecutionPlan, Partitioning, PlanProperties,
+    DisplayAs, DisplayFormatType, ExecutionPlan, ExecutionPlanProperties, Partitioning,
+    PlanProperties,
 };
 use datafusion::prelude::{ParquetReadOptions, SessionConfig, SessionContext, col, lit};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use iot_common::ProfileFigures;
 use iot_common::store::{RegionReading, ScanSlice, Store, StoreError};
 
@@ -192,12 +196,75 @@ impl RowShape {
     }
 }
 
-/// The store's readings of some slices as a leaf of a plan: partition `i` reads the slices of
-/// `parts[i]` one after another, page by page, straight from the store of the process that
-/// runs it (on a cluster, each executor's own connection).
+/// The columns of a scan's work table: one row per store slice.
+fn slices_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("from_ms", DataType::Int64, false),
+        Field::new("to_ms", DataType::Int64, false),
+        Field::new("part", DataType::Utf8, false),
+    ]))
+}
+
+/// `parts` as a work table in memory, partition `i` holding the slices of `parts[i]`. A
+/// cluster hands each task only its partitions of a memory source, so each task reads its own
+/// slices and no other's.
+fn slices_table(parts: &[Vec<ScanSlice>]) -> Result<Arc<dyn ExecutionPlan>, DataFusionError> {
+    let schema = slices_schema();
+    let partitions = parts
+        .iter()
+        .map(|slices| {
+            let batch = RecordBatch::try_new(
+                schema.clone(),
+                vec![
+                    Arc::new(Int64Array::from_iter_values(
+                        slices.iter().map(|s| s.from.timestamp_millis()),
+                    )),
+                    Arc::new(Int64Array::from_iter_values(
+                        slices.iter().map(|s| s.to.timestamp_millis()),
+                    )),
+                    Arc::new(StringArray::from_iter_values(
+                        slices.iter().map(|s| s.part.as_str()),
+                    )),
+                ],
+            )?;
+            Ok(vec![batch])
+        })
+        .collect::<Result<Vec<_>, DataFusionError>>()?;
+    Ok(MemorySourceConfig::try_new_exec(&partitions, schema, None)?)
+}
+
+/// The slices a batch of the work table names.
+fn slices_of(batch: &RecordBatch) -> Result<Vec<ScanSlice>, DataFusionError> {
+    let bad = || DataFusionError::Internal("a scan's work table lost its columns".into());
+    let ints = |i: usize| {
+        batch
+            .column(i)
+            .as_primitive_opt::<Int64Type>()
+            .ok_or_else(bad)
+    };
+    let (from, to) = (ints(0)?, ints(1)?);
+    let part = batch.column(2).as_string_opt::<i32>().ok_or_else(bad)?;
+    let at = |ms: i64| {
+        DateTime::from_timestamp_millis(ms)
+            .ok_or_else(|| DataFusionError::Internal(format!("slice time {ms} out of range")))
+    };
+    (0..batch.num_rows())
+        .map(|i| {
+            Ok(ScanSlice {
+                from: at(from.value(i))?,
+                to: at(to.value(i))?,
+                part: part.value(i).to_owned(),
+            })
+        })
+        .collect()
+}
+
+/// The store's readings of some slices: partition `i` reads the slices its input (the work
+/// table of [`slices_table`]) gives it, one after another, page by page, straight from the
+/// store of the process that runs it (on a cluster, each executor's own connection).
 pub struct StoreScanExec {
+    input: Arc<dyn ExecutionPlan>,
     store: Arc<dyn Store>,
-    parts: Vec<Vec<ScanSlice>>,
     shape: RowShape,
     projection: Option<Vec<usize>>,
     properties: Arc<PlanProperties>,
@@ -205,19 +272,15 @@ pub struct StoreScanExec {
 
 impl fmt::Debug for StoreScanExec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "StoreScanExec({:?}, {} partitions)",
-            self.shape,
-            self.parts.len()
-        )
+        write!(f, "StoreScanExec({:?})", self.shape)
     }
 }
 
 impl StoreScanExec {
+    /// Reads the slices `input` names.
     pub fn try_new(
+        input: Arc<dyn ExecutionPlan>,
         store: Arc<dyn Store>,
-        parts: Vec<Vec<ScanSlice>>,
         shape: RowShape,
         projection: Option<Vec<usize>>,
     ) -> Result<Self, DataFusionError> {
@@ -228,13 +291,13 @@ impl StoreScanExec {
         };
         let properties = Arc::new(PlanProperties::new(
             EquivalenceProperties::new(schema),
-            Partitioning::UnknownPartitioning(parts.len().max(1)),
+            Partitioning::UnknownPartitioning(input.output_partitioning().partition_count()),
             EmissionType::Incremental,
             Boundedness::Bounded,
         ));
         Ok(Self {
+            input,
             store,
-            parts,
             shape,
             projection,
             properties,
@@ -255,11 +318,7 @@ impl StoreScanExec {
         for (i, slice) in slices.into_iter().enumerate() {
             parts[i % n].push(slice);
         }
-        Self::try_new(store, parts, shape, projection)
-    }
-
-    pub fn parts(&self) -> &[Vec<ScanSlice>] {
-        &self.parts
+        Self::try_new(slices_table(&parts)?, store, shape, projection)
     }
 
     pub fn shape(&self) -> RowShape {
@@ -273,12 +332,11 @@ impl StoreScanExec {
 
 impl DisplayAs for StoreScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        let slices: usize = self.parts.iter().map(Vec::len).sum();
         write!(
             f,
-            "StoreScanExec: shape={:?}, slices={slices}, partitions={}",
+            "StoreScanExec: shape={:?}, partitions={}",
             self.shape,
-            self.parts.len()
+            self.properties.output_partitioning().partition_count()
         )
     }
 }
@@ -293,7 +351,7 @@ impl ExecutionPlan for StoreScanExec {
     }
 
     fn children(&self) -> Vec<&Arc<dyn ExecutionPlan>> {
-        Vec::new()
+        vec![&self.input]
     }
 
     fn apply_expressions(
@@ -305,29 +363,47 @@ impl ExecutionPlan for StoreScanExec {
 
     fn with_new_children(
         self: Arc<Self>,
-        _children: Vec<Arc<dyn ExecutionPlan>>,
+        mut children: Vec<Arc<dyn ExecutionPlan>>,
     ) -> datafusion::common::Result<Arc<dyn ExecutionPlan>> {
-        Ok(self)
+        let input = children
+            .pop()
+            .ok_or_else(|| DataFusionError::Internal("StoreScanExec has one input".into()))?;
+        Ok(Arc::new(Self::try_new(
+            input,
+            self.store.clone(),
+            self.shape,
+            self.projection.clone(),
+        )?))
     }
 
     fn execute(
         &self,
         partition: usize,
-        _context: Arc<TaskContext>,
+        context: Arc<TaskContext>,
     ) -> datafusion::common::Result<SendableRecordBatchStream> {
-        let slices = self.parts.get(partition).cloned().unwrap_or_default();
-        let full = self.shape.schema();
-        let shape = self.shape;
-        let projection = self.projection.clone();
-        let pages = read_ahead(scan_pages(self.store.clone(), slices, PAGE));
-        let batches = pages.map(move |page| {
-            let rows = page.map_err(|e| DataFusionError::External(Box::new(e)))?;
-            let batch = shape.batch(&full, &rows)?;
-            match &projection {
-                Some(p) => Ok(batch.project(p)?),
-                None => Ok(batch),
+        let mut work = self.input.execute(partition, context)?;
+        let (store, shape, projection) = (self.store.clone(), self.shape, self.projection.clone());
+        let full = shape.schema();
+        let slices = async move {
+            let mut slices = Vec::new();
+            while let Some(batch) = work.next().await {
+                slices.extend(slices_of(&batch?)?);
             }
-        });
+            Ok::<_, DataFusionError>(slices)
+        };
+        let batches = futures::stream::once(slices)
+            .map_ok(move |slices| {
+                let (full, projection) = (full.clone(), projection.clone());
+                read_ahead(scan_pages(store.clone(), slices, PAGE)).map(move |page| {
+                    let rows = page.map_err(|e| DataFusionError::External(Box::new(e)))?;
+                    let batch = shape.batch(&full, &rows)?;
+                    match &projection {
+                        Some(p) => Ok(batch.project(p)?),
+                        None => Ok(batch),
+                    }
+                })
+            })
+            .try_flatten();
         Ok(Box::pin(RecordBatchStreamAdapter::new(
             self.schema(),
             batches,

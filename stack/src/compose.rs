@@ -21,6 +21,8 @@ pub struct Service {
     pub healthcheck: Option<Healthcheck>,
     pub depends_on: Vec<(String, Condition)>,
     pub replicas: usize,
+    /// Compose profiles it belongs to; none: it always runs.
+    pub profiles: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -63,6 +65,8 @@ struct RawService {
     healthcheck: Option<RawHealthcheck>,
     depends_on: Option<DependsOn>,
     deploy: Option<RawDeploy>,
+    #[serde(default)]
+    profiles: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -107,6 +111,12 @@ struct RawDeploy {
 
 fn compose_error(why: impl Into<String>) -> StackError {
     StackError::Compose(why.into())
+}
+
+/// Whether `service` runs with `active` profiles (`docker compose --profile P`): services
+/// without profiles always do.
+pub fn runs_with(service: &Service, active: &[String]) -> bool {
+    service.profiles.is_empty() || service.profiles.iter().any(|p| active.contains(p))
 }
 
 /// Parses a Compose file with `vars` standing for the shell environment and `.env`.
@@ -165,6 +175,7 @@ fn service(name: String, s: RawService) -> Result<Service, StackError> {
         healthcheck,
         depends_on,
         replicas: s.deploy.and_then(|d| d.replicas).unwrap_or(1),
+        profiles: s.profiles,
         name,
     })
 }

@@ -28,6 +28,10 @@ struct Cli {
     /// Second octet of the loopback addresses (127.N.*.*).
     #[arg(long, default_value_t = 77)]
     prefix: u8,
+    /// Also run the services of this Compose profile (`cluster`: the analytics cluster,
+    /// which runs and SQL then use).
+    #[arg(long)]
+    profile: Vec<String>,
     /// Stop once the checks passed instead of serving until Ctrl-C.
     #[arg(long)]
     check_only: bool,
@@ -40,7 +44,7 @@ async fn main() -> anyhow::Result<()> {
         .prefix("compose-as-processes-")
         .tempdir()?;
     let token = format!("analyst-{}", std::process::id());
-    let vars = HashMap::from([
+    let mut vars = HashMap::from([
         (
             "IOT_METER_SECRET".to_owned(),
             format!("meter-secret-of-at-least-32-bytes-{}", std::process::id()),
@@ -52,7 +56,15 @@ async fn main() -> anyhow::Result<()> {
             cli.backfill_days.to_string(),
         ),
     ]);
+    if cli.profile.iter().any(|p| p == "cluster") {
+        // What the README has a user put in .env for the cluster profile.
+        vars.insert(
+            "IOT_BALLISTA_SCHEDULER".to_owned(),
+            "analytics-scheduler:50050".to_owned(),
+        );
+    }
     let config = StackConfig {
+        profiles: cli.profile,
         compose_file: cli.root.join("docker-compose.yml"),
         root: cli.root,
         bin_dir: cli.bin_dir,

@@ -33,6 +33,10 @@ fn prefix() -> u8 {
 }
 
 fn config(compose_text: Option<String>, work: &Path) -> StackConfig {
+    config_with(compose_text, work, &[])
+}
+
+fn config_with(compose_text: Option<String>, work: &Path, profiles: &[&str]) -> StackConfig {
     let compose_file = match compose_text {
         Some(text) => {
             let path = work.join("docker-compose.yml");
@@ -56,6 +60,7 @@ fn config(compose_text: Option<String>, work: &Path) -> StackConfig {
         ]),
         work_dir: work.to_path_buf(),
         prefix: prefix(),
+        profiles: profiles.iter().map(|p| (*p).to_owned()).collect(),
     }
 }
 
@@ -82,6 +87,34 @@ async fn the_compose_file_runs_as_processes_and_the_data_flows_end_to_end() {
     );
     assert!(report.first_run.rows_scanned > 0, "{report:?}");
     assert_eq!(report.coloured_regions, 33);
+}
+
+/// `docker compose --profile cluster up`: the analytics scheduler and its two executors run
+/// too, the first run is computed on them (the scheduler named as the README says), and the
+/// data still flows end to end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cluster_profile_runs_as_processes_and_the_first_run_is_computed_on_it() {
+    let work = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut config = config_with(None, work.path(), &["cluster"]);
+    config.vars.insert(
+        "IOT_BALLISTA_SCHEDULER".to_owned(),
+        "analytics-scheduler:50050".to_owned(),
+    );
+    let mut stack = Stack::up(&config).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(stack.replicas("analytics-executor").count(), 2);
+    assert_eq!(stack.replicas("analytics-scheduler").count(), 1);
+    let report = iot_stack::flow::check(&mut stack, TOKEN, 33)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(report.first_run.rows_scanned > 0, "{report:?}");
+    assert_eq!(report.coloured_regions, 33);
+    // The run's tasks ran on the executors: each logged the tasks it executed.
+    let tasks: usize = stack
+        .replicas("analytics-executor")
+        .map(|p| p.log_text().matches("Execute task").count())
+        .sum();
+    assert!(tasks > 0, "no executor ran a task");
+    stack.check_alive().unwrap_or_else(|e| panic!("{e}"));
 }
 
 /// The file with `from` replaced by `to` (exactly once).

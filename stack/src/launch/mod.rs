@@ -50,6 +50,8 @@ pub struct StackConfig {
     pub work_dir: PathBuf,
     /// The second octet of the run's loopback addresses.
     pub prefix: u8,
+    /// The Compose profiles to run (`--profile`), beside the services that have none.
+    pub profiles: Vec<String>,
 }
 
 enum Kind {
@@ -103,6 +105,11 @@ impl Proc {
 }
 
 impl Proc {
+    /// Everything it has logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
     /// The last lines of its output, for an error message.
     pub fn tail(&self) -> String {
         tail(&self.log)
@@ -168,7 +175,10 @@ impl Stack {
         };
         let text = std::fs::read_to_string(&config.compose_file)
             .map_err(|e| StackError::Setup(format!("{}: {e}", config.compose_file.display())))?;
-        let services = crate::compose::parse(&text, &config.vars)?;
+        let services: Vec<Service> = crate::compose::parse(&text, &config.vars)?
+            .into_iter()
+            .filter(|s| crate::compose::runs_with(s, &config.profiles))
+            .collect();
         let dockerfile = std::fs::read_to_string(config.root.join("Dockerfile"))
             .map_err(|e| StackError::Setup(format!("Dockerfile: {e}")))?;
         let image_env = image_env(&dockerfile);
