@@ -497,6 +497,38 @@ fn the_kubernetes_manifests_render_and_validate_against_the_schemas() {
     ] {
         assert!(yaml.contains(&format!("kind: {kind}\n")), "no {kind}");
     }
+    // The analytics cluster: a scheduler with its Service, executors, and policies that let
+    // only the cluster's own pods and its clients reach them.
+    let objects = k8s_objects(&yaml);
+    let named = |kind: &str, name: &str| {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    for deployment in ["analytics-scheduler", "analytics-executor"] {
+        let d = named("Deployment", deployment);
+        let command = &d["spec"]["template"]["spec"]["containers"][0]["command"];
+        assert_eq!(command[0], "analytics", "{deployment}");
+        assert_eq!(command[1], deployment.trim_start_matches("analytics-"));
+    }
+    named("Service", "analytics-scheduler");
+    for (policy, pods) in [
+        (
+            "analytics-scheduler-from-its-clients",
+            "analytics-scheduler",
+        ),
+        (
+            "analytics-executors-within-the-cluster",
+            "analytics-executor",
+        ),
+    ] {
+        let p = named("NetworkPolicy", policy);
+        assert_eq!(
+            p["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"], pods,
+            "{policy}"
+        );
+    }
 }
 
 /// The rendered objects, as YAML values.
