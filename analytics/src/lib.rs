@@ -1,7 +1,9 @@
 //! The analytics batch job: turns raw readings into regional energy profiles. Readings come
 //! from the store (streamed page by page as Arrow batches) or from a Parquet file, are
-//! scanned by DataFusion in parallel partitions and folded by a streaming aggregation in the
-//! regions' local time; profiles go back to the store as the current profile per region.
+//! scanned by DataFusion in parallel partitions, repartitioned by region and folded by a
+//! streaming aggregation in the regions' local time (one plan, run in the process or on an
+//! Apache DataFusion Ballista cluster of our own scheduler and executors); profiles go back to
+//! the store as the current profile per region.
 //! Runs are recorded, single-flight, and triggered by CLI, schedule or the internal API.
 
 pub mod aggregate;

@@ -44,8 +44,8 @@ use crate::schema::{
 pub const TABLE: &str = "readings";
 
 /// Where plans run when not in this process: a cluster, reached through a context whose plans
-/// it runs. The all-in-one has none; the `analytics` binary's is Ballista's
-/// (`crate::cluster`).
+/// it runs. The all-in-one has none; the `analytics` binary's is a Ballista scheduler's
+/// client (the `cluster` module, built with the `distributed` feature).
 #[async_trait::async_trait]
 pub trait Cluster: Send + Sync + fmt::Debug {
     /// A context on the cluster with `config`'s settings.

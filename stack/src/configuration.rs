@@ -21,6 +21,8 @@ pub const COMMANDS: &[&[&str]] = &[
     &["analytics", "run"],
     &["analytics", "sql"],
     &["analytics", "export"],
+    &["analytics", "scheduler"],
+    &["analytics", "executor"],
     &["web"],
     &["migrate"],
 ];

@@ -355,3 +355,46 @@ fn the_scan_sees_grouped_imports_super_and_finds_a_cycle() {
         Some(vec![s(&["a"]), s(&["b"]), s(&["a"])])
     );
 }
+
+/// The all-in-one links neither Kafka, nor Cassandra, nor the analytics cluster: only the
+/// distributed binaries (the service crates' `distributed` feature) pull them in.
+#[test]
+fn the_all_in_one_depends_on_no_kafka_cassandra_or_ballista() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let out = std::process::Command::new(cargo)
+        .args([
+            "tree",
+            "-p",
+            "iot-demo",
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+        ])
+        .args(["--offline", "--manifest-path"])
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .output()
+        .unwrap_or_else(|e| panic!("cargo tree: {e}"));
+    assert!(
+        out.status.success(),
+        "cargo tree: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tree.contains("datafusion "),
+        "the tree lists the all-in-one's crates"
+    );
+    let distributed: Vec<&str> = tree
+        .lines()
+        .filter(|l| {
+            ["ballista", "scylla", "rdkafka"]
+                .iter()
+                .any(|c| l.starts_with(c))
+        })
+        .collect();
+    assert!(
+        distributed.is_empty(),
+        "the all-in-one links {distributed:?}"
+    );
+}

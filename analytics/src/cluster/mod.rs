@@ -133,8 +133,13 @@ pub async fn run_executor(
     store: Arc<dyn Store>,
     options: ExecutorOptions,
 ) -> Result<(), ClusterError> {
-    let (host, port) = options
+    // The clients' spelling (df://host:port) works here too.
+    let at = options
         .scheduler
+        .split_once("://")
+        .map_or(options.scheduler.as_str(), |(_, rest)| rest);
+    let (host, port) = at
+        .trim_end_matches('/')
         .rsplit_once(':')
         .and_then(|(h, p)| Some((h.to_owned(), p.parse::<u16>().ok()?)))
         .ok_or_else(|| {
