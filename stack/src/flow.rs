@@ -312,6 +312,9 @@ async fn sql_counts_what_the_run_scanned(
         .post(format!("{analyst}/internal/v1/query"))
         .bearer_auth(token)
         .json(&serde_json::json!({ "sql": sql }))
+        // The query's own limit is the service's (IOT_SQL_TIMEOUT_S, 20 s): wait past it, so a
+        // slow answer shows as the service's 504 rather than this client giving up first.
+        .timeout(Duration::from_secs(30))
         .send()
         .await
         .map_err(|e| StackError::service("edge", format!("query: {e}")))?;
