@@ -135,6 +135,25 @@ pub const MISSING: &str = "E09000016";
 /// The app with a profile in the store for every London borough but [`MISSING`].
 pub async fn with_profiles() -> TestApp {
     let app = TestApp::start().await;
+    // The app's start-up recompute would publish profiles of its own, computed from whatever
+    // readings a test has stored by then, over these: let it finish first.
+    let store = app.app.store.clone();
+    let settled = eventually(Duration::from_secs(60), || {
+        let store = store.clone();
+        async move {
+            store.runs(10).await.is_ok_and(|runs| {
+                runs.iter().any(|r| {
+                    r.trigger == iot_common::domain::Trigger::Startup
+                        && matches!(
+                            r.status,
+                            iot_common::RunStatus::Succeeded | iot_common::RunStatus::Failed
+                        )
+                })
+            })
+        }
+    })
+    .await;
+    assert!(settled, "the start-up recompute finishes");
     let regions = iot_common::regions::Regions::london().unwrap_or_else(|e| panic!("{e}"));
     let now = chrono::Utc::now();
     let profiles: Vec<iot_common::RegionProfile> = regions
