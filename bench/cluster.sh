@@ -89,20 +89,41 @@ done
 
 echo
 echo "== answers"
+# Every comparison is printed (a difference on its own line) before the script says no.
+differ=0
 for n in 1 2; do
-  printf "Ballista, %s executor(s) against in process: " "$n"
-  python3 bench/compare.py "$work/cluster-$n.csv" "$work/local.csv" --rel 1e-12 | tail -1
+  echo "Ballista, $n executor(s) against in process:"
+  python3 bench/compare.py "$work/cluster-$n.csv" "$work/local.csv" --rel 1e-12 || differ=1
 done
 if [ -n "${SKIP_SPARK:-}" ]; then
   echo "Spark skipped (SKIP_SPARK)"
-  exit 0
+  exit $differ
 fi
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q pyspark==3.5.7
 fi
+# The connector and its dependencies from Maven Central, less what Spark itself ships.
+mkdir -p "$work/connector"
+cat > "$work/connector/pom.xml" <<'POM'
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local</groupId><artifactId>connector-classpath</artifactId><version>1</version>
+  <dependencies>
+    <dependency>
+      <groupId>com.datastax.spark</groupId>
+      <artifactId>spark-cassandra-connector_2.12</artifactId>
+      <version>3.5.1</version>
+    </dependency>
+  </dependencies>
+</project>
+POM
+(cd "$work/connector" && mvn -q dependency:build-classpath -Dmdep.outputFile=cp.txt \
+  -Dmdep.includeScope=runtime >/dev/null)
+jars=$(tr ':' '\n' < "$work/connector/cp.txt" | grep -Ev '/(scala-library|scala-reflect|slf4j-api|commons-lang3)-' | paste -sd,)
 read -r from to < "$work/window"
 "$venv/bin/python" bench/reference/profile_spark_cassandra.py "$addr" "$keyspace" "$from" "$to" \
-  "$work/spark.csv" --threads 2 2> "$work/spark.log" || { tail -20 "$work/spark.log"; exit 1; }
-printf "ours against Spark on Cassandra: "
-python3 bench/compare.py "$work/local.csv" "$work/spark.csv" | tail -1
+  "$work/spark.csv" --threads 2 --jars "$jars" 2> "$work/spark.log" || { tail -20 "$work/spark.log"; exit 1; }
+echo "ours against Spark on Cassandra:"
+python3 bench/compare.py "$work/local.csv" "$work/spark.csv" || differ=1
+exit $differ

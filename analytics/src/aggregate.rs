@@ -9,7 +9,8 @@
 //!   weekdays and on weekends, and how many meter-days were complete, estimated, excluded;
 //! - `hourly_kwh[h]` = mean over the kept (meter, local day) of the kWh in local hour h — that
 //!   is, the region's kWh in hour h divided by the number of kept (meter, day) pairs with
-//!   readings or estimates in h; `peak_hour` its first argmax.
+//!   readings or estimates in h; `peak_hour` its first argmax, hours within
+//!   [`PEAK_TIE`] of the highest counting as tied.
 //!
 //! Each partition of the scan feeds its own [`ProfileAccumulator`]; accumulators merge. The
 //! state is one record per (region, meter, local day) holding the day's half-hour slots,
@@ -562,13 +563,18 @@ impl<'a> DayShapes<'a> {
 }
 
 /// The first hour with the highest value.
+/// Hours whose means are this close (relative) to the highest tie with it. Sums taken in
+/// another order (partitions, a cluster's shuffle) differ in the last bits, so a plain argmax
+/// of hours equal in exact arithmetic would pick the peak by rounding noise.
+pub const PEAK_TIE: f64 = 1e-12;
+
+/// The first hour whose mean ties with the highest.
 fn peak(hourly: &[f64; 24]) -> u8 {
-    let mut best = 0;
-    for h in 1..24 {
-        if hourly[h] > hourly[best] {
-            best = h;
-        }
-    }
+    let max = hourly.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let best = hourly
+        .iter()
+        .position(|&v| v >= max - PEAK_TIE * max.abs())
+        .unwrap_or(0);
     best as u8
 }
 
@@ -593,6 +599,18 @@ pub fn quantile_cont(sorted: &[f64], q: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_peak_is_the_first_hour_of_a_tie_whatever_the_rounding() {
+        let mut hourly = [0.1; 24];
+        for (h, noise) in [(17, 0.0), (18, 4e-16), (19, -2e-16), (20, 6e-16)] {
+            hourly[h] = 0.45 + noise;
+        }
+        assert_eq!(super::peak(&hourly), 17);
+        hourly[19] = 0.46;
+        assert_eq!(super::peak(&hourly), 19);
+        assert_eq!(super::peak(&[0.0; 24]), 0);
+    }
+
     use std::collections::BTreeMap;
 
     use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};

@@ -4,19 +4,25 @@ readings from Cassandra through the Spark Cassandra Connector, with the definiti
 profile_spark.py (daily sums as stored, continuous percentiles, hourly means over meter-days).
 Written for this project's bench/cluster.sh; not part of the product.
 
-Usage: profile_spark_cassandra.py HOST KEYSPACE FROM TO OUT.csv [--threads N]
+Usage: profile_spark_cassandra.py HOST KEYSPACE FROM TO OUT.csv [--threads N] [--jars A,B,...]
   FROM, TO: the window as RFC 3339 UTC instants (TO excluded), e.g. the run's window_from/to.
-Needs pyspark 3.5 (Scala 2.12) and the connector, which Spark fetches from Maven Central
-(com.datastax.spark:spark-cassandra-connector_2.12:3.5.1). Prints the query time (session
-start-up and the connector's download excluded)."""
-import sys, time
+  --jars: the connector's jars (bench/cluster.sh resolves them with Maven); without it Spark
+  fetches com.datastax.spark:spark-cassandra-connector_2.12:3.5.1 itself.
+Needs pyspark 3.5 (Scala 2.12). Prints the query time (session start-up excluded)."""
+import argparse, time
 from pyspark.sql import SparkSession, functions as F
 
-args = [a for a in sys.argv[1:] if not a.startswith("--")]
-host, keyspace, start, end, out = args[:5]
-threads = int(sys.argv[sys.argv.index("--threads") + 1]) if "--threads" in sys.argv else 2
-spark = (SparkSession.builder.master(f"local[{threads}]").appName("regional-profile-cassandra")
-         .config("spark.jars.packages", "com.datastax.spark:spark-cassandra-connector_2.12:3.5.1")
+p = argparse.ArgumentParser(description="the regional profile in Spark, reading Cassandra")
+for name in ("host", "keyspace", "start", "end", "out"):
+    p.add_argument(name)
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--jars")
+a = p.parse_args()
+host, keyspace, start, end, out, threads, jars = a.host, a.keyspace, a.start, a.end, a.out, a.threads, a.jars
+builder = SparkSession.builder.master(f"local[{threads}]").appName("regional-profile-cassandra")
+builder = (builder.config("spark.jars", jars) if jars else
+           builder.config("spark.jars.packages", "com.datastax.spark:spark-cassandra-connector_2.12:3.5.1"))
+spark = (builder
          .config("spark.sql.extensions", "com.datastax.spark.connector.CassandraSparkExtensions")
          .config("spark.cassandra.connection.host", host)
          .config("spark.cassandra.input.consistency.level", "ONE")
