@@ -562,7 +562,6 @@ impl<'a> DayShapes<'a> {
     }
 }
 
-/// The first hour with the highest value.
 /// Hours whose means are this close (relative) to the highest tie with it. Sums taken in
 /// another order (partitions, a cluster's shuffle) differ in the last bits, so a plain argmax
 /// of hours equal in exact arithmetic would pick the peak by rounding noise.
@@ -571,11 +570,8 @@ pub const PEAK_TIE: f64 = 1e-12;
 /// The first hour whose mean ties with the highest.
 fn peak(hourly: &[f64; 24]) -> u8 {
     let max = hourly.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    let best = hourly
-        .iter()
-        .position(|&v| v >= max - PEAK_TIE * max.abs())
-        .unwrap_or(0);
-    best as u8
+    let first = hourly.iter().position(|&v| v >= max - PEAK_TIE * max.abs());
+    first.unwrap_or(0) as u8
 }
 
 /// Continuous quantile of sorted values, interpolating linearly between the closest ranks
@@ -599,18 +595,6 @@ pub fn quantile_cont(sorted: &[f64], q: f64) -> f64 {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn the_peak_is_the_first_hour_of_a_tie_whatever_the_rounding() {
-        let mut hourly = [0.1; 24];
-        for (h, noise) in [(17, 0.0), (18, 4e-16), (19, -2e-16), (20, 6e-16)] {
-            hourly[h] = 0.45 + noise;
-        }
-        assert_eq!(super::peak(&hourly), 17);
-        hourly[19] = 0.46;
-        assert_eq!(super::peak(&hourly), 19);
-        assert_eq!(super::peak(&[0.0; 24]), 0);
-    }
-
     use std::collections::BTreeMap;
 
     use chrono::{DateTime, Datelike, NaiveDate, TimeZone, Timelike, Utc};
@@ -945,5 +929,17 @@ mod tests {
         assert!(job.meter_days.estimated > 0 && job.meter_days.excluded > 0);
         let job_kwh = job.avg_daily_kwh * job.meter_days.kept() as f64;
         assert!(close(kept_kwh, job_kwh), "{kept_kwh} against {job_kwh}");
+    }
+
+    #[test]
+    fn the_peak_is_the_first_hour_of_a_tie_whatever_the_rounding() {
+        let mut hourly = [0.1; 24];
+        for (h, noise) in [(17, 0.0), (18, 4e-16), (19, -2e-16), (20, 6e-16)] {
+            hourly[h] = 0.45 + noise;
+        }
+        assert_eq!(super::peak(&hourly), 17);
+        hourly[19] = 0.46;
+        assert_eq!(super::peak(&hourly), 19);
+        assert_eq!(super::peak(&[0.0; 24]), 0);
     }
 }

@@ -8,7 +8,6 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::support::{ANALYST, SendOrPanic, TestApp, eventually};
-use iot_common::domain::Trigger;
 use iot_common::{Run, RunStatus};
 use iot_simulator::FleetConfig;
 use reqwest::StatusCode;
@@ -69,25 +68,19 @@ fn fixture() -> &'static Fixture {
 /// The start-up run, once it is recorded as succeeded (its profiles are written just
 /// before its final record).
 async fn startup_run(app: &TestApp) -> Run {
-    let store = app.app.store.clone();
-    let succeeded = |runs: &[Run]| {
-        runs.iter()
-            .find(|r| r.trigger == Trigger::Startup && r.status == RunStatus::Succeeded)
-            .cloned()
-    };
-    let recorded = eventually(Duration::from_secs(60), || {
-        let store = store.clone();
-        async move {
-            store
-                .runs(10)
-                .await
-                .is_ok_and(|runs| succeeded(&runs).is_some())
-        }
-    })
-    .await;
-    let runs = store.runs(10).await.unwrap_or_else(|e| panic!("{e}"));
-    assert!(recorded, "the startup run succeeds: {runs:?}");
-    succeeded(&runs).unwrap_or_else(|| panic!("{runs:?}"))
+    let run = crate::support::startup_run(app, Duration::from_secs(60)).await;
+    let runs = app
+        .app
+        .store
+        .runs(10)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        run.as_ref()
+            .is_some_and(|r| r.status == RunStatus::Succeeded),
+        "the startup run succeeds: {runs:?}"
+    );
+    run.unwrap_or_else(|| panic!("{runs:?}"))
 }
 
 /// Triggers a run over the API and waits until it succeeded; its id.

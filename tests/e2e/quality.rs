@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use iot_common::domain::{Meter, MeterId, Trigger};
+use iot_common::domain::{Meter, MeterId};
 use iot_common::{Reading, RunStatus};
 use iot_simulator::FleetConfig;
 use iot_simulator::faults::FaultRates;
@@ -34,17 +34,11 @@ async fn a_recompute_over_a_faulty_fleet_counts_estimated_and_excluded_days() {
         .start()
         .await;
     let store = app.app.store.clone();
-    let ran = eventually(Duration::from_secs(120), || {
-        let store = store.clone();
-        async move {
-            store.runs(10).await.is_ok_and(|runs| {
-                runs.iter()
-                    .any(|r| r.trigger == Trigger::Startup && r.status == RunStatus::Succeeded)
-            })
-        }
-    })
-    .await;
-    assert!(ran, "the start-up run succeeds");
+    let ran = crate::support::startup_run(&app, Duration::from_secs(120)).await;
+    assert!(
+        ran.is_some_and(|r| r.status == RunStatus::Succeeded),
+        "the start-up run succeeds"
+    );
     let profiles = store.profiles().await.unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(profiles.len(), 33);
     let (mut complete, mut estimated, mut excluded) = (0, 0, 0);

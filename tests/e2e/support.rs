@@ -129,6 +129,23 @@ impl SendOrPanic for reqwest::RequestBuilder {
     }
 }
 
+/// The app's start-up recompute once it is recorded finished (succeeded or failed), waiting
+/// at most `limit`; its profiles are written just before that record.
+pub async fn startup_run(app: &TestApp, limit: Duration) -> Option<iot_common::Run> {
+    use iot_common::RunStatus::{Failed, Succeeded};
+    let store = app.app.store.clone();
+    iot_testkit::poll(limit, Duration::from_millis(50), || {
+        let store = store.clone();
+        async move {
+            store.runs(10).await.ok()?.into_iter().find(|r| {
+                r.trigger == iot_common::domain::Trigger::Startup
+                    && matches!(r.status, Succeeded | Failed)
+            })
+        }
+    })
+    .await
+}
+
 /// The borough `with_profiles` leaves without a profile (Havering).
 pub const MISSING: &str = "E09000016";
 
@@ -137,23 +154,8 @@ pub async fn with_profiles() -> TestApp {
     let app = TestApp::start().await;
     // The app's start-up recompute would publish profiles of its own, computed from whatever
     // readings a test has stored by then, over these: let it finish first.
-    let store = app.app.store.clone();
-    let settled = eventually(Duration::from_secs(60), || {
-        let store = store.clone();
-        async move {
-            store.runs(10).await.is_ok_and(|runs| {
-                runs.iter().any(|r| {
-                    r.trigger == iot_common::domain::Trigger::Startup
-                        && matches!(
-                            r.status,
-                            iot_common::RunStatus::Succeeded | iot_common::RunStatus::Failed
-                        )
-                })
-            })
-        }
-    })
-    .await;
-    assert!(settled, "the start-up recompute finishes");
+    let settled = startup_run(&app, Duration::from_secs(60)).await;
+    assert!(settled.is_some(), "the start-up recompute finishes");
     let regions = iot_common::regions::Regions::london().unwrap_or_else(|e| panic!("{e}"));
     let now = chrono::Utc::now();
     let profiles: Vec<iot_common::RegionProfile> = regions
