@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use iot_analytics::cluster::SchedulerClient;
-use iot_analytics::job::{RunRequest, window};
+use iot_analytics::job::RunRequest;
 use iot_analytics::plan::differences;
 use iot_analytics::source::Cluster;
 use iot_analytics::sql::{SqlEngine, SqlLimits, SqlSource};
@@ -176,11 +176,17 @@ impl TestCluster {
     }
 }
 
-/// `meters` meters over `regions`, half-hourly from 40 days ago to now, with what real meters
-/// do: a gap of an hour, a lost day, a spike, and one meter silent for the last five days.
-fn fleet(tag: &str, regions: &[RegionCode], meters: usize) -> (Vec<Meter>, Vec<Reading>) {
+/// `meters` meters over `regions`, half-hourly from `days` days ago to now, with what real
+/// meters do: a gap of an hour, a lost day, a spike, and one meter silent for the last five
+/// days.
+fn fleet(
+    tag: &str,
+    regions: &[RegionCode],
+    meters: usize,
+    days: i64,
+) -> (Vec<Meter>, Vec<Reading>) {
     let now = Utc::now().timestamp();
-    let start = now - now.rem_euclid(1800) - 40 * 86_400;
+    let start = now - now.rem_euclid(1800) - days * 86_400;
     let mut ms = Vec::new();
     let mut readings = Vec::new();
     for i in 0..meters {
@@ -302,7 +308,7 @@ async fn a_run_on_the_cluster_equals_the_run_in_process_on_sqlite() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = sqlite_store(dir.path());
     let regions = codes(&["E09000001", "E09000007", "E09000033"]);
-    let (meters, readings) = fleet("CLU", &regions, 21);
+    let (meters, readings) = fleet("CLU", &regions, 21, 40);
     fill(store.as_ref(), &meters, &readings).await;
     in_process_and_distributed(store, &StoreAt::Sqlite(dir.path().to_owned()), &regions).await;
 }
@@ -320,7 +326,7 @@ async fn a_run_on_the_cluster_equals_the_run_in_process_on_cassandra() {
                 .unwrap_or_else(|e| panic!("{e}"))
         })
         .collect();
-    let (meters, readings) = fleet(&format!("c{tag:08x}m"), &regions, 15);
+    let (meters, readings) = fleet(&format!("c{tag:08x}m"), &regions, 15, 40);
     fill(&cassandra, &meters, &readings).await;
     let at = StoreAt::Cassandra {
         nodes: std::env::var("IOT_TEST_CASSANDRA").unwrap_or_default(),
@@ -364,13 +370,16 @@ async fn the_guides_queries_answer_the_same_on_the_cluster() {
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
     let store = sqlite_store(dir.path());
     let regions = codes(&["E09000007", "E09000001"]);
-    let (meters, readings) = fleet("SQLC", &regions, 8);
-    fill(store.as_ref(), &meters, &readings).await;
-    let (from, _) = window(Utc::now(), 40, chrono_tz::Europe::London);
+    // From a day before the guide's window (or 40 days back, if that is earlier) to now, so
+    // the guide's dates and the queries on recent days both find readings, whatever today is.
     let guide_from: DateTime<Utc> = "2026-10-24T23:00:00Z".parse().unwrap_or_default();
+    let days = (Utc::now() - guide_from).num_days().max(39) + 1;
+    let (meters, readings) = fleet("SQLC", &regions, 8, days);
+    fill(store.as_ref(), &meters, &readings).await;
+    let first = readings.iter().map(|r| r.ts).min();
     assert!(
-        from <= guide_from,
-        "the fleet covers the guide's window (it starts 40 days before today)"
+        first.is_some_and(|t| t <= guide_from),
+        "the fleet covers the guide's window"
     );
     let cluster = TestCluster::start(&StoreAt::Sqlite(dir.path().to_owned()), 2);
     let remote: Arc<dyn Cluster> = Arc::new(SchedulerClient::new(
@@ -421,7 +430,7 @@ async fn an_executor_killed_mid_run_never_leaves_half_a_run_published() {
         })
         .collect();
     // Enough readings that the run is still going when an executor dies.
-    let (meters, readings) = fleet("KIL", &regions, 240);
+    let (meters, readings) = fleet("KIL", &regions, 240, 40);
     fill(store.as_ref(), &meters, &readings).await;
     let before = Analytics::new(store.clone(), JobConfig::default())
         .run_now(Trigger::Cli, RunRequest::default_window())
