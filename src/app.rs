@@ -220,7 +220,8 @@ fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router, WebState) {
     .secure_cookies(config.cookie_secure)
     .with_fleet(Arc::new(InProcessFleet(parts.fleet_status.clone())))
     .silent_after(config.silent_after)
-    .with_metrics(parts.metrics.clone());
+    .with_metrics(parts.metrics.clone())
+    .with_api_docs(api_docs());
     let meter = MeterState::new(
         parts.bus.clone(),
         parts.auth.clone(),
@@ -244,6 +245,11 @@ fn routers(parts: &Parts, config: &AppConfig) -> (Router, Router, WebState) {
         }))
         .fallback(fallback);
     (external, internal, web)
+}
+
+/// The OpenAPI documents of every route the all-in-one serves.
+pub fn api_docs() -> iot_web::api_docs::ApiDocs {
+    iot_web::api_docs::ApiDocs::new(iot_meter::ingest::openapi(), iot_analytics::api::openapi())
 }
 
 /// Registers the fleet's meters and starts it posting to the external listener. The

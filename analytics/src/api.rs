@@ -9,13 +9,17 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use iot_common::auth::StaticToken;
 use iot_common::domain::Trigger;
 use iot_common::http::{Analyst, AnalystSecret};
 use iot_common::problem::{ApiError, ErrorCode, Query};
-use serde::Deserialize;
-use serde_json::json;
+use iot_common::domain::Run;
+use iot_common::problem::Problem;
+use iot_common::wire::JsonAnswer;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::job::{Analytics, JobError, RunRequest};
 use crate::output::OutputError;
@@ -36,11 +40,32 @@ impl AnalystSecret for RunsState {
 }
 
 pub fn runs_router(state: RunsState) -> Router {
-    Router::new()
-        .route("/internal/v1/runs", get(list).post(start))
-        .route("/internal/v1/runs/{id}", get(one))
-        .route("/internal/v1/query", post(query))
-        .with_state(state)
+    let (router, _) = api().split_for_parts();
+    router.with_state(state)
+}
+
+/// The description of [`runs_router`], for the internal document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+fn api() -> OpenApiRouter<RunsState> {
+    OpenApiRouter::new()
+        .routes(routes!(list, start))
+        .routes(routes!(one))
+        .routes(routes!(query))
+}
+
+/// A run, as the runs routes answer it.
+#[derive(Serialize, ToSchema)]
+struct RunAnswer {
+    run: Run,
+}
+
+/// The newest runs.
+#[derive(Serialize, ToSchema)]
+struct RunList {
+    runs: Vec<Run>,
 }
 
 impl From<SqlError> for ApiError {
@@ -63,10 +88,15 @@ impl From<OutputError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+/// One read-only SQL query over the store's tables.
+#[derive(Deserialize, ToSchema)]
 struct QueryBody {
+    /// One `SELECT` (or `WITH … SELECT`); a query on `readings` bounds `ts`.
+    #[schema(example = "SELECT region, count(*) FROM meters GROUP BY region")]
     sql: String,
+    /// The answer's format; `json` when absent.
     #[serde(default)]
+    #[schema(inline)]
     format: AnswerFormat,
 }
 
@@ -74,6 +104,23 @@ struct QueryBody {
 /// its body).
 pub const TRUNCATED_HEADER: &str = "x-iot-truncated";
 
+/// Runs one read-only SQL query; the answer as JSON, CSV or Parquet (a download, with
+/// `x-iot-truncated` saying whether the row limit cut it).
+#[utoipa::path(post, path = "/internal/v1/query", tag = "analytics",
+    security(("analyst_token" = [])),
+    request_body(content = QueryBody, content_type = "application/json"),
+    responses(
+        (status = 200, description = "The answer.", content(
+            (JsonAnswer = "application/json"),
+            (String = "text/csv; charset=utf-8"),
+            (Vec<u8> = "application/vnd.apache.parquet"),
+        )),
+        (status = 400, description = "Not `{\"sql\", \"format\"}`; SQL that is not one read-only query, does not parse or plan.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the listener's limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`Content-Type` is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The query went over its memory or time limit.", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn query(
     _: Analyst,
     State(s): State<RunsState>,
@@ -124,7 +171,8 @@ impl From<JobError> for ApiError {
 
 /// Who may ask for a run over this API: a caller names itself only as `api` or `console`
 /// (the console names itself so its runs read the same in every layout).
-#[derive(Deserialize, Default, Clone, Copy)]
+/// Who asked for the run, as its record says.
+#[derive(Deserialize, Default, Clone, Copy, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum Caller {
     #[default]
@@ -141,13 +189,19 @@ impl From<Caller> for Trigger {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct StartQuery {
+    /// Who asks; `api` when absent.
     #[serde(default)]
+    #[param(inline)]
     trigger: Caller,
-    /// First local day of the window (`YYYY-MM-DD`); with `to`.
+    /// First local day of the window (`YYYY-MM-DD`); with `to`. The last 28 days when both
+    /// are absent.
+    #[param(value_type = Option<String>, format = Date)]
     from: Option<String>,
     /// The day after the window's last (not included).
+    #[param(value_type = Option<String>, format = Date)]
     to: Option<String>,
     /// Let a run over a chosen window replace the map's profiles.
     #[serde(default)]
@@ -191,6 +245,17 @@ pub fn run_request(
     Ok(RunRequest { days, publish })
 }
 
+/// Starts a recompute; the run's record says how it goes (`Location`).
+#[utoipa::path(post, path = "/internal/v1/runs", tag = "analytics",
+    security(("analyst_token" = [])),
+    params(StartQuery),
+    responses(
+        (status = 202, description = "The run is queued.", body = RunAnswer,
+         headers(("location" = String, description = "The run's record."))),
+        (status = 400, description = "A parameter is not a day, or one of `from` and `to` is missing, or the window is wrong.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "A run is in progress already.", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn start(
     _: Analyst,
     State(s): State<RunsState>,
@@ -202,16 +267,28 @@ async fn start(
     Ok((
         StatusCode::ACCEPTED,
         [(header::LOCATION, location)],
-        Json(json!({ "run": run })),
+        Json(RunAnswer { run }),
     )
         .into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// How many runs, newest first: 20 when absent, at most 500.
+    #[param(minimum = 0)]
     limit: Option<usize>,
 }
 
+/// The newest runs.
+#[utoipa::path(get, path = "/internal/v1/runs", tag = "analytics",
+    security(("analyst_token" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "The runs, newest first.", body = RunList),
+        (status = 400, description = "`limit` is not a number.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn list(
     _: Analyst,
     State(s): State<RunsState>,
@@ -219,9 +296,18 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let limit = q.limit.unwrap_or(20).clamp(1, 500);
     let runs = s.analytics.store().runs(limit).await?;
-    Ok(Json(json!({ "runs": runs })).into_response())
+    Ok(Json(RunList { runs }).into_response())
 }
 
+/// One run's record.
+#[utoipa::path(get, path = "/internal/v1/runs/{id}", tag = "analytics",
+    security(("analyst_token" = [])),
+    params(("id" = String, Path, description = "The run's id.")),
+    responses(
+        (status = 200, description = "The run.", body = RunAnswer),
+        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such run.", body = Problem, content_type = "application/problem+json"),
+    ))]
 async fn one(
     _: Analyst,
     State(s): State<RunsState>,
@@ -229,7 +315,7 @@ async fn one(
 ) -> Result<Response, ApiError> {
     let run = s.analytics.store().run(&id).await?;
     let run = run.ok_or_else(ApiError::not_found)?;
-    Ok(Json(json!({ "run": run })).into_response())
+    Ok(Json(RunAnswer { run }).into_response())
 }
 
 #[cfg(test)]

@@ -12,8 +12,11 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::json;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
@@ -190,41 +193,78 @@ pub struct Health {
 
 /// `/healthz` (the process answers), `/readyz` (its store and bus answer), `/metrics`.
 pub fn health_routes(health: Health) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .with_state(health)
+    let (router, _) = health_api().split_for_parts();
+    router.with_state(health)
 }
 
+/// The description of [`health_routes`], for the internal document.
+pub fn health_openapi() -> utoipa::openapi::OpenApi {
+    health_api().into_openapi()
+}
+
+fn health_api() -> OpenApiRouter<Health> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+}
+
+#[derive(Serialize, ToSchema)]
+struct Alive {
+    #[schema(value_type = String, example = "ok")]
+    status: &'static str,
+}
+
+#[derive(Serialize, ToSchema)]
+struct Readiness {
+    /// `ready` when every check answered `ok`.
+    #[schema(value_type = String, pattern = "^(ready|not_ready)$")]
+    status: &'static str,
+    /// Each port the service needs (`store`, `bus`): `ok`, or why it does not answer.
+    checks: BTreeMap<&'static str, String>,
+}
+
+/// Whether the process answers at all.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "The process answers.", body = Alive)))]
+async fn healthz() -> Json<Alive> {
+    Json(Alive { status: "ok" })
+}
+
+/// Whether the service's store and bus answer: a load balancer sends it work only then.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Every port answers.", body = Readiness),
+))]
 async fn readyz(State(h): State<Health>) -> Response {
-    let mut checks = serde_json::Map::new();
+    let mut checks = BTreeMap::new();
     let mut ready = true;
     if let Some(store) = &h.store {
         let r = store.ping().await;
         ready &= r.is_ok();
-        checks.insert(
-            "store".into(),
-            json!(r.map_or_else(|e| e.to_string(), |_| "ok".into())),
-        );
+        checks.insert("store", r.map_or_else(|e| e.to_string(), |_| "ok".into()));
     }
     if let Some(bus) = &h.bus {
         let r = bus.ping().await;
         ready &= r.is_ok();
-        checks.insert(
-            "bus".into(),
-            json!(r.map_or_else(|e| e.to_string(), |_| "ok".into())),
-        );
+        checks.insert("bus", r.map_or_else(|e| e.to_string(), |_| "ok".into()));
     }
     let status = if ready {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({"status": if ready { "ready" } else { "not_ready" }, "checks": checks});
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        checks,
+    };
     (status, Json(body)).into_response()
 }
 
+/// The service's Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Counters and histograms, in the OpenMetrics text format.",
+     body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+))]
 async fn metrics(State(h): State<Health>) -> Response {
     (
         [(

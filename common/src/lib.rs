@@ -5,6 +5,7 @@
 //! every service uses (listeners with timeouts, health, metrics, problem+json errors). A
 //! service's own logic lives in its own crate.
 
+pub mod api_doc;
 pub mod auth;
 pub mod bus;
 pub mod domain;

@@ -168,18 +168,30 @@ pub struct ApiError {
     pub index: Option<usize>,
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document: the body of every error of every service.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// `urn:iot-demo:problem:<code>`: what went wrong, one code per status.
     #[serde(rename = "type")]
+    #[schema(pattern = "^urn:iot-demo:problem:[a-z_]+$")]
     kind: String,
+    /// The status's reason phrase.
     title: &'a str,
+    #[schema(minimum = 400, maximum = 599)]
     status: u16,
+    /// What to change; for a fault of the service, only to retry and quote the request id.
     detail: &'a str,
+    /// The request field at fault: a body field, `body`, `authorization`, a query parameter.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     field: Option<&'a str>,
+    /// The position of the offending reading in a batch.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     index: Option<usize>,
+    /// The request's id, as in the `X-Request-Id` header and the service's log.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     request_id: Option<&'a str>,
 }
 

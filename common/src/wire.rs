@@ -60,6 +60,7 @@ pub fn prolonged_estimation_sql(from: NaiveDate, to: NaiveDate) -> String {
     Deserialize,
     strum::EnumString,
     strum::IntoStaticStr,
+    utoipa::ToSchema,
 )]
 #[serde(rename_all = "lowercase")]
 #[strum(serialize_all = "lowercase")]
@@ -86,7 +87,7 @@ impl AnswerFormat {
 }
 
 /// A column of a JSON answer: its name and Arrow type.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AnswerColumn {
     pub name: String,
     #[serde(rename = "type")]
@@ -94,9 +95,10 @@ pub struct AnswerColumn {
 }
 
 /// A SQL answer as JSON: rows as arrays in column order (timestamps as RFC 3339).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct JsonAnswer {
     pub columns: Vec<AnswerColumn>,
+    /// Each row's values in column order: numbers, strings, booleans or null.
     pub rows: Vec<Vec<serde_json::Value>>,
     pub row_count: u64,
     /// More rows were there than the limit let through.
@@ -137,7 +139,7 @@ pub struct BackfillReport {
 }
 
 /// One progress bar of a page (`static/progress.js` polls them).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProgressItem {
     /// The bar's element id.
     pub id: String,
@@ -154,7 +156,7 @@ pub struct ProgressItem {
 }
 
 /// What a progress poll answers.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     pub items: Vec<ProgressItem>,
 }

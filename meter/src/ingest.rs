@@ -12,7 +12,6 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use chrono::Utc;
 use futures::StreamExt as _;
 use iot_common::Reading;
@@ -23,8 +22,14 @@ use iot_common::http::authenticate_meter;
 use iot_common::metrics::Metrics;
 use iot_common::problem::{ApiError, ErrorCode};
 use iot_common::reading_json::{BodyShape, JsonError, ParsedBody, parse_readings};
-use serde_json::json;
+use iot_common::problem::Problem;
+use serde::Serialize;
 use tokio::sync::Semaphore;
+use utoipa::ToSchema;
+use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder, Schema};
+use utoipa::openapi::{Ref, RefOr};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 /// Most readings one request may carry.
 pub const MAX_BATCH: usize = 10_000;
@@ -84,11 +89,109 @@ impl MeterState {
 
 /// The meter's external routes.
 pub fn router(state: MeterState) -> Router {
-    Router::new()
-        .route("/api/v1/readings", post(ingest))
-        .with_state(state)
+    let (router, _) = api().split_for_parts();
+    router.with_state(state)
 }
 
+/// The description of [`router`], for the public document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
+fn api() -> OpenApiRouter<MeterState> {
+    OpenApiRouter::new().routes(routes!(ingest))
+}
+
+/// A reading as a meter posts it. The rules JSON Schema cannot say are the server's: `ts`
+/// is aligned to the start of an interval of `interval_s` seconds, at most 300 s ahead of
+/// the server's clock and at most the retention (730 days by default) behind it; `kwh` is at
+/// most 25 kW over the interval (6.25, 12.5 or 25 kWh).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = Reading)]
+#[allow(dead_code)]
+struct ReadingDoc {
+    /// The meter's id; it must be the meter the token belongs to.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "MTR-000123")]
+    meter_id: String,
+    /// Start of the interval, RFC 3339.
+    #[schema(example = "2026-11-30T18:30:00Z")]
+    ts: chrono::DateTime<Utc>,
+    /// Energy used in the interval.
+    #[schema(minimum = 0, maximum = 25, example = 0.42)]
+    kwh: f64,
+    /// Length of the interval in seconds; 1800 when absent.
+    #[schema(inline)]
+    interval_s: Option<IntervalDoc>,
+}
+
+#[derive(serde::Deserialize, ToSchema)]
+#[repr(u32)]
+#[allow(dead_code)]
+#[schema(default = 1800)]
+enum IntervalDoc {
+    Quarter = 900,
+    Half = 1800,
+    Hour = 3600,
+}
+
+/// One reading, or a batch of 1 to [`MAX_BATCH`] readings of the same meter.
+struct ReadingsDoc;
+
+impl utoipa::PartialSchema for ReadingsDoc {
+    fn schema() -> RefOr<Schema> {
+        let reading = || Ref::from_schema_name(<ReadingDoc as ToSchema>::name());
+        OneOfBuilder::new()
+            .description(Some("One reading, or a batch of readings of the same meter."))
+            .item(reading())
+            .item(
+                ArrayBuilder::new()
+                    .items(reading())
+                    .min_items(Some(1))
+                    .max_items(Some(MAX_BATCH)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for ReadingsDoc {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Readings".into()
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            <ReadingDoc as ToSchema>::name().into_owned(),
+            <ReadingDoc as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
+/// What a 202 says: how many readings the bus now holds.
+#[derive(Serialize, ToSchema)]
+struct Accepted {
+    accepted: usize,
+}
+
+/// Takes a meter's readings. A 202 means the bus holds every reading of the request
+/// durably; any refusal means none was taken, and the problem's `field` and `index` name
+/// the reading and the field at fault.
+#[utoipa::path(
+    post,
+    path = "/api/v1/readings",
+    tag = "ingest",
+    security(("meter_token" = [])),
+    request_body(content = ReadingsDoc, content_type = "application/json"),
+    responses(
+        (status = 202, description = "Every reading is on the bus.", body = Accepted),
+        (status = 400, description = "The body is not JSON, or not a reading or an array of readings.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No meter token, or not a valid one (sent before the body is read).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A reading names another meter than the token's.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over 4 MiB, or holds more than 10,000 readings.", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "`Content-Type` is not `application/json`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A reading breaks a rule, an empty batch; `field` and `index` say which.", body = Problem, content_type = "application/problem+json"),
+    )
+)]
 async fn ingest(State(state): State<MeterState>, req: Request) -> Response {
     let started = Instant::now();
     match accept(&state, req).await {
@@ -98,7 +201,7 @@ async fn ingest(State(state): State<MeterState>, req: Request) -> Response {
                 .metrics
                 .publish_seconds
                 .observe(started.elapsed().as_secs_f64());
-            (StatusCode::ACCEPTED, axum::Json(json!({ "accepted": n }))).into_response()
+            (StatusCode::ACCEPTED, axum::Json(Accepted { accepted: n })).into_response()
         }
         Err(e) => {
             state.metrics.reject(e.status().as_u16());

@@ -11,6 +11,7 @@ mod hostile;
 mod ingest;
 mod me;
 mod money;
+mod openapi;
 mod process;
 mod quality;
 mod support;

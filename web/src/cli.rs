@@ -124,7 +124,11 @@ pub async fn start(cli: Cli) -> Result<RunningWeb, CliError> {
     )
     .secure_cookies(cli.cookie_secure)
     .silent_after(Duration::from_secs_f64(cli.silent_after_hours * 3600.0))
-    .with_metrics(Arc::new(Metrics::new()));
+    .with_metrics(Arc::new(Metrics::new()))
+    .with_api_docs(crate::api_docs::ApiDocs::new(
+        iot_meter::ingest::openapi(),
+        iot_analytics::api::openapi(),
+    ));
     let web = match cli.fleet_url.as_deref().map(str::trim) {
         Some(url) if !url.is_empty() => web.with_fleet(Arc::new(RemoteFleet::new(url)?)),
         _ => web,

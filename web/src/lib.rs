@@ -9,6 +9,7 @@
 //! [`provisioning`], [`tariffs`] (tariffs as data, bills in exact money); [`cli`] runs it as its own process.
 
 pub mod access;
+pub mod api_docs;
 pub mod cache;
 #[cfg(feature = "distributed")]
 pub mod cli;

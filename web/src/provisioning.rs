@@ -9,13 +9,22 @@ use iot_common::regions::Regions;
 use iot_common::store::{Store, StoreError};
 use serde::Deserialize;
 
-#[derive(Debug, Clone, Deserialize)]
+/// A meter to register: where it is (a region code, a location, or both if they agree) and
+/// the household behind it.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMeter {
     pub meter_id: MeterId,
+    /// A region code the deployment knows.
     pub region: Option<RegionCode>,
+    /// Latitude in degrees; with `lon`.
+    #[schema(minimum = -90, maximum = 90)]
     pub lat: Option<f64>,
+    /// Longitude in degrees; with `lat`.
+    #[schema(minimum = -180, maximum = 180)]
     pub lon: Option<f64>,
+    /// People in the household.
+    #[schema(minimum = 1, maximum = 15)]
     pub household_size: Option<u8>,
     pub dwelling: Option<Dwelling>,
 }

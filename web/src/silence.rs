@@ -20,7 +20,7 @@ use crate::cache::SummaryCache;
 /// A meter is silent after this long without a reading.
 pub const DEFAULT_SILENT_AFTER: Duration = Duration::from_secs(6 * 3600);
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SilentMeter {
     pub meter_id: MeterId,
     pub region: Option<RegionCode>,
@@ -29,7 +29,7 @@ pub struct SilentMeter {
 }
 
 /// The silent meters as of the last refresh.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct SilenceReport {
     /// When the list was made; `None` before the first refresh.
     pub as_of: Option<DateTime<Utc>>,

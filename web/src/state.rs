@@ -130,6 +130,8 @@ pub struct WebState {
     pub silence: Arc<crate::silence::SilenceWatch>,
     /// The metrics the internal listener serves (the silent-meters gauge is set here).
     pub metrics: Arc<iot_common::metrics::Metrics>,
+    /// The OpenAPI documents web serves.
+    pub api_docs: Arc<crate::api_docs::ApiDocs>,
 }
 
 impl iot_common::http::AnalystSecret for WebState {
@@ -162,7 +164,17 @@ impl WebState {
             residents: Arc::new(Sessions::for_cookie(RESIDENT_COOKIE, "/me", false)),
             silence: Arc::default(),
             metrics: Arc::default(),
+            api_docs: Arc::new(crate::api_docs::ApiDocs::new(
+                utoipa::openapi::OpenApi::default(),
+                utoipa::openapi::OpenApi::default(),
+            )),
         }
+    }
+
+    /// Serves `docs` (made with the other services' parts) as the OpenAPI documents.
+    pub fn with_api_docs(mut self, docs: crate::api_docs::ApiDocs) -> Self {
+        self.api_docs = Arc::new(docs);
+        self
     }
 
     /// Sets the silent-meters gauge in `metrics` (those the internal listener serves).

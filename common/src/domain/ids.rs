@@ -45,6 +45,19 @@ macro_rules! identifier {
             }
         }
 
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::Type::String)
+                    .pattern(Some(concat!("^[A-Za-z0-9_-]{1,", $max, "}$")))
+                    .min_length(Some(1))
+                    .max_length(Some($max))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+
         impl Deref for $name {
             type Target = str;
             fn deref(&self) -> &str {

@@ -190,6 +190,7 @@ macro_rules! named_enum {
             strum::AsRefStr,
             strum::Display,
             VariantArray,
+            utoipa::ToSchema,
         )]
         #[serde(rename_all = "snake_case")]
         #[strum(serialize_all = "snake_case")]
@@ -245,7 +246,7 @@ pub fn household_factor(size: u8, dwelling: Dwelling) -> f64 {
 }
 
 /// A registered meter: where it is and the household behind it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Meter {
     pub meter_id: MeterId,
     /// `None` until the meter's location falls in a known region.
@@ -258,7 +259,7 @@ pub struct Meter {
 }
 
 /// What the batch job computes for one region (docs/analytics.md).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProfileFigures {
     pub region: RegionCode,
     pub meters: u64,
@@ -284,7 +285,7 @@ pub struct ProfileFigures {
 
 /// Meter-days of a window by what validation made of them (docs/analytics.md, "Data
 /// quality"): complete as read, kept with some intervals estimated, or left out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MeterDayCounts {
     pub complete: u64,
     pub estimated: u64,
@@ -325,7 +326,7 @@ impl ProfileFigures {
 }
 
 /// The current energy profile of one region: the figures and the run that computed them.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RegionProfile {
     pub run_id: String,
     pub window_from: DateTime<Utc>,
@@ -367,7 +368,7 @@ named_enum! {
 }
 
 /// One recompute of the regional profiles. Times are kept to the millisecond.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Run {
     pub run_id: String,
     pub status: RunStatus,

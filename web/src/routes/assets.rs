@@ -1,12 +1,11 @@
-//! The static files pages use (style sheet, map script) and the OpenAPI document, compiled
-//! in and cached by browsers for a day.
+//! The static files pages use (style sheet, scripts), compiled in and cached by browsers for
+//! a day.
 
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 const APP_CSS: &str = include_str!("../../static/app.css");
 const MAP_JS: &str = include_str!("../../static/map.js");
-const OPENAPI: &str = include_str!("../../static/openapi.json");
 const PROGRESS_JS: &str = include_str!("../../static/progress.js");
 
 fn static_file(content_type: &'static str, body: &'static str) -> Response {
@@ -30,8 +29,4 @@ pub async fn map_js() -> Response {
 
 pub async fn progress_js() -> Response {
     static_file("text/javascript; charset=utf-8", PROGRESS_JS)
-}
-
-pub async fn openapi() -> Response {
-    static_file("application/json", OPENAPI)
 }

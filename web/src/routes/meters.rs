@@ -10,7 +10,10 @@ use chrono::{SecondsFormat, Utc};
 use iot_common::domain::MeterId;
 use iot_common::http::Analyst;
 use iot_common::problem::{ApiError, ErrorCode};
-use serde_json::json;
+use iot_common::domain::Meter;
+use iot_common::problem::Problem;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::provisioning::{NewMeter, ProvisionError, provision};
 use crate::state::WebState;
@@ -26,11 +29,49 @@ impl From<ProvisionError> for ApiError {
     }
 }
 
-pub async fn list_meters(_: Analyst, State(s): State<WebState>) -> Result<Response, ApiError> {
-    let meters = s.store.meters().await?;
-    Ok(Json(json!({ "meters": meters })).into_response())
+/// Every registered meter.
+#[derive(Serialize, ToSchema)]
+struct MeterList {
+    meters: Vec<Meter>,
 }
 
+/// A meter just registered, with its token (shown once; the meter posts with it).
+#[derive(Serialize, ToSchema)]
+struct Registered {
+    meter: Meter,
+    token: String,
+}
+
+/// A meter's revocation: tokens issued before `revoked_at` are refused from now on.
+#[derive(Serialize, ToSchema)]
+struct Revoked {
+    meter_id: MeterId,
+    #[schema(value_type = String, format = DateTime)]
+    revoked_at: String,
+}
+
+#[utoipa::path(get, path = "/internal/v1/meters", tag = "provisioning",
+    security(("analyst_token" = [])),
+    responses(
+        (status = 200, description = "The registered meters.", body = MeterList),
+        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn list_meters(_: Analyst, State(s): State<WebState>) -> Result<Response, ApiError> {
+    let meters = s.store.meters().await?;
+    Ok(Json(MeterList { meters }).into_response())
+}
+
+/// Registers a meter (or registers it again, with new details) and issues its token.
+#[utoipa::path(post, path = "/internal/v1/meters", tag = "provisioning",
+    security(("analyst_token" = [])),
+    request_body(content = NewMeter, content_type = "application/json"),
+    responses(
+        (status = 201, description = "The meter and its token.", body = Registered),
+        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over the listener's limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "A field breaks a rule (an unknown region, a location in no region or in another one, no place at all); `field` says which.", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn register_meter(
     _: Analyst,
     State(s): State<WebState>,
@@ -38,7 +79,7 @@ pub async fn register_meter(
 ) -> Result<Response, ApiError> {
     let req = new_meter(&body)?;
     let (meter, token) = provision(s.store.as_ref(), &s.regions, &s.auth.tokens, req).await?;
-    let created = Json(json!({"meter": meter, "token": token}));
+    let created = Json(Registered { meter, token });
     Ok((StatusCode::CREATED, created).into_response())
 }
 
@@ -58,6 +99,15 @@ fn new_meter(body: &[u8]) -> Result<NewMeter, ApiError> {
 /// Revokes a meter's tokens: every token issued up to now fails with 401, here at once and on
 /// every meter replica within its refresh interval. The registration and the readings stay;
 /// registering the meter again issues a token that works.
+/// Revokes every token the meter holds; provisioning it again issues a new one.
+#[utoipa::path(delete, path = "/internal/v1/meters/{id}", tag = "provisioning",
+    security(("analyst_token" = [])),
+    params(("id" = String, Path, description = "The meter's id.")),
+    responses(
+        (status = 200, description = "Revoked.", body = Revoked),
+        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not a meter id.", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn revoke_meter(
     _: Analyst,
     State(s): State<WebState>,
@@ -70,5 +120,9 @@ pub async fn revoke_meter(
     s.auth.revocations.insert(&meter, at.timestamp_millis());
     tracing::info!(meter_id = %meter, "meter tokens revoked");
     let revoked_at = at.to_rfc3339_opts(SecondsFormat::Millis, true);
-    Ok(Json(json!({"meter_id": meter, "revoked_at": revoked_at})).into_response())
+    Ok(Json(Revoked {
+        meter_id: meter,
+        revoked_at,
+    })
+    .into_response())
 }

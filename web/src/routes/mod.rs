@@ -4,11 +4,14 @@
 
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use tower_http::set_header::SetResponseHeaderLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::WebState;
 
+mod openapi;
 mod assets;
 mod console;
 mod estimate;
@@ -44,6 +47,7 @@ fn secured(router: Router) -> Router {
 
 /// Routes residents reach through the edge.
 pub fn external_router(state: WebState) -> Router {
+    let (api, _) = external_api().split_for_parts();
     secured(
         Router::new()
             .route("/", get(map::map))
@@ -59,31 +63,28 @@ pub fn external_router(state: WebState) -> Router {
             .route("/static/app.css", get(assets::css))
             .route("/static/map.js", get(assets::map_js))
             .route("/static/progress.js", get(assets::progress_js))
-            .route("/api/v1/openapi.json", get(assets::openapi))
-            .route("/api/v1/regions", get(regions_api::regions_geojson))
-            .route("/api/v1/regions/{code}", get(regions_api::region_profile))
-            .route(
-                "/api/v1/regions/{code}/history",
-                get(regions_api::region_history),
-            )
-            .route(
-                "/api/v1/meters/{id}/readings",
-                get(readings::meter_readings),
-            )
-            .route("/api/v1/meters/{id}/daily", get(readings::meter_daily))
+            .merge(api)
             .with_state(state),
     )
 }
 
+/// The external API (the pages are the browser's, not described): each route with its
+/// description, so the public document is made from the routes served.
+fn external_api() -> OpenApiRouter<WebState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi::public_document))
+        .routes(routes!(regions_api::regions_geojson))
+        .routes(routes!(regions_api::region_profile))
+        .routes(routes!(regions_api::region_history))
+        .routes(routes!(readings::meter_readings))
+        .routes(routes!(readings::meter_daily))
+}
+
 /// Routes only reachable inside the deployment.
 pub fn internal_router(state: WebState) -> Router {
+    let (api, _) = internal_api().split_for_parts();
     secured(
         Router::new()
-            .route(
-                "/internal/v1/meters",
-                get(meters::list_meters).post(meters::register_meter),
-            )
-            .route("/internal/v1/meters/{id}", delete(meters::revoke_meter))
             .route("/internal/console", get(console::page))
             .route("/internal/console/login", post(console::login))
             .route("/internal/console/logout", post(console::logout))
@@ -91,20 +92,28 @@ pub fn internal_router(state: WebState) -> Router {
             .route("/internal/console/compare", get(console::compare::compare))
             .route("/internal/console/quality", get(console::quality::page))
             .route(
-                "/internal/v1/quality/silent-meters",
-                get(console::quality::silent_meters),
-            )
-            .route(
-                "/internal/v1/quality/meters",
-                get(console::quality::noted_meters),
-            )
-            .route(
                 "/internal/console/query",
                 get(console::sql::query_page).post(console::sql::query),
             )
             .route("/internal/static/app.css", get(assets::css))
             .route("/internal/static/progress.js", get(assets::progress_js))
-            .route("/internal/console/progress", get(console::progress))
+            .merge(api)
             .with_state(state),
     )
+}
+
+/// The internal API: provisioning, revocation, the console's JSON.
+fn internal_api() -> OpenApiRouter<WebState> {
+    OpenApiRouter::new()
+        .routes(routes!(openapi::internal_document))
+        .routes(routes!(meters::list_meters, meters::register_meter))
+        .routes(routes!(meters::revoke_meter))
+        .routes(routes!(console::quality::silent_meters))
+        .routes(routes!(console::quality::noted_meters))
+        .routes(routes!(console::progress))
+}
+
+/// The descriptions of web's external and internal API routes.
+pub fn openapi() -> (utoipa::openapi::OpenApi, utoipa::openapi::OpenApi) {
+    (external_api().into_openapi(), internal_api().into_openapi())
 }

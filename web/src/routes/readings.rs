@@ -11,24 +11,70 @@ use iot_common::domain::{MeterId, Reading};
 use iot_common::http::authenticate_meter;
 use iot_common::problem::{ApiError, ErrorCode, Query};
 use iot_common::store::MAX_READBACK;
-use serde::Deserialize;
-use serde_json::json;
+use iot_common::problem::Problem;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::export::{Download, Export};
 use crate::state::WebState;
 
 /// The window asked for, as RFC 3339 text: each bound is judged on its own, so an error
 /// names it.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ReadingsQuery {
+    /// Start of the window, RFC 3339; a week before `to` when absent.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
+    /// End of the window (exclusive), RFC 3339; now when absent.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
 }
+
+/// One page of a meter's readings, oldest first.
+#[derive(Serialize, ToSchema)]
+struct ReadingsPage<'a> {
+    meter_id: &'a MeterId,
+    #[schema(value_type = String, format = DateTime)]
+    from: String,
+    #[schema(value_type = String, format = DateTime)]
+    to: String,
+    count: usize,
+    readings: Vec<ReadingRow>,
+    /// Where the next page starts (`from` of the next request); `null` on the last page.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    next_from: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ReadingRow {
+    #[schema(value_type = String, format = DateTime)]
+    ts: String,
+    kwh: f64,
+    interval_s: u32,
+}
+
+const METER_PARAM: &str = "The meter's id; the token must be this meter's.";
 
 /// `from <= ts < to` (default: the last 7 days), oldest first, at most [`MAX_READBACK`];
 /// `next_from` says where to continue when there are more. With `Accept: text/csv`: the
 /// whole window as CSV, estimated half hours included and flagged.
+/// A meter's own readings over a window: JSON pages of at most 10,000 readings, or the
+/// whole window as CSV with `Accept: text/csv`.
+#[utoipa::path(get, path = "/api/v1/meters/{id}/readings", tag = "meters",
+    security(("meter_token" = [])),
+    params(("id" = String, Path, description = METER_PARAM), ReadingsQuery),
+    responses(
+        (status = 200, description = "The readings.", content(
+            (ReadingsPage = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = 400, description = "`from` or `to` is not an RFC 3339 time, or `from` is not before `to`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No meter token, or not a valid one.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token is another meter's.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a meter id.", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn meter_readings(
     State(s): State<WebState>,
     Path(id): Path<String>,
@@ -49,6 +95,17 @@ pub async fn meter_readings(
 
 /// The meter's daily totals over `from <= t < to` (default: the last 7 days) as CSV, each
 /// local day with its readings, its use and VEE's verdict.
+/// A meter's own daily totals over a window (London days), as CSV.
+#[utoipa::path(get, path = "/api/v1/meters/{id}/daily", tag = "meters",
+    security(("meter_token" = [])),
+    params(("id" = String, Path, description = METER_PARAM), ReadingsQuery),
+    responses(
+        (status = 200, description = "One row per day.", body = String, content_type = "text/csv"),
+        (status = 400, description = "`from` or `to` is not an RFC 3339 time, or `from` is not before `to`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No meter token, or not a valid one.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The token is another meter's.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Not a meter id.", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn meter_daily(
     State(s): State<WebState>,
     Path(id): Path<String>,
@@ -128,24 +185,27 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// The answer: up to [`MAX_READBACK`] of `readings` (which holds one more when there are).
-fn page(
-    meter: &MeterId,
+fn page<'a>(
+    meter: &'a MeterId,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
     readings: &[Reading],
-) -> serde_json::Value {
+) -> ReadingsPage<'a> {
     let shown = &readings[..readings.len().min(MAX_READBACK)];
-    let next_from = readings.get(MAX_READBACK).map(|r| rfc3339(r.ts));
-    let items: Vec<_> = shown
+    let rows: Vec<ReadingRow> = shown
         .iter()
-        .map(|r| json!({"ts": rfc3339(r.ts), "kwh": r.kwh, "interval_s": r.interval_s}))
+        .map(|r| ReadingRow {
+            ts: rfc3339(r.ts),
+            kwh: r.kwh,
+            interval_s: r.interval_s,
+        })
         .collect();
-    json!({
-        "meter_id": meter,
-        "from": rfc3339(from),
-        "to": rfc3339(to),
-        "count": items.len(),
-        "readings": items,
-        "next_from": next_from,
-    })
+    ReadingsPage {
+        meter_id: meter,
+        from: rfc3339(from),
+        to: rfc3339(to),
+        count: rows.len(),
+        readings: rows,
+        next_from: readings.get(MAX_READBACK).map(|r| rfc3339(r.ts)),
+    }
 }

@@ -8,11 +8,66 @@ use axum::response::{IntoResponse, Response};
 use iot_common::RegionProfile;
 use iot_common::problem::ApiError;
 use iot_common::regions::Region;
+use chrono::{DateTime, Utc};
+use iot_common::domain::RegionCode;
+use iot_common::problem::Problem;
+use serde::Serialize;
 use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::metric::evening_share;
 use crate::state::WebState;
 
+/// The regions as a GeoJSON FeatureCollection, each with its current profile's summary.
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct RegionsCollection {
+    #[serde(rename = "type")]
+    #[schema(pattern = "^FeatureCollection$")]
+    kind: String,
+    /// Whose boundaries these are, and their licence.
+    attribution: String,
+    features: Vec<RegionFeature>,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct RegionFeature {
+    #[serde(rename = "type")]
+    #[schema(pattern = "^Feature$")]
+    kind: String,
+    id: RegionCode,
+    properties: FeatureProperties,
+    /// The region's boundary: a GeoJSON Polygon or MultiPolygon.
+    #[schema(value_type = Object)]
+    geometry: serde_json::Value,
+}
+
+#[derive(Serialize, ToSchema)]
+struct FeatureProperties {
+    code: RegionCode,
+    name: String,
+    /// `null` before the first profiles of the region.
+    profile: Option<RegionSummary>,
+}
+
+/// A region's profile in brief, for the map.
+#[derive(Serialize, ToSchema)]
+struct RegionSummary {
+    meters: u64,
+    avg_daily_kwh: f64,
+    p50_daily_kwh: f64,
+    p90_daily_kwh: f64,
+    /// Share of a day's energy used from 17:00 to 21:00 local time.
+    evening_peak_share: f64,
+    #[schema(maximum = 23)]
+    peak_hour: u8,
+    computed_at: DateTime<Utc>,
+}
+
+#[utoipa::path(get, path = "/api/v1/regions", tag = "regions", responses(
+    (status = 200, description = "Every region, with its profile in brief.", body = RegionsCollection),
+))]
 pub async fn regions_geojson(State(s): State<WebState>) -> Result<Response, ApiError> {
     let profiles = s.current_profiles().await?;
     let mut body = String::with_capacity(96 * 1024);
@@ -36,22 +91,21 @@ pub async fn regions_geojson(State(s): State<WebState>) -> Result<Response, ApiE
 /// One region as a GeoJSON feature: its code, name and profile summary, then its geometry
 /// (cached as text, so it is copied rather than serialized again).
 fn push_feature(body: &mut String, r: &Region, p: Option<&RegionProfile>, geometry: &str) {
-    let summary = p.map(|p| {
-        json!({
-            "meters": p.figures.meters,
-            "avg_daily_kwh": p.figures.avg_daily_kwh,
-            "p50_daily_kwh": p.figures.p50_daily_kwh,
-            "p90_daily_kwh": p.figures.p90_daily_kwh,
-            "evening_peak_share": evening_share(&p.figures),
-            "peak_hour": p.figures.peak_hour,
-            "computed_at": p.computed_at,
-        })
+    let summary = p.map(|p| RegionSummary {
+        meters: p.figures.meters,
+        avg_daily_kwh: p.figures.avg_daily_kwh,
+        p50_daily_kwh: p.figures.p50_daily_kwh,
+        p90_daily_kwh: p.figures.p90_daily_kwh,
+        evening_peak_share: evening_share(&p.figures),
+        peak_hour: p.figures.peak_hour,
+        computed_at: p.computed_at,
     });
-    let head = json!({
-        "type": "Feature",
-        "id": r.code,
-        "properties": {"code": r.code, "name": r.name, "profile": summary},
-    })
+    let properties = FeatureProperties {
+        code: r.code.clone(),
+        name: r.name.clone(),
+        profile: summary,
+    };
+    let head = json!({"type": "Feature", "id": r.code, "properties": properties})
     .to_string();
     // The feature object without its closing brace, then the cached geometry.
     body.push_str(&head[..head.len() - 1]);
@@ -60,6 +114,23 @@ fn push_feature(body: &mut String, r: &Region, p: Option<&RegionProfile>, geomet
     body.push('}');
 }
 
+/// A region, its neighbours, and its current profile.
+#[derive(Serialize, ToSchema)]
+struct RegionAnswer {
+    code: RegionCode,
+    name: String,
+    neighbours: Vec<RegionCode>,
+    /// `null` before the first profiles of the region.
+    profile: Option<RegionProfile>,
+}
+
+/// A region's current profile.
+#[utoipa::path(get, path = "/api/v1/regions/{code}", tag = "regions",
+    params(("code" = String, Path, description = "The region's code, e.g. `E09000007`.")),
+    responses(
+        (status = 200, description = "The region and its profile.", body = RegionAnswer),
+        (status = 404, description = "No such region.", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn region_profile(
     State(s): State<WebState>,
     Path(code): Path<String>,
@@ -76,18 +147,44 @@ pub async fn region_profile(
         .shape(&code)
         .map(|g| g.neighbours.clone())
         .unwrap_or_default();
-    Ok(Json(json!({
-        "code": region.code,
-        "name": region.name,
-        "neighbours": neighbours,
-        "profile": profile,
-    }))
+    Ok(Json(RegionAnswer {
+        code: region.code.clone(),
+        name: region.name.clone(),
+        neighbours,
+        profile,
+    })
     .into_response())
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct HistoryQuery {
+    /// How many runs, newest first; 30 when absent.
+    #[param(minimum = 1, maximum = 365)]
     limit: Option<usize>,
+}
+
+/// A region's profiles of past runs, as the map showed them.
+#[derive(Serialize, ToSchema)]
+struct HistoryAnswer {
+    code: RegionCode,
+    name: String,
+    history: Vec<HistoryRun>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct HistoryRun {
+    run_id: String,
+    window_from: DateTime<Utc>,
+    window_to: DateTime<Utc>,
+    computed_at: DateTime<Utc>,
+    meters: u64,
+    readings: u64,
+    avg_daily_kwh: f64,
+    p50_daily_kwh: f64,
+    p90_daily_kwh: f64,
+    #[schema(maximum = 23)]
+    peak_hour: u8,
 }
 
 /// Most past runs one history answer holds.
@@ -95,6 +192,14 @@ const MAX_HISTORY: usize = 365;
 
 /// `GET /api/v1/regions/{code}/history`: the region's published figures over past runs,
 /// newest first (`?limit=`, default 30).
+/// A region's published profiles, newest first.
+#[utoipa::path(get, path = "/api/v1/regions/{code}/history", tag = "regions",
+    params(("code" = String, Path, description = "The region's code."), HistoryQuery),
+    responses(
+        (status = 200, description = "The region's past profiles.", body = HistoryAnswer),
+        (status = 400, description = "`limit` is not 1 to 365.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such region.", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn region_history(
     State(s): State<WebState>,
     Path(code): Path<String>,
@@ -110,27 +215,25 @@ pub async fn region_history(
         .field("limit"));
     }
     let history = s.published_history(&region.code, limit).await?;
-    let runs: Vec<serde_json::Value> = history
-        .iter()
-        .map(|p| {
-            json!({
-                "run_id": p.run_id,
-                "window_from": p.window_from,
-                "window_to": p.window_to,
-                "computed_at": p.computed_at,
-                "meters": p.figures.meters,
-                "readings": p.figures.readings,
-                "avg_daily_kwh": p.figures.avg_daily_kwh,
-                "p50_daily_kwh": p.figures.p50_daily_kwh,
-                "p90_daily_kwh": p.figures.p90_daily_kwh,
-                "peak_hour": p.figures.peak_hour,
-            })
+    let history = history
+        .into_iter()
+        .map(|p| HistoryRun {
+            run_id: p.run_id,
+            window_from: p.window_from,
+            window_to: p.window_to,
+            computed_at: p.computed_at,
+            meters: p.figures.meters,
+            readings: p.figures.readings,
+            avg_daily_kwh: p.figures.avg_daily_kwh,
+            p50_daily_kwh: p.figures.p50_daily_kwh,
+            p90_daily_kwh: p.figures.p90_daily_kwh,
+            peak_hour: p.figures.peak_hour,
         })
         .collect();
-    Ok(Json(json!({
-        "code": region.code,
-        "name": region.name,
-        "history": runs,
-    }))
+    Ok(Json(HistoryAnswer {
+        code: region.code.clone(),
+        name: region.name.clone(),
+        history,
+    })
     .into_response())
 }

@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use iot_common::Run;
-use iot_common::problem::{ApiError, ErrorCode};
+use iot_common::problem::{ApiError, ErrorCode, Problem};
 use iot_common::wire::{Progress, ProgressItem};
 use serde::Deserialize;
 
@@ -174,7 +174,13 @@ fn progress_of(run: &Run, runs: &[Run]) -> RunProgress {
     }
 }
 
-/// `GET /internal/console/progress`: the runs going now, for the console's progress bars.
+/// The runs going now, for the console's progress bars.
+#[utoipa::path(get, path = "/internal/console/progress", tag = "console",
+    security(("analyst_token" = [])),
+    responses(
+        (status = 200, description = "A bar for each run going.", body = Progress),
+        (status = 401, description = "Neither the analyst token nor a console session.", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn progress(_: SignedInAnalyst, State(s): State<WebState>) -> Result<Response, ApiError> {
     let runs = s.store.runs(50).await?;
     let items = runs

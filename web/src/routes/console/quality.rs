@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use chrono_tz::Europe::London;
 use iot_common::http::Analyst;
-use iot_common::problem::{ApiError, ErrorCode};
+use iot_common::problem::{ApiError, ErrorCode, Problem};
 use iot_common::wire::{
     AnswerFormat, JsonAnswer, PROLONGED_ESTIMATION_DAYS, prolonged_estimation_sql, worst_meters_sql,
 };
@@ -38,7 +38,7 @@ struct BoroughRow {
 }
 
 /// A meter of note: among the worst of the window, or estimated for days running.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct NotedMeter {
     pub meter_id: String,
     pub region: String,
@@ -51,7 +51,7 @@ pub struct NotedMeter {
 }
 
 /// The meters of note in the current profiles' window, from the analysts' `meter_days`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct MetersOfNote {
     /// The local days `[from, to)` looked at.
     pub from: NaiveDate,
@@ -248,14 +248,26 @@ fn silent_rows(s: &WebState, report: &SilenceReport) -> Vec<SilentRow> {
         .collect()
 }
 
-/// `GET /internal/v1/quality/silent-meters`: the silent meters as the last refresh found
-/// them, longest silent first.
+/// The silent meters as the last refresh found them, longest silent first.
+#[utoipa::path(get, path = "/internal/v1/quality/silent-meters", tag = "data quality",
+    security(("analyst_token" = [])),
+    responses(
+        (status = 200, description = "The silent meters.", body = SilenceReport),
+        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn silent_meters(_: Analyst, State(s): State<WebState>) -> Response {
     Json(s.silence.report().as_ref().clone()).into_response()
 }
 
-/// `GET /internal/v1/quality/meters`: the meters of note of the current profiles' window
-/// (404 before the first profiles; 503 when the analytics service does not answer).
+/// The meters of note of the current profiles' window: most days left out or estimated,
+/// and estimated for days running.
+#[utoipa::path(get, path = "/internal/v1/quality/meters", tag = "data quality",
+    security(("analyst_token" = [])),
+    responses(
+        (status = 200, description = "The meters of note.", body = MetersOfNote),
+        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No profiles computed yet.", body = Problem, content_type = "application/problem+json"),
+    ))]
 pub async fn noted_meters(_: Analyst, State(s): State<WebState>) -> Result<Response, ApiError> {
     let window = profiles_window(&s.current_profiles().await?)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no profiles computed yet"))?;
