@@ -10,11 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use iot_common::auth::StaticToken;
+use iot_common::domain::Run;
 use iot_common::domain::Trigger;
 use iot_common::http::{Analyst, AnalystSecret};
-use iot_common::problem::{ApiError, ErrorCode, Query};
-use iot_common::domain::Run;
 use iot_common::problem::Problem;
+use iot_common::problem::{ApiError, ErrorCode, Query};
 use iot_common::wire::JsonAnswer;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -197,15 +197,20 @@ struct StartQuery {
     #[param(inline)]
     trigger: Caller,
     /// First local day of the window (`YYYY-MM-DD`); with `to`. The last 28 days when both
-    /// are absent.
-    #[param(value_type = Option<String>, format = Date)]
+    /// are absent or empty.
+    #[param(pattern = "^[ \t]*([0-9]{4}-[0-9]{2}-[0-9]{2})?[ \t]*$")]
     from: Option<String>,
     /// The day after the window's last (not included).
-    #[param(value_type = Option<String>, format = Date)]
+    #[param(pattern = "^[ \t]*([0-9]{4}-[0-9]{2}-[0-9]{2})?[ \t]*$")]
     to: Option<String>,
     /// Let a run over a chosen window replace the map's profiles.
     #[serde(default)]
     publish: bool,
+}
+
+/// A day field as a form sends it: spaces and tabs around it do not count.
+fn blank_trimmed(v: &str) -> &str {
+    v.trim_matches([' ', '\t'])
 }
 
 /// The run an analyst asks for: the default window, or whole days `from`..`to`, each field
@@ -216,17 +221,26 @@ pub fn run_request(
     publish: bool,
 ) -> Result<RunRequest, ApiError> {
     let day = |field: &'static str, v: &str| {
-        v.trim().parse::<chrono::NaiveDate>().map_err(|_| {
-            ApiError::new(
-                ErrorCode::InvalidQuery,
-                format!("`{v}` is not a day: use YYYY-MM-DD"),
-            )
-            .field(field)
-        })
+        let t = blank_trimmed(v);
+        let shaped = t.len() == 10
+            && t.bytes().enumerate().all(|(i, b)| match i {
+                4 | 7 => b == b'-',
+                _ => b.is_ascii_digit(),
+            });
+        shaped
+            .then(|| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").ok())
+            .flatten()
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidQuery,
+                    format!("`{v}` is not a day: use YYYY-MM-DD"),
+                )
+                .field(field)
+            })
     };
     let (from, to) = (
-        from.filter(|v| !v.trim().is_empty()),
-        to.filter(|v| !v.trim().is_empty()),
+        from.filter(|v| !blank_trimmed(v).is_empty()),
+        to.filter(|v| !blank_trimmed(v).is_empty()),
     );
     let days = match (from, to) {
         (None, None) => None,
@@ -275,10 +289,13 @@ async fn start(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// How many runs, newest first: 20 when absent, at most 500.
-    #[param(minimum = 0)]
+    /// How many runs, newest first: 20 when absent.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
 }
+
+/// Most runs one answer lists.
+const MAX_RUNS_LISTED: usize = 500;
 
 /// The newest runs.
 #[utoipa::path(get, path = "/internal/v1/runs", tag = "analytics",
@@ -286,7 +303,7 @@ struct ListQuery {
     params(ListQuery),
     responses(
         (status = 200, description = "The runs, newest first.", body = RunList),
-        (status = 400, description = "`limit` is not a number.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` is not 1 to 500.", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
     ))]
 async fn list(
@@ -294,7 +311,14 @@ async fn list(
     State(s): State<RunsState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Response, ApiError> {
-    let limit = q.limit.unwrap_or(20).clamp(1, 500);
+    let limit = q.limit.unwrap_or(20);
+    if !(1..=MAX_RUNS_LISTED).contains(&limit) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be 1 to {MAX_RUNS_LISTED}"),
+        )
+        .field("limit"));
+    }
     let runs = s.analytics.store().runs(limit).await?;
     Ok(Json(RunList { runs }).into_response())
 }

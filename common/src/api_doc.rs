@@ -25,7 +25,10 @@ pub const ANALYST_TOKEN: &str = "analyst_token";
 /// timeout (408) and its deadline for the answer (503). Added to every operation, so the
 /// documents declare every status a client can see.
 const EVERY_ROUTE: [(&str, &str); 2] = [
-    ("408", "The request did not arrive within the listener's request timeout."),
+    (
+        "408",
+        "The request did not arrive within the listener's request timeout.",
+    ),
     (
         "503",
         "The service is at capacity, a store or bus it needs does not answer, or the answer \
@@ -34,7 +37,11 @@ const EVERY_ROUTE: [(&str, &str); 2] = [
 ];
 
 /// One of the two documents: its title and what it is for, and the services' parts.
-pub fn document(title: &str, description: &str, parts: impl IntoIterator<Item = OpenApi>) -> OpenApi {
+pub fn document(
+    title: &str,
+    description: &str,
+    parts: impl IntoIterator<Item = OpenApi>,
+) -> OpenApi {
     let mut doc = OpenApiBuilder::new()
         .info(
             InfoBuilder::new()

@@ -14,11 +14,11 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument as _;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
-use tokio_util::sync::CancellationToken;
-use tracing::Instrument as _;
 
 use crate::auth::{AuthError, MeterAuth, StaticToken, bearer};
 use crate::bus::Bus;

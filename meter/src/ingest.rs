@@ -20,9 +20,9 @@ use iot_common::bus::{Bus, BusError};
 use iot_common::domain::{AcceptWindow, FieldError, MeterId};
 use iot_common::http::authenticate_meter;
 use iot_common::metrics::Metrics;
+use iot_common::problem::Problem;
 use iot_common::problem::{ApiError, ErrorCode};
 use iot_common::reading_json::{BodyShape, JsonError, ParsedBody, parse_readings};
-use iot_common::problem::Problem;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use utoipa::ToSchema;
@@ -142,7 +142,9 @@ impl utoipa::PartialSchema for ReadingsDoc {
     fn schema() -> RefOr<Schema> {
         let reading = || Ref::from_schema_name(<ReadingDoc as ToSchema>::name());
         OneOfBuilder::new()
-            .description(Some("One reading, or a batch of readings of the same meter."))
+            .description(Some(
+                "One reading, or a batch of readings of the same meter.",
+            ))
             .item(reading())
             .item(
                 ArrayBuilder::new()

@@ -336,6 +336,13 @@ fn the_analyst_frontend_reaches_the_console_runs_and_queries_only() {
         "web_internal"
     );
     assert_eq!(analyst.route("GET", "/internal/v1/meters"), "web_internal");
+    for path in [
+        "/internal/v1/openapi.json",
+        "/internal/v1/quality/meters",
+        "/internal/v1/quality/silent-meters",
+    ] {
+        assert_eq!(analyst.route("GET", path), "web_internal", "{path}");
+    }
     for path in ["/metrics", "/healthz", "/", "/api/v1/readings"] {
         assert_eq!(analyst.route("GET", path), "not_found", "{path}");
     }

@@ -53,7 +53,12 @@ async fn each_listener_serves_its_document() {
         assert_eq!(served["openapi"], "3.1.0");
     }
     // Internal routes are not on the external listener, nor described in its document.
-    let res = app.client.get(app.ext("/internal/v1/openapi.json")).send().await.unwrap();
+    let res = app
+        .client
+        .get(app.ext("/internal/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 404);
 }
 
@@ -82,22 +87,27 @@ fn schemathesis_finds_nothing_against_either_document() {
         return;
     };
     let data = tempfile::tempdir().unwrap();
-    let meter_token = token(data.path(), "FUZZ-METER-1");
-    let (_app, external, internal) = launch_with(
-        data.path(),
-        &["--analyst-token", ANALYST],
-    );
-    let config = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/schemathesis.toml");
+    let meter_token = token(data.path(), "MTR-000123");
+    let (_app, external, internal) = launch_with(data.path(), &["--analyst-token", ANALYST]);
+    let config = |name: &str| {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/e2e/schemathesis/{name}.toml"))
+    };
     let max_time = std::env::var("IOT_FUZZ_SECONDS").unwrap_or_else(|_| "90".into());
-    for (doc, base, credential) in [
-        ("/api/v1/openapi.json", &external, &meter_token),
-        ("/internal/v1/openapi.json", &internal, &ANALYST.to_owned()),
+    for (doc, base, credential, settings) in [
+        ("/api/v1/openapi.json", &external, &meter_token, "public"),
+        (
+            "/internal/v1/openapi.json",
+            &internal,
+            &ANALYST.to_owned(),
+            "internal",
+        ),
     ] {
         let out = Command::new(&st)
             .args(["--config-file"])
-            .arg(&config)
+            .arg(config(settings))
             .args(["run", &format!("{base}{doc}"), "--url", base])
-            .args(["--checks", "all", "--max-time", &max_time, "--workers", "2"])
+            .args(["--checks", "all", "--max-time", &max_time])
             .args(["-H", &format!("Authorization: Bearer {credential}")])
             .args(["--seed", "1"])
             .env("NO_COLOR", "1")
@@ -109,6 +119,9 @@ fn schemathesis_finds_nothing_against_either_document() {
             String::from_utf8_lossy(&out.stderr)
         );
         eprintln!("schemathesis {doc}:\n{report}");
-        assert!(out.status.success(), "Schemathesis found failures in {doc}:\n{report}");
+        assert!(
+            out.status.success(),
+            "Schemathesis found failures in {doc}:\n{report}"
+        );
     }
 }

@@ -7,11 +7,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, Utc};
+use iot_common::domain::Meter;
 use iot_common::domain::MeterId;
 use iot_common::http::Analyst;
-use iot_common::problem::{ApiError, ErrorCode};
-use iot_common::domain::Meter;
 use iot_common::problem::Problem;
+use iot_common::problem::{ApiError, ErrorCode};
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -102,7 +102,7 @@ fn new_meter(body: &[u8]) -> Result<NewMeter, ApiError> {
 /// Revokes every token the meter holds; provisioning it again issues a new one.
 #[utoipa::path(delete, path = "/internal/v1/meters/{id}", tag = "provisioning",
     security(("analyst_token" = [])),
-    params(("id" = String, Path, description = "The meter's id.")),
+    params(("id" = MeterId, Path, description = "The meter's id.")),
     responses(
         (status = 200, description = "Revoked.", body = Revoked),
         (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),

@@ -11,13 +11,13 @@ use utoipa_axum::routes;
 
 use crate::state::WebState;
 
-mod openapi;
 mod assets;
 mod console;
 mod estimate;
 mod map;
 mod me;
 mod meters;
+mod openapi;
 mod readings;
 mod region;
 mod regions_api;

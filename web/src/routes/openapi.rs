@@ -7,7 +7,11 @@ use axum::response::{IntoResponse, Response};
 use crate::state::WebState;
 
 fn json(body: &str) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], body.to_owned()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_owned(),
+    )
+        .into_response()
 }
 
 /// This document: every public route, described from the handlers.

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use iot_common::domain::{MeterId, Reading};
 use iot_common::http::authenticate_meter;
+use iot_common::problem::Problem;
 use iot_common::problem::{ApiError, ErrorCode, Query};
 use iot_common::store::MAX_READBACK;
-use iot_common::problem::Problem;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -64,7 +64,7 @@ const METER_PARAM: &str = "The meter's id; the token must be this meter's.";
 /// whole window as CSV with `Accept: text/csv`.
 #[utoipa::path(get, path = "/api/v1/meters/{id}/readings", tag = "meters",
     security(("meter_token" = [])),
-    params(("id" = String, Path, description = METER_PARAM), ReadingsQuery),
+    params(("id" = MeterId, Path, description = METER_PARAM, example = "MTR-000123"), ReadingsQuery),
     responses(
         (status = 200, description = "The readings.", content(
             (ReadingsPage = "application/json"),
@@ -98,7 +98,7 @@ pub async fn meter_readings(
 /// A meter's own daily totals over a window (London days), as CSV.
 #[utoipa::path(get, path = "/api/v1/meters/{id}/daily", tag = "meters",
     security(("meter_token" = [])),
-    params(("id" = String, Path, description = METER_PARAM), ReadingsQuery),
+    params(("id" = MeterId, Path, description = METER_PARAM, example = "MTR-000123"), ReadingsQuery),
     responses(
         (status = 200, description = "One row per day.", body = String, content_type = "text/csv"),
         (status = 400, description = "`from` or `to` is not an RFC 3339 time, or `from` is not before `to`.", body = Problem, content_type = "application/problem+json"),

@@ -5,12 +5,12 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use iot_common::RegionProfile;
-use iot_common::problem::ApiError;
-use iot_common::regions::Region;
 use chrono::{DateTime, Utc};
+use iot_common::RegionProfile;
 use iot_common::domain::RegionCode;
+use iot_common::problem::ApiError;
 use iot_common::problem::Problem;
+use iot_common::regions::Region;
 use serde::Serialize;
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
@@ -105,8 +105,7 @@ fn push_feature(body: &mut String, r: &Region, p: Option<&RegionProfile>, geomet
         name: r.name.clone(),
         profile: summary,
     };
-    let head = json!({"type": "Feature", "id": r.code, "properties": properties})
-    .to_string();
+    let head = json!({"type": "Feature", "id": r.code, "properties": properties}).to_string();
     // The feature object without its closing brace, then the cached geometry.
     body.push_str(&head[..head.len() - 1]);
     body.push_str(r#","geometry":"#);
@@ -126,7 +125,7 @@ struct RegionAnswer {
 
 /// A region's current profile.
 #[utoipa::path(get, path = "/api/v1/regions/{code}", tag = "regions",
-    params(("code" = String, Path, description = "The region's code, e.g. `E09000007`.")),
+    params(("code" = RegionCode, Path, description = "The region's code.", example = "E09000007")),
     responses(
         (status = 200, description = "The region and its profile.", body = RegionAnswer),
         (status = 404, description = "No such region.", body = Problem, content_type = "application/problem+json"),
@@ -194,7 +193,7 @@ const MAX_HISTORY: usize = 365;
 /// newest first (`?limit=`, default 30).
 /// A region's published profiles, newest first.
 #[utoipa::path(get, path = "/api/v1/regions/{code}/history", tag = "regions",
-    params(("code" = String, Path, description = "The region's code."), HistoryQuery),
+    params(("code" = RegionCode, Path, description = "The region's code.", example = "E09000007"), HistoryQuery),
     responses(
         (status = 200, description = "The region's past profiles.", body = HistoryAnswer),
         (status = 400, description = "`limit` is not 1 to 365.", body = Problem, content_type = "application/problem+json"),
