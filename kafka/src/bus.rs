@@ -23,7 +23,7 @@ use crate::config::KafkaConfig;
 use crate::consumer::KafkaConsumer;
 use crate::dead_letters::DeadLetters;
 use crate::error::kafka_error;
-use crate::message::{SCHEMA_HEADER, SCHEMA_V1, encode};
+use crate::message::{SCHEMA_HEADER, SCHEMA_V1, encode_into};
 use crate::producer::SharedProducer;
 pub use crate::producer::producer_config;
 
@@ -249,11 +249,18 @@ impl KafkaBus {
     }
 
     async fn publish_all(&self, readings: &[Reading]) -> Result<(), BusError> {
-        let payloads: Vec<Vec<u8>> = readings.iter().map(encode).collect();
+        // One buffer for the request's payloads, each message a slice of it.
+        let mut payloads = Vec::with_capacity(readings.len() * 96);
+        let mut ends = Vec::with_capacity(readings.len());
+        for r in readings {
+            encode_into(&mut payloads, r);
+            ends.push(payloads.len());
+        }
+        let starts = std::iter::once(0).chain(ends.iter().copied());
         let messages: Vec<(&str, &[u8])> = readings
             .iter()
-            .zip(&payloads)
-            .map(|(r, p)| (r.meter_id.as_str(), p.as_slice()))
+            .zip(starts.zip(ends.iter().copied()))
+            .map(|(r, (start, end))| (r.meter_id.as_str(), &payloads[start..end]))
             .collect();
         produce_readings(
             &self.inner.producer.current(),
