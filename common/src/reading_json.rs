@@ -37,6 +37,9 @@ pub enum JsonError {
 
 /// One reading object, checked by the rules that need no clock ([`Reading::check_format`]).
 pub fn parse_reading(bytes: &[u8]) -> Result<Reading, JsonError> {
+    if let Some(reading) = compact::one(bytes) {
+        return Ok(reading);
+    }
     let failure = RefCell::new(None);
     let seed = ReadingSeed {
         index: None,
@@ -64,6 +67,9 @@ pub struct ParsedBody {
 
 /// A request body: one reading object or an array of 1 to `max` of them.
 pub fn parse_readings(bytes: &[u8], max: usize) -> Result<ParsedBody, JsonError> {
+    if let Some(body) = compact::body(bytes, max) {
+        return Ok(body);
+    }
     let failure = RefCell::new(None);
     let seed = BodySeed {
         max,
@@ -360,6 +366,154 @@ fn whole_seconds() -> FieldError {
     FieldError::new("interval_s", "must be a whole number of seconds")
 }
 
+/// The fast path for the bodies meters, the fleet and our Kafka encoder actually send:
+/// compact JSON with the fields in their documented order (what `serde_json` writes for a
+/// [`Reading`]). It only splits such a body into the same [`Loose`] values serde would give
+/// and leaves every judgement to [`Fields::reading`]; anything else (whitespace, another key
+/// order, escapes, a refusal of any kind) returns `None` and takes the serde path, which
+/// gives the error with its field and index. Ingest reads every reading it takes, and serde's
+/// visitor per field was the meter's largest own cost per reading (`bench/kafka.sh` under
+/// perf); a property test holds the two paths to the same answers.
+mod compact {
+    use std::borrow::Cow;
+
+    use super::{BodyShape, Fields, Loose, ParsedBody, Reading};
+
+    pub(super) fn one(bytes: &[u8]) -> Option<Reading> {
+        let mut c = Cursor { b: bytes, i: 0 };
+        let reading = c.reading()?;
+        c.at_end().then_some(reading)
+    }
+
+    pub(super) fn body(bytes: &[u8], max: usize) -> Option<ParsedBody> {
+        if bytes.first() != Some(&b'[') {
+            return one(bytes).map(|r| ParsedBody {
+                readings: vec![r],
+                shape: BodyShape::One,
+            });
+        }
+        let mut c = Cursor { b: bytes, i: 1 };
+        let mut readings = Vec::with_capacity((bytes.len() / 80).min(max));
+        loop {
+            if readings.len() == max {
+                return None;
+            }
+            readings.push(c.reading()?);
+            match c.byte()? {
+                b',' => {}
+                b']' => break,
+                _ => return None,
+            }
+        }
+        c.at_end().then_some(ParsedBody {
+            readings,
+            shape: BodyShape::Array,
+        })
+    }
+
+    struct Cursor<'a> {
+        b: &'a [u8],
+        i: usize,
+    }
+
+    impl<'a> Cursor<'a> {
+        fn at_end(&self) -> bool {
+            self.i == self.b.len()
+        }
+
+        fn byte(&mut self) -> Option<u8> {
+            let b = *self.b.get(self.i)?;
+            self.i += 1;
+            Some(b)
+        }
+
+        fn literal(&mut self, s: &[u8]) -> Option<()> {
+            self.b
+                .get(self.i..)?
+                .starts_with(s)
+                .then(|| self.i += s.len())
+        }
+
+        /// A string's content after its opening quote, when it has no escape or control
+        /// character (serde gives exactly these bytes then).
+        fn string(&mut self) -> Option<&'a str> {
+            let rest = self.b.get(self.i..)?;
+            let end = rest
+                .iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
+            if rest[end] != b'"' {
+                return None;
+            }
+            let s = std::str::from_utf8(&rest[..end]).ok()?;
+            self.i += end + 1;
+            Some(s)
+        }
+
+        /// A non-negative JSON number as serde reads it: an integer that fits a `u64` as
+        /// one, anything else (a fraction, an exponent, a larger integer) as the nearest `f64`.
+        fn number(&mut self) -> Option<Loose<'a>> {
+            let start = self.i;
+            let digits = |c: &mut Self| {
+                let from = c.i;
+                while c.b.get(c.i).is_some_and(u8::is_ascii_digit) {
+                    c.i += 1;
+                }
+                c.i > from
+            };
+            match self.b.get(self.i)? {
+                b'0' => self.i += 1,
+                b'1'..=b'9' => {
+                    digits(self);
+                }
+                _ => return None,
+            }
+            let mut integer = true;
+            if self.b.get(self.i) == Some(&b'.') {
+                self.i += 1;
+                integer = false;
+                digits(self).then_some(())?;
+            }
+            if matches!(self.b.get(self.i), Some(b'e' | b'E')) {
+                self.i += 1;
+                integer = false;
+                if matches!(self.b.get(self.i), Some(b'+' | b'-')) {
+                    self.i += 1;
+                }
+                digits(self).then_some(())?;
+            }
+            let text = std::str::from_utf8(&self.b[start..self.i]).ok()?;
+            if integer && let Ok(n) = text.parse::<u64>() {
+                return Some(Loose::Unsigned(n));
+            }
+            let v = text.parse::<f64>().ok()?;
+            // serde refuses a number too large for an `f64`; so does this path.
+            v.is_finite().then_some(Loose::Float(v))
+        }
+
+        fn reading(&mut self) -> Option<Reading> {
+            self.literal(br#"{"meter_id":""#)?;
+            let meter_id = self.string()?;
+            self.literal(br#","ts":""#)?;
+            let ts = self.string()?;
+            self.literal(br#","kwh":"#)?;
+            let kwh = self.number()?;
+            let interval_s = match self.literal(br#","interval_s":"#) {
+                Some(()) => Some(self.number()?),
+                None => None,
+            };
+            self.literal(b"}")?;
+            Fields {
+                meter_id: Some(Loose::Str(Cow::Borrowed(meter_id))),
+                ts: Some(Loose::Str(Cow::Borrowed(ts))),
+                kwh: Some(kwh),
+                interval_s,
+            }
+            .reading()
+            .ok()
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -372,6 +526,81 @@ mod tests {
     }
 
     const GOOD: &str = r#"{"meter_id":"m1","ts":"2026-11-21T10:00:00Z","kwh":0.5}"#;
+
+    /// The serde path alone, to hold the compact path to its answers.
+    fn by_serde(bytes: &[u8], max: usize) -> Result<ParsedBody, JsonError> {
+        let failure = RefCell::new(None);
+        run(
+            bytes,
+            BodySeed {
+                max,
+                failure: &failure,
+            },
+            &failure,
+        )
+    }
+
+    #[test]
+    fn what_our_encoders_write_takes_the_compact_path() {
+        let r = Reading {
+            meter_id: "m1".parse().unwrap(),
+            ts: "2026-11-21T10:00:00Z".parse().unwrap(),
+            kwh: 0.155_000_000_000_000_03,
+            interval_s: 900,
+        };
+        let body = serde_json::to_vec(&vec![r.clone(), r.clone()]).unwrap();
+        let parsed = compact::body(&body, 10).expect("the compact path");
+        assert_eq!(parsed.readings, vec![r.clone(), r.clone()]);
+        assert_eq!(compact::one(&serde_json::to_vec(&r).unwrap()), Some(r));
+        assert_eq!(
+            compact::body(GOOD.as_bytes(), 10).map(|b| b.shape),
+            Some(BodyShape::One)
+        );
+    }
+
+    proptest::proptest! {
+        /// Whatever the compact path answers, the serde path answers the same; bodies are
+        /// readings as serde writes them, some of them cut, spliced or with a byte changed.
+        #[test]
+        fn the_compact_path_agrees_with_serde(
+            readings in proptest::collection::vec(
+                (
+                    "[A-Za-z0-9_-]{1,3}|[^\"]{0,3}",
+                    -100_000i64..100_000,
+                    proptest::prop_oneof![0.0f64..30.0, proptest::num::f64::ANY],
+                    proptest::prop_oneof![proptest::strategy::Just(1800u32), proptest::num::u32::ANY],
+                ),
+                0..4,
+            ),
+            array in proptest::bool::ANY,
+            cut in proptest::option::of(0usize..400),
+            poke in proptest::option::of((0usize..400, proptest::num::u8::ANY)),
+            max in 1usize..4,
+        ) {
+            let objects: Vec<serde_json::Value> = readings
+                .iter()
+                .map(|(id, t, kwh, interval)| {
+                    let ts = DateTime::from_timestamp(1_794_999_600 + t * 1800, 0).unwrap_or_default();
+                    serde_json::json!({"meter_id": id, "ts": ts, "kwh": kwh, "interval_s": interval})
+                })
+                .collect();
+            let mut body = if array || objects.len() != 1 {
+                serde_json::to_vec(&objects).unwrap()
+            } else {
+                serde_json::to_vec(&objects[0]).unwrap()
+            };
+            if let Some(cut) = cut { body.truncate(cut); }
+            if let Some((at, b)) = poke && at < body.len() { body[at] = b; }
+            if let Some(fast) = compact::body(&body, max) {
+                proptest::prop_assert_eq!(Ok(fast), by_serde(&body, max));
+            }
+            if let Some(fast) = compact::one(&body) {
+                let failure = RefCell::new(None);
+                let serde = run(&body, ReadingSeed { index: None, failure: &failure }, &failure);
+                proptest::prop_assert_eq!(Ok(fast), serde);
+            }
+        }
+    }
 
     #[test]
     fn one_object_or_an_array() {

@@ -23,7 +23,9 @@ use crate::config::KafkaConfig;
 use crate::consumer::KafkaConsumer;
 use crate::dead_letters::DeadLetters;
 use crate::error::kafka_error;
-use crate::message::{SCHEMA_HEADER, SCHEMA_V1, encode_into};
+use crate::message::{
+    BATCH_MAX, SCHEMA_BATCH_V1, SCHEMA_HEADER, SCHEMA_V1, encode_batch_into, encode_into,
+};
 use crate::producer::SharedProducer;
 pub use crate::producer::producer_config;
 
@@ -249,18 +251,29 @@ impl KafkaBus {
     }
 
     async fn publish_all(&self, readings: &[Reading]) -> Result<(), BusError> {
-        // One buffer for the request's payloads, each message a slice of it.
+        // One buffer for the request's payloads, each message a slice of it: a run of one
+        // meter's readings (at most `BATCH_MAX`) as one `readings.v1` message.
         let mut payloads = Vec::with_capacity(readings.len() * 96);
-        let mut ends = Vec::with_capacity(readings.len());
-        for r in readings {
-            encode_into(&mut payloads, r);
-            ends.push(payloads.len());
+        let mut records = Vec::new();
+        for run in readings.chunk_by(|a, b| a.meter_id == b.meter_id) {
+            for part in run.chunks(BATCH_MAX) {
+                let start = payloads.len();
+                let schema = match part {
+                    [one] => {
+                        encode_into(&mut payloads, one);
+                        SCHEMA_V1
+                    }
+                    _ => {
+                        encode_batch_into(&mut payloads, part);
+                        SCHEMA_BATCH_V1
+                    }
+                };
+                records.push((part[0].meter_id.as_str(), start..payloads.len(), schema));
+            }
         }
-        let starts = std::iter::once(0).chain(ends.iter().copied());
-        let messages: Vec<(&str, &[u8])> = readings
-            .iter()
-            .zip(starts.zip(ends.iter().copied()))
-            .map(|(r, (start, end))| (r.meter_id.as_str(), &payloads[start..end]))
+        let messages: Vec<(&str, &[u8], &'static str)> = records
+            .into_iter()
+            .map(|(key, range, schema)| (key, &payloads[range], schema))
             .collect();
         produce_readings(
             &self.inner.producer.current(),
@@ -272,23 +285,23 @@ impl KafkaBus {
     }
 }
 
-/// Sends each `(meter id, encoded reading)` to `topic` as a v1 reading message and waits
-/// until the broker acknowledged every one. A full local queue is waited out; the caller's
-/// deadline bounds how long.
+/// Sends each `(meter id, encoded value, schema)` to `topic` and waits until the broker
+/// acknowledged every one. A full local queue is waited out; the caller's deadline bounds
+/// how long.
 pub async fn produce_readings<'a>(
     producer: &FutureProducer,
     topic: &str,
-    messages: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    messages: impl IntoIterator<Item = (&'a str, &'a [u8], &'static str)>,
 ) -> Result<(), KafkaError> {
     let mut deliveries = Vec::new();
-    for (key, payload) in messages {
+    for (key, payload, schema) in messages {
         let mut record =
             FutureRecord::to(topic)
                 .key(key)
                 .payload(payload)
                 .headers(OwnedHeaders::new().insert(Header {
                     key: SCHEMA_HEADER,
-                    value: Some(SCHEMA_V1),
+                    value: Some(schema),
                 }));
         loop {
             match producer.send_result(record) {

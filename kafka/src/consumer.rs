@@ -65,13 +65,16 @@ fn partitions(tpl: &TopicPartitionList) -> Vec<i32> {
     tpl.elements().iter().map(|e| e.partition()).collect()
 }
 
-/// A message taken from the client and not yet handed out: a reading, or a dead letter the
-/// dead-letter topic already has (`None`), whose offset counts once what comes before it on
-/// its partition is handed out.
+/// A reading taken from the client and not yet handed out, or a dead letter the dead-letter
+/// topic already has (`None`), whose offset counts once what comes before it on its partition
+/// is handed out. A `readings.v1` message is one entry per reading.
 struct Taken {
     partition: i32,
-    /// The offset after this message.
+    /// Where a commit after this entry resumes: after its message for the message's last
+    /// reading, at the message for the others.
     next: i64,
+    /// Readings of its message after this one.
+    rest: usize,
     reading: Option<Reading>,
 }
 
@@ -141,6 +144,7 @@ impl KafkaConsumer {
             self.taken.push_back(Taken {
                 partition,
                 next,
+                rest: 0,
                 reading: None,
             });
         }
@@ -167,13 +171,19 @@ impl KafkaConsumer {
             };
             let (partition, next) = (msg.partition(), msg.offset() + 1);
             match decode_message(&msg) {
-                Ok(reading) => {
-                    self.taken.push_back(Taken {
-                        partition,
-                        next,
-                        reading: Some(reading),
-                    });
-                    self.taken_readings += 1;
+                Ok(readings) => {
+                    let n = readings.len();
+                    self.taken_readings += n;
+                    for (i, reading) in readings.into_iter().enumerate() {
+                        // Only a message's last reading moves a commit past it.
+                        let rest = n - 1 - i;
+                        self.taken.push_back(Taken {
+                            partition,
+                            next: if rest == 0 { next } else { next - 1 },
+                            rest,
+                            reading: Some(reading),
+                        });
+                    }
                 }
                 Err(reason) => {
                     self.stalled = Some(DeadLetter::new(&msg, reason));
@@ -186,17 +196,26 @@ impl KafkaConsumer {
     }
 
     /// Hands out up to `max` taken readings in order, with the dead letters among them, and
-    /// moves the positions a commit records past them.
+    /// moves the positions a commit records past them. A message's readings go out together
+    /// unless the message alone holds more than `max`: only then is a message handed out in
+    /// parts, and a commit between them leaves it to be delivered again (at least once; the
+    /// store's writes are upserts).
     fn hand_out(&mut self, max: usize) -> Vec<Reading> {
-        let mut batch = Vec::new();
+        let mut batch: Vec<Reading> = Vec::new();
+        let mut in_message = false;
         while let Some(front) = self.taken.front() {
-            if front.reading.is_some() && batch.len() == max {
+            let whole = front.rest + 1;
+            let starts = front.reading.is_some() && !in_message;
+            if front.reading.is_some()
+                && (batch.len() == max || starts && !batch.is_empty() && batch.len() + whole > max)
+            {
                 break;
             }
             let Some(taken) = self.taken.pop_front() else {
                 break;
             };
             self.positions.insert(taken.partition, taken.next);
+            in_message = taken.reading.is_some() && taken.rest > 0;
             if let Some(reading) = taken.reading {
                 self.taken_readings -= 1;
                 batch.push(reading);

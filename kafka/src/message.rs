@@ -1,21 +1,31 @@
-//! The wire format of a reading on the `meter-readings` topic, version 1.
+//! The wire format of readings on the `meter-readings` topic, version 1.
 //!
 //! - key: the meter id (UTF-8), so one meter's readings share a partition and stay ordered;
-//! - value: the reading as JSON, exactly the object the HTTP API takes
-//!   (`{"meter_id","ts","kwh","interval_s"}`), so a message can be read with any Kafka tool;
-//! - header `iot-schema: reading.v1`. A message without the header is read as v1 (so a
-//!   reading typed into a console producer still works); any other value is refused.
+//! - value: JSON, exactly what the HTTP API takes, so a message can be read with any Kafka
+//!   tool: with header `iot-schema: reading.v1`, one reading object
+//!   (`{"meter_id","ts","kwh","interval_s"}`); with `iot-schema: readings.v1`, an array of 1
+//!   to [`BATCH_MAX`] readings of the key's meter, in order. A message without the header is
+//!   read as `reading.v1` (so a reading typed into a console producer still works); any other
+//!   value is refused. The meter sends a request's run of one meter's readings as one
+//!   `readings.v1` message: one record instead of hundreds, which is most of what producing
+//!   costs per reading. A consumer older than `readings.v1` dead-letters those messages, so
+//!   upgrade the sinks before the meters.
 //!
 //! JSON rather than a binary format: readings are small, the producer and consumer are ours,
 //! and human-readable messages make the dead-letter topic something an operator can read.
 //! It costs bytes on the wire, which lz4 compression wins mostly back.
 
 use iot_common::Reading;
-use iot_common::reading_json::{JsonError, parse_reading};
+use iot_common::reading_json::{BodyShape, JsonError, parse_reading, parse_readings};
 use rdkafka::message::{BorrowedMessage, Headers, Message};
 
 pub const SCHEMA_HEADER: &str = "iot-schema";
 pub const SCHEMA_V1: &str = "reading.v1";
+/// The schema of a message holding several readings of one meter.
+pub const SCHEMA_BATCH_V1: &str = "readings.v1";
+/// Most readings one `readings.v1` message holds: at most about 150 kB of JSON with the
+/// longest meter ids, well inside Kafka's default 1 MB message limit.
+pub const BATCH_MAX: usize = 1000;
 /// Dead letters carry why they were refused and where they came from.
 pub const DLQ_REASON_HEADER: &str = "iot-dlq-reason";
 pub const DLQ_SOURCE_HEADER: &str = "iot-dlq-source";
@@ -66,6 +76,19 @@ pub fn encode_into(out: &mut Vec<u8>, reading: &Reading) {
     out.push(b'}');
 }
 
+/// Appends the `readings.v1` value of `readings` to `out`: a JSON array of their
+/// [`encode_into`] objects.
+pub fn encode_batch_into(out: &mut Vec<u8>, readings: &[Reading]) {
+    out.push(b'[');
+    for (i, r) in readings.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        encode_into(out, r);
+    }
+    out.push(b']');
+}
+
 /// `n` in decimal, in the tail of `buf`.
 fn itoa(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
     let mut i = buf.len();
@@ -84,43 +107,57 @@ fn itoa(mut n: u32, buf: &mut [u8; 10]) -> &[u8] {
 #[error("{0}")]
 pub struct Poison(pub String);
 
-/// Whether a message is a well-formed reading message, and the reading it carries: a known
-/// schema, a value that is a reading by the rules that do not depend on time
-/// ([`parse_reading`]), keyed by its meter id. No clock: the meter judged the time
-/// rules when it accepted the reading, and its 202 stands, however late the message is read.
+/// Whether a message is a well-formed reading message, and the readings it carries: a known
+/// schema, a value that is a reading (or for `readings.v1` an array of them) by the rules
+/// that do not depend on time ([`parse_reading`]), every one of the key's meter. No clock:
+/// the meter judged the time rules when it accepted the readings, and its 202 stands,
+/// however late the message is read.
 pub fn decode(
     key: Option<&[u8]>,
     payload: Option<&[u8]>,
     schema: Option<&[u8]>,
-) -> Result<Reading, Poison> {
-    if let Some(schema) = schema
-        && schema != SCHEMA_V1.as_bytes()
-    {
-        return Err(Poison(format!(
-            "unsupported {SCHEMA_HEADER} `{}`; this consumer reads `{SCHEMA_V1}`",
-            String::from_utf8_lossy(schema)
-        )));
-    }
+) -> Result<Vec<Reading>, Poison> {
+    let batch = match schema {
+        None => false,
+        Some(s) if s == SCHEMA_V1.as_bytes() => false,
+        Some(s) if s == SCHEMA_BATCH_V1.as_bytes() => true,
+        Some(s) => {
+            return Err(Poison(format!(
+                "unsupported {SCHEMA_HEADER} `{}`; this consumer reads `{SCHEMA_V1}` and `{SCHEMA_BATCH_V1}`",
+                String::from_utf8_lossy(s)
+            )));
+        }
+    };
     let payload = payload.ok_or_else(|| Poison("message has no value".into()))?;
-    let reading = parse_reading(payload).map_err(|e| match e {
+    let unreadable = |e: JsonError| match e {
         JsonError::Syntax(_) => Poison(format!("value is not valid JSON: {e}")),
         other => Poison(format!("invalid reading: {other}")),
-    })?;
-    match key {
-        Some(k) if k == reading.meter_id.as_bytes() => Ok(reading),
-        Some(k) => Err(Poison(format!(
+    };
+    let readings = if batch {
+        let body = parse_readings(payload, BATCH_MAX).map_err(unreadable)?;
+        if body.shape != BodyShape::Array {
+            return Err(Poison(format!(
+                "a `{SCHEMA_BATCH_V1}` value is an array of readings"
+            )));
+        }
+        body.readings
+    } else {
+        vec![parse_reading(payload).map_err(unreadable)?]
+    };
+    let key =
+        key.ok_or_else(|| Poison("message has no key; the key must be the meter_id".into()))?;
+    match readings.iter().find(|r| key != r.meter_id.as_bytes()) {
+        None => Ok(readings),
+        Some(r) => Err(Poison(format!(
             "key `{}` is not the reading's meter_id `{}`",
-            String::from_utf8_lossy(k),
-            reading.meter_id
+            String::from_utf8_lossy(key),
+            r.meter_id
         ))),
-        None => Err(Poison(
-            "message has no key; the key must be the meter_id".into(),
-        )),
     }
 }
 
 /// [`decode`] for a consumed message.
-pub fn decode_message(msg: &BorrowedMessage<'_>) -> Result<Reading, Poison> {
+pub fn decode_message(msg: &BorrowedMessage<'_>) -> Result<Vec<Reading>, Poison> {
     let schema = msg.headers().and_then(|h| {
         h.iter()
             .find(|h| h.key == SCHEMA_HEADER)
@@ -179,9 +216,40 @@ mod tests {
         let key = Some(r.meter_id.as_bytes());
         assert_eq!(
             decode(key, Some(&bytes), Some(b"reading.v1")),
-            Ok(r.clone())
+            Ok(vec![r.clone()])
         );
-        assert_eq!(decode(key, Some(&bytes), None), Ok(r));
+        assert_eq!(decode(key, Some(&bytes), None), Ok(vec![r]));
+    }
+
+    #[test]
+    fn a_batch_message_carries_one_meters_readings_in_order() {
+        let first = reading();
+        let second = Reading {
+            ts: first.ts + chrono::Duration::minutes(30),
+            ..reading()
+        };
+        let mut bytes = Vec::new();
+        encode_batch_into(&mut bytes, &[first.clone(), second.clone()]);
+        let id = first.meter_id.clone();
+        let key = Some(id.as_bytes());
+        assert_eq!(
+            decode(key, Some(&bytes), Some(b"readings.v1")),
+            Ok(vec![first.clone(), second])
+        );
+        let one = encode(&first);
+        let other = br#"[{"meter_id":"MAC000123","ts":"2026-11-20T10:00:00Z","kwh":1},{"meter_id":"OTHER","ts":"2026-11-20T10:00:00Z","kwh":1}]"#;
+        for (payload, why) in [
+            (&b"[]"[..], "at least one"),
+            (&one[..], "an array"),
+            (&other[..], "not the reading's meter_id"),
+        ] {
+            let err = decode(key, Some(payload), Some(b"readings.v1")).unwrap_err();
+            assert!(err.0.contains(why), "{err} should mention {why}");
+        }
+        let mut many = Vec::new();
+        encode_batch_into(&mut many, &vec![first; BATCH_MAX + 1]);
+        let err = decode(key, Some(&many), Some(b"readings.v1")).unwrap_err();
+        assert!(err.0.contains("at most"), "{err}");
     }
 
     #[test]
@@ -244,7 +312,11 @@ mod tests {
                 ..reading()
             };
             let key = Some(r.meter_id.as_bytes());
-            assert_eq!(decode(key, Some(&encode(&r)), None), Ok(r.clone()), "{ts}");
+            assert_eq!(
+                decode(key, Some(&encode(&r)), None),
+                Ok(vec![r.clone()]),
+                "{ts}"
+            );
         }
     }
 }

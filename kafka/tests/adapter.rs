@@ -207,3 +207,45 @@ async fn two_members_of_a_group_split_the_partitions() {
         "both members consumed: {counts:?}"
     );
 }
+
+/// A run of one meter's readings travels as `readings.v1` messages of at most 1,000: a poll
+/// hands a message out whole when it fits, and one larger than the poll is handed out in
+/// parts, the whole message coming again after a commit between them (at least once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_meters_run_travels_in_few_messages_each_handed_out_whole() {
+    let Some(broker) = TestBroker::start("kafka batch messages") else {
+        return;
+    };
+    let (bus, _) = bus(&broker, 1);
+    bus.ensure_topics().await.unwrap();
+    let sent = sample_readings(1, 2500);
+    bus.publish(&sent).await.unwrap();
+
+    let mut whole = bus.subscribe("whole").await.unwrap();
+    let first = loop {
+        let got = whole.poll(1500, Duration::from_millis(500)).await.unwrap();
+        if !got.is_empty() {
+            break got;
+        }
+    };
+    assert_eq!(
+        first,
+        sent[..1000],
+        "the first message, whole, and not a part of the next"
+    );
+
+    let mut part = bus.subscribe("part").await.unwrap();
+    let got = take(part.as_mut(), 600).await;
+    assert_eq!(got, sent[..600]);
+    part.commit().await.unwrap();
+    drop(part);
+    let mut next = bus.subscribe("part").await.unwrap();
+    let got = take(next.as_mut(), sent.len()).await;
+    assert_eq!(
+        got, sent,
+        "the split message comes again whole, then the rest, in order"
+    );
+    next.commit().await.unwrap();
+    let extra = next.poll(5000, Duration::from_secs(2)).await.unwrap();
+    assert!(extra.is_empty(), "nothing more: {}", extra.len());
+}

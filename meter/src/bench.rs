@@ -18,7 +18,7 @@ use iot_common::bus::BusError;
 use iot_common::domain::{IdError, MeterId};
 use iot_kafka::KafkaConfig;
 use iot_kafka::bus::{produce_readings, producer_config};
-use iot_kafka::message::encode;
+use iot_kafka::message::{SCHEMA_V1, encode};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use tokio::task::JoinSet;
@@ -226,9 +226,9 @@ pub async fn run(kafka: KafkaConfig, args: BenchArgs) -> Result<Report, BenchErr
         let (producer, encoded, topic) = (producer.clone(), encoded.clone(), topic.clone());
         async move {
             let round = &encoded[i % encoded.len()];
-            let messages: Vec<(&str, &[u8])> = round
+            let messages: Vec<(&str, &[u8], &'static str)> = round
                 .iter()
-                .map(|(k, v)| (k.as_str(), v.as_slice()))
+                .map(|(k, v)| (k.as_str(), v.as_slice(), SCHEMA_V1))
                 .collect();
             produce_readings(&producer, &topic, messages).await?;
             Ok(())

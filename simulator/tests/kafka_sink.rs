@@ -17,7 +17,7 @@ use iot_common::server::HttpLimits;
 use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_kafka::bus::{produce_readings, producer_config};
-use iot_kafka::message::encode;
+use iot_kafka::message::{SCHEMA_V1, encode};
 use iot_kafka::test_broker::{TestBroker, sample_readings};
 use iot_kafka::{KafkaBus, KafkaConfig};
 use iot_meter::IngestConfig;
@@ -227,8 +227,11 @@ async fn a_dead_letter_outage_mid_batch_stops_the_sink_on_the_poison_and_skips_n
     let sent = sample_readings(1, 20);
     let producer: FutureProducer = producer_config(good.config()).create().unwrap();
     let encoded: Vec<Vec<u8>> = sent.iter().map(encode).collect();
-    let mut messages: Vec<(&str, &[u8])> = encoded.iter().map(|p| ("M000", p.as_slice())).collect();
-    messages.insert(10, ("M000", b"{not json"));
+    let mut messages: Vec<(&str, &[u8], &str)> = encoded
+        .iter()
+        .map(|p| ("M000", p.as_slice(), SCHEMA_V1))
+        .collect();
+    messages.insert(10, ("M000", b"{not json", SCHEMA_V1));
     produce_readings(&producer, "meter-readings", messages)
         .await
         .unwrap();
