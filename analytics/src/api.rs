@@ -13,7 +13,6 @@ use iot_common::auth::StaticToken;
 use iot_common::domain::Run;
 use iot_common::domain::Trigger;
 use iot_common::http::{Analyst, AnalystSecret};
-use iot_common::problem::Problem;
 use iot_common::problem::{ApiError, ErrorCode, Query};
 use iot_common::wire::JsonAnswer;
 use serde::{Deserialize, Serialize};
@@ -115,11 +114,11 @@ pub const TRUNCATED_HEADER: &str = "x-iot-truncated";
             (String = "text/csv; charset=utf-8"),
             (Vec<u8> = "application/vnd.apache.parquet"),
         )),
-        (status = 400, description = "Not `{\"sql\", \"format\"}`; SQL that is not one read-only query, does not parse or plan.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the listener's limit.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`Content-Type` is not `application/json`.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "The query went over its memory or time limit.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Not `{\"sql\", \"format\"}`; SQL that is not one read-only query, does not parse or plan."),
+        (status = 401, description = "No analyst token."),
+        (status = 413, description = "The body is over the listener's limit."),
+        (status = 415, description = "`Content-Type` is not `application/json`."),
+        (status = 422, description = "The query went over its memory or time limit."),
     ))]
 async fn query(
     _: Analyst,
@@ -266,9 +265,9 @@ pub fn run_request(
     responses(
         (status = 202, description = "The run is queued.", body = RunAnswer,
          headers(("location" = String, description = "The run's record."))),
-        (status = 400, description = "A parameter is not a day, or one of `from` and `to` is missing, or the window is wrong.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "A run is in progress already.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A parameter is not a day, or one of `from` and `to` is missing, or the window is wrong."),
+        (status = 401, description = "No analyst token."),
+        (status = 409, description = "A run is in progress already."),
     ))]
 async fn start(
     _: Analyst,
@@ -303,8 +302,8 @@ const MAX_RUNS_LISTED: usize = 500;
     params(ListQuery),
     responses(
         (status = 200, description = "The runs, newest first.", body = RunList),
-        (status = 400, description = "`limit` is not 1 to 500.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` is not 1 to 500."),
+        (status = 401, description = "No analyst token."),
     ))]
 async fn list(
     _: Analyst,
@@ -329,8 +328,8 @@ async fn list(
     params(("id" = String, Path, description = "The run's id.")),
     responses(
         (status = 200, description = "The run.", body = RunAnswer),
-        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such run.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No analyst token."),
+        (status = 404, description = "No such run."),
     ))]
 async fn one(
     _: Analyst,

@@ -1,5 +1,6 @@
 //! What the services' OpenAPI documents share: the problem document every error is answered
-//! with, the credentials routes name, the responses every route can give whatever its
+//! with (so a route's description names an error's status and meaning, and this module gives
+//! it its body), the credentials routes name, the responses every route can give whatever its
 //! handler says, and the assembling of the public and the internal document from the
 //! services' parts. Each service describes its own routes next to its handlers (utoipa's
 //! `path` attribute) and builds its router from the same description, so a route and its
@@ -13,7 +14,7 @@ use utoipa::openapi::{
     RefOr,
 };
 
-use crate::problem::PROBLEM_JSON;
+use crate::problem::{PROBLEM_JSON, Problem};
 
 /// A meter's own token (`iot-demo token <meter_id>`, or the one provisioning returned), as
 /// `Authorization: Bearer`.
@@ -62,13 +63,27 @@ pub fn document(
     }
     for item in doc.paths.paths.values_mut() {
         for op in operations(item) {
+            let responses = &mut op.responses.responses;
             for (status, text) in EVERY_ROUTE {
-                op.responses
-                    .responses
+                responses
                     .entry(status.to_owned())
                     .or_insert_with(|| problem(text));
             }
+            // Every error is a problem document, whatever the route.
+            for (status, response) in responses.iter_mut() {
+                if let RefOr::T(r) = response
+                    && status.starts_with(['4', '5'])
+                {
+                    *response = problem(&r.description);
+                }
+            }
         }
+    }
+    if let Some(components) = doc.components.as_mut() {
+        components.schemas.insert(
+            "Problem".into(),
+            <Problem as utoipa::PartialSchema>::schema(),
+        );
     }
     doc
 }

@@ -20,7 +20,6 @@ use iot_common::bus::{Bus, BusError};
 use iot_common::domain::{AcceptWindow, FieldError, MeterId};
 use iot_common::http::authenticate_meter;
 use iot_common::metrics::Metrics;
-use iot_common::problem::Problem;
 use iot_common::problem::{ApiError, ErrorCode};
 use iot_common::reading_json::{BodyShape, JsonError, ParsedBody, parse_readings};
 use serde::Serialize;
@@ -186,12 +185,12 @@ struct Accepted {
     request_body(content = ReadingsDoc, content_type = "application/json"),
     responses(
         (status = 202, description = "Every reading is on the bus.", body = Accepted),
-        (status = 400, description = "The body is not JSON, or not a reading or an array of readings.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No meter token, or not a valid one (sent before the body is read).", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "A reading names another meter than the token's.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over 4 MiB, or holds more than 10,000 readings.", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "`Content-Type` is not `application/json`.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A reading breaks a rule, an empty batch; `field` and `index` say which.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON, or not a reading or an array of readings."),
+        (status = 401, description = "No meter token, or not a valid one (sent before the body is read)."),
+        (status = 403, description = "A reading names another meter than the token's."),
+        (status = 413, description = "The body is over 4 MiB, or holds more than 10,000 readings."),
+        (status = 415, description = "`Content-Type` is not `application/json`."),
+        (status = 422, description = "A reading breaks a rule, an empty batch; `field` and `index` say which."),
     )
 )]
 async fn ingest(State(state): State<MeterState>, req: Request) -> Response {

@@ -10,7 +10,6 @@ use chrono::{SecondsFormat, Utc};
 use iot_common::domain::Meter;
 use iot_common::domain::MeterId;
 use iot_common::http::Analyst;
-use iot_common::problem::Problem;
 use iot_common::problem::{ApiError, ErrorCode};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -54,7 +53,7 @@ struct Revoked {
     security(("analyst_token" = [])),
     responses(
         (status = 200, description = "The registered meters.", body = MeterList),
-        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No analyst token."),
     ))]
 pub async fn list_meters(_: Analyst, State(s): State<WebState>) -> Result<Response, ApiError> {
     let meters = s.store.meters().await?;
@@ -67,10 +66,10 @@ pub async fn list_meters(_: Analyst, State(s): State<WebState>) -> Result<Respon
     request_body(content = NewMeter, content_type = "application/json"),
     responses(
         (status = 201, description = "The meter and its token.", body = Registered),
-        (status = 400, description = "The body is not JSON.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "The body is over the listener's limit.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "A field breaks a rule (an unknown region, a location in no region or in another one, no place at all); `field` says which.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "The body is not JSON."),
+        (status = 401, description = "No analyst token."),
+        (status = 413, description = "The body is over the listener's limit."),
+        (status = 422, description = "A field breaks a rule (an unknown region, a location in no region or in another one, no place at all); `field` says which."),
     ))]
 pub async fn register_meter(
     _: Analyst,
@@ -105,8 +104,8 @@ fn new_meter(body: &[u8]) -> Result<NewMeter, ApiError> {
     params(("id" = MeterId, Path, description = "The meter's id.")),
     responses(
         (status = 200, description = "Revoked.", body = Revoked),
-        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not a meter id.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No analyst token."),
+        (status = 422, description = "Not a meter id."),
     ))]
 pub async fn revoke_meter(
     _: Analyst,

@@ -9,7 +9,6 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use iot_common::domain::{MeterId, Reading};
 use iot_common::http::authenticate_meter;
-use iot_common::problem::Problem;
 use iot_common::problem::{ApiError, ErrorCode, Query};
 use iot_common::store::MAX_READBACK;
 use serde::{Deserialize, Serialize};
@@ -70,10 +69,10 @@ const METER_PARAM: &str = "The meter's id; the token must be this meter's.";
             (ReadingsPage = "application/json"),
             (String = "text/csv"),
         )),
-        (status = 400, description = "`from` or `to` is not an RFC 3339 time, or `from` is not before `to`.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No meter token, or not a valid one.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token is another meter's.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not a meter id.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`from` or `to` is not an RFC 3339 time, or `from` is not before `to`."),
+        (status = 401, description = "No meter token, or not a valid one."),
+        (status = 403, description = "The token is another meter's."),
+        (status = 404, description = "Not a meter id."),
     ))]
 pub async fn meter_readings(
     State(s): State<WebState>,
@@ -101,10 +100,10 @@ pub async fn meter_readings(
     params(("id" = MeterId, Path, description = METER_PARAM, example = "MTR-000123"), ReadingsQuery),
     responses(
         (status = 200, description = "One row per day.", body = String, content_type = "text/csv"),
-        (status = 400, description = "`from` or `to` is not an RFC 3339 time, or `from` is not before `to`.", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No meter token, or not a valid one.", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The token is another meter's.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "Not a meter id.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`from` or `to` is not an RFC 3339 time, or `from` is not before `to`."),
+        (status = 401, description = "No meter token, or not a valid one."),
+        (status = 403, description = "The token is another meter's."),
+        (status = 404, description = "Not a meter id."),
     ))]
 pub async fn meter_daily(
     State(s): State<WebState>,

@@ -1,6 +1,6 @@
 //! The read-only JSON API: regions as GeoJSON with profile summaries, one region's profile,
 //! a region's figures over past runs.
-//! Documented in `static/openapi.json`, served at `/api/v1/openapi.json`.
+//! Described in the public OpenAPI document (`/api/v1/openapi.json`), made from these handlers.
 
 use axum::Json;
 use axum::extract::{Path, State};
@@ -9,7 +9,6 @@ use chrono::{DateTime, Utc};
 use iot_common::RegionProfile;
 use iot_common::domain::RegionCode;
 use iot_common::problem::ApiError;
-use iot_common::problem::Problem;
 use iot_common::regions::Region;
 use serde::Serialize;
 use serde_json::json;
@@ -128,7 +127,7 @@ struct RegionAnswer {
     params(("code" = RegionCode, Path, description = "The region's code.", example = "E09000007")),
     responses(
         (status = 200, description = "The region and its profile.", body = RegionAnswer),
-        (status = 404, description = "No such region.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such region."),
     ))]
 pub async fn region_profile(
     State(s): State<WebState>,
@@ -196,8 +195,8 @@ const MAX_HISTORY: usize = 365;
     params(("code" = RegionCode, Path, description = "The region's code.", example = "E09000007"), HistoryQuery),
     responses(
         (status = 200, description = "The region's past profiles.", body = HistoryAnswer),
-        (status = 400, description = "`limit` is not 1 to 365.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such region.", body = Problem, content_type = "application/problem+json"),
+        (status = 400, description = "`limit` is not 1 to 365."),
+        (status = 404, description = "No such region."),
     ))]
 pub async fn region_history(
     State(s): State<WebState>,

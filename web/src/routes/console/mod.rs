@@ -13,7 +13,7 @@ use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use iot_common::Run;
-use iot_common::problem::{ApiError, ErrorCode, Problem};
+use iot_common::problem::{ApiError, ErrorCode};
 use iot_common::wire::{Progress, ProgressItem};
 use serde::Deserialize;
 
@@ -179,7 +179,7 @@ fn progress_of(run: &Run, runs: &[Run]) -> RunProgress {
     security(("analyst_token" = [])),
     responses(
         (status = 200, description = "A bar for each run going.", body = Progress),
-        (status = 401, description = "Neither the analyst token nor a console session.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Neither the analyst token nor a console session."),
     ))]
 pub async fn progress(_: SignedInAnalyst, State(s): State<WebState>) -> Result<Response, ApiError> {
     let runs = s.store.runs(50).await?;

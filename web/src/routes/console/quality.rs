@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use chrono_tz::Europe::London;
 use iot_common::http::Analyst;
-use iot_common::problem::{ApiError, ErrorCode, Problem};
+use iot_common::problem::{ApiError, ErrorCode};
 use iot_common::wire::{
     AnswerFormat, JsonAnswer, PROLONGED_ESTIMATION_DAYS, prolonged_estimation_sql, worst_meters_sql,
 };
@@ -253,7 +253,7 @@ fn silent_rows(s: &WebState, report: &SilenceReport) -> Vec<SilentRow> {
     security(("analyst_token" = [])),
     responses(
         (status = 200, description = "The silent meters.", body = SilenceReport),
-        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No analyst token."),
     ))]
 pub async fn silent_meters(_: Analyst, State(s): State<WebState>) -> Response {
     Json(s.silence.report().as_ref().clone()).into_response()
@@ -265,8 +265,8 @@ pub async fn silent_meters(_: Analyst, State(s): State<WebState>) -> Response {
     security(("analyst_token" = [])),
     responses(
         (status = 200, description = "The meters of note.", body = MetersOfNote),
-        (status = 401, description = "No analyst token.", body = Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No profiles computed yet.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No analyst token."),
+        (status = 404, description = "No profiles computed yet."),
     ))]
 pub async fn noted_meters(_: Analyst, State(s): State<WebState>) -> Result<Response, ApiError> {
     let window = profiles_window(&s.current_profiles().await?)
