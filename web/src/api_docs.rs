@@ -9,12 +9,7 @@
 use iot_common::api_doc::{document, to_json};
 use utoipa::openapi::OpenApi;
 
-/// The documents as served: pretty JSON.
-#[derive(Debug, Clone)]
-pub struct ApiDocs {
-    pub public: String,
-    pub internal: String,
-}
+pub use crate::state::ApiDocs;
 
 impl ApiDocs {
     /// The documents of web's routes with the meter's (`ingest`) and analytics' (`runs`).

@@ -130,8 +130,16 @@ pub struct WebState {
     pub silence: Arc<crate::silence::SilenceWatch>,
     /// The metrics the internal listener serves (the silent-meters gauge is set here).
     pub metrics: Arc<iot_common::metrics::Metrics>,
-    /// The OpenAPI documents web serves.
-    pub api_docs: Arc<crate::api_docs::ApiDocs>,
+    /// The OpenAPI documents web serves (none until [`WebState::with_api_docs`]).
+    pub api_docs: Arc<ApiDocs>,
+}
+
+/// The platform's two OpenAPI documents as web serves them, pretty JSON made from the
+/// services' route descriptions; empty when none was given.
+#[derive(Debug, Clone, Default)]
+pub struct ApiDocs {
+    pub public: String,
+    pub internal: String,
 }
 
 impl iot_common::http::AnalystSecret for WebState {
@@ -164,15 +172,12 @@ impl WebState {
             residents: Arc::new(Sessions::for_cookie(RESIDENT_COOKIE, "/me", false)),
             silence: Arc::default(),
             metrics: Arc::default(),
-            api_docs: Arc::new(crate::api_docs::ApiDocs::new(
-                utoipa::openapi::OpenApi::default(),
-                utoipa::openapi::OpenApi::default(),
-            )),
+            api_docs: Arc::default(),
         }
     }
 
     /// Serves `docs` (made with the other services' parts) as the OpenAPI documents.
-    pub fn with_api_docs(mut self, docs: crate::api_docs::ApiDocs) -> Self {
+    pub fn with_api_docs(mut self, docs: ApiDocs) -> Self {
         self.api_docs = Arc::new(docs);
         self
     }
