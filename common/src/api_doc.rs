@@ -67,7 +67,7 @@ pub fn document(
             for (status, text) in EVERY_ROUTE {
                 responses
                     .entry(status.to_owned())
-                    .or_insert_with(|| problem(text));
+                    .or_insert_with(|| RefOr::T(ResponseBuilder::new().description(text).build()));
             }
             // Every error is a problem document, whatever the route.
             for (status, response) in responses.iter_mut() {
@@ -98,7 +98,7 @@ fn bearer(description: &str) -> SecurityScheme {
 }
 
 /// A response whose body is a problem document.
-pub fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
+fn problem(description: &str) -> RefOr<utoipa::openapi::Response> {
     RefOr::T(
         ResponseBuilder::new()
             .description(description)
