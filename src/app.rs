@@ -26,7 +26,7 @@ use iot_common::store::Store;
 use iot_common::store::sqlite::SqliteStore;
 use iot_meter::{IngestConfig, MeterState};
 use iot_simulator::backfill::{Backfill, BackfillStatus};
-use iot_simulator::{Fleet, FleetConfig, SinkConfig, run_sink};
+use iot_simulator::{Fleet, FleetConfig, LiveConfig, SinkConfig, run_live, run_sink};
 use iot_web::{
     AnalyticsError, AnalyticsPort, FleetProgress, QueryAnswer, RecomputeRequest, WebState,
 };
@@ -147,6 +147,13 @@ pub async fn start(config: AppConfig) -> Result<RunningApp, AppError> {
         shutdown.clone(),
     );
     service.spawn("sink", sink);
+    let live = run_live(
+        parts.bus.clone(),
+        parts.store.clone(),
+        LiveConfig::default(),
+        shutdown.clone(),
+    );
+    service.spawn("live", live);
     let fleet = config.fleet.clone().filter(|f| f.meters > 0);
     let backfilled = start_fleet(&mut service, &parts, &config.tokens, fleet, ext_addr).await?;
     let (analytics, log, status) = (
@@ -181,6 +188,7 @@ async fn open(config: &AppConfig) -> Result<Parts, AppError> {
     let store: Arc<dyn Store> =
         Arc::new(SqliteStore::open(&SqliteStore::path_in(&config.data_dir))?);
     let log = SqliteLog::open(&config.data_dir.join("bus.sqlite"))?;
+    log.register_group(&LiveConfig::default().group).await?;
     let auth = MeterAuth::new(config.tokens.clone());
     auth.revocations.refresh(store.as_ref()).await?;
     Ok(Parts {

@@ -107,6 +107,15 @@ pub const LEASE_RENEW: &str =
 pub const LEASE_HOLDER: &str = "SELECT holder FROM leases WHERE name = ?";
 pub const LEASE_RELEASE: &str = "DELETE FROM leases WHERE name = ? IF holder = ?";
 
+/// The live aggregator's state (`live_entries`, one partition per bus part and slot) and its
+/// per-part figures (`live_slots`, one partition per UTC day), each row living until an hour
+/// after its slot leaves the 48-hour window (the TTL, in seconds).
+pub const LIVE_ENTRY_PUT: &str = "INSERT INTO live_entries (part, slot, meter_id, ts, region, micro_kwh) VALUES (?, ?, ?, ?, ?, ?) USING TTL ?";
+pub const LIVE_ENTRIES_OF: &str =
+    "SELECT meter_id, ts, region, micro_kwh FROM live_entries WHERE part = ? AND slot = ?";
+pub const LIVE_SLOT_PUT: &str = "INSERT INTO live_slots (day, slot, region, part, micro_kwh, meters, readings) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?";
+pub const LIVE_SLOTS_OF_DAY: &str = "SELECT region, slot, micro_kwh, meters, readings FROM live_slots WHERE day = ? AND slot >= ?";
+
 /// Every statement above that runs against the numbered files' tables or the bootstrap
 /// tables, for the schema check.
 pub const ALL: &[&str] = &[
@@ -150,6 +159,10 @@ pub const ALL: &[&str] = &[
     LEASE_RENEW,
     LEASE_HOLDER,
     LEASE_RELEASE,
+    LIVE_ENTRY_PUT,
+    LIVE_ENTRIES_OF,
+    LIVE_SLOT_PUT,
+    LIVE_SLOTS_OF_DAY,
 ];
 
 #[cfg(test)]

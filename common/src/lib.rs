@@ -11,6 +11,7 @@ pub mod bus;
 pub mod domain;
 pub mod flags;
 pub mod http;
+pub mod live;
 pub mod local_time;
 pub mod metrics;
 pub mod problem;

@@ -200,8 +200,8 @@ impl KafkaConsumer {
     /// unless the message alone holds more than `max`: only then is a message handed out in
     /// parts, and a commit between them leaves it to be delivered again (at least once; the
     /// store's writes are upserts).
-    fn hand_out(&mut self, max: usize) -> Vec<Reading> {
-        let mut batch: Vec<Reading> = Vec::new();
+    fn hand_out(&mut self, max: usize) -> Vec<(u32, Reading)> {
+        let mut batch: Vec<(u32, Reading)> = Vec::new();
         let mut in_message = false;
         while let Some(front) = self.taken.front() {
             let whole = front.rest + 1;
@@ -218,7 +218,8 @@ impl KafkaConsumer {
             in_message = taken.reading.is_some() && taken.rest > 0;
             if let Some(reading) = taken.reading {
                 self.taken_readings -= 1;
-                batch.push(reading);
+                // Partitions are never negative.
+                batch.push((u32::try_from(taken.partition).unwrap_or(0), reading));
             }
         }
         batch
@@ -228,6 +229,15 @@ impl KafkaConsumer {
 #[async_trait]
 impl Consumer for KafkaConsumer {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Reading>, BusError> {
+        let parted = self.poll_parts(max, wait).await?;
+        Ok(parted.into_iter().map(|(_, r)| r).collect())
+    }
+
+    async fn poll_parts(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<(u32, Reading)>, BusError> {
         if max == 0 {
             return Ok(Vec::new());
         }
@@ -243,6 +253,17 @@ impl Consumer for KafkaConsumer {
                 Ok(batch)
             }
         }
+    }
+
+    fn parts(&self) -> Result<Option<Vec<u32>>, BusError> {
+        let assigned = self.consumer.assignment().map_err(|e| kafka_error(&e))?;
+        Ok(Some(
+            assigned
+                .elements_for_topic(&self.topic)
+                .iter()
+                .filter_map(|e| u32::try_from(e.partition()).ok())
+                .collect(),
+        ))
     }
 
     async fn commit(&mut self) -> Result<(), BusError> {

@@ -32,6 +32,11 @@ pub const SQLITE: &[Migration] = &[
         name: "profile_history",
         sql: include_str!("../sqlite/0004_profile_history.sql"),
     },
+    Migration {
+        version: 5,
+        name: "live",
+        sql: include_str!("../sqlite/0005_live.sql"),
+    },
 ];
 
 /// The embedded bus log's schema (`migrations/sqlite_bus/*.sql`).
@@ -74,6 +79,11 @@ pub const CQL: &[Migration] = &[
         version: 6,
         name: "national_fleet",
         sql: include_str!("../cql/0006_national_fleet.cql"),
+    },
+    Migration {
+        version: 7,
+        name: "live",
+        sql: include_str!("../cql/0007_live.cql"),
     },
 ];
 

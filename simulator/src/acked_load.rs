@@ -32,7 +32,8 @@ impl Target {
         *self.0.write().unwrap_or_else(PoisonError::into_inner) = base_url.to_owned();
     }
 
-    fn url(&self) -> String {
+    /// The ingest URL at the current base.
+    pub fn url(&self) -> String {
         format!(
             "{}/api/v1/readings",
             self.0.read().unwrap_or_else(PoisonError::into_inner)

@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use iot_cassandra::StoreArgs;
 use iot_kafka::KafkaArgs;
 
-use crate::SinkConfig;
+use crate::{LiveConfig, SinkConfig};
 use crate::fleet_flags::FleetFlags;
-use crate::service::SinkServiceConfig;
+use crate::service::{LiveServiceConfig, SinkServiceConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,6 +28,10 @@ pub enum Command {
     /// Consume readings from Kafka in a consumer group and write them to the store,
     /// committing offsets only after each write.
     Sink(SinkArgs),
+    /// Keep each region's half-hour figures of the last 48 hours from the readings topic
+    /// (a consumer group of its own), writing them to the store every few seconds and
+    /// committing offsets only after.
+    Live(LiveArgs),
     /// Run the virtual households: register their meters in the store, backfill their
     /// history through the meter service, then post each interval as it ends.
     Fleet(FleetArgs),
@@ -78,6 +82,38 @@ pub struct SinkArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub store: StoreArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LiveArgs {
+    /// Listener for operators: /healthz, /readyz, /metrics.
+    #[arg(long, env = "IOT_INTERNAL_ADDR", default_value = "127.0.0.1:9085")]
+    pub internal_addr: SocketAddr,
+    /// Consumer group: aggregators in the same group share the topic's partitions.
+    #[arg(long, env = "IOT_LIVE_GROUP", default_value = "iot-live")]
+    pub live_group: String,
+    /// How often what changed is written to the store, in milliseconds.
+    #[arg(long, env = "IOT_LIVE_FLUSH_MS", default_value_t = 2_000)]
+    pub live_flush_ms: u64,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+}
+
+impl LiveArgs {
+    pub fn config(&self) -> Result<LiveServiceConfig, iot_kafka::ConfigError> {
+        Ok(LiveServiceConfig {
+            internal_addr: self.internal_addr,
+            store: self.store.clone(),
+            kafka: self.kafka.resolve("live")?,
+            live: LiveConfig {
+                group: self.live_group.clone(),
+                flush_every: Duration::from_millis(self.live_flush_ms.max(100)),
+                ..LiveConfig::default()
+            },
+        })
+    }
 }
 
 impl SinkArgs {

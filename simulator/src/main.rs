@@ -13,6 +13,11 @@ async fn main() -> anyhow::Result<()> {
             println!("listening internal=http://{}", sink.internal);
             sink.service.run_until_signal(Duration::from_secs(30)).await;
         }
+        Command::Live(args) => {
+            let live = iot_simulator::service::start_live(args.config()?).await?;
+            println!("listening internal=http://{}", live.internal);
+            live.service.run_until_signal(Duration::from_secs(30)).await;
+        }
         Command::Fleet(args) => {
             let fleet = iot_simulator::service::start_fleet(
                 args.internal_addr,

@@ -79,6 +79,47 @@ pub async fn start_sink(config: SinkServiceConfig) -> Result<RunningSink, SinkSe
     })
 }
 
+#[derive(Debug, Clone)]
+pub struct LiveServiceConfig {
+    pub internal_addr: SocketAddr,
+    pub store: StoreArgs,
+    pub kafka: KafkaConfig,
+    pub live: crate::LiveConfig,
+}
+
+/// Opens the store and starts the live aggregator once the broker answers.
+pub async fn start_live(config: LiveServiceConfig) -> Result<RunningSink, SinkServiceError> {
+    let store = config.store.open_patiently(STORE_PATIENCE).await?;
+    let metrics = Arc::new(Metrics::new());
+    let kafka = KafkaBus::new(config.kafka, metrics.clone())?;
+    let bus: Arc<dyn Bus> = Arc::new(kafka.clone());
+    let mut service = Service::new();
+    let shutdown = service.shutdown_token();
+    let (s, b) = (store.clone(), bus.clone());
+    service.spawn("live", async move {
+        if !kafka.ensure_topics_until_ready(&shutdown).await {
+            return Ok(());
+        }
+        crate::run_live(b, s, config.live, shutdown).await
+    });
+    let internal = Router::new()
+        .merge(health_routes(Health {
+            metrics: metrics.clone(),
+            store: Some(store.clone()),
+            bus: Some(bus),
+        }))
+        .fallback(fallback);
+    let internal = service
+        .listen("internal", config.internal_addr, internal)
+        .await?;
+    Ok(RunningSink {
+        internal,
+        store,
+        metrics,
+        service,
+    })
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum FleetServiceError {
     #[error("the fleet signs its meters' tokens with IOT_METER_SECRET: {0}")]

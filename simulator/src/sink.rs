@@ -47,10 +47,10 @@ pub enum SinkError {
 /// consumer's polls went on failing with "all brokers down" while a new consumer of the same
 /// group read at once. Nothing is lost by rejoining: everything handed out is stored, and an
 /// uncommitted position is read again (the upsert absorbs the repeat).
-const REJOIN_AFTER: Duration = Duration::from_secs(30);
+pub(crate) const REJOIN_AFTER: Duration = Duration::from_secs(30);
 
 /// How the sink waits between attempts at the bus or the store.
-fn backoff() -> Backoff {
+pub(crate) fn backoff() -> Backoff {
     Backoff::new(Duration::from_millis(100), Duration::from_secs(10))
 }
 
@@ -227,7 +227,7 @@ async fn store_and_commit(
 
 /// Joins the consumer group, retrying while the bus is away; `None` if the shutdown came
 /// first. A configuration error is final.
-async fn subscribe(
+pub(crate) async fn subscribe(
     bus: &dyn Bus,
     group: &str,
     shutdown: &CancellationToken,
@@ -238,7 +238,7 @@ async fn subscribe(
             Ok(c) => return Ok(Some(c)),
             Err(e @ BusError::Config(_)) => return Err(e),
             Err(e) => {
-                tracing::warn!(error = %e, "sink cannot subscribe, retrying");
+                tracing::warn!(error = %e, group, "cannot subscribe, retrying");
                 if !backoff.pause(shutdown).await {
                     return Ok(None);
                 }

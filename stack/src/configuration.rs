@@ -16,6 +16,7 @@ pub const COMMANDS: &[&[&str]] = &[
     &["iot-demo"],
     &["meter"],
     &["simulator", "sink"],
+    &["simulator", "live"],
     &["simulator", "fleet"],
     &["analytics", "serve"],
     &["analytics", "run"],

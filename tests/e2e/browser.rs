@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
+use chrono::Utc;
+
 use crate::support::{TestApp, with_profiles};
 
 fn find_chromium() -> Option<String> {
@@ -418,4 +420,105 @@ async fn a_resident_signs_in_with_their_token_and_sees_their_curve_over_the_boro
     browser.screenshot("me.png").await;
     browser.close().await;
     h.app.app.stop(Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_now_map_recolours_itself_as_meters_post_without_a_reload() {
+    if !have_chromium("the live map in Chromium") {
+        return;
+    }
+    // Not in the last 90 s of a half hour: the page's half hour must stay the one posted to.
+    let into_slot = Utc::now() - iot_common::live::slot_of(Utc::now());
+    if into_slot > chrono::TimeDelta::minutes(28) {
+        tokio::time::sleep((chrono::TimeDelta::minutes(30) - into_slot + chrono::TimeDelta::seconds(2)).to_std().unwrap_or_default()).await;
+    }
+    let app = with_profiles().await;
+    let mut tokens = Vec::new();
+    for i in 0..4 {
+        let id = format!("NOW{i:04}");
+        tokens.push((id.clone(), crate::support::register(&app, &id).await));
+    }
+    let mut browser = DevTools::launch().await;
+    browser
+        .call(
+            "Page.navigate",
+            serde_json::json!({"url": app.ext("/?metric=now")}),
+        )
+        .await;
+    assert!(
+        browser
+            .until(
+                "document.readyState === 'complete' && !!document.querySelector('svg.map[data-live]')",
+                Duration::from_secs(20)
+            )
+            .await,
+        "the now map"
+    );
+    let camden = "document.querySelector('a.region[data-code=\"E09000007\"]')";
+    let label = browser.eval(&format!("{camden}.getAttribute('data-label')")).await;
+    assert_eq!(label, "no readings yet", "before the meters post");
+    // A mark that a reload would wipe.
+    browser.eval("window.notReloaded = true; true").await;
+    browser.screenshot("now-before.png").await;
+
+    let slot = iot_common::live::last_complete_slot(Utc::now());
+    for (id, token) in &tokens {
+        let res = app
+            .client
+            .post(app.ext("/api/v1/readings"))
+            .bearer_auth(token)
+            .json(&serde_json::json!([{"meter_id": id, "ts": slot.to_rfc3339(), "kwh": 0.6}]))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(res.status().as_u16(), 202);
+    }
+    let recoloured = browser
+        .until(
+            &format!(
+                "{camden}.querySelector('path').getAttribute('fill').startsWith('#') \
+                 && {camden}.getAttribute('data-label').includes('of typical')"
+            ),
+            Duration::from_secs(60),
+        )
+        .await;
+    let now = browser
+        .eval(&format!(
+            "{camden}.getAttribute('data-label') + ' | ' + document.getElementById('live-slot').innerText \
+             + ' | ' + document.getElementById('live-updated').innerText"
+        ))
+        .await;
+    assert!(recoloured, "Camden recoloured from the live API: {now}");
+    assert_eq!(browser.eval("window.notReloaded === true").await, true, "without a reload");
+    let now = now.as_str().unwrap_or_default().to_owned();
+    // The words and colour the script chose are the server's for the API's figures.
+    let live: serde_json::Value = app
+        .client
+        .get(app.ext("/api/v1/live"))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let figures = live["regions"]
+        .as_array()
+        .and_then(|r| r.iter().find(|r| r["code"] == "E09000007"))
+        .cloned()
+        .unwrap_or_default();
+    let ratio = figures["vs_typical"].as_f64().unwrap_or_default();
+    assert_eq!(figures["meters"], 4);
+    assert!(
+        now.starts_with(&format!("0.60 kWh a household, {:.0} % of typical", ratio * 100.0)),
+        "{now}"
+    );
+    let fill = browser
+        .eval(&format!("{camden}.querySelector('path').getAttribute('fill')"))
+        .await;
+    assert_eq!(fill, iot_web::live::BANDS[iot_web::live::band_of(ratio)].1);
+    let shown_slot = slot.with_timezone(&chrono_tz::Europe::London).format("%H:%M").to_string();
+    assert!(now.contains(&shown_slot), "the page says the half hour: {now}");
+    browser.screenshot("now-after.png").await;
+    browser.close().await;
+    app.app.stop(Duration::from_secs(5)).await;
 }

@@ -9,6 +9,7 @@ mod deploy;
 mod fleet;
 mod hostile;
 mod ingest;
+mod live;
 mod me;
 mod money;
 mod openapi;

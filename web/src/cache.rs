@@ -1,6 +1,7 @@
 //! What pages read from the store, cached: the current profiles (at most once a second,
-//! however many requests ask: they change only when a recompute finishes) and the status
-//! page's summary (refreshed in the background).
+//! however many requests ask: they change only when a recompute finishes), the live slots
+//! (at most once a second: the aggregator writes every few seconds) and the status page's
+//! summary (refreshed in the background).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use iot_common::RegionProfile;
 use iot_common::domain::RegionCode;
+use iot_common::live::LiveSlot;
 use iot_common::store::{Store, StoreError, StoreSummary};
 use tokio::sync::Mutex;
 
@@ -16,31 +18,61 @@ pub type Profiles = Arc<HashMap<RegionCode, RegionProfile>>;
 
 const FRESH_FOR: Duration = Duration::from_secs(1);
 
-#[derive(Default)]
-pub struct ProfileCache {
-    slot: Mutex<Option<(Instant, Profiles)>>,
+/// A value read from the store at most once a second, however many requests ask.
+pub struct FreshCache<T> {
+    slot: Mutex<Option<(Instant, Arc<T>)>>,
 }
+
+impl<T> Default for FreshCache<T> {
+    fn default() -> Self {
+        Self {
+            slot: Mutex::new(None),
+        }
+    }
+}
+
+impl<T> FreshCache<T> {
+    async fn get<F>(&self, read: F) -> Result<Arc<T>, StoreError>
+    where
+        F: std::future::Future<Output = Result<T, StoreError>>,
+    {
+        // Holding the lock across the read makes concurrent misses wait for one store call.
+        let mut slot = self.slot.lock().await;
+        if let Some((at, v)) = slot.as_ref()
+            && at.elapsed() < FRESH_FOR
+        {
+            return Ok(v.clone());
+        }
+        let fresh = Arc::new(read.await?);
+        *slot = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+}
+
+pub type ProfileCache = FreshCache<HashMap<RegionCode, RegionProfile>>;
 
 impl ProfileCache {
     /// Profiles by region code, at most a second old.
-    pub async fn get(&self, store: &dyn Store) -> Result<Profiles, StoreError> {
-        // Holding the lock across the read makes concurrent misses wait for one store call.
-        let mut slot = self.slot.lock().await;
-        if let Some((at, p)) = slot.as_ref()
-            && at.elapsed() < FRESH_FOR
-        {
-            return Ok(p.clone());
-        }
-        let fresh: Profiles = Arc::new(
-            store
+    pub async fn profiles(&self, store: &dyn Store) -> Result<Profiles, StoreError> {
+        self.get(async {
+            Ok(store
                 .profiles()
                 .await?
                 .into_iter()
                 .map(|p| (p.figures.region.clone(), p))
-                .collect(),
-        );
-        *slot = Some((Instant::now(), fresh.clone()));
-        Ok(fresh)
+                .collect())
+        })
+        .await
+    }
+}
+
+pub type LiveCache = FreshCache<Vec<LiveSlot>>;
+
+impl LiveCache {
+    /// The live slots of the window, at most a second old.
+    pub async fn slots(&self, store: &dyn Store) -> Result<Arc<Vec<LiveSlot>>, StoreError> {
+        self.get(store.live_slots(iot_common::live::window_start(chrono::Utc::now())))
+            .await
     }
 }
 

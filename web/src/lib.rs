@@ -16,6 +16,7 @@ pub mod cli;
 pub mod costs;
 pub mod export;
 pub mod geometry;
+pub mod live;
 pub mod metric;
 pub mod present;
 pub mod provisioning;

@@ -121,6 +121,7 @@ pub struct WebState {
     /// The fleet whose backfill the status page follows, when there is one.
     pub fleet: Option<Arc<dyn FleetProgress>>,
     pub profiles: Arc<ProfileCache>,
+    pub live: Arc<crate::cache::LiveCache>,
     pub summary: Arc<SummaryCache>,
     /// Signed-in analysts' console sessions.
     pub sessions: Arc<Sessions>,
@@ -132,6 +133,30 @@ pub struct WebState {
     pub metrics: Arc<iot_common::metrics::Metrics>,
     /// The OpenAPI documents web serves (none until [`WebState::with_api_docs`]).
     pub api_docs: Arc<ApiDocs>,
+}
+
+/// What [`WebState::live_parts`] reads.
+pub struct LiveParts {
+    pub slots: Arc<Vec<iot_common::live::LiveSlot>>,
+    pub profiles: Profiles,
+    pub registered: std::collections::HashMap<iot_common::domain::RegionCode, u64>,
+}
+
+impl LiveParts {
+    /// The live views' inputs at `now`.
+    pub fn inputs<'a>(
+        &'a self,
+        regions: &'a iot_common::regions::Regions,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> crate::live::LiveInputs<'a> {
+        crate::live::LiveInputs {
+            regions,
+            slots: &self.slots,
+            profiles: &self.profiles,
+            registered: &self.registered,
+            now,
+        }
+    }
 }
 
 /// The platform's two OpenAPI documents as web serves them, pretty JSON made from the
@@ -167,6 +192,7 @@ impl WebState {
             analytics,
             fleet: None,
             profiles: Arc::default(),
+            live: Arc::default(),
             summary: Arc::default(),
             sessions: Arc::new(Sessions::new(false)),
             residents: Arc::new(Sessions::for_cookie(RESIDENT_COOKIE, "/me", false)),
@@ -220,7 +246,20 @@ impl WebState {
     /// The current profiles by region code, at most a second old.
     #[tracing::instrument(skip_all)]
     pub async fn current_profiles(&self) -> Result<Profiles, iot_common::store::StoreError> {
-        self.profiles.get(self.store.as_ref()).await
+        self.profiles.profiles(self.store.as_ref()).await
+    }
+
+    /// What the live views are made of: the window's live slots (at most a second old), the
+    /// current profiles and the registered meters by region (from the status summary).
+    pub async fn live_parts(&self) -> Result<LiveParts, iot_common::store::StoreError> {
+        let slots = self.live.slots(self.store.as_ref()).await?;
+        let profiles = self.current_profiles().await?;
+        let (_, summary) = self.summary.get(&self.store).await?;
+        Ok(LiveParts {
+            slots,
+            profiles,
+            registered: crate::live::registered_by_region(&summary),
+        })
     }
 
     /// A region's published profiles over past runs, newest first, at most `limit`: what

@@ -22,6 +22,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::{StreamExt, TryStreamExt};
 use iot_common::domain::{Meter, MeterId, Reading, RegionCode, RegionProfile, Run};
+use iot_common::live::{LiveEntry, LiveSlot};
 use iot_common::store::{Lease, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
@@ -35,6 +36,7 @@ use crate::statements as cql;
 use crate::write_path::{ReadingWriter, Row, Write, WritePort, fan_out};
 
 mod legacy_copy;
+mod live;
 mod prepared;
 mod refile;
 mod rows;
@@ -535,6 +537,27 @@ impl Store for CassandraStore {
 
     async fn summary(&self) -> Result<StoreSummary, StoreError> {
         self.count_summary().await
+    }
+
+    async fn put_live(
+        &self,
+        part: u32,
+        entries: &[LiveEntry],
+        slots: &[LiveSlot],
+    ) -> Result<(), StoreError> {
+        self.put_live_rows(part, entries, slots).await
+    }
+
+    async fn live_entries(
+        &self,
+        part: u32,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<LiveEntry>, StoreError> {
+        self.live_entry_rows(part, from).await
+    }
+
+    async fn live_slots(&self, from: DateTime<Utc>) -> Result<Vec<LiveSlot>, StoreError> {
+        self.live_slot_rows(from).await
     }
 }
 

@@ -36,6 +36,10 @@ pub(super) struct Prepared {
     pub(super) run_index_newest: PreparedStatement,
     pub(super) revocation_put: PreparedStatement,
     pub(super) revocations_all: PreparedStatement,
+    pub(super) live_entry_put: PreparedStatement,
+    pub(super) live_entries_of: PreparedStatement,
+    pub(super) live_slot_put: PreparedStatement,
+    pub(super) live_slots_of_day: PreparedStatement,
 }
 
 impl Prepared {
@@ -80,6 +84,10 @@ impl Prepared {
             run_index_newest: prepare(client, cql::RUN_INDEX_NEWEST).await?,
             revocation_put: prepare(client, cql::REVOCATION_PUT).await?,
             revocations_all: prepare(client, cql::REVOCATIONS_ALL).await?,
+            live_entry_put: prepare(client, cql::LIVE_ENTRY_PUT).await?,
+            live_entries_of: prepare(client, cql::LIVE_ENTRIES_OF).await?,
+            live_slot_put: prepare(client, cql::LIVE_SLOT_PUT).await?,
+            live_slots_of_day: prepare(client, cql::LIVE_SLOTS_OF_DAY).await?,
         })
     }
 }

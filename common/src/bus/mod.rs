@@ -63,6 +63,26 @@ pub trait Consumer: Send {
     /// Up to `max` readings after the last one handed out; waits up to `wait` when none are
     /// ready and then returns an empty batch.
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Reading>, BusError>;
+    /// [`Consumer::poll`], with the part of the bus (a Kafka partition) each reading came
+    /// from. A meter's readings all travel in one part, and a part has one member of a group
+    /// at a time, so state kept per part is the member's alone. The embedded log has one
+    /// part, 0.
+    async fn poll_parts(
+        &mut self,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<(u32, Reading)>, BusError> {
+        Ok(self
+            .poll(max, wait)
+            .await?
+            .into_iter()
+            .map(|r| (0, r))
+            .collect())
+    }
+    /// The parts this member holds now; `None` when it holds every part there is.
+    fn parts(&self) -> Result<Option<Vec<u32>>, BusError> {
+        Ok(None)
+    }
     /// Marks everything handed out so far as processed: it will not be delivered to the group
     /// again.
     async fn commit(&mut self) -> Result<(), BusError>;

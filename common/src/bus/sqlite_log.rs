@@ -84,6 +84,21 @@ impl SqliteLog {
         })
     }
 
+    /// Makes `group` one the log keeps entries for from now on, before it first subscribes:
+    /// the log is trimmed only up to what every known group has committed, so a group
+    /// registered at start-up misses nothing another group commits before it subscribes.
+    pub async fn register_group(&self, group: &str) -> Result<(), BusError> {
+        let g = group.to_owned();
+        db::blocking(self.shared.conn.clone(), move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO group_offsets (group_id, committed) VALUES (?1, 0)",
+                [g],
+            )?;
+            Ok::<_, BusError>(())
+        })
+        .await
+    }
+
     /// Entries not yet committed by the slowest group (the whole log if no group committed).
     pub async fn backlog(&self) -> Result<u64, BusError> {
         db::blocking(self.shared.conn.clone(), |c| {

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::{Lease, MAX_READBACK, RegionReading, Store};
+use crate::live::{self, LiveEntry, LiveSlot};
 use crate::domain::{
     Dwelling, Meter, MeterId, ProfileFigures, Reading, RegionCode, RegionProfile, Run, RunStatus,
     Trigger,
@@ -31,6 +32,7 @@ macro_rules! store_contract_tests {
             revocations_are_listed_and_a_later_one_moves_the_instant,
             a_lease_has_one_holder_until_released_or_expired,
             of_many_asking_at_once_one_gets_the_lease,
+            live_state_is_kept_per_part_and_summed_over_parts,
             empty_writes_are_harmless);
     };
     (@each $make:expr; $($check:ident),*) => {
@@ -764,4 +766,81 @@ pub async fn of_many_asking_at_once_one_gets_the_lease(store: &dyn Store) {
             assert_eq!(o.as_ref().ok(), Some(&held_by(winners[0])));
         }
     }
+}
+
+/// The live aggregator's state: entries are upserts per (part, meter, ts) and come back per
+/// part from a time on; slot figures are upserts per (slot, region, part), read back summed
+/// over parts; what has left the window is not read back.
+pub async fn live_state_is_kept_per_part_and_summed_over_parts(store: &dyn Store) {
+    let now = Utc::now();
+    let slot = live::last_complete_slot(now);
+    let region = code(&unique("LIVE"));
+    let (p1, p2) = (rand::random::<u32>() >> 1, rand::random::<u32>() >> 1 | 1);
+    let (a, b) = (unique_meter("live-a"), unique_meter("live-b"));
+    let entry = |m: &MeterId, ts: DateTime<Utc>, micro: i64| LiveEntry {
+        meter_id: m.clone(),
+        ts,
+        region: region.clone(),
+        micro_kwh: micro,
+    };
+    let figures = |slot: DateTime<Utc>, micro: i64, meters: u32| LiveSlot {
+        region: region.clone(),
+        slot,
+        micro_kwh: micro,
+        meters,
+        readings: meters,
+    };
+    let old = live::window_start(now) - live::SLOT;
+    ok(
+        store
+            .put_live(
+                p1,
+                &[entry(&a, slot, 1_000), entry(&a, old, 5)],
+                &[figures(slot, 1_000, 1), figures(old, 5, 1)],
+            )
+            .await,
+        "put_live p1",
+    );
+    // The same state again, then a correction: upserts, not additions.
+    ok(
+        store
+            .put_live(p1, &[entry(&a, slot, 1_000)], &[figures(slot, 1_000, 1)])
+            .await,
+        "put_live p1 again",
+    );
+    ok(
+        store
+            .put_live(p1, &[entry(&a, slot, 1_500)], &[figures(slot, 1_500, 1)])
+            .await,
+        "put_live p1 corrected",
+    );
+    ok(
+        store
+            .put_live(p2, &[entry(&b, slot + Duration::minutes(15), 700)], &[figures(slot, 700, 1)])
+            .await,
+        "put_live p2",
+    );
+
+    let window = live::window_start(now);
+    let mut got = ok(store.live_entries(p1, window).await, "live_entries p1");
+    got.retain(|e| e.region == region);
+    assert_eq!(got, vec![entry(&a, slot, 1_500)], "part 1's entries in the window");
+    let got = ok(store.live_entries(p2, slot).await, "live_entries p2");
+    assert_eq!(got, vec![entry(&b, slot + Duration::minutes(15), 700)]);
+
+    let slots: Vec<LiveSlot> = ok(store.live_slots(window).await, "live_slots")
+        .into_iter()
+        .filter(|s| s.region == region)
+        .collect();
+    assert_eq!(
+        slots,
+        vec![LiveSlot {
+            region: region.clone(),
+            slot,
+            micro_kwh: 2_200,
+            meters: 2,
+            readings: 2,
+        }],
+        "both parts summed; the slot before the window is not read back"
+    );
 }

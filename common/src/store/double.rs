@@ -11,6 +11,7 @@ use tokio::sync::Semaphore;
 use super::{Lease, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
 use crate::domain::RegionCode;
 use crate::domain::{Meter, MeterId, Reading, RegionProfile, Run};
+use crate::live::{LiveEntry, LiveSlot};
 
 pub struct FaultyStoreDouble<S> {
     pub inner: S,
@@ -166,5 +167,23 @@ impl<S: Store> Store for FaultyStoreDouble<S> {
     }
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError> {
         self.inner.release_lease(name, holder).await
+    }
+    async fn put_live(
+        &self,
+        part: u32,
+        entries: &[LiveEntry],
+        slots: &[LiveSlot],
+    ) -> Result<(), StoreError> {
+        self.inner.put_live(part, entries, slots).await
+    }
+    async fn live_entries(
+        &self,
+        part: u32,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<LiveEntry>, StoreError> {
+        self.inner.live_entries(part, from).await
+    }
+    async fn live_slots(&self, from: DateTime<Utc>) -> Result<Vec<LiveSlot>, StoreError> {
+        self.inner.live_slots(from).await
     }
 }

@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::domain::{Meter, MeterId, Reading, RegionCode, RegionProfile, Run};
+use crate::live::{LiveEntry, LiveSlot};
 
 pub mod sqlite;
 
@@ -202,4 +203,37 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Lease, StoreError>;
     /// Gives the lease up if `holder` has it; a lease someone else holds is left alone.
     async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// The live aggregator's state for bus part `part`: upserts `entries` (keyed by
+    /// `(part, meter_id, ts)`) and the part's figures `slots` (keyed by `(slot, region,
+    /// part)`), so writing the same state twice changes nothing. Rows whose slot has left
+    /// [`crate::live::WINDOW`] go, in the adapter's own way (deleted, or expired).
+    async fn put_live(
+        &self,
+        part: u32,
+        entries: &[LiveEntry],
+        slots: &[LiveSlot],
+    ) -> Result<(), StoreError>;
+    /// Part `part`'s entries whose reading starts at or after `from`, in no particular order:
+    /// what a restarted aggregator rebuilds from.
+    async fn live_entries(&self, part: u32, from: DateTime<Utc>) -> Result<Vec<LiveEntry>, StoreError>;
+    /// The figures of every slot from `from` on, summed over parts, ordered by region and
+    /// slot.
+    async fn live_slots(&self, from: DateTime<Utc>) -> Result<Vec<LiveSlot>, StoreError>;
+}
+
+/// Sums per-part figures into one per (region, slot), ordered by region and slot: how every
+/// adapter answers [`Store::live_slots`].
+pub fn sum_live_parts(rows: impl IntoIterator<Item = LiveSlot>) -> Vec<LiveSlot> {
+    let mut summed: std::collections::BTreeMap<(RegionCode, DateTime<Utc>), LiveSlot> =
+        std::collections::BTreeMap::new();
+    for row in rows {
+        match summed.entry((row.region.clone(), row.slot)) {
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().add(&row),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(row);
+            }
+        }
+    }
+    summed.into_values().collect()
 }

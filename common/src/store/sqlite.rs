@@ -9,7 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::{Lease, RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary};
+use super::{
+    Lease, RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary, sum_live_parts,
+};
+use crate::live::{self, LiveEntry, LiveSlot};
 use crate::domain::{
     Meter, MeterId, Reading, RegionCode, RegionProfile, Run, from_epoch, from_epoch_ms,
 };
@@ -581,5 +584,91 @@ impl Store for SqliteStore {
             Ok(())
         })
         .await
+    }
+
+    async fn put_live(
+        &self,
+        part: u32,
+        entries: &[LiveEntry],
+        slots: &[LiveSlot],
+    ) -> Result<(), StoreError> {
+        let (entries, slots) = (entries.to_vec(), slots.to_vec());
+        let expired = epoch(live::window_start(Utc::now()));
+        self.write(move |c| {
+            let tx = c.transaction()?;
+            {
+                let mut statement = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO live_entries (part, meter_id, ts, region, micro_kwh)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?;
+                for e in &entries {
+                    statement.execute(params![part, e.meter_id, epoch(e.ts), e.region, e.micro_kwh])?;
+                }
+                let mut statement = tx.prepare_cached(
+                    "INSERT OR REPLACE INTO live_slots (slot, region, part, micro_kwh, meters, readings)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?;
+                for s in &slots {
+                    statement.execute(params![
+                        epoch(s.slot),
+                        s.region,
+                        part,
+                        s.micro_kwh,
+                        s.meters,
+                        s.readings
+                    ])?;
+                }
+            }
+            tx.execute("DELETE FROM live_entries WHERE ts < ?1", params![expired])?;
+            tx.execute("DELETE FROM live_slots WHERE slot < ?1", params![expired])?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn live_entries(
+        &self,
+        part: u32,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<LiveEntry>, StoreError> {
+        self.read(move |c| {
+            let mut statement = c.prepare_cached(
+                "SELECT meter_id, ts, region, micro_kwh FROM live_entries
+                 WHERE part = ?1 AND ts >= ?2",
+            )?;
+            let rows = statement.query_map(params![part, epoch(from)], |r| {
+                Ok(LiveEntry {
+                    meter_id: r.get(0)?,
+                    ts: from_epoch(r.get(1)?),
+                    region: r.get(2)?,
+                    micro_kwh: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+        .await
+    }
+
+    async fn live_slots(&self, from: DateTime<Utc>) -> Result<Vec<LiveSlot>, StoreError> {
+        let rows = self
+            .read(move |c| {
+                let mut statement = c.prepare_cached(
+                    "SELECT region, slot, micro_kwh, meters, readings FROM live_slots
+                     WHERE slot >= ?1",
+                )?;
+                let rows = statement.query_map(params![epoch(from)], |r| {
+                    Ok(LiveSlot {
+                        region: r.get(0)?,
+                        slot: from_epoch(r.get(1)?),
+                        micro_kwh: r.get(2)?,
+                        meters: r.get(3)?,
+                        readings: r.get(4)?,
+                    })
+                })?;
+                Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+            })
+            .await?;
+        Ok(sum_live_parts(rows))
     }
 }

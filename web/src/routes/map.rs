@@ -1,4 +1,6 @@
-//! `GET /`: the regional energy map, each region coloured by the chosen metric.
+//! `GET /`: the regional energy map, each region coloured by the chosen metric: a figure of
+//! the published profiles, or "now", the live layer's last complete half hour against the
+//! typical household (`/static/map.js` polls `/api/v1/live` and recolours it in place).
 
 use askama::Template;
 use axum::extract::State;
@@ -7,7 +9,11 @@ use iot_common::problem::{ApiError, Query};
 use serde::Deserialize;
 use strum::VariantArray;
 
+use chrono::{DateTime, Utc};
+use iot_common::live::SLOT;
+
 use crate::cache::Profiles;
+use crate::live::{BANDS, LiveNow, TZ, band_label, band_of};
 use crate::geometry::MapGeometry;
 use crate::metric::Metric;
 use crate::present::{basis, total_days, when, window_text};
@@ -21,7 +27,41 @@ const PALETTE: [&str; 5] = ["#feedde", "#fdbe85", "#fd8d3c", "#e6550d", "#a63603
 #[serde(deny_unknown_fields)]
 pub struct MapQuery {
     #[serde(default)]
-    metric: Metric,
+    metric: Shown,
+}
+
+/// What colours the map: a profile figure, or the live "now".
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(untagged)]
+enum Shown {
+    Profile(Metric),
+    Live(Now),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Now {
+    Now,
+}
+
+impl Default for Shown {
+    fn default() -> Self {
+        Shown::Profile(Metric::default())
+    }
+}
+
+const NOW_TITLE: &str = "Now, against typical";
+const NOW_HELP: &str = "Each borough's mean household use in the last complete half hour, \
+                        against its typical household at that hour of the day (the published \
+                        profile). Updates itself.";
+
+/// What the "now" view adds to the page.
+struct LiveView {
+    /// The half hour shown, as people read it.
+    slot: String,
+    /// The bands as JSON (`[[upper, fill], ...]`), for the script that recolours the map.
+    bands: String,
+    complete_share: String,
 }
 
 struct MetricLink {
@@ -39,7 +79,7 @@ struct MapRegion {
 }
 
 struct LegendRow {
-    fill: &'static str,
+    fill: String,
     label: String,
 }
 
@@ -58,6 +98,7 @@ struct MapPage<'a> {
     window: String,
     /// How many household-days the map rests on, and how many were estimated.
     basis: Option<String>,
+    live: Option<LiveView>,
 }
 
 /// The lowest and highest value of `metric` over the regions that have a profile.
@@ -97,32 +138,130 @@ pub async fn map(
     Query(q): Query<MapQuery>,
 ) -> Result<Response, ApiError> {
     let profiles = s.current_profiles().await?;
-    let scale = Scale::of(q.metric, &s.geometry, &profiles);
     let newest = profiles.values().max_by_key(|p| p.computed_at);
-    respond::page(&MapPage {
+    let mut page = MapPage {
         attribution: s.attribution(),
         metrics: metric_links(q.metric),
-        metric_title: q.metric.title(),
-        metric_help: q.metric.help(),
+        metric_title: NOW_TITLE,
+        metric_help: NOW_HELP,
         width: s.geometry.width,
         height: s.geometry.height,
-        regions: coloured_regions(q.metric, scale.as_ref(), &s.geometry, &profiles),
-        legend: scale.map_or_else(Vec::new, |scale| legend(q.metric, &scale)),
+        regions: Vec::new(),
+        legend: Vec::new(),
         computed_at: newest.map(|p| when(p.computed_at)),
         window: newest.map(window_text).unwrap_or_default(),
         basis: basis(&total_days(profiles.values())),
-    })
+        live: None,
+    };
+    match q.metric {
+        Shown::Profile(metric) => {
+            let scale = Scale::of(metric, &s.geometry, &profiles);
+            page.metric_title = metric.title();
+            page.metric_help = metric.help();
+            page.regions = coloured_regions(metric, scale.as_ref(), &s.geometry, &profiles);
+            page.legend = scale.map_or_else(Vec::new, |scale| legend(metric, &scale));
+        }
+        Shown::Live(Now::Now) => {
+            let parts = s.live_parts().await?;
+            let now = parts.inputs(&s.regions, Utc::now()).now_view();
+            page.regions = live_regions(&now, &s.geometry);
+            page.legend = live_legend();
+            page.live = Some(LiveView {
+                slot: slot_text(now.slot),
+                bands: bands_json(),
+                complete_share: format!("{:.0} %", now.complete_share * 100.0),
+            });
+        }
+    }
+    respond::page(&page)
 }
 
-fn metric_links(current: Metric) -> Vec<MetricLink> {
+fn metric_links(current: Shown) -> Vec<MetricLink> {
     Metric::VARIANTS
         .iter()
         .map(|m| MetricLink {
             key: m.as_ref(),
             title: m.title(),
-            current: *m == current,
+            current: current == Shown::Profile(*m),
+        })
+        .chain(std::iter::once(MetricLink {
+            key: "now",
+            title: "Now",
+            current: current == Shown::Live(Now::Now),
+        }))
+        .collect()
+}
+
+/// Fills of a region with no live readings, and with too few.
+const NO_READINGS: &str = "url(#hatch)";
+const INCOMPLETE: &str = "url(#hatch-incomplete)";
+
+/// Every region coloured by its last complete half hour against typical.
+fn live_regions(now: &LiveNow, geometry: &MapGeometry) -> Vec<MapRegion> {
+    geometry
+        .shapes
+        .iter()
+        .map(|g| {
+            let live = now.regions.iter().find(|r| r.code == g.code);
+            let (fill, label) = live.map_or_else(
+                || (NO_READINGS.to_owned(), "no readings yet".to_owned()),
+                |r| {
+                    let f = &r.figures;
+                    let fill = match f.vs_typical {
+                        _ if f.meters == 0 => NO_READINGS.to_owned(),
+                        _ if !f.complete => INCOMPLETE.to_owned(),
+                        Some(ratio) => BANDS[band_of(ratio)].1.to_owned(),
+                        None => NO_READINGS.to_owned(),
+                    };
+                    (fill, f.label(r.registered_meters))
+                },
+            );
+            MapRegion {
+                code: g.code.to_string(),
+                name: g.name.clone(),
+                d: g.d.clone(),
+                fill,
+                label,
+            }
         })
         .collect()
+}
+
+fn live_legend() -> Vec<LegendRow> {
+    let mut rows: Vec<LegendRow> = (0..BANDS.len())
+        .rev()
+        .map(|i| LegendRow {
+            fill: BANDS[i].1.to_owned(),
+            label: band_label(i),
+        })
+        .collect();
+    rows.push(LegendRow {
+        fill: INCOMPLETE.to_owned(),
+        label: "incomplete: too few meters reported".to_owned(),
+    });
+    rows
+}
+
+/// The bands as the map's script reads them; the last band's bound is open.
+fn bands_json() -> String {
+    let bands: Vec<(Option<f64>, &str)> = BANDS
+        .iter()
+        .map(|(upper, fill)| (upper.is_finite().then_some(*upper), *fill))
+        .collect();
+    serde_json::to_string(&bands).unwrap_or_default()
+}
+
+/// "10:00–10:30 GMT, 6 Dec 2026": a half hour in London time.
+fn slot_text(slot: DateTime<Utc>) -> String {
+    let start = slot.with_timezone(&TZ);
+    let end = (slot + SLOT).with_timezone(&TZ);
+    format!(
+        "{}–{} {}, {}",
+        start.format("%H:%M"),
+        end.format("%H:%M"),
+        end.format("%Z"),
+        start.format("%-d %b %Y")
+    )
 }
 
 /// Every region with its fill and label; regions without a profile are hatched.
@@ -158,7 +297,7 @@ fn legend(metric: Metric, scale: &Scale) -> Vec<LegendRow> {
         .iter()
         .enumerate()
         .map(|(i, fill)| LegendRow {
-            fill,
+            fill: (*fill).to_owned(),
             label: metric.range_label(scale.bound(i), scale.bound(i + 1)),
         })
         .collect()

@@ -14,6 +14,7 @@ use crate::state::WebState;
 mod assets;
 mod console;
 mod estimate;
+mod live;
 mod map;
 mod me;
 mod meters;
@@ -76,6 +77,8 @@ fn external_api() -> OpenApiRouter<WebState> {
         .routes(routes!(regions_api::regions_geojson))
         .routes(routes!(regions_api::region_profile))
         .routes(routes!(regions_api::region_history))
+        .routes(routes!(live::live_now))
+        .routes(routes!(live::live_region))
         .routes(routes!(readings::meter_readings))
         .routes(routes!(readings::meter_daily))
 }

@@ -1,5 +1,6 @@
-//! `GET /regions/{code}`: one region's profile, its average day's load curve, how it
-//! compares with the mean of all regions, and its neighbours.
+//! `GET /regions/{code}`: one region's profile, its average day's load curve, today's half
+//! hours so far (the live layer) over the typical day, how it compares with the mean of all
+//! regions, and its neighbours.
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -7,11 +8,15 @@ use axum::response::Response;
 use iot_common::problem::ApiError;
 use iot_common::{ProfileFigures, RegionProfile};
 
+use chrono::{DateTime, Utc};
+use iot_common::live::SLOT;
+
 use crate::geometry::Shape;
+use crate::live::{LiveFigures, TZ, typical_kwh};
 use crate::present::{basis, kwh, when, window_text};
 use crate::respond;
 use crate::state::WebState;
-use crate::svg::{Bar, Tick, hour_ticks};
+use crate::svg::{Bar, Tick, at, hour_ticks};
 use crate::trend::{Trend, trend};
 
 struct ProfileView {
@@ -58,6 +63,22 @@ struct RegionPage<'a> {
     neighbours: Vec<(String, String)>,
     /// The published figures over past runs, with two runs or more.
     trend: Option<Trend>,
+    today: TodayChart,
+}
+
+/// Today's half hours so far (household mean, bars; incomplete ones paler) over the typical
+/// household's (a line), London time.
+struct TodayChart {
+    width: u32,
+    height: u32,
+    bars: Vec<Bar>,
+    /// Bars of incomplete half hours (too few meters reported).
+    incomplete: Vec<Bar>,
+    /// The typical day, as polyline points; empty without a profile.
+    typical: String,
+    ticks: Vec<Tick>,
+    /// Half hours with readings so far.
+    reported: usize,
 }
 
 pub async fn region(
@@ -70,6 +91,12 @@ pub async fn region(
     let all_avg = mean_of_means(profiles.values());
     let figures = mine.map_or_else(|| empty_figures(shape), |p| p.figures.clone());
     let history = s.published_history(&shape.code, TREND_RUNS).await?;
+    let live = s.live_parts().await?;
+    let now = Utc::now();
+    let day_start = local_midnight(now);
+    let today_slots = live
+        .inputs(&s.regions, now)
+        .region_slots(&shape.code, &shape.name, day_start);
     respond::page(&RegionPage {
         attribution: s.attribution(),
         name_short: shape.name.chars().take(18).collect(),
@@ -80,7 +107,86 @@ pub async fn region(
         compare: compare(figures.avg_daily_kwh, all_avg),
         neighbours: neighbours(&s, shape),
         trend: trend(&history),
+        today: today_chart(&today_slots.slots, mine.map(|p| &p.figures), day_start),
     })
+}
+
+/// The start of today in London.
+fn local_midnight(now: DateTime<Utc>) -> DateTime<Utc> {
+    let local = now.with_timezone(&TZ).date_naive();
+    local
+        .and_hms_opt(0, 0, 0)
+        .and_then(|t| t.and_local_timezone(TZ).earliest())
+        .map_or(now - SLOT * 48, |t| t.with_timezone(&Utc))
+}
+
+/// Today's half hours over the typical day: 48 slots from London midnight (46 or 50 on the
+/// days the clocks change, drawn on the same 48).
+fn today_chart(
+    slots: &[LiveFigures],
+    profile: Option<&ProfileFigures>,
+    day_start: DateTime<Utc>,
+) -> TodayChart {
+    let (width, height, left, bottom) = (600u32, 220u32, 30.0, 20.0);
+    let n = 48usize;
+    let step = (f64::from(width) - left) / n as f64;
+    let usable = f64::from(height) - bottom - 10.0;
+    let typical: Vec<f64> = (0..n)
+        .map(|i| profile.map_or(0.0, |p| typical_kwh(p, day_start + SLOT * i as i32)))
+        .collect();
+    let top = slots
+        .iter()
+        .filter_map(|f| f.household_kwh)
+        .chain(typical.iter().copied())
+        .fold(0.0_f64, f64::max)
+        .max(1e-9)
+        * 1.1;
+    let y = |v: f64| 10.0 + usable - v / top * usable;
+    let (mut bars, mut incomplete, mut reported) = (Vec::new(), Vec::new(), 0);
+    for (i, f) in slots.iter().enumerate().take(n) {
+        let Some(v) = f.household_kwh else { continue };
+        reported += 1;
+        let local = f.slot.with_timezone(&TZ).format("%H:%M");
+        let bar = Bar {
+            x: at(left + i as f64 * step + 0.5),
+            y: at(y(v)),
+            w: at(step - 1.0),
+            h: at(v / top * usable),
+            peak: false,
+            label: if f.complete {
+                format!("{local}: {v:.3} kWh a household ({} meters)", f.meters)
+            } else {
+                format!("{local}: {v:.3} kWh a household, incomplete ({} meters)", f.meters)
+            },
+        };
+        if f.complete {
+            bars.push(bar)
+        } else {
+            incomplete.push(bar)
+        }
+    }
+    let typical = if profile.is_some() {
+        typical
+            .iter()
+            .enumerate()
+            .flat_map(|(i, v)| {
+                let x0 = left + i as f64 * step;
+                [format!("{},{}", at(x0), at(y(*v))), format!("{},{}", at(x0 + step), at(y(*v)))]
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    } else {
+        String::new()
+    };
+    TodayChart {
+        width,
+        height,
+        bars,
+        incomplete,
+        typical,
+        ticks: hour_ticks(left, step * 2.0, height, top),
+        reported,
+    }
 }
 
 /// Most past runs the trend draws.
