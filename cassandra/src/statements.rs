@@ -114,7 +114,8 @@ pub const LIVE_ENTRY_PUT: &str = "INSERT INTO live_entries (part, slot, meter_id
 pub const LIVE_ENTRIES_OF: &str =
     "SELECT meter_id, ts, region, micro_kwh FROM live_entries WHERE part = ? AND slot = ?";
 pub const LIVE_SLOT_PUT: &str = "INSERT INTO live_slots (day, slot, region, part, micro_kwh, meters, readings) VALUES (?, ?, ?, ?, ?, ?, ?) USING TTL ?";
-pub const LIVE_SLOTS_OF_DAY: &str = "SELECT region, slot, micro_kwh, meters, readings FROM live_slots WHERE day = ? AND slot >= ?";
+pub const LIVE_SLOTS_OF_DAY: &str =
+    "SELECT region, slot, micro_kwh, meters, readings FROM live_slots WHERE day = ? AND slot >= ?";
 
 /// Every statement above that runs against the numbered files' tables or the bootstrap
 /// tables, for the schema check.

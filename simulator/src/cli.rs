@@ -8,9 +8,9 @@ use clap::{Args, Parser, Subcommand};
 use iot_cassandra::StoreArgs;
 use iot_kafka::KafkaArgs;
 
-use crate::{LiveConfig, SinkConfig};
 use crate::fleet_flags::FleetFlags;
 use crate::service::{LiveServiceConfig, SinkServiceConfig};
+use crate::{LiveConfig, SinkConfig};
 
 #[derive(Debug, Parser)]
 #[command(

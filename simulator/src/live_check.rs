@@ -47,12 +47,11 @@ pub fn rounds_available(now: DateTime<Utc>) -> usize {
 pub fn batch(meter: &Meter, index: usize, round: usize, now: DateTime<Utc>) -> Vec<Reading> {
     let start = first_slot(now);
     let kwh = |r: usize, part: usize, version: usize| {
-        ((index * 7_919 + r * 104_729 + part * 31 + version * 1_013) % 900) as f64 / 1_000.0
-            + 0.001
+        ((index * 7_919 + r * 104_729 + part * 31 + version * 1_013) % 900) as f64 / 1_000.0 + 0.001
     };
     let readings_of = |r: usize, version: usize| -> Vec<Reading> {
         let slot = start + SLOT * i32::try_from(r).unwrap_or(0);
-        if index % 2 == 0 {
+        if index.is_multiple_of(2) {
             vec![Reading {
                 meter_id: meter.meter_id.clone(),
                 ts: slot,
@@ -75,7 +74,7 @@ pub fn batch(meter: &Meter, index: usize, round: usize, now: DateTime<Utc>) -> V
         // A slot is corrected only two rounds on, so the last round's values are its first.
         out.extend(readings_of(round - 1, 0));
     }
-    if round >= 2 && round % 3 == 0 {
+    if round >= 2 && round.is_multiple_of(3) {
         out.extend(readings_of(round - 2, 1));
     }
     out
@@ -87,8 +86,13 @@ pub fn batch(meter: &Meter, index: usize, round: usize, now: DateTime<Utc>) -> V
 pub async fn expected_from_readings(store: &dyn Store, meters: &[Meter]) -> Vec<LiveSlot> {
     let now = Utc::now();
     let from = window_start(now);
-    let mut sums: BTreeMap<(RegionCode, DateTime<Utc>), (i64, BTreeSet<MeterId>, u32)> =
-        BTreeMap::new();
+    #[derive(Default)]
+    struct Sum {
+        micro: i64,
+        meters: BTreeSet<MeterId>,
+        readings: u32,
+    }
+    let mut sums: BTreeMap<(RegionCode, DateTime<Utc>), Sum> = BTreeMap::new();
     for m in meters {
         let Some(region) = &m.region else { continue };
         let readings = store
@@ -97,18 +101,18 @@ pub async fn expected_from_readings(store: &dyn Store, meters: &[Meter]) -> Vec<
             .unwrap_or_else(|e| panic!("read {}'s readings: {e}", m.meter_id));
         for r in readings {
             let sum = sums.entry((region.clone(), slot_of(r.ts))).or_default();
-            sum.0 += micro_kwh(r.kwh);
-            sum.1.insert(r.meter_id.clone());
-            sum.2 += 1;
+            sum.micro += micro_kwh(r.kwh);
+            sum.meters.insert(r.meter_id.clone());
+            sum.readings += 1;
         }
     }
     sums.into_iter()
-        .map(|((region, slot), (micro, meters, readings))| LiveSlot {
+        .map(|((region, slot), sum)| LiveSlot {
             region,
             slot,
-            micro_kwh: micro,
-            meters: u32::try_from(meters.len()).unwrap_or(u32::MAX),
-            readings,
+            micro_kwh: sum.micro,
+            meters: u32::try_from(sum.meters.len()).unwrap_or(u32::MAX),
+            readings: sum.readings,
         })
         .collect()
 }
@@ -148,7 +152,9 @@ pub async fn assert_live_equals_readings(
                 .iter()
                 .filter(|e| !got.contains(e))
                 .map(|e| {
-                    let live = got.iter().find(|g| g.region == e.region && g.slot == e.slot);
+                    let live = got
+                        .iter()
+                        .find(|g| g.region == e.region && g.slot == e.slot);
                     format!("{e:?} live {live:?}")
                 })
                 .take(10)
@@ -176,31 +182,6 @@ pub fn distinct_readings(meters: &[Meter], rounds: usize) -> usize {
         }
     }
     keys.len()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_round_repeats_the_last_and_corrects_the_one_before() {
-        let now: DateTime<Utc> = "2026-12-06T12:10:00Z".parse().unwrap();
-        let m = &meters("LV", 2, &["E09000001"]);
-        let b0 = batch(&m[0], 0, 0, now);
-        assert_eq!(b0.len(), 1);
-        let b1 = batch(&m[0], 0, 1, now);
-        assert_eq!(b1[1], b0[0], "round 1 repeats round 0");
-        let b3 = batch(&m[0], 0, 3, now);
-        assert_eq!(b3.len(), 3);
-        let b2 = batch(&m[0], 0, 2, now);
-        assert_eq!(b3[1], b2[0], "round 3 repeats round 2");
-        assert_eq!(b3[2].ts, b1[0].ts);
-        assert_ne!(b3[2].kwh, b1[0].kwh, "round 3 corrects round 1");
-        let b4 = batch(&m[0], 0, 4, now);
-        assert_eq!(b4[1], b3[0]);
-        assert_eq!(batch(&m[1], 1, 0, now).len(), 2, "odd meters: 15-minute readings");
-        assert!(rounds_available(now) > 80);
-    }
 }
 
 /// Posts `rounds` rounds of [`batch`] for each of `meters` (with its token) to `target`, one
@@ -234,5 +215,34 @@ pub async fn post_rounds(
             }
         }
         done.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_round_repeats_the_last_and_corrects_the_one_before() {
+        let now: DateTime<Utc> = "2026-12-06T12:10:00Z".parse().unwrap();
+        let m = &meters("LV", 2, &["E09000001"]);
+        let b0 = batch(&m[0], 0, 0, now);
+        assert_eq!(b0.len(), 1);
+        let b1 = batch(&m[0], 0, 1, now);
+        assert_eq!(b1[1], b0[0], "round 1 repeats round 0");
+        let b3 = batch(&m[0], 0, 3, now);
+        assert_eq!(b3.len(), 3);
+        let b2 = batch(&m[0], 0, 2, now);
+        assert_eq!(b3[1], b2[0], "round 3 repeats round 2");
+        assert_eq!(b3[2].ts, b1[0].ts);
+        assert_ne!(b3[2].kwh, b1[0].kwh, "round 3 corrects round 1");
+        let b4 = batch(&m[0], 0, 4, now);
+        assert_eq!(b4[1], b3[0]);
+        assert_eq!(
+            batch(&m[1], 1, 0, now).len(),
+            2,
+            "odd meters: 15-minute readings"
+        );
+        assert!(rounds_available(now) > 80);
     }
 }

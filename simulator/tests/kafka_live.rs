@@ -53,13 +53,15 @@ async fn live_figures_equal_the_stored_readings_after_sigterm_and_kill_dash_nine
         return;
     };
     let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let store = SqliteStore::open(&dir.path().join("store.sqlite")).unwrap_or_else(|e| panic!("{e}"));
+    let store =
+        SqliteStore::open(&dir.path().join("store.sqlite")).unwrap_or_else(|e| panic!("{e}"));
     let fleet = meters("LIVEK", 12, &["E09000001", "E09000007", "E09000033"]);
     store
         .upsert_meters(&fleet)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    let tokens = MeterTokens::new("live-test-secret-of-32-bytes-or-more").unwrap_or_else(|e| panic!("{e}"));
+    let tokens =
+        MeterTokens::new("live-test-secret-of-32-bytes-or-more").unwrap_or_else(|e| panic!("{e}"));
     let meter = iot_meter::service::start(MeterConfig {
         external_addr: ([127, 0, 0, 1], 0).into(),
         internal_addr: ([127, 0, 0, 1], 0).into(),
@@ -75,7 +77,11 @@ async fn live_figures_equal_the_stored_readings_after_sigterm_and_kill_dash_nine
     })
     .await
     .unwrap_or_else(|e| panic!("{e}"));
-    meter.bus.ensure_topics().await.unwrap_or_else(|e| panic!("{e}"));
+    meter
+        .bus
+        .ensure_topics()
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let _sink = KillOnDrop(simulator("sink", &broker, dir.path()));
     let mut live = simulator("live", &broker, dir.path());
 

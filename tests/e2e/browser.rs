@@ -430,7 +430,12 @@ async fn the_now_map_recolours_itself_as_meters_post_without_a_reload() {
     // Not in the last 90 s of a half hour: the page's half hour must stay the one posted to.
     let into_slot = Utc::now() - iot_common::live::slot_of(Utc::now());
     if into_slot > chrono::TimeDelta::minutes(28) {
-        tokio::time::sleep((chrono::TimeDelta::minutes(30) - into_slot + chrono::TimeDelta::seconds(2)).to_std().unwrap_or_default()).await;
+        tokio::time::sleep(
+            (chrono::TimeDelta::minutes(30) - into_slot + chrono::TimeDelta::seconds(2))
+                .to_std()
+                .unwrap_or_default(),
+        )
+        .await;
     }
     let app = with_profiles().await;
     let mut tokens = Vec::new();
@@ -455,7 +460,9 @@ async fn the_now_map_recolours_itself_as_meters_post_without_a_reload() {
         "the now map"
     );
     let camden = "document.querySelector('a.region[data-code=\"E09000007\"]')";
-    let label = browser.eval(&format!("{camden}.getAttribute('data-label')")).await;
+    let label = browser
+        .eval(&format!("{camden}.getAttribute('data-label')"))
+        .await;
     assert_eq!(label, "no readings yet", "before the meters post");
     // A mark that a reload would wipe.
     browser.eval("window.notReloaded = true; true").await;
@@ -489,7 +496,11 @@ async fn the_now_map_recolours_itself_as_meters_post_without_a_reload() {
         ))
         .await;
     assert!(recoloured, "Camden recoloured from the live API: {now}");
-    assert_eq!(browser.eval("window.notReloaded === true").await, true, "without a reload");
+    assert_eq!(
+        browser.eval("window.notReloaded === true").await,
+        true,
+        "without a reload"
+    );
     let now = now.as_str().unwrap_or_default().to_owned();
     // The words and colour the script chose are the server's for the API's figures.
     let live: serde_json::Value = app
@@ -509,15 +520,26 @@ async fn the_now_map_recolours_itself_as_meters_post_without_a_reload() {
     let ratio = figures["vs_typical"].as_f64().unwrap_or_default();
     assert_eq!(figures["meters"], 4);
     assert!(
-        now.starts_with(&format!("0.60 kWh a household, {:.0} % of typical", ratio * 100.0)),
+        now.starts_with(&format!(
+            "0.60 kWh a household, {:.0} % of typical",
+            ratio * 100.0
+        )),
         "{now}"
     );
     let fill = browser
-        .eval(&format!("{camden}.querySelector('path').getAttribute('fill')"))
+        .eval(&format!(
+            "{camden}.querySelector('path').getAttribute('fill')"
+        ))
         .await;
     assert_eq!(fill, iot_web::live::BANDS[iot_web::live::band_of(ratio)].1);
-    let shown_slot = slot.with_timezone(&chrono_tz::Europe::London).format("%H:%M").to_string();
-    assert!(now.contains(&shown_slot), "the page says the half hour: {now}");
+    let shown_slot = slot
+        .with_timezone(&chrono_tz::Europe::London)
+        .format("%H:%M")
+        .to_string();
+    assert!(
+        now.contains(&shown_slot),
+        "the page says the half hour: {now}"
+    );
     browser.screenshot("now-after.png").await;
     browser.close().await;
     app.app.stop(Duration::from_secs(5)).await;

@@ -49,7 +49,12 @@ async fn live_figures_equal_the_stored_readings_after_sigterm_and_kill_dash_nine
         .iter()
         .map(|m| (m.clone(), tokens.issue(&m.meter_id)))
         .collect();
-    let load = tokio::spawn(post_rounds(target.clone(), with_tokens, rounds, done.clone()));
+    let load = tokio::spawn(post_rounds(
+        target.clone(),
+        with_tokens,
+        rounds,
+        done.clone(),
+    ));
     wait_rounds(&done, rounds / 3).await;
     terminate(&mut proc.0, Duration::from_secs(20)).await;
     let (next, url, _) = launch_with(dir.path(), &[]);
@@ -86,12 +91,20 @@ async fn live_figures_equal_the_stored_readings_after_sigterm_and_kill_dash_nine
     for f in figures.iter().filter(|f| f.region == "E09000001") {
         let served = slots
             .iter()
-            .find(|s| s["slot"].as_str().and_then(|t| t.parse::<chrono::DateTime<Utc>>().ok()) == Some(f.slot))
+            .find(|s| {
+                s["slot"]
+                    .as_str()
+                    .and_then(|t| t.parse::<chrono::DateTime<Utc>>().ok())
+                    == Some(f.slot)
+            })
             .unwrap_or_else(|| panic!("slot {} served", f.slot));
         assert_eq!(served["meters"], f.meters);
         assert_eq!(served["readings"], f.readings);
         assert_eq!(served["kwh"].as_f64(), Some(f.micro_kwh as f64 / 1e6));
-        assert_eq!(served["complete"], true, "all four meters of the City reported");
+        assert_eq!(
+            served["complete"], true,
+            "all four meters of the City reported"
+        );
     }
     let now: Value = reqwest::get(format!("{url}/api/v1/live"))
         .await

@@ -207,7 +207,12 @@ impl LiveInputs<'_> {
     }
 
     /// One region's slots from `from` to the current (unfinished) half hour.
-    pub fn region_slots(&self, code: &RegionCode, name: &str, from: DateTime<Utc>) -> LiveRegionSlots {
+    pub fn region_slots(
+        &self,
+        code: &RegionCode,
+        name: &str,
+        from: DateTime<Utc>,
+    ) -> LiveRegionSlots {
         let registered = self.registered(code, None);
         let profile = self.profiles.get(code).map(|p| &p.figures);
         let mut slots = Vec::new();
@@ -233,9 +238,7 @@ impl LiveInputs<'_> {
 }
 
 /// Registered meters by region, from the store's summary.
-pub fn registered_by_region(
-    summary: &iot_common::store::StoreSummary,
-) -> HashMap<RegionCode, u64> {
+pub fn registered_by_region(summary: &iot_common::store::StoreSummary) -> HashMap<RegionCode, u64> {
     summary
         .meters_by_region
         .iter()

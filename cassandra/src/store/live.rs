@@ -58,7 +58,9 @@ impl CassandraStore {
         fan_out(writes).await?;
         let mut writes = Vec::with_capacity(slots.len());
         for s in slots {
-            let Some(ttl) = ttl(s.slot, now) else { continue };
+            let Some(ttl) = ttl(s.slot, now) else {
+                continue;
+            };
             let values = (
                 day_of(s.slot),
                 s.slot,

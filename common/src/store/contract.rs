@@ -5,11 +5,11 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 
 use super::{Lease, MAX_READBACK, RegionReading, Store};
-use crate::live::{self, LiveEntry, LiveSlot};
 use crate::domain::{
     Dwelling, Meter, MeterId, ProfileFigures, Reading, RegionCode, RegionProfile, Run, RunStatus,
     Trigger,
 };
+use crate::live::{self, LiveEntry, LiveSlot};
 
 /// Generates one `#[tokio::test]` per contract check; `$make` is an async expression giving
 /// something that derefs to a fresh store (a `Box`, an `Arc`, or a guard that also holds its
@@ -816,7 +816,11 @@ pub async fn live_state_is_kept_per_part_and_summed_over_parts(store: &dyn Store
     );
     ok(
         store
-            .put_live(p2, &[entry(&b, slot + Duration::minutes(15), 700)], &[figures(slot, 700, 1)])
+            .put_live(
+                p2,
+                &[entry(&b, slot + Duration::minutes(15), 700)],
+                &[figures(slot, 700, 1)],
+            )
             .await,
         "put_live p2",
     );
@@ -824,7 +828,11 @@ pub async fn live_state_is_kept_per_part_and_summed_over_parts(store: &dyn Store
     let window = live::window_start(now);
     let mut got = ok(store.live_entries(p1, window).await, "live_entries p1");
     got.retain(|e| e.region == region);
-    assert_eq!(got, vec![entry(&a, slot, 1_500)], "part 1's entries in the window");
+    assert_eq!(
+        got,
+        vec![entry(&a, slot, 1_500)],
+        "part 1's entries in the window"
+    );
     let got = ok(store.live_entries(p2, slot).await, "live_entries p2");
     assert_eq!(got, vec![entry(&b, slot + Duration::minutes(15), 700)]);
 

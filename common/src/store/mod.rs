@@ -216,7 +216,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<(), StoreError>;
     /// Part `part`'s entries whose reading starts at or after `from`, in no particular order:
     /// what a restarted aggregator rebuilds from.
-    async fn live_entries(&self, part: u32, from: DateTime<Utc>) -> Result<Vec<LiveEntry>, StoreError>;
+    async fn live_entries(
+        &self,
+        part: u32,
+        from: DateTime<Utc>,
+    ) -> Result<Vec<LiveEntry>, StoreError>;
     /// The figures of every slot from `from` on, summed over parts, ordered by region and
     /// slot.
     async fn live_slots(&self, from: DateTime<Utc>) -> Result<Vec<LiveSlot>, StoreError>;

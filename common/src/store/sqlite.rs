@@ -12,10 +12,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::{
     Lease, RegionReading, ScanPage, ScanSlice, Store, StoreError, StoreSummary, sum_live_parts,
 };
-use crate::live::{self, LiveEntry, LiveSlot};
 use crate::domain::{
     Meter, MeterId, Reading, RegionCode, RegionProfile, Run, from_epoch, from_epoch_ms,
 };
+use crate::live::{self, LiveEntry, LiveSlot};
 use crate::sqlite::{self as db, SqliteError};
 
 impl From<SqliteError> for StoreError {

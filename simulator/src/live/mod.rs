@@ -161,14 +161,17 @@ impl Aggregator {
             }
             if !self.parts.contains_key(&part) {
                 let store = self.store.clone();
-                let Some(entries) = until_stored("rebuild part", shutdown, || {
-                    store.live_entries(part, start)
-                })
-                .await?
+                let Some(entries) =
+                    until_stored("rebuild part", shutdown, || store.live_entries(part, start))
+                        .await?
                 else {
                     return Ok(Step::Stopped);
                 };
-                tracing::info!(part, entries = entries.len(), "live part rebuilt from the store");
+                tracing::info!(
+                    part,
+                    entries = entries.len(),
+                    "live part rebuilt from the store"
+                );
                 self.parts.insert(part, PartState::rebuilt(entries, start));
             }
             let store = self.store.clone();
@@ -226,7 +229,12 @@ impl Aggregator {
             if written.is_none() {
                 return Ok(Step::Stopped);
             }
-            tracing::debug!(part, entries = entries.len(), slots = slots.len(), "live state written");
+            tracing::debug!(
+                part,
+                entries = entries.len(),
+                slots = slots.len(),
+                "live state written"
+            );
             state.flushed();
         }
         if let Err(e) = consumer.commit().await {
@@ -245,8 +253,10 @@ pub async fn run_live(
     config: LiveConfig,
     shutdown: CancellationToken,
 ) -> Result<(), LiveError> {
-    let regions = match until_stored("read meters", &shutdown, || MeterRegions::load(store.as_ref()))
-        .await
+    let regions = match until_stored("read meters", &shutdown, || {
+        MeterRegions::load(store.as_ref())
+    })
+    .await
     {
         Ok(Some(regions)) => regions,
         Ok(None) => return Ok(()),

@@ -152,9 +152,11 @@ impl PartState {
 
     /// Forgets what has left the window.
     pub fn prune(&mut self, window_start: DateTime<Utc>) {
-        self.entries.retain(|(_, ts), _| slot_of(*ts) >= window_start);
+        self.entries
+            .retain(|(_, ts), _| slot_of(*ts) >= window_start);
         self.slots.retain(|(_, slot), _| *slot >= window_start);
-        self.dirty_entries.retain(|(_, ts)| slot_of(*ts) >= window_start);
+        self.dirty_entries
+            .retain(|(_, ts)| slot_of(*ts) >= window_start);
         self.dirty_slots.retain(|(_, slot)| *slot >= window_start);
     }
 

@@ -37,8 +37,9 @@ pub async fn live_region(
     let region = s.regions.get(&code).ok_or_else(ApiError::not_found)?;
     let parts = s.live_parts().await?;
     let now = Utc::now();
-    let answer = parts
-        .inputs(&s.regions, now)
-        .region_slots(&region.code, &region.name, window_start(now));
+    let answer =
+        parts
+            .inputs(&s.regions, now)
+            .region_slots(&region.code, &region.name, window_start(now));
     Ok(Json(answer).into_response())
 }

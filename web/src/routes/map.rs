@@ -13,8 +13,8 @@ use chrono::{DateTime, Utc};
 use iot_common::live::SLOT;
 
 use crate::cache::Profiles;
-use crate::live::{BANDS, LiveNow, TZ, band_label, band_of};
 use crate::geometry::MapGeometry;
+use crate::live::{BANDS, LiveNow, TZ, band_label, band_of};
 use crate::metric::Metric;
 use crate::present::{basis, total_days, when, window_text};
 use crate::respond;

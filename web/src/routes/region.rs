@@ -94,9 +94,9 @@ pub async fn region(
     let live = s.live_parts().await?;
     let now = Utc::now();
     let day_start = local_midnight(now);
-    let today_slots = live
-        .inputs(&s.regions, now)
-        .region_slots(&shape.code, &shape.name, day_start);
+    let today_slots =
+        live.inputs(&s.regions, now)
+            .region_slots(&shape.code, &shape.name, day_start);
     respond::page(&RegionPage {
         attribution: s.attribution(),
         name_short: shape.name.chars().take(18).collect(),
@@ -156,7 +156,10 @@ fn today_chart(
             label: if f.complete {
                 format!("{local}: {v:.3} kWh a household ({} meters)", f.meters)
             } else {
-                format!("{local}: {v:.3} kWh a household, incomplete ({} meters)", f.meters)
+                format!(
+                    "{local}: {v:.3} kWh a household, incomplete ({} meters)",
+                    f.meters
+                )
             },
         };
         if f.complete {
@@ -171,7 +174,10 @@ fn today_chart(
             .enumerate()
             .flat_map(|(i, v)| {
                 let x0 = left + i as f64 * step;
-                [format!("{},{}", at(x0), at(y(*v))), format!("{},{}", at(x0 + step), at(y(*v)))]
+                [
+                    format!("{},{}", at(x0), at(y(*v))),
+                    format!("{},{}", at(x0 + step), at(y(*v))),
+                ]
             })
             .collect::<Vec<_>>()
             .join(" ")
