@@ -6,7 +6,9 @@
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::domain::{MeterId, RegionCode};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::domain::{MeterId, Reading, RegionCode};
 
 /// A slot's length: the half hour of the fleet's default interval.
 pub const SLOT: TimeDelta = TimeDelta::minutes(30);
@@ -78,6 +80,37 @@ impl LiveSlot {
         self.meters += other.meters;
         self.readings += other.readings;
     }
+}
+
+/// The slots `readings` (each with its meter's region) make when summed directly: exact
+/// micro-kWh, distinct meters and readings per (region, slot), ordered by region and slot as
+/// [`crate::store::Store::live_slots`] answers. The reference the live aggregator's figures
+/// must equal, computed without its state.
+pub fn slots_of<'a>(
+    readings: impl IntoIterator<Item = (RegionCode, &'a Reading)>,
+) -> Vec<LiveSlot> {
+    #[derive(Default)]
+    struct Sum {
+        micro: i64,
+        meters: BTreeSet<MeterId>,
+        readings: u32,
+    }
+    let mut sums: BTreeMap<(RegionCode, DateTime<Utc>), Sum> = BTreeMap::new();
+    for (region, r) in readings {
+        let sum = sums.entry((region, slot_of(r.ts))).or_default();
+        sum.micro += micro_kwh(r.kwh);
+        sum.meters.insert(r.meter_id.clone());
+        sum.readings += 1;
+    }
+    sums.into_iter()
+        .map(|((region, slot), sum)| LiveSlot {
+            region,
+            slot,
+            micro_kwh: sum.micro,
+            meters: u32::try_from(sum.meters.len()).unwrap_or(u32::MAX),
+            readings: sum.readings,
+        })
+        .collect()
 }
 
 #[cfg(test)]

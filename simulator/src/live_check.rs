@@ -2,13 +2,13 @@
 //! in the live window with repeats and corrections, the slots computed again from the store's
 //! own readings, and a wait until the aggregator's figures equal them exactly.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use iot_common::Reading;
 use iot_common::domain::{Meter, MeterId, RegionCode};
-use iot_common::live::{LiveSlot, SLOT, micro_kwh, slot_of, window_start};
+use iot_common::live::{LiveSlot, SLOT, slot_of, slots_of, window_start};
 use iot_common::store::Store;
 
 /// `n` meters `{prefix}{i:03}`, spread over `regions` in turn.
@@ -81,40 +81,24 @@ pub fn batch(meter: &Meter, index: usize, round: usize, now: DateTime<Utc>) -> V
 }
 
 /// Each registered meter's readings of the window, as the store holds them (after the sink),
-/// summed per (region, slot) the way the aggregator is to: exact micro-kWh, distinct meters,
-/// readings. Ordered by region and slot, as [`Store::live_slots`] answers.
+/// summed per (region, slot) directly ([`slots_of`]): what the aggregator's figures must equal.
 pub async fn expected_from_readings(store: &dyn Store, meters: &[Meter]) -> Vec<LiveSlot> {
     let now = Utc::now();
-    let from = window_start(now);
-    #[derive(Default)]
-    struct Sum {
-        micro: i64,
-        meters: BTreeSet<MeterId>,
-        readings: u32,
-    }
-    let mut sums: BTreeMap<(RegionCode, DateTime<Utc>), Sum> = BTreeMap::new();
+    let mut all = Vec::new();
     for m in meters {
         let Some(region) = &m.region else { continue };
         let readings = store
-            .meter_readings(&m.meter_id, from, now + TimeDelta::hours(1), 100_000)
+            .meter_readings(
+                &m.meter_id,
+                window_start(now),
+                now + TimeDelta::hours(1),
+                100_000,
+            )
             .await
             .unwrap_or_else(|e| panic!("read {}'s readings: {e}", m.meter_id));
-        for r in readings {
-            let sum = sums.entry((region.clone(), slot_of(r.ts))).or_default();
-            sum.micro += micro_kwh(r.kwh);
-            sum.meters.insert(r.meter_id.clone());
-            sum.readings += 1;
-        }
+        all.extend(readings.into_iter().map(|r| (region.clone(), r)));
     }
-    sums.into_iter()
-        .map(|((region, slot), sum)| LiveSlot {
-            region,
-            slot,
-            micro_kwh: sum.micro,
-            meters: u32::try_from(sum.meters.len()).unwrap_or(u32::MAX),
-            readings: sum.readings,
-        })
-        .collect()
+    slots_of(all.iter().map(|(region, r)| (region.clone(), r)))
 }
 
 /// The aggregator's figures of the regions `meters` live in (slots with no reading left

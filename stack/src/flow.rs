@@ -1,7 +1,8 @@
 //! The data flow of a running stack, checked from outside as a person would see it: the
 //! fleet posts through the edge to every meter replica, the sink stores, the first analytics
-//! run profiles the whole backfill, the map through the edge is coloured, internal routes
-//! are 404 at the edge, and the console through the analyst port recomputes.
+//! run profiles the whole backfill, the map through the edge is coloured, the live layer's
+//! half hours in Cassandra equal the stored readings' and show through the edge, internal
+//! routes are 404 at the edge, and the console through the analyst port recomputes.
 
 use std::time::{Duration, Instant};
 
@@ -23,6 +24,8 @@ pub struct FlowReport {
     pub stored: u64,
     pub first_run: Run,
     pub coloured_regions: usize,
+    /// The live layer's half hours with readings (all regions, 48 hours).
+    pub live_slots: usize,
     pub console_run: Run,
 }
 
@@ -61,6 +64,8 @@ pub async fn check(
     let edge = stack.addresses.of("edge")[0];
     let coloured_regions = map_is_coloured(&http, &format!("http://{edge}:8080/"), regions).await?;
     internal_routes_hidden(&http, &format!("http://{edge}:8080")).await?;
+    let live_slots =
+        live_equals_the_readings(stack, store, &http, &format!("http://{edge}:8080")).await?;
     let console_run = console_recomputes(
         stack,
         store,
@@ -83,8 +88,73 @@ pub async fn check(
         stored,
         first_run,
         coloured_regions,
+        live_slots,
         console_run,
     })
+}
+
+/// The live aggregator's half hours in Cassandra equal, to the micro-kWh, the same half hours
+/// summed from the stored readings (the fleet's backfill covers the whole 48-hour window), and
+/// the edge serves them.
+async fn live_equals_the_readings(
+    stack: &mut Stack,
+    store: &dyn Store,
+    http: &reqwest::Client,
+    edge: &str,
+) -> Result<usize, StackError> {
+    let meters = store.meters().await.map_err(|e| flow(e.to_string()))?;
+    let live_slots = until(
+        stack,
+        Duration::from_secs(120),
+        "the live layer equal to the stored readings",
+        || async {
+            let now = chrono::Utc::now();
+            let from = iot_common::live::window_start(now);
+            let mut readings = Vec::new();
+            for m in &meters {
+                let Some(region) = &m.region else { continue };
+                let of_meter = store
+                    .meter_readings(
+                        &m.meter_id,
+                        from,
+                        now + chrono::TimeDelta::hours(1),
+                        MAX_READBACK,
+                    )
+                    .await
+                    .ok()?;
+                readings.extend(of_meter.into_iter().map(|r| (region.clone(), r)));
+            }
+            let expected = iot_common::live::slots_of(readings.iter().map(|(g, r)| (g.clone(), r)));
+            let mut live = store.live_slots(from).await.ok()?;
+            live.retain(|s| s.readings > 0);
+            (!expected.is_empty() && live == expected).then_some(live.len())
+        },
+    )
+    .await?;
+    let url = format!("{edge}/api/v1/live");
+    let answer: Value = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| StackError::service("edge", format!("GET {url}: {e}")))?
+        .json()
+        .await
+        .map_err(|e| StackError::service("web", format!("GET {url}: {e}")))?;
+    let registered: u64 = answer["regions"]
+        .as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r["registered_meters"].as_u64())
+                .sum()
+        })
+        .unwrap_or(0);
+    if registered != meters.len() as u64 {
+        return Err(flow(format!(
+            "{url} counts {registered} registered meters; the store has {}",
+            meters.len()
+        )));
+    }
+    Ok(live_slots)
 }
 
 /// The stack's Cassandra keyspace, as the `migrate` service names it.

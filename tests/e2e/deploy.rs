@@ -258,6 +258,8 @@ fn the_external_frontend_routes_external_paths_only() {
         ("GET", "/api/v1/regions/E09000001", "web_external"),
         ("GET", "/api/v1/meters/MAC000001/readings", "web_external"),
         ("GET", "/api/v1/openapi.json", "web_external"),
+        ("GET", "/api/v1/live", "web_external"),
+        ("GET", "/api/v1/live/E09000001", "web_external"),
         ("GET", "/me", "web_external"),
         ("POST", "/me/login", "web_external"),
         ("POST", "/me/logout", "web_external"),
@@ -277,6 +279,8 @@ fn the_external_frontend_routes_external_paths_only() {
         ext.paths(),
         vec![
             "/",
+            "/api/v1/live",
+            "/api/v1/live/",
             "/api/v1/meters/",
             "/api/v1/openapi.json",
             "/api/v1/readings",
