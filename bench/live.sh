@@ -19,9 +19,10 @@ for meters in "${@:-300 3000}"; do
     line=$(grep '^listening' "$out")
     ext=$(sed -E 's/.*external=([^ ]+).*/\1/' <<<"$line")
     int=$(sed -E 's/.*internal=([^ ]+).*/\1/' <<<"$line")
-    # The fleet's backfill first: the live layer then sees only the live posts and the probe.
-    until curl -fs "$int/internal/v1/console/progress" -H "Authorization: Bearer $(cat "$data/analyst-token")" \
-        | grep -q '"done":true'; do sleep 1; done
+    # The fleet's backfill first (the start-up run waits until it is stored): the live layer
+    # then sees only the live posts and the probe.
+    until curl -fs "$int/internal/v1/runs" -H "Authorization: Bearer $(cat "$data/analyst-token")" \
+        | grep -q '"succeeded"'; do sleep 1; done
     echo "fleet of $m meters, backfill stored"
     python3 bench/live_probe.py --external "$ext" --internal "$int" \
       --analyst-token "$(cat "$data/analyst-token")"

@@ -54,7 +54,7 @@ async fn the_map_draws_every_borough_with_a_legend_and_stays_light() {
     );
     let weight = html.len() + css.len() + js.len();
     assert!(weight < 250 * 1024, "page weight {weight} bytes");
-    for metric in ["p90", "evening"] {
+    for metric in ["p90", "evening", "now"] {
         let (status, _, html) = text(&app, app.ext(&format!("/?metric={metric}"))).await;
         assert_eq!(status, StatusCode::OK);
         assert!(html.contains("aria-current=\"true\""));

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use iot_common::bus::{Bus, BusError, Consumer};
-use iot_common::domain::{MeterId, RegionCode};
+use iot_common::domain::{MAX_FUTURE_SKEW_S, MeterId, RegionCode};
 use iot_common::live::{slot_of, window_start};
 use iot_common::retry::sleep_unless;
 use iot_common::store::{Store, StoreError};
@@ -58,6 +58,10 @@ pub enum LiveError {
 /// again.
 const UNKNOWN_METER_RECHECK: Duration = Duration::from_secs(60);
 
+/// Most unregistered meters remembered: tokens are per meter, so many strangers means a
+/// leaked secret, and forgetting them costs only lookups.
+const UNKNOWN_METERS_KEPT: usize = 100_000;
+
 /// Each meter's region, read from the store once and kept: readings of a meter in no region
 /// are left out, as the batch profile leaves them out.
 struct MeterRegions {
@@ -99,6 +103,9 @@ impl MeterRegions {
                 Ok(Some(region))
             }
             None => {
+                if self.unknown.len() >= UNKNOWN_METERS_KEPT {
+                    self.unknown.clear();
+                }
                 self.unknown.insert(meter.clone(), Instant::now());
                 Ok(None)
             }
@@ -154,9 +161,14 @@ impl Aggregator {
         batch: Vec<(u32, iot_common::Reading)>,
         shutdown: &CancellationToken,
     ) -> Result<Step, StoreError> {
-        let start = window_start(Utc::now());
+        let now = Utc::now();
+        let start = window_start(now);
+        // The meter refuses readings that start more than a few minutes ahead; anything
+        // further ahead came from elsewhere and would sit in the state past any window.
+        let newest = slot_of(now + chrono::TimeDelta::seconds(MAX_FUTURE_SKEW_S));
         for (part, reading) in batch {
-            if slot_of(reading.ts) < start {
+            let slot = slot_of(reading.ts);
+            if slot < start || slot > newest {
                 continue;
             }
             if !self.parts.contains_key(&part) {
