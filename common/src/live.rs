@@ -84,7 +84,7 @@ impl LiveSlot {
 
 /// The slots `readings` (each with its meter's region) make when summed directly: exact
 /// micro-kWh, distinct meters and readings per (region, slot), ordered by region and slot as
-/// [`crate::store::Store::live_slots`] answers. The reference the live aggregator's figures
+/// `Store::live_slots` answers. The reference the live aggregator's figures
 /// must equal, computed without its state.
 pub fn slots_of<'a>(
     readings: impl IntoIterator<Item = (RegionCode, &'a Reading)>,

@@ -168,6 +168,15 @@ pub fn distinct_readings(meters: &[Meter], rounds: usize) -> usize {
     keys.len()
 }
 
+/// Waits until `done` (see [`post_rounds`]) reaches `at_least`; panics after two minutes.
+pub async fn wait_rounds(done: &std::sync::atomic::AtomicUsize, at_least: usize) {
+    let until = tokio::time::Instant::now() + Duration::from_secs(120);
+    while done.load(std::sync::atomic::Ordering::SeqCst) < at_least {
+        assert!(tokio::time::Instant::now() < until, "the load stalled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Posts `rounds` rounds of [`batch`] for each of `meters` (with its token) to `target`, one
 /// request per meter and round, each posted again until it is answered 202 (the process behind
 /// `target` may be stopping or restarting). `done` counts the finished rounds.

@@ -1,5 +1,6 @@
-//! The sink and the fleet as services of their own, with health and metrics on an internal
-//! listener. The sink: Kafka in, the store out. The fleet: households posting to the meter.
+//! The sink, the live aggregator and the fleet as services of their own, with health and
+//! metrics on an internal listener. The sink: Kafka in, the store out. The live aggregator:
+//! Kafka in, the live slots out. The fleet: households posting to the meter.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use iot_common::metrics::Metrics;
 use iot_common::service::{ListenError, Service};
 use iot_common::store::Store;
 use iot_kafka::{KafkaBus, KafkaConfig};
+use tokio_util::sync::CancellationToken;
 
 use crate::backfill::wait_until_stored;
 use crate::{SinkConfig, run_sink};
@@ -38,6 +40,7 @@ pub struct SinkServiceConfig {
     pub sink: SinkConfig,
 }
 
+/// A running consumer service: the sink or the live aggregator.
 pub struct RunningSink {
     pub internal: SocketAddr,
     pub store: Arc<dyn Store>,
@@ -45,38 +48,17 @@ pub struct RunningSink {
     pub service: Service,
 }
 
-/// Opens the store and starts consuming once the broker answers.
+/// Opens the store and starts the sink once the broker answers.
 pub async fn start_sink(config: SinkServiceConfig) -> Result<RunningSink, SinkServiceError> {
-    let store = config.store.open_patiently(STORE_PATIENCE).await?;
-    let metrics = Arc::new(Metrics::new());
-    let kafka = KafkaBus::new(config.kafka, metrics.clone())?;
-    let bus: Arc<dyn Bus> = Arc::new(kafka.clone());
-    let mut service = Service::new();
-    let shutdown = service.shutdown_token();
-    let (s, m) = (store.clone(), metrics.clone());
-    let b = bus.clone();
-    service.spawn("sink", async move {
-        if !kafka.ensure_topics_until_ready(&shutdown).await {
-            return Ok(());
-        }
-        run_sink(b, s, m, config.sink, shutdown).await
-    });
-    let internal = Router::new()
-        .merge(health_routes(Health {
-            metrics: metrics.clone(),
-            store: Some(store.clone()),
-            bus: Some(bus),
-        }))
-        .fallback(fallback);
-    let internal = service
-        .listen("internal", config.internal_addr, internal)
-        .await?;
-    Ok(RunningSink {
-        internal,
-        store,
-        metrics,
-        service,
-    })
+    let sink = config.sink;
+    start_consumer(
+        "sink",
+        config.internal_addr,
+        &config.store,
+        config.kafka,
+        |bus, store, metrics, shutdown| run_sink(bus, store, metrics, sink, shutdown),
+    )
+    .await
 }
 
 #[derive(Debug, Clone)]
@@ -89,18 +71,45 @@ pub struct LiveServiceConfig {
 
 /// Opens the store and starts the live aggregator once the broker answers.
 pub async fn start_live(config: LiveServiceConfig) -> Result<RunningSink, SinkServiceError> {
-    let store = config.store.open_patiently(STORE_PATIENCE).await?;
+    let live = config.live;
+    start_consumer(
+        "live",
+        config.internal_addr,
+        &config.store,
+        config.kafka,
+        |bus, store, _, shutdown| crate::run_live(bus, store, live, shutdown),
+    )
+    .await
+}
+
+/// A consumer of the readings topic as a service of its own: the store opened, the task
+/// `run` started once the broker answers, health and metrics on the internal listener.
+async fn start_consumer<F, Fut, E>(
+    name: &'static str,
+    internal_addr: SocketAddr,
+    store: &StoreArgs,
+    kafka: KafkaConfig,
+    run: F,
+) -> Result<RunningSink, SinkServiceError>
+where
+    F: FnOnce(Arc<dyn Bus>, Arc<dyn Store>, Arc<Metrics>, CancellationToken) -> Fut
+        + Send
+        + 'static,
+    Fut: std::future::Future<Output = Result<(), E>> + Send + 'static,
+    E: std::fmt::Display + 'static,
+{
+    let store = store.open_patiently(STORE_PATIENCE).await?;
     let metrics = Arc::new(Metrics::new());
-    let kafka = KafkaBus::new(config.kafka, metrics.clone())?;
+    let kafka = KafkaBus::new(kafka, metrics.clone())?;
     let bus: Arc<dyn Bus> = Arc::new(kafka.clone());
     let mut service = Service::new();
     let shutdown = service.shutdown_token();
-    let (s, b) = (store.clone(), bus.clone());
-    service.spawn("live", async move {
+    let (s, m, b) = (store.clone(), metrics.clone(), bus.clone());
+    service.spawn(name, async move {
         if !kafka.ensure_topics_until_ready(&shutdown).await {
             return Ok(());
         }
-        crate::run_live(b, s, config.live, shutdown).await
+        run(b, s, m, shutdown).await
     });
     let internal = Router::new()
         .merge(health_routes(Health {
@@ -109,9 +118,7 @@ pub async fn start_live(config: LiveServiceConfig) -> Result<RunningSink, SinkSe
             bus: Some(bus),
         }))
         .fallback(fallback);
-    let internal = service
-        .listen("internal", config.internal_addr, internal)
-        .await?;
+    let internal = service.listen("internal", internal_addr, internal).await?;
     Ok(RunningSink {
         internal,
         store,

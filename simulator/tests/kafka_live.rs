@@ -7,7 +7,7 @@
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -22,6 +22,7 @@ use iot_meter::service::MeterConfig;
 use iot_simulator::acked_load::{Target, terminate};
 use iot_simulator::live_check::{
     assert_live_equals_readings, distinct_readings, meters, post_rounds, rounds_available,
+    wait_rounds,
 };
 use iot_testkit::KillOnDrop;
 
@@ -37,14 +38,6 @@ fn simulator(what: &str, broker: &TestBroker, dir: &std::path::Path) -> Child {
         .stdout(Stdio::null())
         .spawn()
         .unwrap_or_else(|e| panic!("start `simulator {what}`: {e}"))
-}
-
-async fn wait_rounds(done: &AtomicUsize, at_least: usize) {
-    let until = tokio::time::Instant::now() + Duration::from_secs(120);
-    while done.load(Ordering::SeqCst) < at_least {
-        assert!(tokio::time::Instant::now() < until, "the load stalled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

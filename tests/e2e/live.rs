@@ -4,7 +4,7 @@
 //! stored readings; `/api/v1/live` and `/api/v1/live/{code}` serve them.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use chrono::Utc;
@@ -14,18 +14,11 @@ use iot_common::store::sqlite::SqliteStore;
 use iot_simulator::acked_load::{Target, terminate};
 use iot_simulator::live_check::{
     assert_live_equals_readings, distinct_readings, meters, post_rounds, rounds_available,
+    wait_rounds,
 };
 use serde_json::Value;
 
 use crate::process::launch_with;
-
-async fn wait_rounds(done: &AtomicUsize, at_least: usize) {
-    let until = tokio::time::Instant::now() + Duration::from_secs(120);
-    while done.load(Ordering::SeqCst) < at_least {
-        assert!(tokio::time::Instant::now() < until, "the load stalled");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_figures_equal_the_stored_readings_after_sigterm_and_kill_dash_nine() {

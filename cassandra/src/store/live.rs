@@ -3,14 +3,11 @@
 //! its slot leaves the window, so nothing needs deleting.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use futures::TryStreamExt;
 use iot_common::domain::{MeterId, RegionCode};
 use iot_common::live::{self, LiveEntry, LiveSlot};
 use iot_common::store::{StoreError, sum_live_parts};
-use scylla::statement::prepared::PreparedStatement;
 
 use super::{CassandraStore, decode};
-use crate::client::ClientError;
 use crate::layout::{day_of, days};
 use crate::write_path::fan_out;
 
@@ -140,29 +137,6 @@ impl CassandraStore {
             }
         }
         Ok(sum_live_parts(out))
-    }
-
-    /// Every row of one partition's query, paged.
-    async fn rows_of<T>(
-        &self,
-        statement: &PreparedStatement,
-        values: impl scylla::serialize::row::SerializeRow,
-    ) -> Result<Vec<T>, StoreError>
-    where
-        T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
-    {
-        let pager = self
-            .client
-            .session
-            .execute_iter(statement.clone(), values)
-            .await
-            .map_err(ClientError::from)?;
-        pager
-            .rows_stream::<T>()
-            .map_err(decode)?
-            .map_err(|e| StoreError::Unavailable(e.into()))
-            .try_collect()
-            .await
     }
 }
 

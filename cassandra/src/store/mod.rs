@@ -152,10 +152,22 @@ impl CassandraStore {
     where
         T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
     {
+        self.rows_of(statement, ()).await
+    }
+
+    /// Every row a statement answers with `values`, paged.
+    async fn rows_of<T>(
+        &self,
+        statement: &PreparedStatement,
+        values: impl scylla::serialize::row::SerializeRow,
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: for<'f, 'm> scylla::deserialize::row::DeserializeRow<'f, 'm>,
+    {
         let pager = self
             .client
             .session
-            .execute_iter(statement.clone(), ())
+            .execute_iter(statement.clone(), values)
             .await
             .map_err(ClientError::from)?;
         pager
@@ -499,20 +511,8 @@ impl Store for CassandraStore {
     }
 
     async fn revocations(&self) -> Result<Vec<(MeterId, DateTime<Utc>)>, StoreError> {
-        let pager = self
-            .client
-            .session
-            .execute_iter(
-                self.statements.revocations_all.clone(),
-                (REVOCATIONS_SHARD,),
-            )
-            .await
-            .map_err(ClientError::from)?;
-        let rows: Vec<(String, Option<DateTime<Utc>>)> = pager
-            .rows_stream()
-            .map_err(decode)?
-            .map_err(|e| StoreError::Unavailable(e.into()))
-            .try_collect()
+        let rows: Vec<(String, Option<DateTime<Utc>>)> = self
+            .rows_of(&self.statements.revocations_all, (REVOCATIONS_SHARD,))
             .await?;
         rows.into_iter()
             .map(|(id, at)| {

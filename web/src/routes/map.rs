@@ -78,6 +78,18 @@ struct MapRegion {
     label: String,
 }
 
+impl MapRegion {
+    fn of(shape: &crate::geometry::Shape, fill: String, label: String) -> Self {
+        Self {
+            code: shape.code.to_string(),
+            name: shape.name.clone(),
+            d: shape.d.clone(),
+            fill,
+            label,
+        }
+    }
+}
+
 struct LegendRow {
     fill: String,
     label: String,
@@ -216,13 +228,7 @@ fn live_regions(now: &LiveNow, geometry: &MapGeometry) -> Vec<MapRegion> {
                     (fill, f.label(r.registered_meters))
                 },
             );
-            MapRegion {
-                code: g.code.to_string(),
-                name: g.name.clone(),
-                d: g.d.clone(),
-                fill,
-                label,
-            }
+            MapRegion::of(g, fill, label)
         })
         .collect()
 }
@@ -281,13 +287,7 @@ fn coloured_regions(
             });
             let (fill, label) =
                 shown.unwrap_or_else(|| ("url(#hatch)".to_owned(), "no data yet".to_owned()));
-            MapRegion {
-                code: g.code.to_string(),
-                name: g.name.clone(),
-                d: g.d.clone(),
-                fill,
-                label,
-            }
+            MapRegion::of(g, fill, label)
         })
         .collect()
 }
