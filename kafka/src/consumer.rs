@@ -272,13 +272,16 @@ impl Consumer for KafkaConsumer {
         }
         let topic = self.topic.clone();
         let assigned = self.consumer.assignment().map_err(|e| kafka_error(&e))?;
+        // A partition given away in a rebalance is the new owner's to commit, and its
+        // position here is forgotten even if this commit fails: should the partition come
+        // back, what was handed out before is read again rather than committed unseen by a
+        // caller that dropped its state for the partition (the live aggregator does).
+        self.positions
+            .retain(|&partition, _| assigned.find_partition(&topic, partition).is_some());
         let mut tpl = TopicPartitionList::new();
         for (&partition, &next) in &self.positions {
-            // A partition given away in a rebalance is the new owner's to commit.
-            if assigned.find_partition(&topic, partition).is_some() {
-                tpl.add_partition_offset(&topic, partition, Offset::Offset(next))
-                    .map_err(|e| kafka_error(&e))?;
-            }
+            tpl.add_partition_offset(&topic, partition, Offset::Offset(next))
+                .map_err(|e| kafka_error(&e))?;
         }
         if tpl.count() > 0 {
             let consumer = self.consumer.clone();
