@@ -156,6 +156,7 @@ pub struct LiveRegionSlots {
 /// What the live views are made of, read once per request.
 pub struct LiveInputs<'a> {
     pub regions: &'a Regions,
+    /// Ordered by region and slot, as `Store::live_slots` answers.
     pub slots: &'a [LiveSlot],
     pub profiles: &'a Profiles,
     /// Registered meters by region.
@@ -165,9 +166,11 @@ pub struct LiveInputs<'a> {
 
 impl LiveInputs<'_> {
     fn find(&self, code: &RegionCode, slot: DateTime<Utc>) -> Option<&LiveSlot> {
-        self.slots
-            .iter()
-            .find(|s| s.slot == slot && &s.region == code)
+        let at = self
+            .slots
+            .binary_search_by(|s| (&s.region, s.slot).cmp(&(code, slot)))
+            .ok()?;
+        self.slots.get(at)
     }
 
     /// The region's registered meters; at least the meters that reported in `figures`
